@@ -1,0 +1,171 @@
+"""VGG19 feature network in Flax, up to a chosen layer, with named post-ReLU taps.
+
+Conventions:
+  * Input `images`: `[B, H, W, 3]` float32, RGB in [0, 1]. Preprocessing (torchvision's RGB
+    mean/std, or Caffe's BGR 0-255 minus mean) happens inside the network, so every caller
+    passes plain [0, 1] images.
+  * Kernels are HWIO (Flax); a tap named `conv3_1` is the activation *after* that conv's ReLU
+    (the official code's relu3_1).
+  * Pooling is 2x2/2 max pooling, either `floor` (torchvision, Flax VALID) or `ceil` (Caffe:
+    odd sizes keep their last row/column).
+
+Convolutions have a custom VJP whose input gradient is a plain convolution with a kernel that
+was flipped and in/out-swapped *outside* any solver loop (passed in through the `backward`
+variable collection, see `backward_kernels`). XLA on CPU otherwise keeps the input-gradient
+convolutions of a while-loop body on a slow `reverse`d-kernel path (~3x slower, see
+shared/MEASURED.md). Gradients are identical either way.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+# (name, output channels) of VGG19's convolutions; "pool" entries are 2x2/2 max pools.
+VGG19_LAYOUT: tuple[tuple[str, int], ...] = (
+    ("conv1_1", 64), ("conv1_2", 64), ("pool1", 0),
+    ("conv2_1", 128), ("conv2_2", 128), ("pool2", 0),
+    ("conv3_1", 256), ("conv3_2", 256), ("conv3_3", 256), ("conv3_4", 256), ("pool3", 0),
+    ("conv4_1", 512), ("conv4_2", 512), ("conv4_3", 512), ("conv4_4", 512), ("pool4", 0),
+    ("conv5_1", 512), ("conv5_2", 512), ("conv5_3", 512), ("conv5_4", 512), ("pool5", 0),
+)
+CONV_NAMES: tuple[str, ...] = tuple(n for n, c in VGG19_LAYOUT if c)
+DEFAULT_TAPS: tuple[str, ...] = ("conv3_1", "conv4_1", "conv5_1")
+PREPROCESSING = ("torchvision", "caffe")
+POOLING = ("floor", "ceil")
+
+TORCHVISION_MEAN = (0.485, 0.456, 0.406)
+TORCHVISION_STD = (0.229, 0.224, 0.225)
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+
+
+def preprocess(images: jax.Array, convention: str) -> jax.Array:
+  """Maps `[B, H, W, 3]` RGB in [0, 1] to the network's input convention.
+
+  `torchvision`: (x - mean) / std, RGB. `caffe`: BGR, x 255, minus the BGR mean.
+  """
+  if convention == "torchvision":
+    return (images - jnp.asarray(TORCHVISION_MEAN)) / jnp.asarray(TORCHVISION_STD)
+  if convention == "caffe":
+    return images[..., ::-1] * 255.0 - jnp.asarray(CAFFE_MEAN_BGR)
+  raise ValueError(f"preprocessing must be one of {PREPROCESSING}, got {convention!r}")
+
+
+def pixel_scale(convention: str) -> float:
+  """How many network-input units one [0, 1] pixel unit is (for TV in the network's units)."""
+  return 255.0 if convention == "caffe" else 1.0
+
+
+def max_pool(x: jax.Array, mode: str) -> jax.Array:
+  """2x2/2 max pool of `[B, H, W, C]`; `ceil` keeps a trailing odd row/column like Caffe."""
+  if mode == "ceil":
+    pad_h, pad_w = x.shape[1] % 2, x.shape[2] % 2
+    if pad_h or pad_w:
+      x = jnp.pad(x, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), constant_values=-jnp.inf)
+  elif mode != "floor":
+    raise ValueError(f"pooling must be one of {POOLING}, got {mode!r}")
+  return nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
+
+
+def _conv(x, kernel):
+  return jax.lax.conv_general_dilated(
+      x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+@jax.custom_vjp
+def conv3x3(x: jax.Array, kernel: jax.Array, kernel_t: jax.Array) -> jax.Array:
+  """3x3 SAME convolution; `kernel_t` = kernel flipped spatially with in/out swapped."""
+  return _conv(x, kernel)
+
+
+def _conv3x3_fwd(x, kernel, kernel_t):
+  return _conv(x, kernel), (x, kernel, kernel_t)
+
+
+def _conv3x3_bwd(res, g):
+  x, kernel, kernel_t = res
+  dx = _conv(g, kernel_t)
+  _, kernel_vjp = jax.vjp(lambda k: _conv(x, k), kernel)
+  (dkernel,) = kernel_vjp(g)
+  return dx, dkernel, jnp.zeros_like(kernel_t)
+
+
+conv3x3.defvjp(_conv3x3_fwd, _conv3x3_bwd)
+
+
+def flip_kernel(kernel: jax.Array) -> jax.Array:
+  """`[3, 3, I, O]` -> `[3, 3, O, I]` spatially flipped: the input-gradient kernel."""
+  return jnp.flip(kernel, (0, 1)).swapaxes(2, 3)
+
+
+class Conv3x3(nn.Module):
+  features: int
+
+  @nn.compact
+  def __call__(self, x):
+    kernel = self.param("kernel", nn.initializers.he_normal(),
+                        (3, 3, x.shape[-1], self.features))
+    bias = self.param("bias", nn.initializers.zeros, (self.features,))
+    if self.has_variable("backward", "kernel_t"):
+      y = conv3x3(x, kernel, self.get_variable("backward", "kernel_t"))
+    else:
+      y = _conv(x, kernel)
+    return y + bias
+
+
+def channels(base: int, width: float) -> int:
+  return max(1, int(round(base * width)))
+
+
+class VGG19(nn.Module):
+  """VGG19 up to the deepest of `taps` (or `last_layer` if deeper).
+
+  Returns a dict tap -> post-ReLU activation `[B, h, w, c]` float32.
+  """
+  taps: Sequence[str] = DEFAULT_TAPS
+  width: float = 1.0
+  pooling: str = "floor"
+  preprocessing: str = "torchvision"
+  last_layer: str | None = None
+
+  def setup_check(self):
+    unknown = [t for t in self.taps if t not in CONV_NAMES]
+    if unknown or not self.taps:
+      raise ValueError(f"taps must be non-empty and among {CONV_NAMES}, got {list(self.taps)}")
+
+  @nn.compact
+  def __call__(self, images: jax.Array) -> dict[str, jax.Array]:
+    self.setup_check()
+    if images.ndim != 4 or images.shape[-1] != 3:
+      raise ValueError(f"images must be [B, H, W, 3], got shape {images.shape}")
+    stop = max(CONV_NAMES.index(t) for t in self.taps)
+    if self.last_layer is not None:
+      stop = max(stop, CONV_NAMES.index(self.last_layer))
+    x = preprocess(images.astype(jnp.float32), self.preprocessing)
+    out = {}
+    for name, base in VGG19_LAYOUT:
+      if not base:
+        x = max_pool(x, self.pooling)
+        continue
+      x = nn.relu(Conv3x3(channels(base, self.width), name=name)(x))
+      if name in self.taps:
+        out[name] = x
+      if name == CONV_NAMES[stop]:
+        break
+    return {t: out[t] for t in self.taps}
+
+
+def min_image_size(taps: Sequence[str], pooling: str = "floor") -> int:
+  """Smallest side for which every tap has at least one spatial position."""
+  pools = max(int(t[4]) - 1 for t in taps)
+  return 2 ** pools if pooling == "floor" else 1
+
+
+def backward_kernels(params) -> dict:
+  """The `backward` collection (flipped kernels) for fast input gradients; compute it once,
+  outside any loop, and pass `{'params': params, 'backward': ...}` to `apply`."""
+  return {name: {"kernel_t": flip_kernel(p["kernel"])} for name, p in params.items()}
+

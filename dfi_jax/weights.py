@@ -1,0 +1,159 @@
+"""Native weights format: VGG19 params plus the provenance that configures a run.
+
+A weights file is a NumPy `.npz` archive (read with `allow_pickle=False`, so loading never
+executes code) holding one array per parameter, keyed `conv3_1/kernel` (HWIO) and
+`conv3_1/bias`, plus `__provenance__`: UTF-8 JSON with at least
+
+  format         "dfi_jax-weights-v1"
+  kind           "random" | "trained" | "ported"
+  description    one line a person reads in logs and outputs
+  preprocessing  "torchvision" | "caffe"   (see model.preprocess)
+  pooling        "floor" | "ceil"
+  width          channel multiplier (1.0 = real VGG19)
+  layers         conv layers present, in order
+  made_by        the command that made the file
+
+and whatever else the maker records (training settings, source file and sha256, measured edit
+quality). Arrays may be stored as float16 to keep files small; they load as float32.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from dfi_jax import model as model_lib
+
+FORMAT = "dfi_jax-weights-v1"
+REQUIRED = ("kind", "description", "preprocessing", "pooling", "width", "layers", "made_by")
+_META_KEY = "__provenance__"
+ASSET_DIR = Path(__file__).parent / "assets"
+DEFAULT_WEIGHTS = ASSET_DIR / "default_weights.npz"
+
+
+class WeightsError(ValueError):
+  """A weights file that is missing, unreadable or of the wrong kind."""
+
+
+def init_random(key: jax.Array, width: float = 1.0, last_layer: str = "conv5_1") -> dict:
+  """He-initialised VGG19 params up to `last_layer` (what `VGG19.init` makes)."""
+  net = model_lib.VGG19(taps=(last_layer,), width=width)
+  params = net.init(key, np.zeros((1, 32, 32, 3), np.float32))["params"]
+  return jax.tree.map(np.asarray, params)
+
+
+def provenance_for(kind: str, description: str, made_by: str, params: dict, *,
+                   preprocessing: str = "torchvision", pooling: str = "floor",
+                   width: float = 1.0, **extra: Any) -> dict:
+  """A complete provenance record for `params`."""
+  return dict(format=FORMAT, kind=kind, description=description, made_by=made_by,
+              preprocessing=preprocessing, pooling=pooling, width=float(width),
+              layers=[n for n in model_lib.CONV_NAMES if n in params], **extra)
+
+
+def save_weights(path: str | os.PathLike, params: dict, provenance: dict,
+                 dtype: str = "float32") -> Path:
+  """Writes `params` and `provenance` atomically (temp file + rename) to `path`."""
+  path = Path(path)
+  missing = [k for k in REQUIRED if k not in provenance]
+  if missing:
+    raise WeightsError(f"provenance for {path} lacks {missing}")
+  check_params(params, provenance, str(path))
+  arrays = {f"{layer}/{name}": np.asarray(v, dtype=dtype)
+            for layer, p in params.items() for name, v in p.items()}
+  meta = dict(provenance, format=FORMAT)
+  arrays[_META_KEY] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), np.uint8)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+  try:
+    with os.fdopen(fd, "wb") as f:
+      np.savez_compressed(f, **arrays)
+    os.replace(tmp, path)
+  except BaseException:
+    Path(tmp).unlink(missing_ok=True)
+    raise
+  return path
+
+
+def load_weights(path: str | os.PathLike) -> tuple[dict, dict]:
+  """Reads a native weights file: `(params, provenance)`; params as float32 NumPy arrays."""
+  path = Path(path)
+  if not path.exists():
+    raise WeightsError(
+        f"weights file {path} not found: put a dfi_jax weights file there (make one with "
+        "`python -m experiments.train_features` or `python -m experiments.port_weights`)")
+  if path.is_dir():
+    raise WeightsError(f"weights file {path} is a directory, expected a .npz file")
+  try:
+    with np.load(path, allow_pickle=False) as npz:
+      if _META_KEY not in npz.files:
+        raise WeightsError(f"{path} is not a dfi_jax weights file (no provenance record); "
+                           "convert checkpoints with `python -m experiments.port_weights`")
+      meta = json.loads(npz[_META_KEY].tobytes().decode())
+      params: dict = {}
+      for key in npz.files:
+        if key == _META_KEY:
+          continue
+        layer, _, name = key.partition("/")
+        params.setdefault(layer, {})[name] = npz[key].astype(np.float32)
+  except WeightsError:
+    raise
+  except (OSError, ValueError, zipfile.BadZipFile, EOFError, json.JSONDecodeError) as e:
+    raise WeightsError(f"{path} is not a readable dfi_jax weights file ({e})") from None
+  if meta.get("format") != FORMAT:
+    raise WeightsError(f"{path}: format {meta.get('format')!r}, expected {FORMAT!r}")
+  missing = [k for k in REQUIRED if k not in meta]
+  if missing:
+    raise WeightsError(f"{path}: provenance lacks {missing}")
+  check_params(params, meta, str(path))
+  return params, meta
+
+
+def check_params(params: dict, provenance: dict, where: str) -> None:
+  """Checks that `params` is a VGG19 prefix of the recorded width; names the first mismatch."""
+  width = float(provenance["width"])
+  present = [n for n in model_lib.CONV_NAMES if n in params]
+  extra = sorted(set(params) - set(model_lib.CONV_NAMES))
+  if extra:
+    raise WeightsError(f"{where}: unexpected layers {extra}; expected VGG19 convs "
+                       f"{list(model_lib.CONV_NAMES)}")
+  if not present or present != list(model_lib.CONV_NAMES[:len(present)]):
+    raise WeightsError(f"{where}: layers {present} are not a prefix of VGG19's "
+                       f"{list(model_lib.CONV_NAMES)}")
+  in_ch = 3
+  for name, base in model_lib.VGG19_LAYOUT:
+    if name not in present:
+      continue
+    out_ch = model_lib.channels(base, width)
+    want = {"kernel": (3, 3, in_ch, out_ch), "bias": (out_ch,)}
+    for key, shape in want.items():
+      got = tuple(np.shape(params[name].get(key, ())))
+      if got != shape:
+        raise WeightsError(f"{where}: {name}/{key} has shape {got}, expected {shape} "
+                           f"(VGG19 width {width})")
+    in_ch = out_ch
+
+
+def model_for(provenance: dict, taps=model_lib.DEFAULT_TAPS,
+              pooling: str | None = None, preprocessing: str | None = None):
+  """The `VGG19` module matching a weights file; overrides that differ are warned about."""
+  import warnings
+  chosen = {}
+  for key, forced in (("pooling", pooling), ("preprocessing", preprocessing)):
+    recorded = provenance[key]
+    if forced is not None and forced != recorded:
+      warnings.warn(f"{key}={forced!r} forced, but the weights were made for "
+                    f"{key}={recorded!r}", stacklevel=2)
+    chosen[key] = forced or recorded
+  deepest = provenance["layers"][-1]
+  missing = [t for t in taps if t not in provenance["layers"]]
+  if missing:
+    raise WeightsError(f"taps {missing} need layers the weights lack (deepest: {deepest})")
+  return model_lib.VGG19(taps=tuple(taps), width=float(provenance["width"]), **chosen)
