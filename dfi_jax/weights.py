@@ -19,9 +19,9 @@ quality). Arrays may be stored as float16 to keep files small; they load as floa
 
 from __future__ import annotations
 
+import io
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from dfi_jax import image_io
 from dfi_jax import model as model_lib
 
 FORMAT = "dfi_jax-weights-v1"
@@ -70,15 +71,10 @@ def save_weights(path: str | os.PathLike, params: dict, provenance: dict,
             for layer, p in params.items() for name, v in p.items()}
   meta = dict(provenance, format=FORMAT)
   arrays[_META_KEY] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), np.uint8)
+  buffer = io.BytesIO()
+  np.savez_compressed(buffer, **arrays)
   path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-  try:
-    with os.fdopen(fd, "wb") as f:
-      np.savez_compressed(f, **arrays)
-    os.replace(tmp, path)
-  except BaseException:
-    Path(tmp).unlink(missing_ok=True)
-    raise
+  image_io.atomic_write_bytes(path, buffer.getvalue())
   return path
 
 

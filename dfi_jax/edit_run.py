@@ -1,0 +1,354 @@
+"""The edit run behind `python -m experiments.transform`: bank, neighbours, w, reverse maps, outputs.
+
+Writes into `workdir`: `grid.png` (rows = test images; columns = original, each attribute's edit
+for each δ, and on synthetic data the counterfactuals), `edits/<image>__<attribute>__d<δ>.png`,
+`index.html` and `metrics.json`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import os
+import platform
+import time
+from pathlib import Path
+from typing import NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm import tqdm
+
+from dfi_jax import faces
+from dfi_jax import features as features_lib
+from dfi_jax import image_io
+from dfi_jax import interpolate
+from dfi_jax import metrics as metrics_lib
+from dfi_jax import model as model_lib
+from dfi_jax import neighbours as neighbours_lib
+from dfi_jax import reconstruct
+from dfi_jax import weights as weights_lib
+
+
+class RunError(ValueError):
+  """A bad setting or input; the message is the one line a user sees."""
+
+
+class Network(NamedTuple):
+  net: model_lib.VGG19
+  params: dict
+  provenance: dict
+  path: str
+
+
+class TestImages(NamedTuple):
+  names: list[str]
+  images: np.ndarray  # [B, S, S, 3] float32: what the network sees
+  attributes: np.ndarray | None  # [B, A] bool, known on synthetic data
+  counterfactuals: dict | None  # attribute -> [B, S, S, 3]
+  masks: dict | None  # attribute -> [B, S, S] bool
+  originals: list[np.ndarray] | None  # own photos at full size
+  placements: list[image_io.Placement] | None
+
+
+def validate(config) -> None:
+  """Checks every setting a user can get wrong; raises RunError naming the field."""
+  def need(ok, field, expected):
+    if not ok:
+      raise RunError(f"--config.{field}={getattr(config, field)!r}: expected {expected}")
+  need(config.data == "synthetic", "data", "'synthetic' (the embedded default)")
+  need(isinstance(config.k, int) and config.k > 0, "k", "a positive integer")
+  need(len(config.deltas) > 0 and all(isinstance(d, (int, float)) and np.isfinite(d)
+                                      for d in config.deltas), "deltas",
+       "a non-empty list of finite numbers")
+  need(config.tv_weight >= 0, "tv_weight", "λ >= 0")
+  need(config.tv_beta > 0, "tv_beta", "β > 0")
+  need(config.iterations > 0, "iterations", "a positive integer")
+  need(config.next_iterations > 0, "next_iterations", "a positive integer")
+  need(config.batch_size > 0, "batch_size", "a positive integer")
+  need(config.scaling in interpolate.SCALINGS, "scaling", f"one of {interpolate.SCALINGS}")
+  need(config.neighbours in ("attributes", "features"), "neighbours",
+       "'attributes' or 'features'")
+  need(config.solver in reconstruct.SOLVERS, "solver", f"one of {reconstruct.SOLVERS}")
+  need(32 <= config.image_size <= 1024, "image_size", "an integer in [32, 1024]")
+  bad = [t for t in config.taps if t not in model_lib.CONV_NAMES]
+  need(not bad and len(config.taps) > 0, "taps", f"names among {model_lib.CONV_NAMES}")
+  smallest = model_lib.min_image_size(config.taps, config.pooling or "floor")
+  need(config.image_size >= smallest, "image_size", f">= {smallest} for taps {config.taps}")
+  need(config.num_test > 0, "num_test", "a positive integer")
+  try:
+    neighbours_lib.attribute_index(config.attributes, faces.ATTRIBUTES)
+  except ValueError as e:
+    raise RunError(str(e)) from None
+
+
+def load_network(config) -> Network:
+  path = config.weights or str(weights_lib.DEFAULT_WEIGHTS)
+  params, provenance = weights_lib.load_weights(path)
+  net = weights_lib.model_for(provenance, taps=tuple(config.taps),
+                              pooling=config.pooling or None,
+                              preprocessing=config.preprocessing or None)
+  return Network(net, params, provenance, path)
+
+
+def test_face_params(config) -> list[faces.FaceParams]:
+  """Held-out faces (seeds >= test_seed, never in the bank) lacking all six attributes."""
+  chosen, seed = [], config.test_seed
+  while len(chosen) < config.num_test:
+    p = faces.sample_face(seed)
+    if not any(p.attributes):
+      chosen.append(p)
+    seed += 1
+  return chosen
+
+
+def synthetic_tests(config, attributes: Sequence[str]) -> TestImages:
+  size = config.image_size
+  params = test_face_params(config)
+  rendered = [faces.render(p, size) for p in params]
+  cfs = {a: np.stack([faces.counterfactual(p, a, size).image for p in params])
+         for a in attributes}
+  masks = {a: np.stack([r.masks[a] for r in rendered]) for a in attributes}
+  return TestImages([f"face{p.seed}" for p in params], np.stack([r.image for r in rendered]),
+                    np.stack([np.asarray(p.attributes, bool) for p in params]), cfs, masks,
+                    None, None)
+
+
+def photo_tests(config, paths: Sequence[str]) -> TestImages:
+  names, squares, originals, placements = [], [], [], []
+  for path in paths:
+    image = image_io.load_image(path)
+    square, placement = image_io.fit_square(image, config.image_size)
+    stem = Path(path).stem or "image"
+    name = stem if stem not in names else f"{stem}_{len(names)}"
+    names.append(name)
+    squares.append(square)
+    originals.append(image)
+    placements.append(placement)
+  return TestImages(names, np.stack(squares), None, None, None, originals, placements)
+
+
+def compose_photo(original: np.ndarray, square: np.ndarray, edit: np.ndarray,
+                  placement: image_io.Placement) -> np.ndarray:
+  """The edit at the photo's own size: original + the upsampled change (edit − fitted input)."""
+  change = image_io.unfit_square(np.clip(0.5 + (edit - square) / 2, 0, 1), placement)
+  return np.clip(original + (change - 0.5) * 2, 0.0, 1.0).astype(np.float32)
+
+
+def package_versions() -> dict:
+  names = ("jax", "jaxlib", "flax", "optax", "jaxopt", "numpy", "pillow", "ml_collections")
+  out = {"python": platform.python_version()}
+  for n in names:
+    try:
+      out[n] = importlib.metadata.version(n)
+    except importlib.metadata.PackageNotFoundError:
+      out[n] = None
+  return out
+
+
+def _delta_tag(delta: float) -> str:
+  return f"d{delta:g}"
+
+
+def run(config, workdir: str | os.PathLike, inputs: Sequence[str] = (),
+        attributes: Sequence[str] = ()) -> dict:
+  """The whole edit run; returns the metrics record it writes to `metrics.json`."""
+  timings: dict[str, float] = {}
+  t_start = time.perf_counter()
+  attributes = list(attributes) or list(config.attributes)
+  with config.unlocked():
+    config.attributes = tuple(attributes)
+  validate(config)
+  columns = neighbours_lib.attribute_index(attributes, faces.ATTRIBUTES)
+  workdir = Path(workdir)
+  try:
+    (workdir / "edits").mkdir(parents=True, exist_ok=True)
+  except OSError as e:
+    raise RunError(f"--workdir={workdir}: cannot create it ({e.strerror})") from None
+  if not os.access(workdir, os.W_OK):
+    raise RunError(f"--workdir={workdir}: not writable")
+
+  network = load_network(config)
+  size = config.image_size
+  print(f"weights: {network.path} — {network.provenance['description']}", flush=True)
+
+  # The bank: generated faces with their attributes, and their φ.
+  t0 = time.perf_counter()
+  seeds = range(config.bank_seed, config.bank_seed + config.bank_size)
+  bank_images, bank_attributes = faces.generate(seeds, size)
+  for a, col in zip(attributes, columns):
+    neighbours_lib.check_candidates(bank_attributes, col, config.k, a)
+  phi = features_lib.make_phi(network.net)
+  spec = features_lib.feature_spec(network.net, network.params, (size, size))
+  with tqdm(total=len(bank_images), desc="bank φ", unit="img") as bar:
+    bank = features_lib.compute_features(phi, network.params, bank_images,
+                                         config.feature_batch, progress=bar.update)
+  bank = jnp.asarray(bank)
+  timings["bank_s"] = time.perf_counter() - t0
+
+  tests = photo_tests(config, inputs) if inputs else synthetic_tests(config, attributes)
+  phi_x = features_lib.compute_features(phi, network.params, tests.images,
+                                        config.feature_batch)
+
+  # Neighbours, attribute vectors and targets for every (test image, attribute).
+  items, targets, neighbour_sets = [], [], {}
+  for a, col in zip(attributes, columns):
+    if tests.attributes is not None and config.neighbours == "attributes":
+      nb = neighbours_lib.attribute_neighbours(bank_attributes, tests.attributes, col, config.k)
+    else:
+      nb = neighbours_lib.feature_neighbours(bank, bank_attributes[:, col], phi_x, config.k)
+    neighbour_sets[a] = nb
+    w = interpolate.scale_vector(interpolate.attribute_vector(bank, nb), config.scaling)
+    targets.append(interpolate.edit_targets(jnp.asarray(phi_x), w, config.deltas))
+    items += [(i, a) for i in range(len(tests.names))]
+  targets = jnp.concatenate(targets, axis=1)  # [S, items, D]
+
+  # Reverse maps: the first δ from x, each next δ warm-started from the previous result.
+  rm_config = reconstruct.ReverseMapConfig(
+      tv_weight=config.tv_weight, tv_beta=config.tv_beta, solver=config.solver,
+      linesearch=config.linesearch, linesearch_init=config.linesearch_init, chunk=config.chunk)
+  reverse_map = reconstruct.ReverseMap(network.net, spec, rm_config)
+  x_items = tests.images[[i for i, _ in items]]
+  iterations = [config.iterations] + [config.next_iterations] * (len(config.deltas) - 1)
+  results = np.empty((len(config.deltas), len(items), size, size, 3), np.float32)
+  losses = np.empty((len(config.deltas), len(items)), np.float32)
+  finite = np.ones((len(config.deltas), len(items)), bool)
+  evaluations = np.zeros((len(config.deltas), len(items)), np.int64)
+  t0 = time.perf_counter()
+  total = sum(iterations) * len(items)
+  with tqdm(total=total, desc="reverse map", unit="it·img") as bar:
+    for s, delta in enumerate(config.deltas):
+      for b in range(0, len(items), config.batch_size):
+        sl = slice(b, b + config.batch_size)
+        z0 = x_items[sl] if s == 0 else results[s - 1, sl]
+        n = len(x_items[sl])
+        res = reverse_map(network.params, targets[s, sl], z0, iterations[s],
+                          progress=lambda k, n=n: bar.update(k * n))
+        results[s, sl], losses[s, sl] = res.images, res.loss
+        finite[s, sl], evaluations[s, sl] = res.finite, res.evaluations
+        if s > 0:
+          finite[s, sl] &= finite[s - 1, sl]
+  timings["reverse_map_s"] = time.perf_counter() - t0
+  timings["reverse_map_per_image_s"] = timings["reverse_map_s"] / (len(items) * len(config.deltas))
+
+  return write_outputs(config, workdir, network, tests, attributes, items, results, losses,
+                       finite, evaluations, neighbour_sets, bank_images, timings, t_start)
+
+
+def write_outputs(config, workdir, network, tests, attributes, items, results, losses, finite,
+                  evaluations, neighbour_sets, bank_images, timings, t_start) -> dict:
+  failures, per_image, files = [], [], {}
+  for s, delta in enumerate(config.deltas):
+    for j, (i, a) in enumerate(items):
+      name = f"{tests.names[i]}__{a}__{_delta_tag(delta)}.png"
+      if not finite[s, j]:
+        failures.append(f"{tests.names[i]} / {a} / δ={delta:g}: loss became non-finite; "
+                        "no image written")
+        continue
+      edit = results[s, j]
+      if tests.originals is not None:
+        edit = compose_photo(tests.originals[i], tests.images[i], edit, tests.placements[i])
+      image_io.save_png(workdir / "edits" / name, edit)
+      files[(s, j)] = f"edits/{name}"
+      if tests.counterfactuals is not None:
+        x, cf, m = tests.images[i], tests.counterfactuals[a][i], tests.masks[a][i]
+        nb = neighbour_sets[a]
+        baselines = [(metrics_lib.counterfactual_ratio(
+            metrics_lib.pixel_baseline(x, bank_images, np.asarray(nb.source[i]),
+                                       np.asarray(nb.target[i]), d), x, cf, m), d)
+                     for d in config.pixel_deltas]
+        best_r, best_d = min(baselines)
+        baseline = metrics_lib.pixel_baseline(x, bank_images, np.asarray(nb.source[i]),
+                                              np.asarray(nb.target[i]), best_d)
+        per_image.append(dict(
+            image=tests.names[i], attribute=a, delta=float(delta),
+            r=metrics_lib.counterfactual_ratio(edit, x, cf, m),
+            outside=metrics_lib.outside_change(edit, x, m),
+            baseline_r=best_r, baseline_outside=metrics_lib.outside_change(baseline, x, m),
+            baseline_delta=best_d, loss=float(losses[s, j]),
+            evaluations=int(evaluations[s, j])))
+
+  summary = {}
+  for s, delta in enumerate(config.deltas):
+    rows = [r for r in per_image if r["delta"] == float(delta)]
+    summary[_delta_tag(delta)] = metrics_lib.summarise(rows, attributes)
+
+  # The grid: original | edits for each δ | counterfactuals.
+  grid_rows = []
+  col_labels = ["input"] + [f"{a} δ={d:g}" for d in config.deltas for a in attributes]
+  if tests.counterfactuals is not None:
+    col_labels += [f"true {a}" for a in attributes]
+  blank = np.ones_like(tests.images[0])
+  for i, name in enumerate(tests.names):
+    row = [tests.images[i]]
+    for s in range(len(config.deltas)):
+      for a in attributes:
+        j = items.index((i, a))
+        row.append(results[s, j] if finite[s, j] else blank)
+    if tests.counterfactuals is not None:
+      row += [tests.counterfactuals[a][i] for a in attributes]
+    grid_rows.append(row)
+  image_io.save_grid(workdir / "grid.png", grid_rows, row_labels=tests.names,
+                     col_labels=col_labels)
+
+  timings["total_s"] = time.perf_counter() - t_start
+  record = dict(
+      settings=config.to_dict(),
+      weights=dict(path=network.path, provenance=network.provenance),
+      data="synthetic" if tests.counterfactuals is not None else "photos",
+      images=tests.names,
+      summary=summary,
+      per_image=per_image,
+      failures=failures,
+      outputs=dict(grid="grid.png", edits=sorted(files.values()), index="index.html"),
+      timings=timings,
+      versions=package_versions(),
+      devices=[str(d) for d in jax.devices()],
+  )
+  record["settings"]["attributes"] = list(attributes)
+  write_index(workdir, config, network, tests, attributes, items, files, summary, failures)
+  image_io.atomic_write_json(workdir / "metrics.json", _jsonable(record))
+  return record
+
+
+def write_index(workdir, config, network, tests, attributes, items, files, summary, failures):
+  prov = network.provenance
+  sections = [dict(
+      heading="Settings",
+      text=(f"Weights: {prov['description']} (kind {prov['kind']}, width {prov['width']}, "
+            f"{prov['preprocessing']} preprocessing, {prov['pooling']} pooling). "
+            f"{prov.get('quality', '')} K={config.k}, scaling {config.scaling}, "
+            f"δ={list(config.deltas)}, λ={config.tv_weight}, β={config.tv_beta}, "
+            f"{config.iterations} iterations ({config.solver})."),
+      figures=[dict(src="grid.png", caption="rows: test images; columns: input, edits, "
+                    "and on synthetic data the true counterfactuals")])]
+  for delta_tag, per_attr in summary.items():
+    if per_attr:
+      sections.append(dict(heading=f"Quality at {delta_tag} (counterfactual benchmark)", table=dict(
+          columns=["attribute", "DFI r (in region)", "DFI change outside", "pixel r",
+                   "pixel change outside"],
+          rows=[[a, f"{v['r']:.3f}", f"{v['outside']:.4f}", f"{v['baseline_r']:.3f}",
+                 f"{v['baseline_outside']:.4f}"] for a, v in per_attr.items()])))
+  for a in attributes:
+    figs = [dict(src=files[(s, j)], caption=f"{tests.names[i]}: {a}, δ={d:g}")
+            for s, d in enumerate(config.deltas) for j, (i, b) in enumerate(items)
+            if b == a and (s, j) in files]
+    sections.append(dict(heading=f"Edit: {a}", figures=figs))
+  if failures:
+    sections.append(dict(heading="Failures", text="; ".join(failures)))
+  image_io.write_index_html(workdir / "index.html", "DFI edits", sections)
+
+
+def _jsonable(obj):
+  if isinstance(obj, dict):
+    return {str(k): _jsonable(v) for k, v in obj.items()}
+  if isinstance(obj, (list, tuple)):
+    return [_jsonable(v) for v in obj]
+  if isinstance(obj, (np.floating, float)):
+    return float(obj) if np.isfinite(obj) else None
+  if isinstance(obj, np.integer):
+    return int(obj)
+  if dataclasses.is_dataclass(obj):
+    return _jsonable(dataclasses.asdict(obj))
+  return obj

@@ -1,0 +1,60 @@
+r"""Converts a standard VGG19 checkpoint into a dfi_jax weights file.
+
+  python -m experiments.port_weights --src=vgg19-dcbb9e9d.pth --dst=weights/vgg19_torchvision.npz
+  python -m experiments.port_weights --src=VGG_ILSVRC_19_layers.caffemodel \
+      --dst=weights/vgg19_caffe.npz --format=caffe
+
+The format (torchvision .pth, Keras .h5, Caffe .caffemodel) is read from the content unless
+--format is given. The output records the preprocessing and pooling the weights need, so
+`python -m experiments.transform --config.weights=FILE` configures itself. Any bad input
+prints one line on stderr and exits with status 1.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+
+from absl import app, flags
+
+from dfi_jax import porting
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("src", None, "checkpoint to convert (.pth, .h5 or .caffemodel)")
+flags.DEFINE_string("dst", None, "native dfi_jax weights file to write (.npz)")
+flags.DEFINE_string("format", None, "source format: torchvision, keras or caffe "
+                    "(default: detected from the content)")
+flags.DEFINE_bool("overwrite", False, "replace --dst if it exists")
+
+
+def _fail(message: str) -> None:
+  print(f"port_weights: error: {message}", file=sys.stderr)
+  sys.exit(1)
+
+
+def _parse_flags(argv):
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    _fail(" ".join(str(e).split()))
+
+
+def main(argv):
+  if len(argv) > 1:
+    _fail(f"unexpected arguments {argv[1:]}; use --src=FILE --dst=FILE")
+  if not FLAGS.src or not FLAGS.dst:
+    _fail("--src=FILE and --dst=FILE are required")
+  made_by = "python -m experiments.port_weights " + shlex.join(sys.argv[1:])
+  try:
+    result = porting.port_file(FLAGS.src, FLAGS.dst, source_format=FLAGS.format,
+                               overwrite=FLAGS.overwrite, made_by=made_by)
+  except porting.PortError as e:
+    _fail(" ".join(str(e).split()))
+  p = result.provenance
+  print(f"wrote {result.path}: {len(p['layers'])} conv layers ({p['layers'][0]} ... "
+        f"{p['layers'][-1]}), width {p['width']:g}, preprocessing={p['preprocessing']}, "
+        f"pooling={p['pooling']}, from {p['source_format']} {p['source_file']}")
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=_parse_flags)

@@ -1,0 +1,32 @@
+"""Edit faces with DFI: `python -m experiments.transform --workdir=DIR [--config=FILE[:variant]]`.
+
+  --inputs=a.jpg,b.png        edit your own images instead of held-out generated faces
+  --attributes=eyeglasses,…   which edits (default: the config's six)
+  --config.FIELD=VALUE        override any config field (see experiments/configs/synthetic.py)
+"""
+
+from absl import flags
+from ml_collections import config_flags
+
+from dfi_jax import edit_run
+from experiments import cli
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", "experiments/configs/synthetic.py", "Config file (FILE or FILE:variant).")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
+_INPUTS = flags.DEFINE_list("inputs", [], "Image files to edit (any Pillow-readable image).")
+_ATTRIBUTES = flags.DEFINE_list("attributes", [], "Attributes to add (default: config's).")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise ValueError(f"unexpected arguments {argv[1:]}")
+  record = edit_run.run(_CONFIG.value, _WORKDIR.value, _INPUTS.value, _ATTRIBUTES.value)
+  print(f"wrote {_WORKDIR.value}/grid.png, index.html, metrics.json "
+        f"({len(record['outputs']['edits'])} edits) in {record['timings']['total_s']:.0f} s")
+  if record["failures"]:
+    raise ValueError(f"{len(record['failures'])} edit(s) failed: " + "; ".join(record["failures"]))
+
+
+if __name__ == "__main__":
+  cli.run_main(main)
