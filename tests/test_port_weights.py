@@ -521,6 +521,9 @@ def test_zip_without_data_pkl_and_torchscript(tmp_path):
     z.writestr("readme.txt", "hi")
   with pytest.raises(PortError, match="without data.pkl"):
     porting.port(plain)
+  native = porting.port_file(FIXTURES / "vgg19_w64_top.h5", tmp_path / "native.npz").path
+  with pytest.raises(PortError, match="already a dfi_jax weights file"):
+    porting.port(native)
   scripted = tmp_path / "scripted.pt"
   with zipfile.ZipFile(scripted, "w") as z:
     z.writestr("archive/data.pkl", b"\x80\x02}.")

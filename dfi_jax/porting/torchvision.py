@@ -238,6 +238,8 @@ def _open_zip(path: Path, where: str) -> _Opened:
     pickles = sorted(n for n in names if n == "data.pkl" or
                      (n.endswith("/data.pkl") and n.count("/") == 1))
     if not pickles:
+      if "__provenance__.npy" in names:
+        raise PortError(f"{where}: already a dfi_jax weights file; use it as it is")
       raise PortError(f"{where}: a zip archive without data.pkl, not a torch checkpoint")
     prefix = pickles[0][:-len("data.pkl")]
     if prefix + "constants.pkl" in names or any(n.startswith(prefix + "code/") for n in names):
