@@ -6,11 +6,15 @@ import sys
 from typing import Callable
 
 from absl import app
+from absl import flags
+from absl import logging
 
 
 def run_main(main: Callable) -> None:
   """`app.run(main)`, turning user errors into one stderr line and a non-zero exit."""
   def wrapped(argv):
+    if not flags.FLAGS["verbosity"].present:
+      logging.set_verbosity(logging.WARNING)  # JAX's INFO lines (e.g. "no TPU") are noise here
     try:
       return main(argv)
     except (ValueError, OSError, KeyError, TypeError) as e:

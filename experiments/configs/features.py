@@ -1,0 +1,38 @@
+"""Training the embedded default's VGG19-architecture weights on generated faces.
+
+  python -m experiments.train_features --out=dfi_jax/assets/default_weights.npz --overwrite
+  python -m experiments.train_features --out=/tmp/w.npz --config=experiments/configs/features.py:tiny
+
+`steps=0` writes He-initialised random weights. Variants: `default`, `tiny` (tests, seconds).
+"""
+
+import ml_collections
+
+
+def get_config(arg: str = "default") -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.variant = arg or "default"
+  c.image_size = 64
+  c.pool_size = 3000
+  c.pool_seed = 20_000_000  # disjoint from the demo's bank (0…) and test (10,000,000…) seeds
+  c.width = 0.25
+  c.taps = ("conv3_1", "conv4_1", "conv5_1")
+  c.objective = "both"
+  c.steps = 3000
+  c.batch_size = 32
+  c.learning_rate = 1e-3
+  c.shift = 4
+  c.noise = 0.02
+  c.adv_epsilon = 0.0
+  c.adv_steps = 3
+  c.seed = 0
+  c.store_dtype = "float16"
+  if c.variant == "tiny":
+    c.image_size = 32
+    c.pool_size = 16
+    c.width = 0.0625
+    c.steps = 3
+    c.batch_size = 4
+  elif c.variant != "default":
+    raise ValueError(f"unknown variant {arg!r} of features.py; expected default or tiny")
+  return c
