@@ -20,7 +20,6 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from dfi_jax import faces
 from dfi_jax import features as features_lib
 from dfi_jax import image_io
 from dfi_jax import interpolate
@@ -28,6 +27,7 @@ from dfi_jax import metrics as metrics_lib
 from dfi_jax import model as model_lib
 from dfi_jax import neighbours as neighbours_lib
 from dfi_jax import reconstruct
+from dfi_jax import sources
 from dfi_jax import weights as weights_lib
 
 
@@ -42,22 +42,12 @@ class Network(NamedTuple):
   path: str
 
 
-class TestImages(NamedTuple):
-  names: list[str]
-  images: np.ndarray  # [B, S, S, 3] float32: what the network sees
-  attributes: np.ndarray | None  # [B, A] bool, known on synthetic data
-  counterfactuals: dict | None  # attribute -> [B, S, S, 3]
-  masks: dict | None  # attribute -> [B, S, S] bool
-  originals: list[np.ndarray] | None  # own photos at full size
-  placements: list[image_io.Placement] | None
-
-
 def validate(config) -> None:
   """Checks every setting a user can get wrong; raises RunError naming the field."""
   def need(ok, field, expected):
     if not ok:
       raise RunError(f"--config.{field}={getattr(config, field)!r}: expected {expected}")
-  need(config.data == "synthetic", "data", "'synthetic' (the embedded default)")
+  need(config.data in sources.BANKS, "data", f"one of {sorted(sources.BANKS)}")
   need(isinstance(config.k, int) and config.k > 0, "k", "a positive integer")
   need(len(config.deltas) > 0 and all(isinstance(d, (int, float)) and np.isfinite(d)
                                       for d in config.deltas), "deltas",
@@ -77,10 +67,15 @@ def validate(config) -> None:
   smallest = model_lib.min_image_size(config.taps, config.pooling or "floor")
   need(config.image_size >= smallest, "image_size", f">= {smallest} for taps {config.taps}")
   need(config.num_test > 0, "num_test", "a positive integer")
-  try:
-    neighbours_lib.attribute_index(config.attributes, faces.ATTRIBUTES)
-  except ValueError as e:
-    raise RunError(str(e)) from None
+
+
+def select_edits(bank: sources.Bank, names: Sequence[str]) -> list[neighbours_lib.Edit]:
+  """The bank's edits named in `names` (all of them when empty)."""
+  by_name = {e.name: e for e in bank.edits}
+  unknown = [n for n in names if n not in by_name]
+  if unknown:
+    raise RunError(f"unknown attribute(s) {unknown}; valid attributes are {list(by_name)}")
+  return [by_name[n] for n in names] if names else list(bank.edits)
 
 
 def load_network(config) -> Network:
@@ -90,43 +85,6 @@ def load_network(config) -> Network:
                               pooling=config.pooling or None,
                               preprocessing=config.preprocessing or None)
   return Network(net, params, provenance, path)
-
-
-def test_face_params(config) -> list[faces.FaceParams]:
-  """Held-out faces (seeds >= test_seed, never in the bank) lacking all six attributes."""
-  chosen, seed = [], config.test_seed
-  while len(chosen) < config.num_test:
-    p = faces.sample_face(seed)
-    if not any(p.attributes):
-      chosen.append(p)
-    seed += 1
-  return chosen
-
-
-def synthetic_tests(config, attributes: Sequence[str]) -> TestImages:
-  size = config.image_size
-  params = test_face_params(config)
-  rendered = [faces.render(p, size) for p in params]
-  cfs = {a: np.stack([faces.counterfactual(p, a, size).image for p in params])
-         for a in attributes}
-  masks = {a: np.stack([r.masks[a] for r in rendered]) for a in attributes}
-  return TestImages([f"face{p.seed}" for p in params], np.stack([r.image for r in rendered]),
-                    np.stack([np.asarray(p.attributes, bool) for p in params]), cfs, masks,
-                    None, None)
-
-
-def photo_tests(config, paths: Sequence[str]) -> TestImages:
-  names, squares, originals, placements = [], [], [], []
-  for path in paths:
-    image = image_io.load_image(path)
-    square, placement = image_io.fit_square(image, config.image_size)
-    stem = Path(path).stem or "image"
-    name = stem if stem not in names else f"{stem}_{len(names)}"
-    names.append(name)
-    squares.append(square)
-    originals.append(image)
-    placements.append(placement)
-  return TestImages(names, np.stack(squares), None, None, None, originals, placements)
 
 
 def compose_photo(original: np.ndarray, square: np.ndarray, edit: np.ndarray,
@@ -156,11 +114,7 @@ def run(config, workdir: str | os.PathLike, inputs: Sequence[str] = (),
   """The whole edit run; returns the metrics record it writes to `metrics.json`."""
   timings: dict[str, float] = {}
   t_start = time.perf_counter()
-  attributes = list(attributes) or list(config.attributes)
-  with config.unlocked():
-    config.attributes = tuple(attributes)
   validate(config)
-  columns = neighbours_lib.attribute_index(attributes, faces.ATTRIBUTES)
   workdir = Path(workdir)
   try:
     (workdir / "edits").mkdir(parents=True, exist_ok=True)
@@ -173,36 +127,46 @@ def run(config, workdir: str | os.PathLike, inputs: Sequence[str] = (),
   size = config.image_size
   print(f"weights: {network.path} — {network.provenance['description']}", flush=True)
 
-  # The bank: generated faces with their attributes, and their φ.
+  # The bank: images with attributes, and their φ.
   t0 = time.perf_counter()
-  seeds = range(config.bank_seed, config.bank_seed + config.bank_size)
-  bank_images, bank_attributes = faces.generate(seeds, size)
-  for a, col in zip(attributes, columns):
-    neighbours_lib.check_candidates(bank_attributes, col, config.k, a)
+  bank_data = sources.load_bank(config)
+  edits = select_edits(bank_data, attributes or config.attributes)
+  masks = {}
+  for e in edits:
+    masks[e.name] = neighbours_lib.candidate_masks(bank_data.attributes, e,
+                                                   bank_data.attribute_names)
+    neighbours_lib.check_candidates(*masks[e.name], config.k, e.name)
   phi = features_lib.make_phi(network.net)
   spec = features_lib.feature_spec(network.net, network.params, (size, size))
-  with tqdm(total=len(bank_images), desc="bank φ", unit="img") as bar:
-    bank = features_lib.compute_features(phi, network.params, bank_images,
+  with tqdm(total=len(bank_data.images), desc="bank φ", unit="img") as bar:
+    bank = features_lib.compute_features(phi, network.params, bank_data.images,
                                          config.feature_batch, progress=bar.update)
   bank = jnp.asarray(bank)
   timings["bank_s"] = time.perf_counter() - t0
 
-  tests = photo_tests(config, inputs) if inputs else synthetic_tests(config, attributes)
+  tests = sources.load_tests(config, bank_data, edits, inputs)
   phi_x = features_lib.compute_features(phi, network.params, tests.images,
                                         config.feature_batch)
 
-  # Neighbours, attribute vectors and targets for every (test image, attribute).
+  # Neighbours, attribute vectors and targets for every (test image, edit).
   items, targets, neighbour_sets = [], [], {}
-  for a, col in zip(attributes, columns):
+  allowed = None
+  if tests.group is not None and bank_data.group is not None:
+    allowed = tests.group[:, None] == bank_data.group[None, :]
+  for e in edits:
+    source, target = masks[e.name]
     if tests.attributes is not None and config.neighbours == "attributes":
-      nb = neighbours_lib.attribute_neighbours(bank_attributes, tests.attributes, col, config.k)
+      nb = neighbours_lib.attribute_neighbours(bank_data.attributes, tests.attributes, source,
+                                               target, config.k, tests.bank_index, allowed)
     else:
-      nb = neighbours_lib.feature_neighbours(bank, bank_attributes[:, col], phi_x, config.k)
-    neighbour_sets[a] = nb
+      nb = neighbours_lib.feature_neighbours(bank, phi_x, source, target, config.k,
+                                             tests.bank_index)
+    neighbour_sets[e.name] = nb
     w = interpolate.scale_vector(interpolate.attribute_vector(bank, nb), config.scaling)
     targets.append(interpolate.edit_targets(jnp.asarray(phi_x), w, config.deltas))
-    items += [(i, a) for i in range(len(tests.names))]
+    items += [(i, e.name) for i in range(len(tests.names))]
   targets = jnp.concatenate(targets, axis=1)  # [S, items, D]
+  attributes = [e.name for e in edits]
 
   # Reverse maps: the first δ from x, each next δ warm-started from the previous result.
   rm_config = reconstruct.ReverseMapConfig(
@@ -233,7 +197,7 @@ def run(config, workdir: str | os.PathLike, inputs: Sequence[str] = (),
   timings["reverse_map_per_image_s"] = timings["reverse_map_s"] / (len(items) * len(config.deltas))
 
   return write_outputs(config, workdir, network, tests, attributes, items, results, losses,
-                       finite, evaluations, neighbour_sets, bank_images, timings, t_start)
+                       finite, evaluations, neighbour_sets, bank_data.images, timings, t_start)
 
 
 def write_outputs(config, workdir, network, tests, attributes, items, results, losses, finite,

@@ -27,6 +27,15 @@ class Neighbours(NamedTuple):
   target: jax.Array
 
 
+class Edit(NamedTuple):
+  """An edit from attribute `source_attribute` (None: any image lacking `target_attribute`)
+  to `target_attribute`. The official rule: source = has a and lacks b, target = has b and
+  lacks a, for a = `source_attribute`, b = `target_attribute`."""
+  name: str
+  target_attribute: str
+  source_attribute: str | None = None
+
+
 def attribute_index(names: Sequence[str], valid: Sequence[str]) -> list[int]:
   """Indices of `names` in `valid`; an unknown name is a ValueError listing the valid ones."""
   unknown = [n for n in names if n not in valid]
@@ -35,15 +44,26 @@ def attribute_index(names: Sequence[str], valid: Sequence[str]) -> list[int]:
   return [list(valid).index(n) for n in names]
 
 
-def check_candidates(bank_attributes: np.ndarray, column: int, k: int, name: str) -> None:
-  """Raises if either candidate set for attribute `column` has fewer than `k` images."""
+def candidate_masks(bank_attributes: np.ndarray, edit: Edit, names: Sequence[str]
+                    ) -> tuple[np.ndarray, np.ndarray]:
+  """`[N]` bool source and target candidate masks of `edit` over the bank."""
+  (b,) = attribute_index([edit.target_attribute], names)
+  has_b = np.asarray(bank_attributes[:, b], bool)
+  if edit.source_attribute is None:
+    return ~has_b, has_b
+  (a,) = attribute_index([edit.source_attribute], names)
+  has_a = np.asarray(bank_attributes[:, a], bool)
+  return has_a & ~has_b, has_b & ~has_a
+
+
+def check_candidates(source: np.ndarray, target: np.ndarray, k: int, name: str) -> None:
+  """Raises if either candidate set of edit `name` has fewer than `k` images."""
   if k <= 0:
     raise ValueError(f"K must be positive, got {k}")
-  has = int(np.sum(bank_attributes[:, column]))
-  lacks = len(bank_attributes) - has
-  if min(has, lacks) < k:
-    raise ValueError(f"K={k} but the bank has only {has} images with {name!r} and {lacks} "
-                     f"without it; lower K or enlarge the bank")
+  n_src, n_tgt = int(np.sum(source)), int(np.sum(target))
+  if min(n_src, n_tgt) < k:
+    raise ValueError(f"K={k} but edit {name!r} has only {n_src} source and {n_tgt} target "
+                     f"candidates in the bank; lower K or enlarge the bank")
 
 
 def _first_k(distance: jax.Array, candidate: jax.Array, k: int) -> jax.Array:
@@ -53,49 +73,61 @@ def _first_k(distance: jax.Array, candidate: jax.Array, k: int) -> jax.Array:
 
 
 def attribute_neighbours(bank_attributes: jax.Array, query_attributes: jax.Array,
-                         column: int, k: int, exclude: jax.Array | None = None) -> Neighbours:
-  """Official Hamming-ranked neighbours for adding attribute `column`.
+                         source: jax.Array, target: jax.Array, k: int,
+                         exclude: jax.Array | None = None,
+                         allowed: jax.Array | None = None) -> Neighbours:
+  """Official neighbours: candidates ranked by Hamming distance of all attributes.
 
   Args:
     bank_attributes: `[N, A]` bool.
     query_attributes: `[B, A]` bool.
-    column: which attribute the edit adds.
+    source, target: `[N]` bool candidate masks (see `candidate_masks`).
     k: neighbours per set.
     exclude: `[B]` int32 bank index of each query itself, or -1 (none).
+    allowed: optional `[B, N]` bool per-query restriction (e.g. same gender).
   """
   bank = jnp.asarray(bank_attributes, bool)
   queries = jnp.asarray(query_attributes, bool)
   if exclude is None:
     exclude = jnp.full((queries.shape[0],), -1, jnp.int32)
+  if allowed is None:
+    allowed = jnp.ones((queries.shape[0], bank.shape[0]), bool)
   index = jnp.arange(bank.shape[0])
+  source, target = jnp.asarray(source, bool), jnp.asarray(target, bool)
 
-  def one(q, ex):
+  def one(q, ex, ok):
     distance = jnp.sum(bank != q, axis=-1).astype(jnp.float32)
-    allowed = index != ex
-    return (_first_k(distance, allowed & ~bank[:, column], k),
-            _first_k(distance, allowed & bank[:, column], k))
+    ok = ok & (index != ex)
+    return _first_k(distance, ok & source, k), _first_k(distance, ok & target, k)
 
-  source, target = jax.vmap(one)(queries, jnp.asarray(exclude, jnp.int32))
-  return Neighbours(source, target)
+  src, tgt = jax.vmap(one)(queries, jnp.asarray(exclude, jnp.int32), jnp.asarray(allowed, bool))
+  return Neighbours(src, tgt)
 
 
-def feature_neighbours(bank_features: jax.Array, bank_has: jax.Array, queries: jax.Array,
-                       k: int) -> Neighbours:
-  """K nearest bank images lacking / having the attribute, by squared L2 in feature space.
+def feature_neighbours(bank_features: jax.Array, queries: jax.Array, source: jax.Array,
+                       target: jax.Array, k: int, exclude: jax.Array | None = None
+                       ) -> Neighbours:
+  """K nearest source / target candidates by squared L2 in a search space.
 
   Args:
     bank_features: `[N, D]` float search features.
-    bank_has: `[N]` bool, whether each bank image has the attribute.
     queries: `[B, D]` float.
+    source, target: `[N]` bool candidate masks.
     k: neighbours per set.
+    exclude: `[B]` int32 bank index of each query itself, or -1 (none).
   """
   bank = jnp.asarray(bank_features, jnp.float32)
-  has = jnp.asarray(bank_has, bool)
+  queries = jnp.asarray(queries, jnp.float32)
+  source, target = jnp.asarray(source, bool), jnp.asarray(target, bool)
+  if exclude is None:
+    exclude = jnp.full((queries.shape[0],), -1, jnp.int32)
   bank_sq = jnp.sum(bank * bank, axis=-1)
+  index = jnp.arange(bank.shape[0])
 
-  def one(q):
+  def one(q, ex):
     distance = bank_sq - 2.0 * bank @ q + jnp.sum(q * q)
-    return _first_k(distance, ~has, k), _first_k(distance, has, k)
+    ok = index != ex
+    return _first_k(distance, ok & source, k), _first_k(distance, ok & target, k)
 
-  source, target = jax.vmap(one)(jnp.asarray(queries, jnp.float32))
-  return Neighbours(source, target)
+  src, tgt = jax.vmap(one)(queries, jnp.asarray(exclude, jnp.int32))
+  return Neighbours(src, tgt)
