@@ -1,0 +1,55 @@
+"""Build the perceptual study's 2AFC trials and rating page from transform runs.
+
+  python -m experiments.study_stimuli --runs=runs/demo --baseline_dirs=baselines/pixel \
+      --out_dir=runs/study
+
+  --runs=DIR,…            run directories of `python -m experiments.transform`
+  --baseline_dirs=DIR,…   other methods' outputs, `<image>__<attribute>.png` (one folder each;
+                          a run's own `baselines/<image>__<attribute>__<method>.png` are used too)
+  --num_shards/--shard_index  this host's share of the trials; writes out_dir/shard_<k>_of_<n>
+
+Open `<out_dir>/index.html` in a browser (or serve the folder with `python -m http.server`).
+"""
+
+from absl import flags
+
+from dfi_jax.study import stimuli
+from experiments import cli
+
+_RUNS = flags.DEFINE_list("runs", None, "Transform run directories.", required=True)
+_OUT_DIR = flags.DEFINE_string("out_dir", None, "Study folder to write.", required=True)
+_BASELINE_DIRS = flags.DEFINE_list("baseline_dirs", [], "Folders of <image>__<attribute>.png.")
+_BASELINE_NAMES = flags.DEFINE_list("baseline_names", [],
+                                    "Method name per baseline folder (default: folder names).")
+_DELTAS = flags.DEFINE_list("deltas", [], "DFI δ values to show (default: each run's largest).")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed for sides, attention checks and order.")
+_NUM_SHARDS = flags.DEFINE_integer("num_shards", 1, "Split the trials into this many studies.")
+_SHARD_INDEX = flags.DEFINE_integer("shard_index", 0, "Which shard this process writes.")
+_ATTENTION_FRACTION = flags.DEFINE_float("attention_fraction", 0.1,
+                                         "Attention checks per main trial.")
+_MIN_ATTENTION = flags.DEFINE_integer("min_attention", 3, "Attention checks per shard, at least.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise ValueError(f"unexpected arguments {argv[1:]}")
+  try:
+    deltas = [float(d) for d in _DELTAS.value]
+  except ValueError:
+    raise ValueError(f"--deltas={','.join(_DELTAS.value)}: expected numbers") from None
+  manifest = stimuli.build_study(
+      _RUNS.value, _OUT_DIR.value, baseline_dirs=_BASELINE_DIRS.value,
+      baseline_names=_BASELINE_NAMES.value, deltas=deltas, seed=_SEED.value,
+      num_shards=_NUM_SHARDS.value, shard_index=_SHARD_INDEX.value,
+      attention_fraction=_ATTENTION_FRACTION.value, min_attention=_MIN_ATTENTION.value)
+  out = stimuli.shard_dir(_OUT_DIR.value, _NUM_SHARDS.value, _SHARD_INDEX.value)
+  print(f"study {manifest['study_id']}: {manifest['num_main_trials']} of "
+        f"{manifest['num_main_trials_total']} comparisons + {manifest['num_attention_trials']} "
+        f"attention checks (vs {', '.join(manifest['methods'])}); open {out}/index.html")
+  if manifest["unmatched"]:
+    print(f"{len(manifest['unmatched'])} DFI edit(s) had no baseline, e.g. "
+          f"{manifest['unmatched'][0]}")
+
+
+if __name__ == "__main__":
+  cli.run_main(main)
