@@ -184,3 +184,11 @@ def test_command_line(run):
        f"--out_dir={run / 'cli'}"], capture_output=True, text=True,
       cwd=Path(__file__).parents[1])
   assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "nope" in bad.stderr
+
+
+def test_scramble_keeps_shape_and_pixels():
+  image = np.random.default_rng(0).random((27, 31, 3), dtype=np.float32)
+  foil = stimuli.scramble(image, np.random.default_rng(1))
+  assert foil.shape == image.shape and not np.array_equal(foil, image)
+  np.testing.assert_array_equal(np.sort(foil.ravel()), np.sort(image.ravel()))
+  np.testing.assert_array_equal(foil[24:], image[24:])  # 27 = 6·4 + 3: the strip stays

@@ -192,7 +192,10 @@ def shard_trials(trials: Sequence[dict], num_shards: int, shard_index: int) -> l
 
 
 def scramble(image: np.ndarray, rng: np.random.Generator, tiles: int = 6) -> np.ndarray:
-  """`[H, W, 3]` image cut into `tiles`×`tiles` blocks put back in a random (non-identity) order."""
+  """`[H, W, 3]` image cut into `tiles`×`tiles` blocks put back in a random (non-identity) order.
+
+  The result has the image's shape, so the foil cannot be told apart by its size.
+  """
   h, w = image.shape[0] // tiles, image.shape[1] // tiles
   if h < 1 or w < 1:
     raise StudyError(f"image of shape {image.shape} is too small to scramble into {tiles}² tiles")
@@ -203,7 +206,9 @@ def scramble(image: np.ndarray, rng: np.random.Generator, tiles: int = 6) -> np.
     order = rng.permutation(len(blocks))
   rows = [np.concatenate([blocks[order[i * tiles + j]] for j in range(tiles)], axis=1)
           for i in range(tiles)]
-  return np.concatenate(rows, axis=0)
+  foil = image.copy()  # strips left over when tiles does not divide the size stay as they were
+  foil[:tiles * h, :tiles * w] = np.concatenate(rows, axis=0)
+  return foil
 
 
 def num_attention(num_main: int, fraction: float, minimum: int) -> int:
