@@ -6,6 +6,7 @@
   --study=DIR,…       study folders (their trials.json, or shard_*/trials.json below)
   --responses=P,…     exported response files (.csv/.json) or folders of them, any number of raters
   --threshold=0.8     raters with a lower attention-check accuracy (or none answered) are dropped
+  --bootstrap_unit=rater   resample raters rather than single responses for the 95 % CIs
 
 Writes analysis.json, analysis.md and preference.png into --out_dir.
 """
@@ -21,6 +22,8 @@ _OUT_DIR = flags.DEFINE_string("out_dir", None, "Where to write the analysis.", 
 _THRESHOLD = flags.DEFINE_float("threshold", 0.8, "Least attention-check accuracy kept.")
 _NUM_RESAMPLES = flags.DEFINE_integer("num_resamples", 2000, "Bootstrap resamples.")
 _SEED = flags.DEFINE_integer("seed", 0, "Bootstrap seed.")
+_UNIT = flags.DEFINE_enum("bootstrap_unit", "response", ["response", "rater"],
+                          "What the bootstrap resamples (rater: raters with all their answers).")
 
 
 def main(argv):
@@ -34,7 +37,8 @@ def main(argv):
   for f in analysis.response_files(_RESPONSES.value):
     responses += analysis.read_responses(f)
   result = analysis.analyse(study, responses, threshold=_THRESHOLD.value,
-                            num_resamples=_NUM_RESAMPLES.value, seed=_SEED.value)
+                            num_resamples=_NUM_RESAMPLES.value, seed=_SEED.value,
+                            unit=_UNIT.value)
   paths = analysis.write(result, _OUT_DIR.value)
   print(analysis.table_markdown(result), end="")
   print(f"wrote {paths['json']}, {paths['markdown']}, {paths['plot']}")

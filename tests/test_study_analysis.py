@@ -153,3 +153,23 @@ def test_write_and_command_line(tmp_path):
   assert "| older | pixel |" in (tmp_path / "out" / "analysis.md").read_text()
   plot = image_io.load_image(tmp_path / "out" / "preference.png")
   assert plot.shape[0] > 200 and plot.min() < 0.5  # something drawn
+
+
+def test_rater_bootstrap():
+  rng = np.random.default_rng(0)
+  # One rater: every resample is that rater, so the interval is the point.
+  assert analysis.bootstrap_fraction_by_rater([3], [4], rng) == (0.75, 0.75)
+  # Raters at 2/2 and 0/2: resamples give 1, 0 (prob. 1/4 each) or 1/2: interval [0, 1].
+  assert analysis.bootstrap_fraction_by_rater([2, 0], [2, 2], rng) == (0.0, 1.0)
+  with pytest.raises(ValueError):
+    analysis.bootstrap_fraction_by_rater([3], [2], rng)
+
+
+def test_rater_unit_in_analyse(tmp_path):
+  study = make_study(tmp_path / "study")
+  responses = answer(study, "a", range(10), 5) + answer(study, "b", [], 5)
+  by_response = analysis.analyse(study, responses)["edits"][0]
+  by_rater = analysis.analyse(study, responses, unit="rater")["edits"][0]
+  assert by_response["fraction"] == by_rater["fraction"] == 0.5
+  assert by_rater["fraction_ci"] == [0.0, 1.0]  # two raters who disagree completely
+  assert 0.0 < by_response["fraction_ci"][0] < 0.5 < by_response["fraction_ci"][1] < 1.0

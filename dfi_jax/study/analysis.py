@@ -5,10 +5,13 @@ attention checks:
 
   fraction = DFI chosen / responses          ratio = DFI chosen / baseline chosen
 
-(paper Table 1 reports the ratio). The 95 % interval is a percentile bootstrap of the fraction
-over responses; for a 0/1 outcome resampling n responses with replacement is exactly a
-Binomial(n, k/n) draw, which is what is drawn. The ratio's interval is the fraction's mapped
-through f / (1 − f), which is monotone, so it is that bootstrap's own percentile interval.
+(paper Table 1 reports the ratio). The 95 % interval is a percentile bootstrap of the fraction,
+resampling either responses (`unit="response"`; for a 0/1 outcome resampling n responses with
+replacement is exactly a Binomial(n, k/n) draw, which is what is drawn) or raters
+(`unit="rater"`: each resample draws raters with replacement and pools their responses, which
+widens the interval when raters disagree with each other). The ratio's interval is the
+fraction's mapped through f / (1 − f), which is monotone, so it is that bootstrap's own
+percentile interval.
 """
 
 from __future__ import annotations
@@ -135,6 +138,20 @@ def bootstrap_fraction(successes: int, n: int, rng: np.random.Generator,
   return float(lo), float(hi)
 
 
+def bootstrap_fraction_by_rater(successes: Sequence[int], counts: Sequence[int],
+                                rng: np.random.Generator, num_resamples: int = 2000,
+                                level: float = 0.95) -> tuple[float, float]:
+  """Percentile bootstrap of `sum(successes) / sum(counts)` resampling raters (one entry each)."""
+  k, n = np.asarray(successes, np.int64), np.asarray(counts, np.int64)
+  if k.shape != n.shape or k.ndim != 1 or not len(n) or (n <= 0).any() or (k < 0).any() or (
+      k > n).any():
+    raise ValueError(f"need per-rater 0 <= successes <= counts, counts > 0; got {k}, {n}")
+  pick = rng.integers(0, len(n), size=(num_resamples, len(n)))
+  draws = k[pick].sum(1) / n[pick].sum(1)
+  lo, hi = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2])
+  return float(lo), float(hi)
+
+
 def odds(fraction: float) -> float:
   """f / (1 − f): DFI chosen per baseline chosen; inf when every choice was DFI."""
   return math.inf if fraction >= 1 else fraction / (1 - fraction)
@@ -148,13 +165,18 @@ def _check_against_manifest(r: dict, trial: dict) -> None:
 
 
 def analyse(study: Study, responses: Iterable[dict], *, threshold: float = 0.8,
-            num_resamples: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
+            num_resamples: int = 2000, seed: int = 0, level: float = 0.95,
+            unit: str = "response") -> dict:
   """Drops raters below `threshold` on attention checks (or with none), then tabulates.
+
+  `unit` is what the bootstrap resamples: "response" or "rater".
 
   Returns `{study_id, threshold, raters: {...}, responses: {...}, edits: [...], overall: [...]}`
   where each edit row is `{method, attribute, delta, n, dfi, baseline, fraction, fraction_ci,
   ratio, ratio_ci}` (ratio None = infinite: every response chose DFI).
   """
+  if unit not in ("response", "rater"):
+    raise ValueError(f"unit={unit!r}: expected 'response' or 'rater'")
   seen: dict[tuple, dict] = {}
   duplicates = conflicts = 0
   for r in responses:
@@ -188,20 +210,29 @@ def analyse(study: Study, responses: Iterable[dict], *, threshold: float = 0.8,
     if passed:
       kept.add(rater)
 
-  groups: dict[tuple, list[bool]] = {}
-  pooled: dict[str, list[bool]] = {}
+  groups: dict[tuple, list[tuple[str, bool]]] = {}
+  pooled: dict[str, list[tuple[str, bool]]] = {}
   for r in seen.values():
     t = study.trials[r["trial_id"]]
     if r["rater"] in kept and t["kind"] == "main":
       chose_dfi = r["choice"] == t["dfi_side"]
-      groups.setdefault((t["baseline"], t["attribute"], t["delta"]), []).append(chose_dfi)
-      pooled.setdefault(t["baseline"], []).append(chose_dfi)
+      vote = (r["rater"], chose_dfi)
+      groups.setdefault((t["baseline"], t["attribute"], t["delta"]), []).append(vote)
+      pooled.setdefault(t["baseline"], []).append(vote)
 
   rng = np.random.default_rng(seed)
 
-  def row(choices: list[bool], **key) -> dict:
-    n, k = len(choices), int(sum(choices))
-    lo, hi = bootstrap_fraction(k, n, rng, num_resamples, level)
+  def row(votes: list[tuple[str, bool]], **key) -> dict:
+    n, k = len(votes), sum(chose for _, chose in votes)
+    if unit == "rater":
+      per_rater: dict[str, list[int]] = {}
+      for rater, chose in votes:
+        per_rater.setdefault(rater, [0, 0])[0] += chose
+        per_rater[rater][1] += 1
+      ks, ns = zip(*per_rater.values())
+      lo, hi = bootstrap_fraction_by_rater(ks, ns, rng, num_resamples, level)
+    else:
+      lo, hi = bootstrap_fraction(k, n, rng, num_resamples, level)
     return dict(key, n=n, dfi=k, baseline=n - k, fraction=k / n, fraction_ci=[lo, hi],
                 ratio=k / (n - k) if k < n else None, ratio_ci=[_finite(odds(lo)), _finite(odds(hi))])
 
@@ -211,7 +242,7 @@ def analyse(study: Study, responses: Iterable[dict], *, threshold: float = 0.8,
   dropped = [r for r in raters if not r["kept"]]
   return dict(
       study_id=study.study_id, threshold=threshold, level=level, num_resamples=num_resamples,
-      seed=seed,
+      seed=seed, unit=unit,
       raters=dict(total=len(raters), kept=len(kept), dropped=len(dropped),
                   dropped_no_checks=sum(r["attention_total"] == 0 for r in dropped),
                   per_rater=raters),
@@ -246,7 +277,8 @@ def table_markdown(result: dict) -> str:
             f"(attention accuracy < {result['threshold']:.0%}"
             + (f", {r['dropped_no_checks']} with no attention checks answered" if
                r["dropped_no_checks"] else "") + "). "
-            f"Percentile bootstrap, {result['num_resamples']} resamples, seed {result['seed']}."]
+            f"Percentile bootstrap over {result['unit']}s, {result['num_resamples']} resamples, "
+            f"seed {result['seed']}."]
   return "\n".join(lines) + "\n"
 
 
