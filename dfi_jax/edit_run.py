@@ -125,6 +125,8 @@ def run(config, workdir: str | os.PathLike, inputs: Sequence[str] = (),
 
   network = load_network(config)
   size = config.image_size
+  # Own photos are read first, so a bad file fails before any long computation.
+  photos = sources.photo_tests(size, inputs) if inputs else None
   print(f"weights: {network.path} — {network.provenance['description']}", flush=True)
 
   # The bank: images with attributes, and their φ.
@@ -144,7 +146,7 @@ def run(config, workdir: str | os.PathLike, inputs: Sequence[str] = (),
   bank = jnp.asarray(bank)
   timings["bank_s"] = time.perf_counter() - t0
 
-  tests = sources.load_tests(config, bank_data, edits, inputs)
+  tests = photos or sources.load_tests(config, bank_data, edits)
   phi_x = features_lib.compute_features(phi, network.params, tests.images,
                                         config.feature_batch)
 

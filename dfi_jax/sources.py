@@ -108,9 +108,8 @@ def photo_tests(size: int, paths: Sequence[str]) -> TestImages:
   return TestImages(names, np.stack(squares), originals=originals, placements=placements)
 
 
-def load_tests(config, bank: Bank, edits: Sequence[Edit], inputs: Sequence[str]) -> TestImages:
-  if inputs:
-    return photo_tests(config.image_size, inputs)
+def load_tests(config, bank: Bank, edits: Sequence[Edit]) -> TestImages:
+  """Held-out generated faces on synthetic data, else the bank images `config.test_names`."""
   if config.data == "synthetic":
     return synthetic_tests(config, edits)
   return bank_tests(bank, config.test_names)

@@ -1,0 +1,124 @@
+"""The reverse map's loss terms and solver, against finite differences and SciPy's L-BFGS-B."""
+
+import numpy as np
+import pytest
+import scipy.optimize
+
+import jax
+import jax.numpy as jnp
+from jax.test_util import check_grads
+
+from dfi_jax import features as features_lib
+from dfi_jax import model as model_lib
+from dfi_jax import reconstruct
+from dfi_jax import weights as weights_lib
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def setup():
+  params = weights_lib.init_random(jax.random.key(0), width=1 / 16)
+  net = model_lib.VGG19(taps=("conv2_1", "conv3_1"), width=1 / 16)
+  spec = features_lib.feature_spec(net, params, (SIZE, SIZE))
+  phi = features_lib.make_phi(net)
+  rng = np.random.default_rng(0)
+  x = rng.uniform(0.2, 0.8, (2, SIZE, SIZE, 3)).astype(np.float32)
+  target = np.asarray(phi(params, jnp.asarray(x)))
+  target = target + 0.3 * rng.standard_normal(target.shape).astype(np.float32) * target.std()
+  return params, net, spec, x, target
+
+
+def test_total_variation_matches_definition_and_gradient():
+  rng = np.random.default_rng(1)
+  z = rng.uniform(size=(6, 7, 3))
+  d = z * 255.0
+  dx, dy = d[:-1, 1:] - d[:-1, :-1], d[1:, :-1] - d[:-1, :-1]
+  for beta in (1.0, 2.0, 3.0):
+    want = np.sum(np.maximum(dx ** 2 + dy ** 2, 1e-3) ** (beta / 2))
+    got = float(reconstruct.total_variation(jnp.asarray(z, jnp.float32), beta))
+    assert got == pytest.approx(want, rel=1e-5)
+  check_grads(lambda u: reconstruct.total_variation(u, 2.0) / 1e4,
+              (jnp.asarray(z, jnp.float32),), order=1, modes=["rev"], eps=1e-3, atol=2e-2,
+              rtol=2e-2)
+
+
+def test_objective_gradient_matches_finite_differences(setup):
+  params, net, spec, x, target = setup
+  config = reconstruct.ReverseMapConfig(tv_weight=1e-4)
+  objective = reconstruct.make_objective(net, spec, config)
+  variables = {"params": params, "backward": model_lib.backward_kernels(params)}
+  f = lambda z: objective(z, jnp.asarray(target[0]), variables)
+  z = jnp.asarray(x[0])
+  g = jax.grad(f)(z)
+  rng = np.random.default_rng(2)
+  for _ in range(3):
+    v = jnp.asarray(rng.standard_normal(z.shape), jnp.float32)
+    v = v / jnp.linalg.norm(v)
+    h = 1e-2
+    fd = (f(z + h * v) - f(z - h * v)) / (2 * h)
+    assert float(jnp.vdot(g, v)) == pytest.approx(float(fd), rel=2e-2, abs=1e-3 * abs(float(f(z))))
+
+
+def test_feature_loss_is_mean_over_layers_of_half_squared_error(setup):
+  _, _, spec, _, _ = setup
+  rng = np.random.default_rng(3)
+  a, b = rng.standard_normal((2, spec.dim)).astype(np.float32)
+  sizes = spec.sizes
+  want = 0.5 * (np.sum((a[:sizes[0]] - b[:sizes[0]]) ** 2) + np.sum((a[sizes[0]:] - b[sizes[0]:]) ** 2)) / 2
+  assert float(reconstruct.feature_loss(jnp.asarray(a), jnp.asarray(b), spec)) == pytest.approx(want, rel=1e-5)
+
+
+def scipy_solve(objective, variables, target, z0, iterations):
+  fg = jax.jit(jax.value_and_grad(lambda z: objective(z, target, variables)))
+
+  def fun(flat):
+    v, g = fg(jnp.asarray(flat.reshape(z0.shape), jnp.float32))
+    return float(v), np.asarray(g, np.float64).ravel()
+
+  res = scipy.optimize.minimize(fun, z0.ravel().astype(np.float64), jac=True, method="L-BFGS-B",
+                                bounds=[(0.0, 1.0)] * z0.size,
+                                options=dict(maxiter=iterations, maxcor=10))
+  return res.fun
+
+
+@pytest.mark.parametrize("solver", ["jaxopt_lbfgsb", "optax_lbfgs"])
+def test_reverse_map_reaches_scipys_loss(setup, solver):
+  params, net, spec, x, target = setup
+  config = reconstruct.ReverseMapConfig(tv_weight=1e-4, solver=solver, linesearch="backtracking",
+                                        linesearch_init="max", chunk=10)
+  rm = reconstruct.ReverseMap(net, spec, config)
+  result = rm(params, target, x, 30)
+  variables = {"params": params}
+  start = [float(rm.objective(jnp.asarray(x[i]), jnp.asarray(target[i]), variables))
+           for i in range(2)]
+  reference = [scipy_solve(rm.objective, variables, jnp.asarray(target[i]), x[i], 30)
+               for i in range(2)]
+  assert result.finite.all()
+  assert result.images.min() >= 0.0 and result.images.max() <= 1.0
+  for i in range(2):
+    assert result.loss[i] < 0.5 * start[i]
+    assert result.loss[i] <= 1.3 * reference[i], (result.loss[i], reference[i])
+
+
+def test_non_finite_loss_stops_only_that_image(setup):
+  params, net, spec, x, target = setup
+  bad = target.copy()
+  bad[1, :5] = np.nan
+  rm = reconstruct.ReverseMap(net, spec, reconstruct.ReverseMapConfig(chunk=2))
+  result = rm(params, bad, x, 4)
+  assert list(result.finite) == [True, False]
+  assert np.isfinite(result.images[0]).all()
+
+
+def test_bad_settings_are_rejected(setup):
+  params, net, spec, x, target = setup
+  with pytest.raises(ValueError, match="tv_weight"):
+    reconstruct.ReverseMap(net, spec, reconstruct.ReverseMapConfig(tv_weight=-1.0))
+  with pytest.raises(ValueError, match="tv_beta"):
+    reconstruct.ReverseMap(net, spec, reconstruct.ReverseMapConfig(tv_beta=0.0))
+  rm = reconstruct.ReverseMap(net, spec, reconstruct.ReverseMapConfig())
+  with pytest.raises(ValueError, match="iterations"):
+    rm(params, target, x, 0)
+  with pytest.raises(ValueError, match="targets must be"):
+    rm(params, target[:, :-1], x, 1)

@@ -1,0 +1,92 @@
+"""The whole `experiments.transform` on the tiny config, as a user runs it."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = "experiments/configs/synthetic.py:tiny"
+
+
+def transform(workdir, *args):
+  env = dict(os.environ, PYTHONUNBUFFERED="1")
+  return subprocess.run([sys.executable, "-m", "experiments.transform", f"--workdir={workdir}",
+                         f"--config={TINY}", *args], cwd=ROOT, capture_output=True, text=True,
+                        env=env, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("tiny")
+  proc = transform(workdir)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  return workdir, proc
+
+
+def test_tiny_run_writes_complete_outputs(tiny_run):
+  workdir, proc = tiny_run
+  assert "reverse map" in proc.stderr  # the progress bar
+  record = json.loads((workdir / "metrics.json").read_text())
+  for key in ("settings", "weights", "summary", "per_image", "timings", "versions", "outputs"):
+    assert key in record
+  prov = record["weights"]["provenance"]
+  assert prov["kind"] in ("random", "trained") and prov["description"]
+  assert record["versions"]["jax"] and record["versions"]["jaxopt"]
+  settings = record["settings"]
+  assert settings["k"] == 5 and settings["deltas"] == [0.4, 0.8]
+  # 2 faces x 6 attributes x 2 deltas, each with the counterfactual metrics and the baseline.
+  assert len(record["per_image"]) == 24 and len(record["outputs"]["edits"]) == 24
+  for row in record["per_image"]:
+    assert np.isfinite(row["r"]) and np.isfinite(row["outside"]) and np.isfinite(row["baseline_r"])
+  assert set(record["summary"]["d0.4"]) == {"older", "mouth_open", "eyes_open", "smiling",
+                                            "moustache", "eyeglasses"}
+  for rel in record["outputs"]["edits"]:
+    pixels = np.asarray(Image.open(workdir / rel))
+    assert pixels.shape == (32, 32, 3) and pixels.dtype == np.uint8
+  grid = Image.open(workdir / "grid.png")
+  assert grid.width > 32 * 19 and grid.height > 32 * 2  # 1 + 12 edits + 6 counterfactuals
+  html = (workdir / "index.html").read_text()
+  assert "grid.png" in html and "eyeglasses" in html and "edits/" in html
+  assert not [p for p in workdir.rglob("*") if ".tmp" in p.name]
+
+
+def test_own_photos_keep_their_size(tmp_path):
+  rgba = np.zeros((50, 80, 4), np.uint8)
+  rgba[..., 0], rgba[..., 3] = 200, 128
+  Image.fromarray(rgba, "RGBA").save(tmp_path / "wide photo.png")
+  grey = (np.arange(45 * 30).reshape(45, 30) % 256).astype(np.uint8)
+  Image.fromarray(grey, "L").save(tmp_path / "grey.jpg")
+  out = tmp_path / "out"
+  proc = transform(out, f"--inputs={tmp_path / 'wide photo.png'},{tmp_path / 'grey.jpg'}",
+                   "--attributes=eyeglasses,smiling", "--config.deltas=0.4")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  record = json.loads((out / "metrics.json").read_text())
+  assert record["data"] == "photos" and record["images"] == ["wide photo", "grey"]
+  edits = sorted(record["outputs"]["edits"])
+  assert len(edits) == 4
+  sizes = {Path(e).name.split("__")[0]: Image.open(out / e).size for e in edits}
+  assert sizes == {"wide photo": (80, 50), "grey": (30, 45)}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--attributes=glasses"], "valid attributes are ['older'"),
+    (["--config.k=0"], "--config.k=0: expected a positive integer"),
+    (["--config.tv_beta=0"], "expected β > 0"),
+    (["--config.tv_weight=-1"], "expected λ >= 0"),
+    (["--config.iterations=0"], "--config.iterations=0"),
+    (["--config.k=500"], "K=500 but edit"),
+    (["--config.weights=/nonexistent/w.npz"], "/nonexistent/w.npz not found"),
+    (["--inputs=/nonexistent/a.png"], "/nonexistent/a.png"),
+])
+def test_bad_input_is_one_clear_line(tmp_path, args, message):
+  proc = transform(tmp_path / "out", *args)
+  assert proc.returncode != 0
+  lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
+  assert len(lines) == 1 and message in lines[0], proc.stderr[-1500:]
+  assert "Traceback" not in proc.stderr
