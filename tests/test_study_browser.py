@@ -5,8 +5,11 @@ few by arrow key) in a known pattern, exports CSV and JSON through the page's do
 analyses them and checks the numbers. Skips, saying so, only when no chromium is installed.
 """
 
+import functools
+import http.server
 import json
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,11 @@ IMAGES = [f"face{i}" for i in range(5)]
 # Which images each rater prefers DFI on, per attribute: alice 4/5 older, 1/5 smiling.
 ALICE = {"older": {"face0", "face1", "face2", "face3"}, "smiling": {"face4"}}
 KEYBOARD_TRIALS = {1, 4}  # alice answers these trial positions with arrow keys
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+  def log_message(self, *args):
+    pass
 
 
 def _chromium() -> str:
@@ -111,6 +119,17 @@ def test_page_in_headless_chromium(tmp_path):
         inputs = [r["input"] for r in saved["responses"]]
         assert inputs.count("key") == (len(KEYBOARD_TRIALS) if rater == "alice" else 0)
         context.close()
+      # The same folder served by a static server (as `python -m http.server` would) works too.
+      handler = functools.partial(_QuietHandler, directory=str(tmp_path / "study"))
+      with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        page = browser.new_page()
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"http://127.0.0.1:{server.server_address[1]}/index.html?rater=carol")
+        page.click("#start")
+        _answer(page, manifest, "alice", stop_at=2)
+        page.close()
+        server.shutdown()
     finally:
       browser.close()
   assert errors == []
