@@ -27,6 +27,7 @@ from dfi_jax import metrics as metrics_lib
 from dfi_jax import model as model_lib
 from dfi_jax import neighbours as neighbours_lib
 from dfi_jax import reconstruct
+from dfi_jax import run_state
 from dfi_jax import sources
 from dfi_jax import weights as weights_lib
 
@@ -109,6 +110,22 @@ def _delta_tag(delta: float) -> str:
   return f"d{delta:g}"
 
 
+def edit_file(tests: sources.TestImages, item: tuple[int, str], delta: float) -> str:
+  return f"edits/{tests.names[item[0]]}__{item[1]}__{_delta_tag(delta)}.png"
+
+
+def save_edit(workdir: Path, tests: sources.TestImages, item: tuple[int, str], delta: float,
+              result: np.ndarray) -> None:
+  """One edit's PNG (own photos: at the photo's size); kept if a previous run wrote it."""
+  path = workdir / edit_file(tests, item, delta)
+  if path.exists():
+    return
+  i = item[0]
+  if tests.originals is not None:
+    result = compose_photo(tests.originals[i], tests.images[i], result, tests.placements[i])
+  image_io.save_png(path, result)
+
+
 def run(config, workdir: str | os.PathLike, inputs: Sequence[str] = (),
         attributes: Sequence[str] = ()) -> dict:
   """The whole edit run; returns the metrics record it writes to `metrics.json`."""
@@ -122,6 +139,7 @@ def run(config, workdir: str | os.PathLike, inputs: Sequence[str] = (),
     raise RunError(f"--workdir={workdir}: cannot create it ({e.strerror})") from None
   if not os.access(workdir, os.W_OK):
     raise RunError(f"--workdir={workdir}: not writable")
+  run_state.remove_stale_temp_files(workdir)
 
   network = load_network(config)
   size = config.image_size
@@ -138,6 +156,10 @@ def run(config, workdir: str | os.PathLike, inputs: Sequence[str] = (),
     masks[e.name] = neighbours_lib.candidate_masks(bank_data.attributes, e,
                                                    bank_data.attribute_names)
     neighbours_lib.check_candidates(*masks[e.name], config.k, e.name)
+  resuming = run_state.claim(workdir, run_state.describe(config.to_dict(), network.path,
+                                                         inputs, edits))
+  if resuming:
+    print(f"resuming the run in {workdir}: finished edits are kept", flush=True)
   phi = features_lib.make_phi(network.net)
   spec = features_lib.feature_spec(network.net, network.params, (size, size))
   with tqdm(total=len(bank_data.images), desc="bank φ", unit="img") as bar:
@@ -177,24 +199,39 @@ def run(config, workdir: str | os.PathLike, inputs: Sequence[str] = (),
   reverse_map = reconstruct.ReverseMap(network.net, spec, rm_config)
   x_items = tests.images[[i for i, _ in items]]
   iterations = [config.iterations] + [config.next_iterations] * (len(config.deltas) - 1)
-  results = np.empty((len(config.deltas), len(items), size, size, 3), np.float32)
-  losses = np.empty((len(config.deltas), len(items)), np.float32)
-  finite = np.ones((len(config.deltas), len(items)), bool)
-  evaluations = np.zeros((len(config.deltas), len(items)), np.int64)
+  shape = (len(config.deltas), len(items))
+  results = np.zeros(shape + (size, size, 3), np.float32)
+  losses = np.full(shape, np.nan, np.float32)
+  finite = np.zeros(shape, bool)
+  evaluations = np.zeros(shape, np.int64)
+  keys = [[f"{tests.names[i]}__{a}__{_delta_tag(d)}" for i, a in items] for d in config.deltas]
+  for s, j in np.ndindex(*shape):  # items finished by an earlier, interrupted run
+    done = run_state.load_result(workdir, keys[s][j])
+    if done is not None:
+      results[s, j], losses[s, j] = done["image"], done["loss"]
+      evaluations[s, j], finite[s, j] = done["evaluations"], True
   t0 = time.perf_counter()
-  total = sum(iterations) * len(items)
-  with tqdm(total=total, desc="reverse map", unit="it·img") as bar:
+  with tqdm(total=sum(iterations) * len(items), desc="reverse map", unit="it·img") as bar:
     for s, delta in enumerate(config.deltas):
       for b in range(0, len(items), config.batch_size):
         sl = slice(b, b + config.batch_size)
-        z0 = x_items[sl] if s == 0 else results[s - 1, sl]
         n = len(x_items[sl])
+        if finite[s, sl].all():
+          bar.update(iterations[s] * n)
+          continue
+        if s > 0 and not finite[s - 1, sl].all():  # a failed previous δ fails this one too
+          bar.update(iterations[s] * n)
+          continue
+        z0 = x_items[sl] if s == 0 else results[s - 1, sl]
         res = reverse_map(network.params, targets[s, sl], z0, iterations[s],
                           progress=lambda k, n=n: bar.update(k * n))
         results[s, sl], losses[s, sl] = res.images, res.loss
         finite[s, sl], evaluations[s, sl] = res.finite, res.evaluations
-        if s > 0:
-          finite[s, sl] &= finite[s - 1, sl]
+        for j in range(b, b + n):
+          if finite[s, j]:
+            save_edit(workdir, tests, items[j], delta, results[s, j])
+            run_state.save_result(workdir, keys[s][j], results[s, j], losses[s, j],
+                                  evaluations[s, j])
   timings["reverse_map_s"] = time.perf_counter() - t0
   timings["reverse_map_per_image_s"] = timings["reverse_map_s"] / (len(items) * len(config.deltas))
 
@@ -204,33 +241,41 @@ def run(config, workdir: str | os.PathLike, inputs: Sequence[str] = (),
 
 def write_outputs(config, workdir, network, tests, attributes, items, results, losses, finite,
                   evaluations, neighbour_sets, bank_images, timings, t_start) -> dict:
-  failures, per_image, files = [], [], {}
+  failures, per_image, files, baselines = [], [], {}, {}
+  for d in ("baselines", "originals"):
+    (workdir / d).mkdir(exist_ok=True)
+  for i, name in enumerate(tests.names):
+    original = tests.originals[i] if tests.originals is not None else tests.images[i]
+    image_io.save_png(workdir / "originals" / f"{name}.png", original)
+  # The pixel-space baseline, with the δ that best matches the counterfactual when there is one.
+  for i, a in items:
+    nb = neighbour_sets[a]
+    src, tgt, x = np.asarray(nb.source[i]), np.asarray(nb.target[i]), tests.images[i]
+    best_r, best_d = float("nan"), config.pixel_delta_photos
+    if tests.counterfactuals is not None:
+      cf, m = tests.counterfactuals[a][i], tests.masks[a][i]
+      best_r, best_d = min((metrics_lib.counterfactual_ratio(
+          metrics_lib.pixel_baseline(x, bank_images, src, tgt, d), x, cf, m), d)
+          for d in config.pixel_deltas)
+    baseline = metrics_lib.pixel_baseline(x, bank_images, src, tgt, best_d)
+    baselines[(i, a)] = (baseline, best_r, best_d)
+    if tests.originals is not None:
+      baseline = compose_photo(tests.originals[i], x, baseline, tests.placements[i])
+    image_io.save_png(workdir / "baselines" / f"{tests.names[i]}__{a}__pixel.png", baseline)
   for s, delta in enumerate(config.deltas):
     for j, (i, a) in enumerate(items):
-      name = f"{tests.names[i]}__{a}__{_delta_tag(delta)}.png"
       if not finite[s, j]:
         failures.append(f"{tests.names[i]} / {a} / δ={delta:g}: loss became non-finite; "
                         "no image written")
         continue
-      edit = results[s, j]
-      if tests.originals is not None:
-        edit = compose_photo(tests.originals[i], tests.images[i], edit, tests.placements[i])
-      image_io.save_png(workdir / "edits" / name, edit)
-      files[(s, j)] = f"edits/{name}"
+      files[(s, j)] = edit_file(tests, (i, a), delta)
       if tests.counterfactuals is not None:
         x, cf, m = tests.images[i], tests.counterfactuals[a][i], tests.masks[a][i]
-        nb = neighbour_sets[a]
-        baselines = [(metrics_lib.counterfactual_ratio(
-            metrics_lib.pixel_baseline(x, bank_images, np.asarray(nb.source[i]),
-                                       np.asarray(nb.target[i]), d), x, cf, m), d)
-                     for d in config.pixel_deltas]
-        best_r, best_d = min(baselines)
-        baseline = metrics_lib.pixel_baseline(x, bank_images, np.asarray(nb.source[i]),
-                                              np.asarray(nb.target[i]), best_d)
+        baseline, best_r, best_d = baselines[(i, a)]
         per_image.append(dict(
             image=tests.names[i], attribute=a, delta=float(delta),
-            r=metrics_lib.counterfactual_ratio(edit, x, cf, m),
-            outside=metrics_lib.outside_change(edit, x, m),
+            r=metrics_lib.counterfactual_ratio(results[s, j], x, cf, m),
+            outside=metrics_lib.outside_change(results[s, j], x, m),
             baseline_r=best_r, baseline_outside=metrics_lib.outside_change(baseline, x, m),
             baseline_delta=best_d, loss=float(losses[s, j]),
             evaluations=int(evaluations[s, j])))
@@ -267,7 +312,10 @@ def write_outputs(config, workdir, network, tests, attributes, items, results, l
       summary=summary,
       per_image=per_image,
       failures=failures,
-      outputs=dict(grid="grid.png", edits=sorted(files.values()), index="index.html"),
+      outputs=dict(grid="grid.png", edits=sorted(files.values()), index="index.html",
+                   originals=[f"originals/{n}.png" for n in tests.names],
+                   baselines=dict(pixel=sorted(f"baselines/{tests.names[i]}__{a}__pixel.png"
+                                               for i, a in items))),
       timings=timings,
       versions=package_versions(),
       devices=[str(d) for d in jax.devices()],
