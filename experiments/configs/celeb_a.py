@@ -1,0 +1,50 @@
+"""The paper's six face edits on CelebA (through tfds's `celeb_a`), attribute neighbours.
+
+  python -m experiments.prepare_data --dataset=celeb_a --manual_dir=DIR
+  python -m experiments.transform --config=experiments/configs/celeb_a.py \
+      --config.weights=weights/vgg_normalised.npz --workdir=runs/celeb_a
+
+DIR holds CelebA's five files. The bank is split `split` (default train, 162,770 images), each
+aligned 218×178 image cropped to rows 40:188, columns 15:163 and resized to `image_size`. CelebA
+has no "old" or "eyes open": they are derived as not Young and not Narrow_Eyes, so the six
+edits are Young→Old, add Mouth_Slightly_Open, Narrow_Eyes→Eyes_Open, add Smiling,
+No_Beard→Mustache and add Eyeglasses; neighbours within the test image's gender (Male).
+
+Variant `tiny` runs on `python -m dfi_jax.datasets.fakes --out=/tmp/dfi_fakes` (tests).
+"""
+
+import ml_collections
+
+import dfi_jax.datasets  # noqa: F401  registers the "celeb_a" bank
+from dfi_jax.datasets import celeb_a
+from dfi_jax.datasets import fakes
+from experiments.configs import synthetic
+
+
+def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
+  variant = arg or "demo"
+  if variant not in ("demo", "tiny"):
+    raise ValueError(f"unknown variant {arg!r} of celeb_a.py; expected demo or tiny")
+  c = synthetic.get_config("tiny" if variant == "tiny" else "demo")
+  c.variant = variant
+  c.data = "celeb_a"
+  c.data_dir = "~/tensorflow_datasets"
+  c.split = "train"
+  c.crop = ()  # () = rows 40:188, columns 15:163 of the 218×178 image
+  c.attributes = tuple(e.name for e in celeb_a.SIX_EDITS)
+  c.test_names = ("000001.jpg", "000002.jpg", "000003.jpg")
+  c.image_size = 200
+  c.weights = "weights/vgg_normalised.npz"
+  c.k = 100
+  c.batch_size = 6
+  if variant == "tiny":
+    c.data_dir = "/tmp/dfi_fakes/tfds"
+    c.test_names = fakes.CELEB_A_TEST_NAMES
+    c.image_size = 32
+    c.weights = ""
+    c.k = 3
+    c.deltas = (0.4,)
+    c.iterations = 3
+    c.batch_size = 12
+  c.num_test = len(c.test_names)
+  return c

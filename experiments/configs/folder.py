@@ -1,0 +1,58 @@
+"""DFI on your own folder of images with a CSV of attributes (or UT-Zappos50K shoes, …).
+
+  python -m experiments.transform --config=experiments/configs/folder.py \
+      --config.folder=~/my_photos --config.csv=~/my_photos/attributes.csv \
+      --config.test_names=a.jpg,b.jpg --config.edits=smiling,no_beard->mustache --workdir=runs/mine
+
+The CSV: a header, a `name` column with each image's path relative to the folder, and attribute
+columns, each binary (0/1, -1/1, true/false, yes/no) or real-valued (binarised: `binarise` =
+"official", the top two thirds of the positive values, or "positive", > 0). `edits`: "b" adds
+column b (source: images without b), "a->b" is the official pair rule; () = add every column.
+Images are fitted into an `image_size` square (`fit` = "pad" keeps the aspect ratio, "stretch"
+does not), after an optional `crop` (top, left, height, width). The folder is read lazily.
+
+Variant `tiny` runs on `python -m dfi_jax.datasets.fakes --out=/tmp/dfi_fakes` (tests).
+"""
+
+import ml_collections
+
+import dfi_jax.datasets  # noqa: F401  registers the "folder" bank
+from dfi_jax.datasets import fakes
+from experiments.configs import synthetic
+
+
+def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
+  variant = arg or "demo"
+  if variant not in ("demo", "tiny"):
+    raise ValueError(f"unknown variant {arg!r} of folder.py; expected demo or tiny")
+  c = synthetic.get_config("tiny" if variant == "tiny" else "demo")
+  c.variant = variant
+  c.data = "folder"
+  c.folder = "~/dfi_folder"
+  c.csv = "~/dfi_folder/attributes.csv"
+  c.name_column = "name"
+  c.columns = ()  # () = every column but the name
+  c.binarise = "official"
+  c.group_column = ""  # optional binary column: neighbours only within the same value
+  c.edits = ()
+  c.attributes = ()  # which edits to run; () = all of `edits`
+  c.crop = ()
+  c.fit = "pad"
+  c.test_names = ("image1.jpg",)
+  c.image_size = 200
+  c.weights = "weights/vgg_normalised.npz"
+  c.k = 100
+  c.batch_size = 6
+  if variant == "tiny":
+    c.folder = "/tmp/dfi_fakes/folder"
+    c.csv = "/tmp/dfi_fakes/folder/attributes.csv"
+    c.edits = ("smiling", "eyeglasses", "age_score")
+    c.test_names = fakes.FOLDER_TEST_NAMES
+    c.image_size = 32
+    c.weights = ""
+    c.k = 4
+    c.deltas = (0.4,)
+    c.iterations = 3
+    c.batch_size = 12
+  c.num_test = len(c.test_names)
+  return c
