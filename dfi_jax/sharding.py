@@ -1,0 +1,277 @@
+"""Many devices and many hosts: the mesh, a bank sharded along it, KNN and reverse maps on it.
+
+The bank's leading axis `N` is split over the mesh axis `data` (`NamedSharding(mesh,
+P("data", None))`); queries and their results are replicated. Nearest neighbours are a
+per-device top-k followed by one all-gather of `[B, devices·k]` candidates and a global top-k,
+which gives exactly the single-device answer, ties included: `lax.top_k` keeps the lower
+position first among equal keys, and the gathered candidates of equal key sit in bank-index
+order (device blocks in order, each block in index order). Neighbour means are summed on the
+device that holds each row and reduced with one `psum` of `[B, D]`: the bank is never gathered.
+Reverse maps are data-parallel: the batch axis of `z` and the targets is split over `data`, the
+weights replicated, and `reconstruct.ReverseMap`'s compiled code partitioned by XLA.
+
+Multi-host: `initialize` is the one place that calls `jax.distributed.initialize`; after it,
+`jax.devices()` spans every host, each host feeds only the rows its own devices hold
+(`bank_to_mesh` reads just those shards), and only `is_writer()` (process 0) writes outputs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from dfi_jax import bank as bank_lib
+from dfi_jax import reconstruct
+from dfi_jax.neighbours import Neighbours
+
+DATA = "data"
+METRICS = ("l2", "hamming")
+
+
+class DistributedSettings(NamedTuple):
+  """What `jax.distributed.initialize` needs; None fields are auto-detected (TPU pods, SLURM,
+  Open MPI, Kubernetes jobs set them in the environment)."""
+  coordinator_address: str | None = None  # "host0:1234"
+  num_processes: int | None = None
+  process_id: int | None = None
+  local_device_ids: Sequence[int] | None = None
+
+
+def initialize(enabled: bool, settings: DistributedSettings = DistributedSettings()) -> None:
+  """All multi-host set-up: `jax.distributed.initialize` when `enabled`, else nothing.
+
+  Call it before anything touches a device; the same command then runs on every host.
+  """
+  if enabled:
+    jax.distributed.initialize(coordinator_address=settings.coordinator_address,
+                               num_processes=settings.num_processes,
+                               process_id=settings.process_id,
+                               local_device_ids=settings.local_device_ids)
+
+
+def is_writer() -> bool:
+  """True on the one process that writes shared outputs and logs."""
+  return jax.process_index() == 0
+
+
+def barrier(name: str) -> None:
+  """Waits for every host (a no-op on one)."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices(name)
+
+
+def make_mesh(shape: Sequence[int] = (-1,), axes: Sequence[str] = (DATA,),
+              devices: Sequence[jax.Device] | None = None) -> Mesh:
+  """A mesh over `devices` (default all, every host); one -1 in `shape` takes the rest.
+
+  Axes are `Auto` (XLA propagates shardings), so unannotated library code runs unchanged.
+  """
+  devices = list(jax.devices() if devices is None else devices)
+  shape = list(shape)
+  if len(shape) != len(axes) or shape.count(-1) > 1:
+    raise ValueError(f"mesh shape {shape} must match axes {list(axes)} with at most one -1")
+  if -1 in shape:
+    known = math.prod(s for s in shape if s != -1)
+    shape[shape.index(-1)] = len(devices) // known
+  if math.prod(shape) != len(devices):
+    raise ValueError(f"mesh shape {shape} needs {math.prod(shape)} devices, have "
+                     f"{len(devices)}")
+  grid = np.asarray(devices, dtype=object).reshape(shape)
+  return Mesh(grid, tuple(axes), axis_types=(jax.sharding.AxisType.Auto,) * len(axes))
+
+
+def mesh_from_config(config) -> Mesh:
+  """`config.mesh_shape` / `config.mesh_axes` (defaults: every device on one `data` axis)."""
+  return make_mesh(tuple(config.get("mesh_shape", (-1,))),
+                   tuple(config.get("mesh_axes", (DATA,))))
+
+
+def padded_size(n: int, mesh: Mesh, axis: str = DATA) -> int:
+  """`n` rounded up to a multiple of the `axis` size (padding rows are never candidates)."""
+  return -(-n // mesh.shape[axis]) * mesh.shape[axis]
+
+
+def shard_rows(rows: np.ndarray, mesh: Mesh, axis: str = DATA, fill=0) -> jax.Array:
+  """A host array `[N, ...]` (the same on every host) as a global array split along `axis`,
+  padded with `fill` to a multiple of the axis size. Each host copies only its devices' rows."""
+  rows = np.asarray(rows)
+  n = padded_size(len(rows), mesh, axis)
+  spec = P(axis, *([None] * (rows.ndim - 1)))
+
+  def piece(index):
+    start, stop, _ = index[0].indices(n)
+    out = rows[start:min(stop, len(rows))]
+    if stop > len(rows):
+      pad = np.full((stop - max(start, len(rows)),) + rows.shape[1:], fill, rows.dtype)
+      out = np.concatenate([out, pad])
+    return out[(slice(None),) + tuple(index[1:])]
+
+  return jax.make_array_from_callback((n,) + rows.shape[1:], NamedSharding(mesh, spec), piece)
+
+
+def bank_to_mesh(bank: bank_lib.DiskBank, mesh: Mesh, what: str = "search",
+                 axis: str = DATA, dtype=jnp.float32) -> jax.Array:
+  """An on-disk bank's search features (`what="search"`) or φ (`"phi"`) as a global
+  `[N_padded, d]` array split along `axis`; each host reads only the rows of its own devices."""
+  if what not in ("search", "phi"):
+    raise ValueError(f"what must be 'search' or 'phi', got {what!r}")
+  read = bank_lib.read_search if what == "search" else bank_lib.read_phi
+  dim = (bank.manifest["feature_dim"] if what == "phi" or bank.search.kind == "none"
+         else bank.manifest["search"]["dim"])
+  n = padded_size(bank.num_images, mesh, axis)
+
+  def piece(index):
+    start, stop, _ = index[0].indices(n)
+    out = np.zeros((stop - start, dim), np.float32)
+    hi = min(stop, bank.num_images)
+    if hi > start:
+      out[:hi - start] = read(bank, start, hi)
+    return out.astype(dtype)
+
+  return jax.make_array_from_callback((n, dim), NamedSharding(mesh, P(axis, None)), piece)
+
+
+# ---------------------------------------------------------------------------------------
+# KNN.
+
+
+def _local_first_k(key: jax.Array, index: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
+  """`[B, n]` keys (inf = not a candidate) -> the k smallest as (-key, global index)."""
+  values, pos = jax.lax.top_k(-key, min(k, key.shape[-1]))
+  return values, index[pos]
+
+
+def _merge(values: jax.Array, index: jax.Array, k: int, axis: str) -> jax.Array:
+  """Per-device `[B, k]` candidates -> global `[B, k]` indices, lowest index first on ties."""
+  values = jax.lax.all_gather(values, axis, axis=1, tiled=True)  # device order = index order
+  index = jax.lax.all_gather(index, axis, axis=1, tiled=True)
+  _, pos = jax.lax.top_k(values, k)
+  return jnp.take_along_axis(index, pos, axis=1).astype(jnp.int32)
+
+
+def make_knn(mesh: Mesh, k: int, metric: str = "l2", axis: str = DATA) -> Callable:
+  """A jitted sharded KNN; keep it: batches of the same shape reuse its compiled code.
+
+  Returns `knn(bank, queries, source, target, exclude, allowed) -> Neighbours` with
+    bank: `[N, d]` (float search features for `l2`, bool attributes for `hamming`), split
+      along `axis` (see `shard_rows` / `bank_to_mesh`; N a multiple of the axis size);
+    queries: `[B, d]`; source, target: `[N]` bool candidate masks (False on padding rows);
+    exclude: `[B]` int32 bank index of each query itself, or -1;
+    allowed: `[B, N]` bool per-query restriction (all True for none).
+  Equal to `neighbours.feature_neighbours` (`l2`) / `attribute_neighbours` (`hamming`).
+  """
+  if metric not in METRICS:
+    raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+  if k <= 0:
+    raise ValueError(f"k must be positive, got {k}")
+
+  def local(bank, queries, source, target, exclude, allowed):
+    n = bank.shape[0]
+    index = jax.lax.axis_index(axis) * n + jnp.arange(n)
+    if metric == "l2":
+      # The same expression as neighbours.feature_neighbours, so distances agree bit for bit.
+      bank = bank.astype(jnp.float32)
+      bank_sq = jnp.sum(bank * bank, axis=-1)
+      distance = jax.vmap(lambda q: bank_sq - 2.0 * bank @ q + jnp.sum(q * q))(
+          queries.astype(jnp.float32))
+    else:
+      distance = jax.vmap(lambda q: jnp.sum(bank != q, axis=-1).astype(jnp.float32))(queries)
+    ok = allowed & (index[None] != exclude[:, None])
+    out = []
+    for mask in (source, target):
+      key = jnp.where(ok & mask[None], distance, jnp.inf)
+      out.append(_merge(*_local_first_k(key, index, k), k, axis))
+    return tuple(out)
+
+  sharded = jax.shard_map(local, mesh=mesh,
+                          in_specs=(P(axis, None), P(), P(axis), P(axis), P(), P(None, axis)),
+                          out_specs=(P(), P()), check_vma=False)
+
+  @jax.jit
+  def knn(bank, queries, source, target, exclude, allowed):
+    return Neighbours(*sharded(bank, queries, source, target, exclude, allowed))
+
+  return knn
+
+
+def neighbours(knn: Callable, mesh: Mesh, bank: jax.Array, queries, source, target,
+               exclude=None, allowed=None, axis: str = DATA) -> Neighbours:
+  """Calls `knn` (from `make_knn`) with host arrays padded and placed for the mesh.
+
+  `source`, `target`: `[N]` bool; `exclude`: `[B]` or None; `allowed`: `[B, N]` or None.
+  """
+  n = bank.shape[0]
+  queries = np.asarray(queries)
+  b = queries.shape[0]
+  pad = lambda m: np.pad(np.asarray(m, bool), [(0, n - np.shape(m)[-1])] if np.ndim(m) == 1
+                         else [(0, 0), (0, n - np.shape(m)[-1])])
+  exclude = np.full((b,), -1, np.int32) if exclude is None else np.asarray(exclude, np.int32)
+  allowed = np.ones((b, n), bool) if allowed is None else pad(allowed)
+  replicated = NamedSharding(mesh, P())
+  return knn(bank, jax.device_put(queries, replicated),
+             jax.device_put(pad(source), NamedSharding(mesh, P(axis))),
+             jax.device_put(pad(target), NamedSharding(mesh, P(axis))),
+             jax.device_put(exclude, replicated),
+             jax.device_put(allowed, NamedSharding(mesh, P(None, axis))))
+
+
+# ---------------------------------------------------------------------------------------
+# Neighbour means where the rows live.
+
+
+def make_attribute_vector(mesh: Mesh, axis: str = DATA) -> Callable:
+  """Jitted `w(bank [N, D] split along axis, neighbours) -> [B, D]` float32 replicated:
+  mean bank[target] − mean bank[source], each device adding the rows it holds (one K-step
+  loop of `[B, D]` gathers), then one psum. Memory per device: `[B, D]`, whatever K."""
+
+  def local(bank, source, target):
+    n = bank.shape[0]
+    offset = jax.lax.axis_index(axis) * n
+
+    def total(idx):
+      def body(j, acc):
+        i = idx[:, j] - offset
+        mine = (i >= 0) & (i < n)
+        rows = bank[jnp.clip(i, 0, n - 1)].astype(jnp.float32)
+        return acc + jnp.where(mine[:, None], rows, 0.0)
+      return jax.lax.fori_loop(0, idx.shape[1], body,
+                               jnp.zeros((idx.shape[0], bank.shape[1]), jnp.float32))
+
+    w = (total(target) - total(source)) / target.shape[1]
+    return jax.lax.psum(w, axis)
+
+  sharded = jax.shard_map(local, mesh=mesh, in_specs=(P(axis, None), P(), P()),
+                          out_specs=P(), check_vma=False)
+  return jax.jit(lambda bank, nb: sharded(bank, nb.source, nb.target))
+
+
+# ---------------------------------------------------------------------------------------
+# Reverse maps, data-parallel.
+
+
+def reverse_maps(reverse_map: reconstruct.ReverseMap, mesh: Mesh, params, targets, z0,
+                 iterations: int, progress: Callable[[int], None] | None = None,
+                 axis: str = DATA) -> reconstruct.ReverseMapResult:
+  """`reverse_map` on a batch split over `axis`: `targets` `[B, D]`, `z0` `[B, H, W, 3]`.
+
+  B is padded (repeating the last image) to a multiple of the axis size; params are
+  replicated. Same shapes, same compiled code: keep `reverse_map` and the batch size fixed.
+  Single host: the inputs are this host's whole batch.
+  """
+  targets, z0 = np.asarray(targets, np.float32), np.asarray(z0, np.float32)
+  b = len(z0)
+  pad = padded_size(b, mesh, axis) - b
+  if pad:
+    targets = np.concatenate([targets, np.repeat(targets[-1:], pad, 0)])
+    z0 = np.concatenate([z0, np.repeat(z0[-1:], pad, 0)])
+  split = lambda x: jax.device_put(x, NamedSharding(mesh, P(axis, *([None] * (x.ndim - 1)))))
+  params = jax.device_put(params, NamedSharding(mesh, P()))
+  result = reverse_map(params, split(targets), split(z0), iterations, progress)
+  return result._replace(images=result.images[:b], loss=result.loss[:b],
+                         finite=result.finite[:b], evaluations=result.evaluations[:b])

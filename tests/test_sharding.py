@@ -1,0 +1,201 @@
+"""Sharded bank, KNN, neighbour means and reverse maps on 8 fake CPU devices.
+
+The device count is fixed when JAX starts, so `test_on_eight_fake_cpu_devices` reruns this file
+in a child pytest with `XLA_FLAGS=--xla_force_host_platform_device_count=8`; every other test here
+runs only there, and the rest of the suite keeps one device.
+"""
+
+import contextlib
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+CHILD = os.environ.get("DFI_TEST_FAKE_DEVICES") == "8"
+in_child = pytest.mark.skipif(not CHILD, reason="runs in the 8-device child process")
+
+
+@pytest.mark.skipif(CHILD, reason="this is the child")
+def test_on_eight_fake_cpu_devices():
+  flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+  env = dict(os.environ, XLA_FLAGS=flags.strip(), DFI_TEST_FAKE_DEVICES="8",
+             JAX_PLATFORMS="cpu")
+  result = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
+                           "-W", "ignore::DeprecationWarning", __file__],
+                          env=env, capture_output=True, text=True, timeout=900)
+  assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-4000:]
+  assert "7 passed, 1 skipped" in result.stdout, result.stdout[-2000:]
+
+
+if CHILD:
+  import jax
+  import jax.numpy as jnp
+  from jax.sharding import NamedSharding, PartitionSpec as P
+
+  from dfi_jax import bank as bank_lib
+  from dfi_jax import faces
+  from dfi_jax import features as features_lib
+  from dfi_jax import interpolate
+  from dfi_jax import model as model_lib
+  from dfi_jax import neighbours as neighbours_lib
+  from dfi_jax import reconstruct
+  from dfi_jax import sharding
+
+
+def tiny_params(width=1 / 16, last="conv5_1", seed=0):
+  """He-initialised VGG19 params from NumPy (jax.random's init compiles slowly on CPU)."""
+  rng, params, cin = np.random.default_rng(seed), {}, 3
+  for name, base in model_lib.VGG19_LAYOUT:
+    if base:
+      cout = model_lib.channels(base, width)
+      params[name] = dict(kernel=rng.normal(0, (2 / (9 * cin)) ** 0.5, (3, 3, cin, cout))
+                          .astype(np.float32), bias=np.zeros(cout, np.float32))
+      cin = cout
+      if name == last:
+        return params
+
+
+@contextlib.contextmanager
+def count_compiles():
+  """Counts XLA backend compilations inside the block (`n[0]`)."""
+  n = [0]
+
+  def listener(event, duration, **kwargs):
+    if event == "/jax/core/compile/backend_compile_duration":
+      n[0] += 1
+
+  jax.monitoring.register_event_duration_secs_listener(listener)
+  try:
+    yield n
+  finally:
+    jax.monitoring.unregister_event_duration_listener(listener)
+
+
+@pytest.fixture(scope="module")
+def mesh():
+  assert jax.device_count() == 8
+  return sharding.make_mesh()
+
+
+@in_child
+def test_mesh_set_up(mesh):
+  assert dict(mesh.shape) == {"data": 8}
+  assert dict(sharding.make_mesh((2, -1), ("data", "model")).shape) == {"data": 2, "model": 4}
+  with pytest.raises(ValueError, match="needs 6 devices"):
+    sharding.make_mesh((6,))
+  sharding.initialize(False)  # one host: nothing to do
+  assert sharding.is_writer()
+  sharding.barrier("noop")
+
+
+def _equal(a, b):
+  np.testing.assert_array_equal(np.asarray(a.source), np.asarray(b.source))
+  np.testing.assert_array_equal(np.asarray(a.target), np.asarray(b.target))
+
+
+@in_child
+@pytest.mark.parametrize("values", ["float", "integer"])
+def test_sharded_knn_equals_single_device(mesh, values):
+  rng = np.random.default_rng(0)
+  n, d, b = 1003, 16, 5  # n not a multiple of 8: padding rows must never be chosen
+  if values == "float":
+    bank = rng.standard_normal((n, d)).astype(np.float32)
+    queries = rng.standard_normal((b, d)).astype(np.float32)
+  else:  # small integers: exact distances and many ties, broken by lowest index
+    bank = rng.integers(0, 2, (n, d)).astype(np.float32)
+    queries = bank[:b].copy()
+  source = rng.random(n) < 0.4
+  target = ~source
+  exclude = np.asarray([0, 1, -1, 3, 500], np.int32)
+  rows = sharding.shard_rows(bank, mesh)
+  assert rows.sharding.spec == P("data", None)
+  assert {s.data.shape for s in rows.addressable_shards} == {(126, d)}
+  for k in (7, 200):  # 200 > 126 rows per device
+    knn = sharding.make_knn(mesh, k)
+    got = sharding.neighbours(knn, mesh, rows, queries, source, target, exclude)
+    want = neighbours_lib.feature_neighbours(bank, queries, source, target, k, exclude)
+    _equal(got, want)
+
+
+@in_child
+def test_sharded_attribute_neighbours_equal_single_device(mesh):
+  rng = np.random.default_rng(1)
+  n, b, k = 301, 6, 20
+  attributes = rng.random((n, 6)) < 0.3
+  queries = rng.random((b, 6)) < 0.3
+  source, target = attributes[:, 2], ~attributes[:, 2]
+  exclude = np.asarray([4, -1, 7, 8, -1, 300], np.int32)
+  allowed = rng.random((b, n)) < 0.8
+  knn = sharding.make_knn(mesh, k, metric="hamming")
+  got = sharding.neighbours(knn, mesh, sharding.shard_rows(attributes, mesh), queries, source,
+                            target, exclude, allowed)
+  want = neighbours_lib.attribute_neighbours(attributes, queries, source, target, k, exclude,
+                                             allowed)
+  _equal(got, want)
+
+
+@in_child
+def test_neighbour_means_where_rows_live_and_no_recompiles(mesh, tmp_path):
+  rng = np.random.default_rng(2)
+  n, dim, b, k = 37, 64, 4, 5
+  phi = rng.standard_normal((n, dim)).astype(np.float32)
+  rows = sharding.shard_rows(phi, mesh)
+  attribute_vector = sharding.make_attribute_vector(mesh)
+  knn = sharding.make_knn(mesh, k)
+  source = rng.random(n) < 0.5
+  with count_compiles() as compiles:
+    for batch in range(3):
+      queries = rng.standard_normal((b, dim)).astype(np.float32)
+      nb = sharding.neighbours(knn, mesh, rows, queries, source, ~source)
+      w = attribute_vector(rows, nb)
+      assert w.sharding.is_fully_replicated
+      want = interpolate.attribute_vector(jnp.asarray(phi), nb)
+      np.testing.assert_allclose(np.asarray(w), np.asarray(want), rtol=1e-5, atol=1e-6)
+      if batch == 0:
+        first = compiles[0]
+  assert first > 0  # the counter sees compiles...
+  assert compiles[0] == first  # ...and batches 2 and 3 of the same shape add none
+
+
+@in_child
+def test_bank_to_mesh_reads_each_devices_rows(mesh, tmp_path):
+  params = tiny_params(last="conv3_1")
+  net = model_lib.VGG19(taps=("conv2_1", "conv3_1"), width=1 / 16)
+  spec = features_lib.feature_spec(net, params, (32, 32))
+  phi = features_lib.make_phi(net)
+  stream = bank_lib.synthetic_stream(13, 32)
+  bank_lib.build(tmp_path, stream, phi, params, spec, shard_size=4, batch_size=4,
+                 search=bank_lib.parse_search("pool:1"))
+  bank = bank_lib.open_bank(tmp_path)
+  for what, read in (("search", bank_lib.read_search), ("phi", bank_lib.read_phi)):
+    rows = sharding.bank_to_mesh(bank, mesh, what)
+    assert rows.shape[0] == 16 and rows.sharding.spec == P("data", None)
+    np.testing.assert_array_equal(np.asarray(rows)[:13], read(bank))
+    np.testing.assert_array_equal(np.asarray(rows)[13:], 0)
+
+
+@in_child
+def test_sharded_reverse_maps_match_unsharded_without_recompiling(mesh):
+  size = 32
+  params = tiny_params(last="conv2_1")
+  net = model_lib.VGG19(taps=("conv1_2", "conv2_1"), width=1 / 16)
+  spec = features_lib.feature_spec(net, params, (size, size))
+  phi = features_lib.make_phi(net)
+  images, _ = faces.generate(range(16), size)
+  targets = np.asarray(phi(params, jnp.asarray(images))) * 1.05
+  reverse_map = reconstruct.ReverseMap(net, spec, reconstruct.ReverseMapConfig(
+      chunk=2, linesearch="backtracking", linesearch_init="max"))
+  want = reverse_map(params, targets[:8], images[:8], 2)
+  got = sharding.reverse_maps(reverse_map, mesh, params, targets[:8], images[:8], 2)
+  np.testing.assert_allclose(got.images, want.images, atol=1e-4)
+  np.testing.assert_allclose(got.loss, want.loss, rtol=1e-4)
+  assert got.finite.all()
+  with count_compiles() as compiles:
+    again = sharding.reverse_maps(reverse_map, mesh, params, targets[8:], images[8:], 2)
+  assert compiles[0] == 0
+  assert again.images.shape == (8, size, size, 3) and again.finite.all()
+  # A batch that is not a multiple of 8 is padded and trimmed.
+  odd = sharding.reverse_maps(reverse_map, mesh, params, targets[:3], images[:3], 2)
+  np.testing.assert_allclose(odd.images, want.images[:3], atol=1e-4)
