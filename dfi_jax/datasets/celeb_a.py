@@ -125,10 +125,11 @@ def celeb_a_bank(config):
     attributes = with_derived(f["attributes"].astype(bool))
   box = crop_lib.parse_crop(config.get("crop"), crop_lib.CELEB_A_CROP)
   size = config.image_size
-  source = common.open_prepared(NAME, config.data_dir, split)
+  source = common.open_prepared(NAME, config.data_dir, split, raw=True)
 
   def read(i: int) -> np.ndarray:
-    return crop_lib.crop_and_resize(source[i]["image"], box, size, names[i])
+    image = common.decode_jpeg(source[i]["image"], names[i])
+    return crop_lib.crop_and_resize(image, box, size, names[i])
 
   male = attributes[:, ATTRIBUTES.index("Male")]
   return Bank(images=common.LazyImages(len(names), size, read), attributes=attributes,

@@ -12,11 +12,13 @@ in the manual directory, with the registered size, and tfds then checks its sha2
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
+from PIL import Image
 
 
 class DatasetError(ValueError):
@@ -175,6 +177,16 @@ def open_prepared(name: str, data_dir: str | os.PathLike, split: str, raw: bool 
         f"{name} is not prepared in --config.data_dir={data_dir} ({' '.join(str(e).split())[:200]}"
         f"); run: python -m experiments.prepare_data --dataset={name} --manual_dir=DIR "
         f"--data_dir={data_dir}") from None
+
+
+def decode_jpeg(data: bytes, name: str = "image") -> np.ndarray:
+  """Stored image bytes -> `[H, W, 3]` uint8 (Pillow; tfds's own decoder would warn that
+  OpenCV is missing)."""
+  try:
+    with Image.open(io.BytesIO(data)) as image:
+      return np.asarray(image.convert("RGB"))
+  except (OSError, ValueError) as e:
+    raise DatasetError(f"{name}: the stored image cannot be decoded ({e})") from None
 
 
 def digest(data: bytes) -> str:

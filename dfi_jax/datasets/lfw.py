@@ -141,11 +141,12 @@ def lfw_bank(config):
   index = load_index(config.data_dir)
   box = crop_lib.parse_crop(config.get("crop"), crop_lib.LFW_CROP)
   size = config.image_size
-  source = common.open_prepared(NAME, config.data_dir, SPLIT)
+  source = common.open_prepared(NAME, config.data_dir, SPLIT, raw=True)
   records, names = index["record"], [str(n) for n in index["names"]]
 
   def read(i: int) -> np.ndarray:
-    return crop_lib.crop_and_resize(source[int(records[i])]["image"], box, size, names[i])
+    image = common.decode_jpeg(source[int(records[i])]["image"], names[i])
+    return crop_lib.crop_and_resize(image, box, size, names[i])
 
   attribute_names = tuple(str(a) for a in index["attribute_names"])
   return Bank(images=common.LazyImages(len(names), size, read),

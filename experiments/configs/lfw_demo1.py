@@ -42,7 +42,7 @@ def get_config(arg: str = "demo1") -> ml_collections.ConfigDict:
   c.crop = ()  # (top, left, height, width) in the 250² image; () = centre 150² (official)
   c.attributes = lfw_attributes.DEMO1_EDITS
   # Test images: LFW image names ("Person_Name_0001"), excluded from their own neighbours.
-  c.test_names = ("Aaron_Eckhart_0001", "Colin_Powell_0001", "Tony_Blair_0001")
+  c.test_names = ("Aaron_Eckhart_0001", "Al_Gore_0001", "Alan_Greenspan_0001")
   c.image_size = 200
   c.weights = "weights/vgg_normalised.npz"
   c.neighbours = "attributes"
