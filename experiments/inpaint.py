@@ -1,0 +1,28 @@
+"""Inpaint a hole with DFI: `python -m experiments.inpaint --workdir=DIR [--config=FILE]`.
+
+Writes DIR/grid.png (input with hole | DFI | neighbour mean | truth), DIR/inpainted/*.png and
+DIR/metrics.json with the RMSE inside the hole against the true image.
+"""
+
+from absl import flags
+from ml_collections import config_flags
+
+from dfi_jax import inpaint
+from experiments import cli
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", "experiments/configs/inpaint.py", "Config file (FILE or FILE:variant).")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise ValueError(f"unexpected arguments {argv[1:]}")
+  record = inpaint.run(_CONFIG.value, _WORKDIR.value)
+  s = record["summary"]
+  print(f"RMSE inside the hole: DFI {s['rmse_dfi']:.4f}, neighbour mean "
+        f"{s['rmse_neighbour_mean']:.4f}, grey fill {s['rmse_grey']:.4f}")
+
+
+if __name__ == "__main__":
+  cli.run_main(main)
