@@ -257,3 +257,15 @@ def test_folder_bank_streams_and_reports_missing(fake_dir, tmp_path, capsys):
   np.testing.assert_array_equal(bank.images[3], want)  # fit = "pad"
   tests = sources.bank_tests(bank, fakes.FOLDER_TEST_NAMES)
   assert list(tests.bank_index) == [0, 1]
+
+
+def test_note_when_test_image_is_outside_the_edits_gender_set(prepared, capsys):
+  data_dir, _ = prepared
+  probe = sources.load_bank(load_config("lfw_demo1", data_dir=str(data_dir)))
+  outside = probe.names[int(np.flatnonzero(probe.group == 2)[0])]  # in neither gender set
+  capsys.readouterr()
+  sources.load_bank(load_config("lfw_demo1", data_dir=str(data_dir),
+                                test_names=(fakes.LFW_TEST_NAMES[0], outside)))
+  out = capsys.readouterr().out
+  assert f"note: {outside} is in the neither set but 'Senior' is a Male attribute" in out
+  assert fakes.LFW_TEST_NAMES[0] not in out

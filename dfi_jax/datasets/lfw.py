@@ -149,9 +149,31 @@ def lfw_bank(config):
     return crop_lib.crop_and_resize(image, box, size, names[i])
 
   attribute_names = tuple(str(a) for a in index["attribute_names"])
+  edits = lfw_attributes.edits(attribute_names)
+  _warn_gender_mismatch(config, names, index, edits)
   return Bank(images=common.LazyImages(len(names), size, read),
               attributes=index["attributes"].astype(bool),
               attribute_names=attribute_names,
               names=names,
-              edits=lfw_attributes.edits(attribute_names),
+              edits=edits,
               group=index["group"].astype(np.int32))
+
+
+def _warn_gender_mismatch(config, names, index, edits) -> None:
+  """The official code takes an edit's candidates from the gender set of its target attribute;
+  the bank's `group` restricts them to the test image's set instead. Both agree when the test
+  image is in that set; say so when it is not."""
+  gender = dict(zip((str(a) for a in index["attribute_names"]),
+                    (str(g) for g in index["attribute_gender"])))
+  where = {n: i for i, n in enumerate(names)}
+  wanted = set(config.get("attributes", ()) or ()) or {e.name for e in edits}
+  for name in config.get("test_names", ()) or ():
+    if name not in where:
+      continue
+    group = ("Male", "Female", "neither")[int(index["group"][where[name]])]
+    for e in edits:
+      if e.name in wanted and gender[e.target_attribute] != group:
+        print(f"note: {name} is in the {group} set but {e.target_attribute!r} is a "
+              f"{gender[e.target_attribute]} attribute: the official code would take that edit's "
+              f"neighbours from the {gender[e.target_attribute]} set, this run takes them from "
+              f"the {group} set", flush=True)
