@@ -279,8 +279,9 @@ def build(path: str | os.PathLike, stream: ImageStream, phi_fn: Callable, params
     if old_settings != _jsonable(settings):
       if not overwrite:
         diff = [k for k in settings if old_settings[k] != _jsonable(settings)[k]]
-        raise BankError(f"{path} holds a bank built with other settings ({', '.join(diff)} "
-                        "differ); choose another directory or pass overwrite")
+        raise BankError(f"{path} holds a bank built with other settings (different "
+                        f"{', '.join(diff)}); choose another directory or overwrite it "
+                        "(build_bank --overwrite)")
       if process_index == 0:
         for f in (path / "shards").iterdir():
           f.unlink()

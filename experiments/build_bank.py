@@ -1,0 +1,113 @@
+"""Build a feature bank on disk: `python -m experiments.build_bank --bank_dir=DIR [--config=FILE]`.
+
+  --config=experiments/configs/synthetic.py[:variant]   dataset, image size, weights and taps
+  --shard_size=256 --dtype=float32|bfloat16             storage (resume granularity: a shard)
+  --search=none|pool:P|projection:D                     a smaller reduction for neighbour search
+  --distributed                                         jax.distributed.initialize (pods/clusters)
+
+Rerunning the same command resumes an interrupted build; finished shards are not recomputed.
+On many hosts run the same command on every host: host i builds shards i, i+H, i+2H, … with its
+own devices, and process 0 writes the manifest. Example (tiny, a few seconds):
+
+  python -m experiments.build_bank --bank_dir=runs/banks/tiny \\
+      --config=experiments/configs/synthetic.py:tiny --shard_size=16
+"""
+
+import hashlib
+import time
+from pathlib import Path
+
+import jax
+from absl import flags
+from jax.sharding import NamedSharding, PartitionSpec as P
+from ml_collections import config_flags
+from tqdm import tqdm
+
+from dfi_jax import bank as bank_lib
+from dfi_jax import edit_run
+from dfi_jax import features as features_lib
+from dfi_jax import sharding
+from experiments import cli
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", "experiments/configs/synthetic.py", "Config file (FILE or FILE:variant).")
+_BANK_DIR = flags.DEFINE_string("bank_dir", None, "Bank directory (e.g. runs/banks/NAME).",
+                                required=True)
+_SHARD_SIZE = flags.DEFINE_integer("shard_size", 256, "Images per shard.")
+_DTYPE = flags.DEFINE_enum("dtype", "float32", bank_lib.DTYPES, "On-disk dtype of φ.")
+_SEARCH = flags.DEFINE_string("search", "none", "Search reduction: none, pool:P, projection:D.")
+_BATCH = flags.DEFINE_integer("batch_size", 0, "Images per φ call (0: config.feature_batch).")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace a bank built with other settings.")
+_DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize.")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 "
+                                   "(auto-detected on TPU pods and SLURM).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Hosts (auto-detected).")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This host's index (auto-detected).")
+
+
+def _sha256(path: str) -> str:
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest()
+
+
+def local_phi(phi, params):
+  """φ with each batch split over this host's devices (replicated params)."""
+  mesh = sharding.make_mesh(devices=jax.local_devices())
+  split = NamedSharding(mesh, P(sharding.DATA))
+  params = jax.device_put(params, NamedSharding(mesh, P()))
+  return (lambda _, images: phi(params, jax.device_put(images, split))), mesh.size
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise ValueError(f"unexpected arguments {argv[1:]}")
+  sharding.initialize(_DISTRIBUTED.value, sharding.DistributedSettings(
+      _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value))
+  if _SHARD_SIZE.value <= 0 or _BATCH.value < 0:
+    raise ValueError(f"--shard_size={_SHARD_SIZE.value} and --batch_size={_BATCH.value}: "
+                     "expected a positive shard size and a batch size >= 0")
+  config = _CONFIG.value
+  edit_run.validate(config)
+  search = bank_lib.parse_search(_SEARCH.value, seed=config.seed)
+  network = edit_run.load_network(config)
+  size = config.image_size
+  spec = features_lib.feature_spec(network.net, network.params, (size, size))
+  phi, devices = local_phi(features_lib.make_phi(network.net), network.params)
+  batch = _BATCH.value or config.feature_batch
+  batch = -(-batch // devices) * devices  # a multiple of the local device count
+  stream = bank_lib.stream_from_config(config)
+  prov = network.provenance
+  weights = dict(sha256=_sha256(network.path), description=prov["description"],
+                 pooling=network.net.pooling, preprocessing=network.net.preprocessing)
+  writer = sharding.is_writer()
+  if writer:
+    print(f"bank {_BANK_DIR.value}: {stream.num_images} images, φ {spec.dim} × {_DTYPE.value} "
+          f"({spec.dim * (2 if _DTYPE.value == 'bfloat16' else 4) / 1e6:.2f} MB/image), "
+          f"search {_SEARCH.value} (d={bank_lib.search_dim(search, spec)}), "
+          f"{jax.process_count()} host(s), {devices} local device(s)", flush=True)
+  shard_size, hosts = _SHARD_SIZE.value, jax.process_count()
+  mine = [min(shard_size, stream.num_images - i) for i in range(0, stream.num_images, shard_size)
+          ][jax.process_index()::hosts]  # this host's shards: i % hosts == process_index
+  t0 = time.perf_counter()
+  with tqdm(total=sum(mine), desc="bank φ (this host)" if hosts > 1 else "bank φ", unit="img",
+            disable=not writer) as bar:
+    report = bank_lib.build(
+        _BANK_DIR.value, stream, phi, network.params, spec, shard_size=shard_size,
+        dtype=_DTYPE.value, search=search, batch_size=batch, weights=weights,
+        process_index=jax.process_index(), process_count=hosts,
+        barrier=sharding.barrier, overwrite=_OVERWRITE.value, progress=bar.update)
+  seconds = time.perf_counter() - t0
+  built = sum(min(shard_size, stream.num_images - i * shard_size) for i in report.built)
+  if writer:
+    print(f"{'complete' if report.complete else 'incomplete'}: built {len(report.built)} "
+          f"shard(s) here ({built / max(seconds, 1e-9):.1f} images/s), resumed past "
+          f"{len(report.skipped)}; manifest {Path(_BANK_DIR.value) / bank_lib.MANIFEST}")
+  if not report.complete:
+    raise ValueError("the bank is incomplete (another host failed?); rerun the same command")
+
+
+if __name__ == "__main__":
+  cli.run_main(main)
