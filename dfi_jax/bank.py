@@ -8,6 +8,7 @@ Layout of a bank directory (format `dfi_jax-bank-v1`):
                                 uint16 bit pattern (NumPy has no bfloat16; the manifest says so)
   shards/00012.search.npy       `[n, d]` float32 search reduction (absent for `search="none"`)
   shards/00012.attributes.npy   `[n, A]` bool
+  shards/00012.group.npy        `[n]` int32 neighbour group (LFW's gender), when the data has one
   shards/00012.json             the shard's done marker (rows, image names), written last
 
 Why `.npy` shards and a JSON manifest rather than tensorstore/zarr (installed with orbax): every
@@ -146,14 +147,23 @@ def reduce_for_search(phi: jax.Array, spec: features_lib.FeatureSpec,
 # Where the images come from, a range at a time.
 
 
+class Rows(NamedTuple):
+  """Images [start, stop) of a dataset."""
+  images: np.ndarray  # [n, S, S, 3] float32 in [0, 1]
+  attributes: np.ndarray  # [n, A] bool
+  names: list[str]
+  group: np.ndarray | None = None  # [n] int: neighbours only within the query's group
+
+
 class ImageStream(NamedTuple):
-  """A dataset read in ranges: `read(start, stop)` -> (images `[n, S, S, 3]` float32 in
-  [0, 1], attributes `[n, A]` bool, names). `description` identifies it in the manifest."""
+  """A dataset read in ranges: `read(start, stop) -> Rows`. `description` identifies it in
+  the manifest; `has_group`: rows carry a neighbour group."""
   num_images: int
   attribute_names: tuple[str, ...]
   edits: tuple[Edit, ...]
-  read: Callable[[int, int], tuple[np.ndarray, np.ndarray, list[str]]]
+  read: Callable[[int, int], Rows]
   description: dict
+  has_group: bool = False
 
 
 def synthetic_stream(num_images: int, image_size: int, first_seed: int = 0) -> ImageStream:
@@ -161,7 +171,7 @@ def synthetic_stream(num_images: int, image_size: int, first_seed: int = 0) -> I
   def read(start, stop):
     seeds = range(first_seed + start, first_seed + stop)
     images, attributes = faces.generate(seeds, image_size)
-    return images, attributes, [f"face{s}" for s in seeds]
+    return Rows(images, attributes, [f"face{s}" for s in seeds])
 
   return ImageStream(num_images, tuple(faces.ATTRIBUTES),
                      tuple(Edit(a, a) for a in faces.ATTRIBUTES), read,
@@ -169,17 +179,28 @@ def synthetic_stream(num_images: int, image_size: int, first_seed: int = 0) -> I
                           image_size=image_size))
 
 
+# Streaming readers by `config.data`; a dataset module registers its own (e.g. reading
+# array_record ranges). Without one, `stream_from_config` falls back to `sources.load_bank`.
+STREAMS: dict[str, Callable[..., ImageStream]] = {
+    "synthetic": lambda c: synthetic_stream(c.bank_size, c.image_size, c.bank_seed)}
+
+
 def stream_from_config(config) -> ImageStream:
-  """The bank images of `config.data`. Synthetic faces stream; other sources are read whole
-  by `sources.load_bank` (they hold their images in memory today) and sliced."""
-  if config.data == "synthetic":
-    return synthetic_stream(config.bank_size, config.image_size, config.bank_seed)
+  """The bank images of `config.data`, streamed when a reader is registered in `STREAMS`;
+  otherwise read whole by `sources.load_bank` and sliced (memory then grows with the data)."""
+  if config.data in STREAMS:
+    return STREAMS[config.data](config)
   from dfi_jax import sources  # only needed for in-memory sources
   bank = sources.load_bank(config)
-  return ImageStream(len(bank.images), tuple(bank.attribute_names), tuple(bank.edits),
-                     lambda a, b: (bank.images[a:b], bank.attributes[a:b], bank.names[a:b]),
+  group = bank.group
+
+  def read(a, b):
+    return Rows(bank.images[a:b], bank.attributes[a:b], bank.names[a:b],
+                None if group is None else group[a:b])
+
+  return ImageStream(len(bank.images), tuple(bank.attribute_names), tuple(bank.edits), read,
                      dict(data=config.data, image_size=config.image_size,
-                          bank_size=len(bank.images)))
+                          bank_size=len(bank.images)), group is not None)
 
 
 # ---------------------------------------------------------------------------------------
@@ -195,7 +216,7 @@ class BuildReport(NamedTuple):
 
 def _shard_paths(path: Path, i: int) -> dict[str, Path]:
   stem = path / "shards" / f"{i:05d}"
-  return {k: Path(f"{stem}.{k}.npy") for k in ("phi", "search", "attributes")} | {
+  return {k: Path(f"{stem}.{k}.npy") for k in ("phi", "search", "attributes", "group")} | {
       "marker": Path(f"{stem}.json")}
 
 
@@ -228,6 +249,7 @@ def _settings(stream, spec, reduction, dtype, shard_size, weights: dict) -> dict
                           dim=search_dim(reduction, spec)),
               attribute_names=list(stream.attribute_names),
               edits=[[e.name, e.target_attribute, e.source_attribute] for e in stream.edits],
+              has_group=stream.has_group,
               source=stream.description, weights=weights)
 
 
@@ -328,9 +350,11 @@ def _build_shard(path, i, start, stop, stream, phi_fn, params, reduce_fn, search
         _atomic_npy(paths["attributes"], bool, (rows, len(stream.attribute_names))))
     search_out = (files.enter_context(_atomic_npy(paths["search"], np.float32, (rows, d)))
                   if search.kind != "none" else None)
+    group_out = (files.enter_context(_atomic_npy(paths["group"], np.int32, (rows,)))
+                 if stream.has_group else None)
     for a in range(start, stop, batch_size):
       b = min(a + batch_size, stop)
-      images, attributes, batch_names = stream.read(a, b)
+      images, attributes, batch_names, group = stream.read(a, b)
       if len(images) < batch_size:  # pad: one compiled shape for every batch
         images = np.concatenate([images, np.repeat(images[-1:], batch_size - len(images), 0)])
       phi = phi_fn(params, jnp.asarray(images, jnp.float32))
@@ -340,10 +364,13 @@ def _build_shard(path, i, start, stop, stream, phi_fn, params, reduce_fn, search
       phi_out[a - start:b - start] = (phi if dtype == "float32" else
                                       phi.astype(ml_dtypes.bfloat16).view(np.uint16))
       attr_out[a - start:b - start] = np.asarray(attributes, bool)
+      if group_out is not None:
+        group_out[a - start:b - start] = np.asarray(group, np.int32)
       names += list(batch_names)
       if progress is not None:
         progress(b - a)
-  arrays = ["phi", "attributes"] + (["search"] if search.kind != "none" else [])
+  arrays = (["phi", "attributes"] + (["search"] if search.kind != "none" else []) +
+            (["group"] if stream.has_group else []))
   image_io.atomic_write_json(paths["marker"], dict(shard=i, start=start, rows=rows,
                                                    names=names, arrays=arrays))
 
@@ -362,6 +389,7 @@ class DiskBank(NamedTuple):
   manifest: dict
   attributes: np.ndarray  # [N, A] bool
   names: list[str]  # [N]
+  group: np.ndarray | None  # [N] int32 neighbour group, when the data has one
 
   @property
   def num_images(self) -> int:
@@ -405,12 +433,15 @@ def open_bank(path: str | os.PathLike) -> DiskBank:
   if not manifest.get("complete"):
     raise BankError(f"{path}: the build is unfinished; rerun the same build_bank command to "
                     "resume it")
-  attributes, names = [], []
+  attributes, names, group = [], [], []
   for i in range(manifest["num_shards"]):
     paths = _shard_paths(path, i)
     attributes.append(np.load(paths["attributes"]))
     names += json.loads(paths["marker"].read_text())["names"]
-  return DiskBank(path, manifest, np.concatenate(attributes), names)
+    if manifest.get("has_group"):
+      group.append(np.load(paths["group"]))
+  return DiskBank(path, manifest, np.concatenate(attributes), names,
+                  np.concatenate(group) if group else None)
 
 
 def shard_phi(bank: DiskBank, i: int) -> np.ndarray:

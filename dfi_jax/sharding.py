@@ -262,7 +262,9 @@ def reverse_maps(reverse_map: reconstruct.ReverseMap, mesh: Mesh, params, target
 
   B is padded (repeating the last image) to a multiple of the axis size; params are
   replicated. Same shapes, same compiled code: keep `reverse_map` and the batch size fixed.
-  Single host: the inputs are this host's whole batch.
+  Every host passes the same whole batch and each keeps its devices' rows. (On many hosts
+  `ReverseMap.__call__` must gather its outputs with `multihost_utils.process_allgather`
+  before `np.asarray`; on one host it runs unchanged.)
   """
   targets, z0 = np.asarray(targets, np.float32), np.asarray(z0, np.float32)
   b = len(z0)

@@ -171,3 +171,14 @@ def test_open_bank_errors(tmp_path):
   (tmp_path / "bank.json").write_text(json.dumps({"format": "other"}))
   with pytest.raises(bank_lib.BankError, match="format"):
     bank_lib.open_bank(tmp_path)
+
+
+def test_group_is_stored_when_the_data_has_one(tmp_path, setup):
+  *_, stream, attributes, _ = setup
+  grouped = stream._replace(
+      has_group=True,
+      read=lambda a, b: stream.read(a, b)._replace(group=np.arange(a, b) % 3))
+  _build(tmp_path / "g", setup, stream=grouped)
+  np.testing.assert_array_equal(bank_lib.open_bank(tmp_path / "g").group, np.arange(N) % 3)
+  _build(tmp_path / "none", setup)
+  assert bank_lib.open_bank(tmp_path / "none").group is None
