@@ -26,6 +26,7 @@ from dfi_jax import interpolate
 from dfi_jax import metrics as metrics_lib
 from dfi_jax import model as model_lib
 from dfi_jax import neighbours as neighbours_lib
+from dfi_jax import probe as probe_lib
 from dfi_jax import reconstruct
 from dfi_jax import run_state
 from dfi_jax import sources
@@ -68,6 +69,8 @@ def validate(config) -> None:
   smallest = model_lib.min_image_size(config.taps, config.pooling or "floor")
   need(config.image_size >= smallest, "image_size", f">= {smallest} for taps {config.taps}")
   need(config.num_test > 0, "num_test", "a positive integer")
+  need(config.probe in ("",) + probe_lib.REPRESENTATIONS, "probe",
+       f"'' (off) or one of {probe_lib.REPRESENTATIONS}")
 
 
 def select_edits(bank: sources.Bank, names: Sequence[str]) -> list[neighbours_lib.Edit]:
@@ -236,11 +239,12 @@ def run(config, workdir: str | os.PathLike, inputs: Sequence[str] = (),
   timings["reverse_map_per_image_s"] = timings["reverse_map_s"] / (len(items) * len(config.deltas))
 
   return write_outputs(config, workdir, network, tests, attributes, items, results, losses,
-                       finite, evaluations, neighbour_sets, bank_data.images, timings, t_start)
+                       finite, evaluations, neighbour_sets, bank_data, timings, t_start)
 
 
 def write_outputs(config, workdir, network, tests, attributes, items, results, losses, finite,
-                  evaluations, neighbour_sets, bank_images, timings, t_start) -> dict:
+                  evaluations, neighbour_sets, bank_data, timings, t_start) -> dict:
+  bank_images = bank_data.images
   failures, per_image, files, baselines = [], [], {}, {}
   for d in ("baselines", "originals"):
     (workdir / d).mkdir(exist_ok=True)
@@ -279,6 +283,10 @@ def write_outputs(config, workdir, network, tests, attributes, items, results, l
             baseline_r=best_r, baseline_outside=metrics_lib.outside_change(baseline, x, m),
             baseline_delta=best_d, loss=float(losses[s, j]),
             evaluations=int(evaluations[s, j])))
+  probe_accuracy = None
+  if config.probe and per_image:
+    probe_accuracy = add_probe_scores(config, per_image, tests, items, results, finite,
+                                      bank_data)
 
   summary = {}
   for s, delta in enumerate(config.deltas):
@@ -310,6 +318,7 @@ def write_outputs(config, workdir, network, tests, attributes, items, results, l
       data="synthetic" if tests.counterfactuals is not None else "photos",
       images=tests.names,
       summary=summary,
+      probe=dict(representation=config.probe, accuracy_on_held_out=probe_accuracy),
       per_image=per_image,
       failures=failures,
       outputs=dict(grid="grid.png", edits=sorted(files.values()), index="index.html",
@@ -324,6 +333,31 @@ def write_outputs(config, workdir, network, tests, attributes, items, results, l
   write_index(workdir, config, network, tests, attributes, items, files, summary, failures)
   image_io.atomic_write_json(workdir / "metrics.json", _jsonable(record))
   return record
+
+
+def add_probe_scores(config, per_image, tests, items, results, finite, bank_data) -> dict:
+  """Adds the attribute probe's success and preservation to each synthetic row (in place);
+  returns the probe's accuracy on the held-out originals and counterfactuals."""
+  probe = probe_lib.fit(probe_lib.pixel_features(bank_data.images), bank_data.attributes,
+                        config.probe)
+  names = list(bank_data.attribute_names)
+  before = probe_lib.predict(probe, probe_lib.pixel_features(tests.images))
+  rows = iter(per_image)
+  accuracy = {}
+  for s in range(len(config.deltas)):
+    for j, (i, a) in enumerate(items):
+      if not finite[s, j]:
+        continue
+      row = next(rows)
+      after = probe_lib.predict(probe, probe_lib.pixel_features(results[s, j][None]))[0]
+      row["probe_success"], row["probe_preservation"] = probe_lib.edit_scores(
+          before[i], after, names.index(a))
+  for a in {a for _, a in items}:
+    col = names.index(a)
+    cf = probe_lib.predict(probe, probe_lib.pixel_features(tests.counterfactuals[a]))[:, col]
+    truth = tests.attributes[:, col]
+    accuracy[a] = float(np.mean(np.concatenate([before[:, col] == truth, cf == ~truth])))
+  return accuracy
 
 
 def write_index(workdir, config, network, tests, attributes, items, files, summary, failures):
@@ -341,9 +375,10 @@ def write_index(workdir, config, network, tests, attributes, items, files, summa
     if per_attr:
       sections.append(dict(heading=f"Quality at {delta_tag} (counterfactual benchmark)", table=dict(
           columns=["attribute", "DFI r (in region)", "DFI change outside", "pixel r",
-                   "pixel change outside"],
+                   "pixel change outside", "probe success", "probe preservation"],
           rows=[[a, f"{v['r']:.3f}", f"{v['outside']:.4f}", f"{v['baseline_r']:.3f}",
-                 f"{v['baseline_outside']:.4f}"] for a, v in per_attr.items()])))
+                 f"{v['baseline_outside']:.4f}", _pct(v.get("probe_success")),
+                 _pct(v.get("probe_preservation"))] for a, v in per_attr.items()])))
   for a in attributes:
     figs = [dict(src=files[(s, j)], caption=f"{tests.names[i]}: {a}, δ={d:g}")
             for s, d in enumerate(config.deltas) for j, (i, b) in enumerate(items)
@@ -352,6 +387,10 @@ def write_index(workdir, config, network, tests, attributes, items, files, summa
   if failures:
     sections.append(dict(heading="Failures", text="; ".join(failures)))
   image_io.write_index_html(workdir / "index.html", "DFI edits", sections)
+
+
+def _pct(value) -> str:
+  return "–" if value is None else f"{100 * value:.0f} %"
 
 
 def _jsonable(obj):

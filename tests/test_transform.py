@@ -44,6 +44,11 @@ def test_tiny_run_writes_complete_outputs(tiny_run):
   assert len(record["per_image"]) == 24 and len(record["outputs"]["edits"]) == 24
   for row in record["per_image"]:
     assert np.isfinite(row["r"]) and np.isfinite(row["outside"]) and np.isfinite(row["baseline_r"])
+    assert isinstance(row["probe_success"], bool) and 0 <= row["probe_preservation"] <= 1
+  assert len(record["probe"]["accuracy_on_held_out"]) == 6
+  assert len(record["outputs"]["baselines"]["pixel"]) == 12
+  for rel in record["outputs"]["baselines"]["pixel"] + record["outputs"]["originals"]:
+    assert (workdir / rel).exists()
   assert set(record["summary"]["d0.4"]) == {"older", "mouth_open", "eyes_open", "smiling",
                                             "moustache", "eyeglasses"}
   for rel in record["outputs"]["edits"]:

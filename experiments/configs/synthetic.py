@@ -49,7 +49,9 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
   c.chunk = 25
   # Pixel-space baseline: x + δ·(mean target pixels − mean source pixels), best δ reported.
   c.pixel_deltas = (0.25, 0.5, 0.75, 1.0)
-  c.pixel_delta_photos = 1.0  # own photos have no counterfactual to pick δ with
+  c.pixel_delta_photos = 1.0
+  # Automatic proxy of the perceptual study: linear attribute probes on 16² pixels ('' = off).
+  c.probe = "pixels"  # own photos have no counterfactual to pick δ with
 
   if c.variant == "tiny":
     c.image_size = 32
