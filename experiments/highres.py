@@ -1,0 +1,26 @@
+"""High-resolution DFI edits: `python -m experiments.highres --workdir=DIR [--config=FILE]`.
+
+Writes DIR/grid.png, one PNG per edit and DIR/metrics.json (counterfactual r, peak RSS, time).
+"""
+
+from absl import flags
+from ml_collections import config_flags
+
+from dfi_jax import highres
+from experiments import cli
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", "experiments/configs/highres.py", "Config file (FILE or FILE:variant).")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise ValueError(f"unexpected arguments {argv[1:]}")
+  record = highres.run(_CONFIG.value, _WORKDIR.value)
+  print(f"wrote {_WORKDIR.value}/grid.png; peak RSS {record['peak_rss_mb']:.0f} MB, "
+        f"{record['timings']['total_s']:.0f} s")
+
+
+if __name__ == "__main__":
+  cli.run_main(main)
