@@ -1,7 +1,8 @@
 """Build a feature bank on disk: `python -m experiments.build_bank --bank_dir=DIR [--config=FILE]`.
 
   --config=experiments/configs/synthetic.py[:variant]   dataset, image size, weights and taps
-  --shard_size=256 --dtype=float32|bfloat16             storage (resume granularity: a shard)
+  --shard_size=0 --dtype=float32|bfloat16               storage (0: ≈256 MB shards; a shard is
+                                                        the resume granularity)
   --search=none|pool:P|projection:D                     a smaller reduction for neighbour search
   --distributed                                         jax.distributed.initialize (pods/clusters)
 
@@ -33,7 +34,7 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", "experiments/configs/synthetic.py", "Config file (FILE or FILE:variant).")
 _BANK_DIR = flags.DEFINE_string("bank_dir", None, "Bank directory (e.g. runs/banks/NAME).",
                                 required=True)
-_SHARD_SIZE = flags.DEFINE_integer("shard_size", 256, "Images per shard.")
+_SHARD_SIZE = flags.DEFINE_integer("shard_size", 0, "Images per shard (0: ≈256 MB of φ).")
 _DTYPE = flags.DEFINE_enum("dtype", "float32", bank_lib.DTYPES, "On-disk dtype of φ.")
 _SEARCH = flags.DEFINE_string("search", "none", "Search reduction: none, pool:P, projection:D.")
 _BATCH = flags.DEFINE_integer("batch_size", 0, "Images per φ call (0: config.feature_batch).")
@@ -66,9 +67,9 @@ def main(argv):
     raise ValueError(f"unexpected arguments {argv[1:]}")
   sharding.initialize(_DISTRIBUTED.value, sharding.DistributedSettings(
       _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value))
-  if _SHARD_SIZE.value <= 0 or _BATCH.value < 0:
-    raise ValueError(f"--shard_size={_SHARD_SIZE.value} and --batch_size={_BATCH.value}: "
-                     "expected a positive shard size and a batch size >= 0")
+  if _SHARD_SIZE.value < 0 or _BATCH.value < 0:
+    raise ValueError(f"--shard_size={_SHARD_SIZE.value}, --batch_size={_BATCH.value}: "
+                     "expected integers >= 0 (0: automatic)")
   config = _CONFIG.value
   edit_run.validate(config)
   search = bank_lib.parse_search(_SEARCH.value, seed=config.seed)
@@ -82,13 +83,16 @@ def main(argv):
   prov = network.provenance
   weights = dict(sha256=_sha256(network.path), description=prov["description"],
                  pooling=network.net.pooling, preprocessing=network.net.preprocessing)
+  bytes_per_image = spec.dim * (2 if _DTYPE.value == "bfloat16" else 4)
+  shard_size = _SHARD_SIZE.value or int(min(4096, max(1, 256e6 // bytes_per_image)))
   writer = sharding.is_writer()
   if writer:
     print(f"bank {_BANK_DIR.value}: {stream.num_images} images, φ {spec.dim} × {_DTYPE.value} "
-          f"({spec.dim * (2 if _DTYPE.value == 'bfloat16' else 4) / 1e6:.2f} MB/image), "
+          f"({bytes_per_image / 1e6:.2f} MB/image), "
           f"search {_SEARCH.value} (d={bank_lib.search_dim(search, spec)}), "
+          f"shards of {shard_size}, "
           f"{jax.process_count()} host(s), {devices} local device(s)", flush=True)
-  shard_size, hosts = _SHARD_SIZE.value, jax.process_count()
+  hosts = jax.process_count()
   mine = [min(shard_size, stream.num_images - i) for i in range(0, stream.num_images, shard_size)
           ][jax.process_index()::hosts]  # this host's shards: i % hosts == process_index
   t0 = time.perf_counter()
