@@ -208,6 +208,12 @@ def neighbours(knn: Callable, mesh: Mesh, bank: jax.Array, queries, source, targ
   """
   n = bank.shape[0]
   queries = np.asarray(queries)
+  if queries.ndim != 2 or queries.shape[1] != bank.shape[1]:
+    raise ValueError(f"queries must be [B, {bank.shape[1]}] for a bank {bank.shape}, got "
+                     f"{queries.shape}")
+  if np.shape(source) != np.shape(target) or not n - mesh.shape[axis] < len(source) <= n:
+    raise ValueError(f"source and target must be [N] masks with N <= {n} (the bank's rows "
+                     f"before padding), got {np.shape(source)}, {np.shape(target)}")
   b = queries.shape[0]
   pad = lambda m: np.pad(np.asarray(m, bool), [(0, n - np.shape(m)[-1])] if np.ndim(m) == 1
                          else [(0, 0), (0, n - np.shape(m)[-1])])

@@ -158,6 +158,10 @@ def test_sharded_knn_equals_single_device(mesh, values):
     got = sharding.neighbours(knn, mesh, rows, queries, source, target, exclude)
     want = neighbours_lib.feature_neighbours(bank, queries, source, target, k, exclude)
     _equal(got, want)
+  with pytest.raises(ValueError, match="queries must be"):
+    sharding.neighbours(knn, mesh, rows, queries[:, :3], source, target)
+  with pytest.raises(ValueError, match="masks"):
+    sharding.neighbours(knn, mesh, rows, queries, source[:10], target[:10])
 
 
 @in_child
