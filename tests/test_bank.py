@@ -33,7 +33,7 @@ def tiny_params(width=1 / 16, last="conv5_1", seed=0):
 
 
 @pytest.fixture(scope="module")
-def setup():
+def tiny():
   params = tiny_params()
   net = model_lib.VGG19(width=1 / 16)
   spec = features_lib.feature_spec(net, params, (SIZE, SIZE))
@@ -44,16 +44,16 @@ def setup():
   return params, spec, phi, stream, attributes, reference
 
 
-def _build(path, setup, **kw):
-  params, spec, phi, stream, *_ = setup
+def _build(path, tiny, **kw):
+  params, spec, phi, stream, *_ = tiny
   kw = dict(shard_size=SHARD, batch_size=BATCH) | kw
   return bank_lib.build(path, kw.pop("stream", stream), kw.pop("phi_fn", phi), params, spec,
                         **kw)
 
 
-def test_build_matches_in_memory_features(tmp_path, setup):
-  *_, attributes, reference = setup
-  report = _build(tmp_path, setup)
+def test_build_matches_in_memory_features(tmp_path, tiny):
+  *_, attributes, reference = tiny
+  report = _build(tmp_path, tiny)
   assert report.complete and report.built == [0, 1, 2] and report.skipped == []
   bank = bank_lib.open_bank(tmp_path)
   assert bank.num_images == N and bank.names == [f"face{s}" for s in range(5, 5 + N)]
@@ -65,11 +65,11 @@ def test_build_matches_in_memory_features(tmp_path, setup):
   assert not list(tmp_path.glob("shards/.*"))  # no temp files left behind
 
 
-def test_resume_skips_finished_shards(tmp_path, setup):
-  params, spec, phi, stream, _, reference = setup
+def test_resume_skips_finished_shards(tmp_path, tiny):
+  params, spec, phi, stream, _, reference = tiny
   seen = []
   counting = stream._replace(read=lambda a, b: (seen.append((a, b)), stream.read(a, b))[1])
-  first = _build(tmp_path, setup, stream=counting, stop_after=1)
+  first = _build(tmp_path, tiny, stream=counting, stop_after=1)
   assert first.built == [0] and not first.complete
   with pytest.raises(bank_lib.BankError, match="unfinished"):
     bank_lib.open_bank(tmp_path)
@@ -82,13 +82,13 @@ def test_resume_skips_finished_shards(tmp_path, setup):
       raise KeyboardInterrupt
     return stream.read(a, b)
   with pytest.raises(KeyboardInterrupt):
-    _build(tmp_path, setup, stream=stream._replace(read=failing))
+    _build(tmp_path, tiny, stream=stream._replace(read=failing))
   assert sorted(p.name for p in (tmp_path / "shards").iterdir()) == [
       "00000.attributes.npy", "00000.json", "00000.phi.npy"]
 
   seen.clear()
   done = []
-  second = _build(tmp_path, setup, stream=counting, progress=done.append)
+  second = _build(tmp_path, tiny, stream=counting, progress=done.append)
   assert second.skipped == [0] and second.built == [1, 2] and second.complete
   assert min(a for a, _ in seen) == SHARD  # shard 0's images were not read again
   assert sum(done) == N and os.stat(shard0).st_mtime_ns == stamp
@@ -96,19 +96,19 @@ def test_resume_skips_finished_shards(tmp_path, setup):
                              rtol=1e-6, atol=1e-6)
 
 
-def test_other_settings_are_refused_unless_overwrite(tmp_path, setup):
-  _build(tmp_path, setup)
+def test_other_settings_are_refused_unless_overwrite(tmp_path, tiny):
+  _build(tmp_path, tiny)
   with pytest.raises(bank_lib.BankError, match="dtype"):
-    _build(tmp_path, setup, dtype="bfloat16")
-  report = _build(tmp_path, setup, dtype="bfloat16", overwrite=True)
+    _build(tmp_path, tiny, dtype="bfloat16")
+  report = _build(tmp_path, tiny, dtype="bfloat16", overwrite=True)
   assert report.built == [0, 1, 2]
   assert bank_lib.open_bank(tmp_path).manifest["dtype"] == "bfloat16"
 
 
-def test_bfloat16_halves_the_bytes_and_keeps_bf16_precision(tmp_path, setup):
-  *_, reference = setup
-  _build(tmp_path / "f32", setup)
-  _build(tmp_path / "bf16", setup, dtype="bfloat16")
+def test_bfloat16_halves_the_bytes_and_keeps_bf16_precision(tmp_path, tiny):
+  *_, reference = tiny
+  _build(tmp_path / "f32", tiny)
+  _build(tmp_path / "bf16", tiny, dtype="bfloat16")
   size = lambda p: (p / "shards" / "00000.phi.npy").stat().st_size - 128  # minus .npy header
   assert size(tmp_path / "bf16") * 2 == size(tmp_path / "f32")
   bank = bank_lib.open_bank(tmp_path / "bf16")
@@ -117,11 +117,11 @@ def test_bfloat16_halves_the_bytes_and_keeps_bf16_precision(tmp_path, setup):
   assert got.dtype == np.float32
   np.testing.assert_allclose(got, reference, rtol=2 ** -8, atol=1e-30)
   with pytest.raises(ValueError, match="dtype"):
-    _build(tmp_path / "x", setup, dtype="float16")
+    _build(tmp_path / "x", tiny, dtype="float16")
 
 
-def test_search_reductions(tmp_path, setup):
-  _, spec, *_, reference = setup
+def test_search_reductions(tmp_path, tiny):
+  _, spec, *_, reference = tiny
   reduce = jax.jit(bank_lib.reduce_for_search, static_argnums=(1, 2))
   pool = bank_lib.parse_search("pool:2")
   pooled = np.asarray(reduce(reference, spec, pool))
@@ -140,7 +140,7 @@ def test_search_reductions(tmp_path, setup):
   ratio = np.sum(projected ** 2, -1) / np.sum(reference ** 2, -1)
   assert 0.5 < np.mean(ratio) < 1.5
 
-  _build(tmp_path, setup, search=projection)
+  _build(tmp_path, tiny, search=projection)
   bank = bank_lib.open_bank(tmp_path)
   assert bank.search == projection
   np.testing.assert_allclose(bank_lib.read_search(bank), projected, rtol=1e-4, atol=1e-4)
@@ -149,9 +149,9 @@ def test_search_reductions(tmp_path, setup):
       bank_lib.parse_search(bad)
 
 
-def test_attribute_vector_streams_the_same_means(tmp_path, setup):
-  *_, reference = setup
-  _build(tmp_path, setup)
+def test_attribute_vector_streams_the_same_means(tmp_path, tiny):
+  *_, reference = tiny
+  _build(tmp_path, tiny)
   bank = bank_lib.open_bank(tmp_path)
   rng = np.random.default_rng(0)
   idx = rng.permutation(N)
@@ -173,12 +173,12 @@ def test_open_bank_errors(tmp_path):
     bank_lib.open_bank(tmp_path)
 
 
-def test_group_is_stored_when_the_data_has_one(tmp_path, setup):
-  *_, stream, attributes, _ = setup
+def test_group_is_stored_when_the_data_has_one(tmp_path, tiny):
+  *_, stream, attributes, _ = tiny
   grouped = stream._replace(
       has_group=True,
       read=lambda a, b: stream.read(a, b)._replace(group=np.arange(a, b) % 3))
-  _build(tmp_path / "g", setup, stream=grouped)
+  _build(tmp_path / "g", tiny, stream=grouped)
   np.testing.assert_array_equal(bank_lib.open_bank(tmp_path / "g").group, np.arange(N) % 3)
-  _build(tmp_path / "none", setup)
+  _build(tmp_path / "none", tiny)
   assert bank_lib.open_bank(tmp_path / "none").group is None
