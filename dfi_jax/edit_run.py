@@ -30,6 +30,7 @@ from dfi_jax import probe as probe_lib
 from dfi_jax import reconstruct
 from dfi_jax import run_state
 from dfi_jax import sources
+import dfi_jax.datasets  # noqa: F401  registers the lfw, celeb_a and folder banks
 from dfi_jax import weights as weights_lib
 
 
@@ -165,31 +166,42 @@ def run(config, workdir: str | os.PathLike, inputs: Sequence[str] = (),
     print(f"resuming the run in {workdir}: finished edits are kept", flush=True)
   phi = features_lib.make_phi(network.net)
   spec = features_lib.feature_spec(network.net, network.params, (size, size))
-  with tqdm(total=len(bank_data.images), desc="bank φ", unit="img") as bar:
-    bank = features_lib.compute_features(phi, network.params, bank_data.images,
-                                         config.feature_batch, progress=bar.update)
-  bank = jnp.asarray(bank)
-  timings["bank_s"] = time.perf_counter() - t0
-
   tests = photos or sources.load_tests(config, bank_data, edits)
   phi_x = features_lib.compute_features(phi, network.params, tests.images,
                                         config.feature_batch)
 
-  # Neighbours, attribute vectors and targets for every (test image, edit).
-  items, targets, neighbour_sets = [], [], {}
-  allowed = None
-  if tests.group is not None and bank_data.group is not None:
-    allowed = tests.group[:, None] == bank_data.group[None, :]
+  # Neighbours. With known attributes they need no features, so φ is then computed only for
+  # the bank images some neighbour set uses (not all of LFW's 13k at 55 GB).
+  by_attributes = tests.attributes is not None and config.neighbours == "attributes"
+  neighbour_sets = {}
+  if by_attributes:
+    allowed = None
+    if tests.group is not None and bank_data.group is not None:
+      allowed = tests.group[:, None] == bank_data.group[None, :]
+    for e in edits:
+      neighbour_sets[e.name] = neighbours_lib.attribute_neighbours(
+          bank_data.attributes, tests.attributes, *masks[e.name], config.k, tests.bank_index,
+          allowed)
+    used = np.unique(np.concatenate([np.ravel(n) for nb in neighbour_sets.values()
+                                     for n in nb]))
+  else:
+    used = np.arange(len(bank_data.images))
+  with tqdm(total=len(used), desc="bank φ", unit="img") as bar:
+    bank = features_lib.compute_features(phi, network.params, bank_data.images[used],
+                                         config.feature_batch, progress=bar.update)
+  bank = jnp.asarray(bank)
+  timings["bank_s"] = time.perf_counter() - t0
+  if not by_attributes:
+    for e in edits:
+      neighbour_sets[e.name] = neighbours_lib.feature_neighbours(
+          bank, phi_x, *masks[e.name], config.k, tests.bank_index)
+
+  # Attribute vectors and targets for every (test image, edit).
+  items, targets = [], []
   for e in edits:
-    source, target = masks[e.name]
-    if tests.attributes is not None and config.neighbours == "attributes":
-      nb = neighbours_lib.attribute_neighbours(bank_data.attributes, tests.attributes, source,
-                                               target, config.k, tests.bank_index, allowed)
-    else:
-      nb = neighbours_lib.feature_neighbours(bank, phi_x, source, target, config.k,
-                                             tests.bank_index)
-    neighbour_sets[e.name] = nb
-    w = interpolate.scale_vector(interpolate.attribute_vector(bank, nb), config.scaling)
+    nb = neighbour_sets[e.name]  # bank indices; rows of `bank` are `used`
+    local = neighbours_lib.Neighbours(*(jnp.searchsorted(jnp.asarray(used), n) for n in nb))
+    w = interpolate.scale_vector(interpolate.attribute_vector(bank, local), config.scaling)
     targets.append(interpolate.edit_targets(jnp.asarray(phi_x), w, config.deltas))
     items += [(i, e.name) for i in range(len(tests.names))]
   targets = jnp.concatenate(targets, axis=1)  # [S, items, D]
@@ -315,7 +327,7 @@ def write_outputs(config, workdir, network, tests, attributes, items, results, l
   record = dict(
       settings=config.to_dict(),
       weights=dict(path=network.path, provenance=network.provenance),
-      data="synthetic" if tests.counterfactuals is not None else "photos",
+      data="photos" if tests.originals is not None else config.data,
       images=tests.names,
       summary=summary,
       probe=dict(representation=config.probe, accuracy_on_held_out=probe_accuracy),

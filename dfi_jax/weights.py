@@ -43,11 +43,33 @@ class WeightsError(ValueError):
   """A weights file that is missing, unreadable or of the wrong kind."""
 
 
-def init_random(key: jax.Array, width: float = 1.0, last_layer: str = "conv5_1") -> dict:
-  """He-initialised VGG19 params up to `last_layer` (what `VGG19.init` makes)."""
-  net = model_lib.VGG19(taps=(last_layer,), width=width)
-  params = net.init(key, np.zeros((1, 32, 32, 3), np.float32))["params"]
-  return jax.tree.map(np.asarray, params)
+def init_random(seed: int | jax.Array, width: float = 1.0, last_layer: str = "conv5_1") -> dict:
+  """He-initialised VGG19 params up to `last_layer` (zero biases), drawn with NumPy.
+
+  Kernels follow Flax's `he_normal`: a normal truncated at ±2σ, scaled so the variance is
+  2 / fan_in. NumPy rather than `jax.random`, which compiles a kernel per shape (seconds each
+  on CPU). `seed` is an int or a JAX PRNG key.
+  """
+  if not isinstance(seed, int):
+    seed = int(np.asarray(jax.random.key_data(seed)).ravel()[-1])
+  rng = np.random.default_rng(seed)
+  stop = model_lib.CONV_NAMES.index(last_layer)
+  params, in_ch = {}, 3
+  for name, base in model_lib.VGG19_LAYOUT:
+    if not base:
+      continue
+    out_ch = model_lib.channels(base, width)
+    fan_in = 9 * in_ch
+    z = rng.standard_normal((3, 3, in_ch, out_ch))
+    while (bad := np.abs(z) > 2).any():
+      z[bad] = rng.standard_normal(int(bad.sum()))
+    std = np.sqrt(2.0 / fan_in) / 0.87962566103423978  # std of N(0,1) truncated at ±2
+    params[name] = {"kernel": (z * std).astype(np.float32),
+                    "bias": np.zeros((out_ch,), np.float32)}
+    in_ch = out_ch
+    if model_lib.CONV_NAMES.index(name) == stop:
+      break
+  return params
 
 
 def provenance_for(kind: str, description: str, made_by: str, params: dict, *,
