@@ -10,8 +10,8 @@ code, so the paper's λ = 0.001, β = 2 mean what they meant. (In [0, 1] units t
 has λ·255^β, i.e. 65 for λ = 0.001, β = 2.) The feature term is in the weights' own units, so
 λ and δ are weight-specific.
 
-Solved per image with box-constrained L-BFGS-B (jaxopt, default) or optax.lbfgs followed by a
-projection onto [0, 1], vmapped over a batch and run in compiled chunks of iterations so a
+Solved per image with optax.lbfgs followed by a projection onto [0, 1] (default) or
+box-constrained L-BFGS-B (jaxopt), vmapped over a batch and run in compiled chunks of iterations so a
 progress bar can advance between them. Non-finite losses are detected per image.
 """
 
@@ -36,6 +36,7 @@ with warnings.catch_warnings():
   import jaxopt
 
 SOLVERS = ("jaxopt_lbfgsb", "optax_lbfgs")
+LINESEARCHES = ("zoom", "backtracking", "armijo", "hager-zhang")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,12 +45,33 @@ class ReverseMapConfig:
   tv_weight: float = 0.001  # λ, for TV in 0-255 pixel units
   tv_beta: float = 2.0  # β
   tv_epsilon: float = 1e-3
-  solver: str = "jaxopt_lbfgsb"
+  # optax.lbfgs + projection reaches a given loss in fewer iterations than jaxopt's L-BFGS-B
+  # here (~1.03 evaluations per iteration; experiments/benchmark.py, README "Speed").
+  solver: str = "optax_lbfgs"
   history: int = 10  # L-BFGS memory (SciPy's maxcor)
-  linesearch: str = "zoom"  # jaxopt: zoom | backtracking | hager-zhang
-  linesearch_init: str = "increase"  # jaxopt: increase | max | current
+  # jaxopt's line search (solver jaxopt_lbfgsb). Measured at 200² (experiments/benchmark.py):
+  # backtracking from the full step (init "max") 1.47 evaluations per iteration over the first
+  # 30 iterations but 5.2 over 100 (its strong-Wolfe curvature test keeps failing); zoom
+  # 2.1-2.2; "armijo" (halving on the Armijo condition alone) 2.2 as jaxopt counts them.
+  linesearch: str = "backtracking"  # jaxopt: zoom | backtracking | armijo | hager-zhang
+  linesearch_init: str = "max"  # jaxopt: increase | max | current
   maxls: int = 20
+  c2: float = 0.9  # Wolfe curvature constant (zoom, backtracking)
+  # jaxopt: divide the objective by ‖∇f(z0)‖₂ so the first L-BFGS-B step (taken with an
+  # identity Hessian guess) moves about one pixel unit instead of ‖∇f‖, which jumps to the
+  # box's corners and costs a long backtracking; later steps are scale-free (γ scaling).
+  scale_first_step: bool = False
   chunk: int = 25  # iterations per compiled call (progress granularity)
+  # Input gradients through convolutions with kernels flipped once outside the solver loop
+  # (model.py); False uses XLA's own transpose, ~3x slower inside the loop on CPU.
+  fast_backward: bool = True
+  # jax.checkpoint around the network: recompute activations in the backward pass instead of
+  # keeping them (less memory at large sizes, ~1 extra forward per evaluation).
+  remat: bool = False
+  # One L-BFGS problem over the whole batch (the sum of the per-image losses) instead of one
+  # per image vmapped: no per-image line searches waiting for the slowest image, but one
+  # non-finite image stops the whole batch.
+  joint: bool = False
 
   def validate(self) -> None:
     if self.solver not in SOLVERS:
@@ -58,6 +80,8 @@ class ReverseMapConfig:
       raise ValueError(f"tv_weight (λ) must be >= 0, got {self.tv_weight}")
     if not self.tv_beta > 0:
       raise ValueError(f"tv_beta (β) must be > 0, got {self.tv_beta}")
+    if self.linesearch not in LINESEARCHES:
+      raise ValueError(f"linesearch must be one of {LINESEARCHES}, got {self.linesearch!r}")
     if self.chunk <= 0 or self.history <= 0:
       raise ValueError("chunk and history must be positive")
 
@@ -82,8 +106,10 @@ def make_objective(net, spec: features_lib.FeatureSpec, config: ReverseMapConfig
                    ) -> Callable:
   """`objective(z [H, W, 3], target [D], variables) -> scalar` for one image."""
 
+  apply = jax.checkpoint(net.apply) if config.remat else net.apply
+
   def objective(z, target, variables):
-    taps = net.apply(variables, z[None])
+    taps = apply(variables, z[None])
     phi_z = features_lib.flatten(taps, net.taps)[0]
     tv = total_variation(z, config.tv_beta, config.tv_epsilon)
     return feature_loss(phi_z, target, spec) + config.tv_weight * tv
@@ -109,47 +135,77 @@ class ReverseMap:
     config.validate()
     self.net, self.spec, self.config = net, spec, config
     self.objective = make_objective(net, spec, config)
+    batched = jax.vmap(self.objective, in_axes=(0, 0, None))
+    self._losses = jax.jit(batched)
+    fn = (lambda z, t, v: jnp.sum(batched(z, t, v))) if config.joint else self.objective
     if config.solver == "jaxopt_lbfgsb":
-      self._init, self._step = self._jaxopt_fns()
+      self._init, self._step = self._jaxopt_fns(fn)
     else:
-      self._init, self._step = self._optax_fns()
-    self._init = jax.jit(jax.vmap(self._init, in_axes=(0, 0, None)))
+      self._init, self._step = self._optax_fns(fn)
+    self._init = jax.jit(self._init if config.joint
+                         else jax.vmap(self._init, in_axes=(0, 0, None)))
     self._chunk = jax.jit(self._make_chunk(), static_argnums=(3,))
 
-  def _jaxopt_fns(self):
+  def _jaxopt_fns(self, fn):
     c = self.config
-    solver = jaxopt.LBFGSB(fun=self.objective, value_and_grad=False, maxiter=1 << 30,
-                           tol=0.0, history_size=c.history, linesearch=c.linesearch,
+    scaled = lambda z, target, variables, scale: fn(z, target, variables) / scale
+    linesearch = c.linesearch
+    if linesearch == "armijo":
+      linesearch = jaxopt.BacktrackingLineSearch(fun=scaled, maxiter=c.maxls, condition="armijo",
+                                                 decrease_factor=0.5, jit=True, unroll=False)
+    elif linesearch == "zoom" and c.c2 != 0.9:
+      linesearch = jaxopt.ZoomLineSearch(fun=scaled, maxiter=c.maxls, c2=c.c2, max_stepsize=1.0,
+                                         jit=True, unroll=False)
+    elif linesearch == "backtracking" and c.c2 != 0.9:
+      linesearch = jaxopt.BacktrackingLineSearch(fun=scaled, maxiter=c.maxls, c2=c.c2, jit=True,
+                                                 unroll=False)
+    solver = jaxopt.LBFGSB(fun=scaled, value_and_grad=False, maxiter=1 << 30,
+                           tol=0.0, history_size=c.history, linesearch=linesearch,
                            linesearch_init=c.linesearch_init, maxls=c.maxls)
-    bounds = (0.0, 1.0)
 
     def init(z, target, variables):
       lower = jnp.zeros_like(z)
-      return solver.init_state(z, (lower, lower + 1.0), target, variables)
+      scale = jnp.asarray(1.0, jnp.float32)
+      if c.scale_first_step:
+        grad = jax.grad(fn)(z, target, variables)
+        scale = jnp.maximum(jnp.sqrt(jnp.sum(grad * grad)), 1e-12)
+      state = solver.init_state(z, (lower, lower + 1.0), target, variables, scale)
+      return state, scale
 
     def step(z, state, target, variables):
+      state, scale = state
       lower = jnp.zeros_like(z)
-      z, state = solver.update(z, state, (lower, lower + bounds[1]), target, variables)
-      return z, state, state.value, state.num_fun_eval
+      z, state = solver.update(z, state, (lower, lower + 1.0), target, variables, scale)
+      # The extra gradient at z0 for the scale counts as one evaluation.
+      evals = state.num_fun_eval + c.scale_first_step
+      return z, (state, scale), state.value * scale, evals
 
     return init, step
 
-  def _optax_fns(self):
+  def _optax_fns(self, fn):
     c = self.config
     opt = optax.lbfgs(memory_size=c.history)
 
     def init(z, target, variables):
-      del target, variables
-      return (opt.init(z), jnp.asarray(0, jnp.int32))
+      # The line search leaves the value and gradient at the new point in the state; the first
+      # ones go there too. (optax.value_and_grad_from_state decides with a lax.cond, which
+      # under vmap evaluates both branches: one wasted evaluation per iteration.)
+      value, grad = jax.value_and_grad(fn)(z, target, variables)
+      opt_state = optax.tree.set(opt.init(z), value=value, grad=grad)
+      return (opt_state, jnp.asarray(1, jnp.int32))
 
     def step(z, state, target, variables):
       opt_state, evals = state
-      fn = lambda u: self.objective(u, target, variables)
-      value, grad = optax.value_and_grad_from_state(fn)(z, state=opt_state)
-      updates, opt_state = opt.update(grad, opt_state, z, value=value, grad=grad, value_fn=fn)
+      value_fn = lambda u: fn(u, target, variables)
+      value = optax.tree.get(opt_state, "value")
+      grad = optax.tree.get(opt_state, "grad")
+      updates, opt_state = opt.update(grad, opt_state, z, value=value, grad=grad,
+                                      value_fn=value_fn)
+      # Projection onto the box; the stored gradient is the unprojected point's (L-BFGS +
+      # projection, not L-BFGS-B).
       z = jnp.clip(optax.apply_updates(z, updates), 0.0, 1.0)
-      evals = evals + 1 + optax.tree.get(opt_state, "num_linesearch_steps")
-      return z, (opt_state, evals), value, evals
+      evals = evals + optax.tree.get(opt_state, "num_linesearch_steps")
+      return z, (opt_state, evals), optax.tree.get(opt_state, "value"), evals
 
     return init, step
 
@@ -168,13 +224,20 @@ class ReverseMap:
         init = (z, state, jnp.asarray(jnp.inf, jnp.float32), jnp.asarray(0, jnp.int32),
                 jnp.asarray(True))
         return jax.lax.fori_loop(0, n, body, init)
+      if self.config.joint:
+        z, state, value, evals, finite = one(z, state, targets)
+        b = z.shape[0]
+        return (z, state, jnp.full((b,), value / b), jnp.full((b,), evals),
+                jnp.full((b,), finite))
       z, state, value, evals, finite = jax.vmap(one)(z, state, targets)
       return z, state, value, evals, finite
     return lambda z, state, targets, n, variables: run(z, state, targets, n, variables)
 
   def __call__(self, params, targets: jax.Array, z0: jax.Array, iterations: int,
                progress: Callable[[int], None] | None = None,
-               state=None) -> ReverseMapResult:
+               state=None, *,
+               on_chunk: Callable[[int, np.ndarray], None] | None = None
+               ) -> ReverseMapResult:
     """Runs `iterations` L-BFGS iterations from `z0`.
 
     Args:
@@ -183,6 +246,8 @@ class ReverseMap:
       z0: `[B, H, W, 3]` float32 in [0, 1] start (the input, or a previous δ's result).
       iterations: > 0.
       progress: called with the number of iterations done after each chunk.
+      on_chunk: called after each chunk with (iterations done so far, `[B]` losses as the
+        solver reports them); for benchmarks.
     """
     if iterations <= 0:
       raise ValueError(f"iterations must be positive, got {iterations}")
@@ -192,7 +257,9 @@ class ReverseMap:
       raise ValueError(f"targets must be [B, {self.spec.dim}] for z0 {z.shape}, "
                        f"got {targets.shape}")
     # Flipped kernels computed here, outside the solver loop (see model.py).
-    variables = {"params": params, "backward": model_lib.backward_kernels(params)}
+    variables = {"params": params}
+    if self.config.fast_backward:
+      variables["backward"] = model_lib.backward_kernels(params)
     state = self._init(z, targets, variables)
     finite = np.ones(z.shape[0], bool)
     evals_total = np.zeros(z.shape[0], np.int64)
@@ -208,7 +275,11 @@ class ReverseMap:
       done += n
       if progress is not None:
         progress(n)
+      if on_chunk is not None:
+        on_chunk(done, value)
       if not finite.any():
         break
     images = np.asarray(jnp.clip(z, 0.0, 1.0))
+    if self.config.joint:  # per-image losses (the solver only saw their sum)
+      value = np.where(finite, np.asarray(self._losses(z, targets, variables)), np.nan)
     return ReverseMapResult(images, value, finite, evals_total, done)

@@ -122,3 +122,24 @@ def test_bad_settings_are_rejected(setup):
     rm(params, target, x, 0)
   with pytest.raises(ValueError, match="targets must be"):
     rm(params, target[:, :-1], x, 1)
+
+
+def test_joint_batch_and_plain_backward_reach_the_same_losses(setup):
+  params, net, spec, x, target = setup
+  base = dict(tv_weight=1e-4, chunk=5)
+  plain = reconstruct.ReverseMap(net, spec, reconstruct.ReverseMapConfig(**base))(
+      params, target, x, 10)
+  slow = reconstruct.ReverseMap(net, spec, reconstruct.ReverseMapConfig(
+      fast_backward=False, remat=True, **base))(params, target, x, 10)
+  np.testing.assert_allclose(slow.loss, plain.loss, rtol=1e-2)
+  seen = []
+  joint = reconstruct.ReverseMap(net, spec, reconstruct.ReverseMapConfig(joint=True, **base))(
+      params, target, x, 10, on_chunk=lambda done, loss: seen.append(done))
+  assert seen == [5, 10]
+  assert joint.finite.all() and joint.loss.shape == (2,)
+  variables = {"params": params}
+  for i in range(2):
+    want = float(reconstruct.make_objective(net, spec, reconstruct.ReverseMapConfig(
+        tv_weight=1e-4))(jnp.asarray(joint.images[i]), jnp.asarray(target[i]), variables))
+    assert joint.loss[i] == pytest.approx(want, rel=1e-4)
+    assert joint.loss[i] <= 1.3 * plain.loss[i]

@@ -1,0 +1,69 @@
+"""Reverse-map speed: dfi_jax's solvers against a PyTorch peer on the identical objective.
+
+  python -m experiments.benchmark --json_out=runs/bench.json                  # 200², batch 1
+  python -m experiments.benchmark --config=experiments/configs/benchmark.py:small   # 64², 1 and 8
+  python -m experiments.benchmark --config=experiments/configs/benchmark.py:large   # 1000²
+  python -m experiments.benchmark --config=experiments/configs/benchmark.py:tiny    # tests
+
+The PyTorch peer (torch.optim.LBFGS) runs only where `import torch` works in `peer_python`
+(default: this interpreter); torch is never a dependency of dfi_jax. `default` takes ~10-15 min
+on 2 CPU cores (each run in its own process, so peak RSS is per run).
+
+Solvers are names with optional ReverseMapConfig overrides, `name[:field=value,...]`:
+  jaxopt_lbfgsb (the library default), optax_lbfgs, scipy (SciPy's L-BFGS-B driving a jitted
+  JAX value-and-grad: a CPU reference, host round trip per evaluation), torch (the peer).
+  e.g. `jaxopt_lbfgsb:linesearch=zoom,linesearch_init=increase`, `optax_lbfgs:fast_backward=0`.
+"""
+
+import ml_collections
+
+HEADLINE_SOLVERS = (
+    "torch",
+    "jaxopt_lbfgsb",
+    "jaxopt_lbfgsb:linesearch=zoom,linesearch_init=increase",
+    "optax_lbfgs",
+    "scipy",
+)
+
+
+def get_config(arg: str = "default") -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.variant = arg or "default"
+  c.seed = 0
+  c.sizes = (200,)
+  c.batch_sizes = (1,)
+  c.iterations = 100
+  c.solvers = HEADLINE_SOLVERS
+  c.repeats = 1  # fresh processes per run; medians over repeats
+  c.chunk = 5  # iterations between loss readings (time-to-loss resolution)
+  # Network: full-width VGG19 with random weights (speed does not depend on the values).
+  c.width = 1.0
+  c.taps = ("conv3_1", "conv4_1", "conv5_1")
+  c.tv_weight = 0.001
+  c.tv_beta = 2.0
+  c.peer_python = ""  # interpreter with torch (and jax) for the peer; '' = this one
+  c.torch_threads = 0  # 0 = torch's default
+  c.xla_flags = ""  # extra XLA_FLAGS for the JAX runs
+  c.timeout_s = 3600  # per run
+
+  if c.variant == "small":
+    c.sizes = (64,)
+    c.batch_sizes = (1, 8)
+  elif c.variant == "large":
+    c.sizes = (1000,)
+    c.iterations = 10
+    c.chunk = 5
+    c.solvers = ("torch", "jaxopt_lbfgsb", "jaxopt_lbfgsb:remat=1")
+  elif c.variant == "tiny":
+    c.sizes = (32,)
+    c.batch_sizes = (1, 2)
+    c.iterations = 4
+    c.chunk = 2
+    c.width = 1 / 16
+    c.taps = ("conv2_1", "conv3_1")
+    c.solvers = ("torch", "jaxopt_lbfgsb", "optax_lbfgs", "scipy")
+    c.timeout_s = 300
+  elif c.variant != "default":
+    raise ValueError(f"unknown variant {arg!r} of benchmark.py; expected default, small, large "
+                     "or tiny")
+  return c

@@ -1,0 +1,66 @@
+"""experiments/benchmark.py: a tiny smoke run, the FLOP count, solver specs (no timing asserts)."""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from experiments import benchmark
+
+TINY = dict(seed=0, size=32, batch=1, iterations=4, chunk=2, width=1 / 16,
+            taps=["conv2_1", "conv3_1"], tv_weight=0.001, tv_beta=2.0)
+
+
+def test_vgg19_flops_match_the_issue():
+  taps = ("conv3_1", "conv4_1", "conv5_1")
+  assert benchmark.conv_gflop(200, taps) == pytest.approx(28.83, abs=0.01)
+  assert benchmark.conv_gflop(64, taps) == pytest.approx(2.96, abs=0.01)
+
+
+def test_solver_specs_parse_and_reject_unknown_fields():
+  assert benchmark.parse_solver("jaxopt_lbfgsb:linesearch=zoom,maxls=5,fast_backward=0") == (
+      "jaxopt_lbfgsb", dict(linesearch="zoom", maxls=5, fast_backward=False))
+  with pytest.raises(ValueError, match="nosuch"):
+    benchmark.parse_solver("optax_lbfgs:nosuch=1")
+  with pytest.raises(ValueError, match="unknown solver"):
+    benchmark.parse_solver("adam")
+
+
+def test_time_to_loss_is_the_first_reading_at_or_below_the_goal():
+  trajectory = [(1.0, 10, 5.0), (2.0, 20, 3.0), (3.0, 30, 2.0)]
+  assert benchmark.time_to_loss(trajectory, 3.0) == 2.0
+  assert benchmark.time_to_loss(trajectory, 1.0) is None
+
+
+def test_worker_runs_and_scores_with_the_shared_objective():
+  out = benchmark.worker(dict(TINY, solver="optax_lbfgs"))
+  assert out["iterations"] == 4 and out["finite"]
+  assert out["loss"] < out["start_loss"]
+  assert [p[1] for p in out["trajectory"]] == [2, 4]
+  scipy_out = benchmark.worker(dict(TINY, solver="scipy"))
+  assert scipy_out["start_loss"] == pytest.approx(out["start_loss"])
+  assert scipy_out["loss"] < scipy_out["start_loss"]
+
+
+def test_torch_peer_has_the_identical_objective():
+  pytest.importorskip("torch")
+  out = benchmark.worker(dict(TINY, solver="torch"))
+  assert out["torch_start_loss"] == pytest.approx(out["start_loss"], rel=1e-4)
+  assert out["evaluations"] == out["iterations"] == 4
+
+
+def test_command_line_smoke_run_writes_table_and_json(tmp_path):
+  out = tmp_path / "bench.json"
+  proc = subprocess.run(
+      [sys.executable, "-m", "experiments.benchmark",
+       "--config=experiments/configs/benchmark.py:tiny", "--in_process", "--batch_sizes=1",
+       "--solvers=torch;scipy", f"--json_out={out}"], capture_output=True, text=True,
+      timeout=600, cwd=pathlib.Path(__file__).resolve().parents[1])
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert "| 32² | 1 | scipy |" in proc.stdout
+  record = json.loads(out.read_text())
+  assert [r["solver"] for r in record["rows"]][-1] == "scipy"
+  assert np.isfinite(record["rows"][-1]["loss"])
