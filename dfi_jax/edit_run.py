@@ -45,8 +45,18 @@ class Network(NamedTuple):
   path: str
 
 
+def split_lists(config) -> None:
+  """`--config.taps=a,b` arrives as the one-element tuple ('a,b'): split such strings."""
+  for field in ("taps", "attributes", "test_names"):
+    value = config.get(field)
+    if isinstance(value, (tuple, list)) and any(isinstance(v, str) and "," in v for v in value):
+      with config.unlocked():
+        config[field] = tuple(p.strip() for v in value for p in str(v).split(",") if p.strip())
+
+
 def validate(config) -> None:
   """Checks every setting a user can get wrong; raises RunError naming the field."""
+  split_lists(config)
   def need(ok, field, expected):
     if not ok:
       raise RunError(f"--config.{field}={getattr(config, field)!r}: expected {expected}")

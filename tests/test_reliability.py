@@ -69,7 +69,7 @@ def test_rerun_with_other_settings_is_refused(reference):
   before = snapshot(reference)
   proc = run(reference, "--config.tv_weight=0.5")
   assert proc.returncode == 1
-  assert "holds a run with other settings (settings.tv_weight: 0.001 -> 0.5)" in proc.stderr
+  assert "holds a run with other settings (settings.tv_weight: 1e-05 -> 0.5)" in proc.stderr
   assert snapshot(reference) == before
 
 
