@@ -317,7 +317,7 @@ def write_outputs(config, workdir, network, tests, attributes, items, results, l
 
   # The grid: original | edits for each δ | counterfactuals.
   grid_rows = []
-  col_labels = ["input"] + [f"{a} δ={d:g}" for d in config.deltas for a in attributes]
+  col_labels = ["input"] + [f"{a} d={d:g}" for d in config.deltas for a in attributes]
   if tests.counterfactuals is not None:
     col_labels += [f"true {a}" for a in attributes]
   blank = np.ones_like(tests.images[0])
