@@ -88,6 +88,10 @@ def test_own_photos_keep_their_size(tmp_path):
     (["--config.k=500"], "K=500 but edit"),
     (["--config.weights=/nonexistent/w.npz"], "/nonexistent/w.npz not found"),
     (["--inputs=/nonexistent/a.png"], "/nonexistent/a.png"),
+    (["--config.deltas=abc"], "expected a non-empty list of finite numbers"),
+    (["--config.image_size=20"], "expected an integer in [32, 1024]"),
+    (["--config.nosuchfield=1"], "bad flag or config override"),
+    (["--config.weights=" + __file__], "is not a readable dfi_jax weights file"),
 ])
 def test_bad_input_is_one_clear_line(tmp_path, args, message):
   proc = transform(tmp_path / "out", *args)
@@ -95,3 +99,12 @@ def test_bad_input_is_one_clear_line(tmp_path, args, message):
   lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
   assert len(lines) == 1 and message in lines[0], proc.stderr[-1500:]
   assert "Traceback" not in proc.stderr
+
+
+def test_unwritable_workdir_is_one_clear_line(tmp_path):
+  blocker = tmp_path / "a_file"
+  blocker.write_text("not a directory")
+  proc = transform(blocker / "out")
+  assert proc.returncode == 1
+  assert proc.stderr.strip().splitlines()[-1].startswith("error: RunError: --workdir=")
+  assert "cannot create it" in proc.stderr
