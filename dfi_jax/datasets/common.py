@@ -20,6 +20,8 @@ from typing import Callable, NamedTuple, Sequence
 import numpy as np
 from PIL import Image
 
+from dfi_jax import run_state
+
 
 class DatasetError(ValueError):
   """A missing or wrong data file, or a bad dataset setting; the message is one line."""
@@ -96,12 +98,7 @@ def check_manual_files(manual_dir: str | os.PathLike, files: Sequence[ManualFile
           f"not the original {f.filename} (corrupt or re-packed); download it again from {f.url}")
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-  h = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      h.update(block)
-  return h.hexdigest()
+sha256_file = run_state.file_sha256
 
 
 def prepare_tfds(name: str, manual_dir: str | os.PathLike, data_dir: str | os.PathLike,
