@@ -44,17 +44,8 @@ def _peak_rss_mb() -> float:
 
 
 def _tiny_params(width, last):
-  import numpy as np
-  from dfi_jax import model as model_lib
-  rng, params, cin = np.random.default_rng(0), {}, 3
-  for name, base in model_lib.VGG19_LAYOUT:
-    if base:
-      cout = model_lib.channels(base, width)
-      params[name] = dict(kernel=rng.normal(0, (2 / (9 * cin)) ** 0.5, (3, 3, cin, cout))
-                          .astype(np.float32), bias=np.zeros(cout, np.float32))
-      cin = cout
-      if name == last:
-        return params
+  from dfi_jax import weights as weights_lib
+  return weights_lib.init_random(0, width, last)
 
 
 def knn_worker() -> list[dict]:

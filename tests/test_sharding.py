@@ -87,16 +87,9 @@ if CHILD:
 
 
 def tiny_params(width=1 / 16, last="conv5_1", seed=0):
-  """He-initialised VGG19 params from NumPy (jax.random's init compiles slowly on CPU)."""
-  rng, params, cin = np.random.default_rng(seed), {}, 3
-  for name, base in model_lib.VGG19_LAYOUT:
-    if base:
-      cout = model_lib.channels(base, width)
-      params[name] = dict(kernel=rng.normal(0, (2 / (9 * cin)) ** 0.5, (3, 3, cin, cout))
-                          .astype(np.float32), bias=np.zeros(cout, np.float32))
-      cin = cout
-      if name == last:
-        return params
+  """He-initialised VGG19 params (weights.init_random draws them with NumPy)."""
+  from dfi_jax import weights as weights_lib
+  return weights_lib.init_random(seed, width, last)
 
 
 @contextlib.contextmanager
