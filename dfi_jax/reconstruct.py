@@ -36,7 +36,7 @@ with warnings.catch_warnings():
   import jaxopt
 
 SOLVERS = ("jaxopt_lbfgsb", "optax_lbfgs")
-LINESEARCHES = ("zoom", "backtracking", "armijo", "hager-zhang")
+LINESEARCHES = ("zoom", "backtracking", "armijo", "hager-zhang", "none")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +53,9 @@ class ReverseMapConfig:
   # backtracking from the full step (init "max") 1.47 evaluations per iteration over the first
   # 30 iterations but 5.2 over 100 (its strong-Wolfe curvature test keeps failing); zoom
   # 2.1-2.2; "armijo" (halving on the Armijo condition alone) 2.2 as jaxopt counts them.
-  linesearch: str = "backtracking"  # jaxopt: zoom | backtracking | armijo | hager-zhang
+  # "none": the full L-BFGS-B step every iteration (one evaluation per iteration, like the torch
+  # peer's torch.optim.LBFGS without line search); pair it with scale_first_step.
+  linesearch: str = "backtracking"  # jaxopt: zoom | backtracking | armijo | hager-zhang | none
   linesearch_init: str = "max"  # jaxopt: increase | max | current
   maxls: int = 20
   c2: float = 0.9  # Wolfe curvature constant (zoom, backtracking)
@@ -159,9 +161,12 @@ class ReverseMap:
     elif linesearch == "backtracking" and c.c2 != 0.9:
       linesearch = jaxopt.BacktrackingLineSearch(fun=scaled, maxiter=c.maxls, c2=c.c2, jit=True,
                                                  unroll=False)
+    # stepsize 0 = use the line search; > 0 = that fixed step, clipped into the box.
+    stepsize = 1.0 if linesearch == "none" else 0.0
     solver = jaxopt.LBFGSB(fun=scaled, value_and_grad=False, maxiter=1 << 30,
-                           tol=0.0, history_size=c.history, linesearch=linesearch,
-                           linesearch_init=c.linesearch_init, maxls=c.maxls)
+                           tol=0.0, history_size=c.history,
+                           linesearch="zoom" if linesearch == "none" else linesearch,
+                           linesearch_init=c.linesearch_init, maxls=c.maxls, stepsize=stepsize)
 
     def init(z, target, variables):
       lower = jnp.zeros_like(z)

@@ -101,6 +101,23 @@ def test_reverse_map_reaches_scipys_loss(setup, solver):
     assert result.loss[i] <= 1.3 * reference[i], (result.loss[i], reference[i])
 
 
+def test_jaxopt_without_line_search_takes_one_evaluation_per_iteration(setup):
+  params, net, spec, x, target = setup
+  config = reconstruct.ReverseMapConfig(tv_weight=1e-4, solver="jaxopt_lbfgsb", linesearch="none",
+                                        scale_first_step=True, chunk=10)
+  rm = reconstruct.ReverseMap(net, spec, config)
+  result = rm(params, target, x, 30)
+  variables = {"params": params}
+  assert result.finite.all()
+  # 1 at z0 + 1 for the first-step scale + 1 per iteration.
+  assert list(result.evaluations) == [32, 32]
+  for i in range(2):
+    start = float(rm.objective(jnp.asarray(x[i]), jnp.asarray(target[i]), variables))
+    reference = scipy_solve(rm.objective, variables, jnp.asarray(target[i]), x[i], 30)
+    assert result.loss[i] < 0.5 * start
+    assert result.loss[i] <= 1.5 * reference, (result.loss[i], reference)
+
+
 def test_non_finite_loss_stops_only_that_image(setup):
   params, net, spec, x, target = setup
   bad = target.copy()
