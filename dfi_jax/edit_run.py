@@ -207,11 +207,20 @@ def run(config, workdir: str | os.PathLike, inputs: Sequence[str] = (),
           bank, phi_x, *masks[e.name], config.k, tests.bank_index)
 
   # Attribute vectors and targets for every (test image, edit).
+  aligned = None
+  if config.get("align_neighbours", False):  # neighbours warped onto each test face (align.py)
+    if photos is not None:
+      raise RunError("--config.align_neighbours needs landmarks; own photos (--inputs) have none")
+    from dfi_jax import align  # here, not above: align imports highres, which imports this
+    aligned = align.run_vectors(config, phi, network.params, bank_data.images,
+                                [neighbour_sets[e.name] for e in edits])
   items, targets = [], []
-  for e in edits:
+  for n_edit, e in enumerate(edits):
     nb = neighbour_sets[e.name]  # bank indices; rows of `bank` are `used`
     local = neighbours_lib.Neighbours(*(jnp.searchsorted(jnp.asarray(used), n) for n in nb))
-    w = interpolate.scale_vector(interpolate.attribute_vector(bank, local), config.scaling)
+    w = (interpolate.attribute_vector(bank, local) if aligned is None
+         else jnp.asarray(aligned.w[n_edit]))
+    w = interpolate.scale_vector(w, config.scaling)
     targets.append(interpolate.edit_targets(jnp.asarray(phi_x), w, config.deltas))
     items += [(i, e.name) for i in range(len(tests.names))]
   targets = jnp.concatenate(targets, axis=1)  # [S, items, D]
@@ -221,7 +230,7 @@ def run(config, workdir: str | os.PathLike, inputs: Sequence[str] = (),
   rm_config = reconstruct.ReverseMapConfig(
       tv_weight=config.tv_weight, tv_beta=config.tv_beta, solver=config.solver,
       linesearch=config.linesearch, linesearch_init=config.linesearch_init, chunk=config.chunk)
-  reverse_map = reconstruct.ReverseMap(network.net, spec, rm_config)
+  reverse_map = reconstruct.cached(network.net, spec, rm_config)
   x_items = tests.images[[i for i, _ in items]]
   iterations = [config.iterations] + [config.next_iterations] * (len(config.deltas) - 1)
   shape = (len(config.deltas), len(items))

@@ -18,6 +18,7 @@ progress bar can advance between them. Non-finite losses are detected per image.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import warnings
 from typing import Callable, NamedTuple
 
@@ -288,3 +289,13 @@ class ReverseMap:
     if self.config.joint:  # per-image losses (the solver only saw their sum)
       value = np.where(finite, np.asarray(self._losses(z, targets, variables)), np.nan)
     return ReverseMapResult(images, value, finite, evals_total, done)
+
+
+@functools.lru_cache(maxsize=8)
+def cached(net, spec: features_lib.FeatureSpec, config: ReverseMapConfig) -> ReverseMap:
+  """One `ReverseMap` per (network, feature layout, config) in this process.
+
+  Runs that repeat a setting (sweeps, tests, several experiments in one process) reuse its
+  compiled solver instead of tracing and compiling it again.
+  """
+  return ReverseMap(net, spec, config)
