@@ -45,6 +45,9 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
   c.neighbours = "features"  # attributes (official Hamming) | features (φ-space KNN)
   c.k = 100
   c.scaling = "none"
+  # Warp each neighbour onto the test face (similarity fit of the generator's landmarks) before
+  # φ: w = mean φ(aligned targets) − mean φ(aligned sources) (dfi_jax/align.py; synthetic only).
+  c.align_neighbours = False
   c.deltas = (1.0, 3.0)
   # Reverse map.
   c.tv_weight = 1e-5  # λ for TV in 0-255 units (the paper's units; official 0.001)

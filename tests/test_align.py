@@ -1,0 +1,120 @@
+"""Neighbours aligned onto the test face (dfi_jax/align.py): geometry against known answers,
+the aligned w against the pipeline's when there is nothing to align, and the tiny edit run."""
+
+import dataclasses
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dfi_jax import align
+from dfi_jax import edit_run
+from dfi_jax import faces
+from dfi_jax import features as features_lib
+from dfi_jax import interpolate
+from dfi_jax import neighbours as neighbours_lib
+from experiments.configs import synthetic
+
+SIZE = 64
+
+
+def _dots(points, size=SIZE):
+  image = np.zeros((size, size, 3), np.float32)
+  for x, y in points:
+    image[int(round(y)), int(round(x))] = 1.0
+  return image
+
+
+def _peak(image, x, y, r=2):
+  i, j = int(round(y)), int(round(x))
+  patch = np.clip(image[i - r:i + r + 1, j - r:j + r + 1, 0], 0, None)
+  yy, xx = np.mgrid[i - r:i + r + 1, j - r:j + r + 1]
+  return (patch * xx).sum() / patch.sum(), (patch * yy).sum() / patch.sum()
+
+
+def test_landmarks_match_the_render_at_every_size():
+  params = [faces.sample_face(s) for s in range(3)]
+  for size in (32, 64, 96):
+    expected = np.stack([faces.render(p, size).landmarks for p in params])
+    np.testing.assert_allclose(align.landmarks(params, size), expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("transform", align.TRANSFORMS)
+def test_warping_one_face_onto_another_puts_its_landmarks_on_the_others(transform):
+  lm = align.landmarks([faces.sample_face(s) for s in (3, 11)], SIZE)
+  src, dst = np.round(lm[0]), lm[1]  # dots sit on pixel centres
+  matrix, residual = align.fit(src, dst, transform)
+  assert residual < 1.0  # the generator's faces differ from a similarity by < 1 px at 64²
+  warped = align.warp_onto(_dots(src), src, dst, transform)
+  moved = src @ matrix[:, :2].T + matrix[:, 2]
+  for (mx, my), (dx, dy) in zip(moved, dst):
+    px, py = _peak(warped, mx, my)
+    assert np.hypot(px - mx, py - my) < 0.3  # the image moved where the fit says
+    assert np.hypot(px - dx, py - dy) < 1.5  # and so within ~a pixel of the other face's
+
+
+def test_warping_onto_itself_is_the_identity():
+  face = faces.render(faces.sample_face(5), SIZE)
+  for transform in align.TRANSFORMS:
+    same = align.warp_onto(face.image, face.landmarks, face.landmarks, transform)
+    np.testing.assert_allclose(same, face.image, atol=1e-5)
+
+
+def test_affine_fit_recovers_a_known_affine_map():
+  rng = np.random.default_rng(0)
+  src = rng.uniform(0, 60, (12, 2))
+  m = np.array([[1.1, 0.2, 3.0], [-0.1, 0.9, -2.0]])
+  matrix, residual = align.affine_fit(src, src @ m[:, :2].T + m[:, 2])
+  np.testing.assert_allclose(matrix, m, atol=1e-9)
+  assert residual < 1e-9
+  with pytest.raises(ValueError, match="transform"):
+    align.fit(src, src, "projective")
+
+
+def test_same_geometry_copies_landmarks_not_looks_or_attributes():
+  a, b = faces.sample_face(1), faces.sample_face(2)
+  moved = align.same_geometry(a, b)
+  np.testing.assert_allclose(align.landmarks([moved], SIZE), align.landmarks([b], SIZE))
+  kept = [f.name for f in dataclasses.fields(faces.FaceParams)
+          if f.name not in align.GEOMETRY_FIELDS]
+  assert all(getattr(moved, k) == getattr(a, k) for k in kept)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+  config = synthetic.get_config("tiny")
+  network = edit_run.load_network(config)
+  return config, network, features_lib.make_phi(network.net)
+
+
+def test_aligned_w_equals_the_pipelines_when_landmarks_coincide(tiny):
+  config, network, phi = tiny
+  size = config.image_size
+  images, attributes = faces.generate(range(12), size)
+  bank = features_lib.compute_features(phi, network.params, images, 16)
+  source = ~attributes[:, 3]
+  nb = neighbours_lib.feature_neighbours(jnp.asarray(bank), jnp.asarray(bank[:2]), source,
+                                         ~source, 3)
+  same = np.broadcast_to(align.landmarks([faces.sample_face(0)], size)[0], (12, 12, 2))
+  vec = align.aligned_vectors(phi, network.params, images, same, same[:2], [nb])
+  expected = interpolate.attribute_vector(jnp.asarray(bank), nb)
+  np.testing.assert_allclose(vec.w[0], expected, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(
+      vec.pixels[0][1], images[np.asarray(nb.target[1])].mean(0)
+      - images[np.asarray(nb.source[1])].mean(0), atol=1e-5)
+
+
+def test_tiny_edit_run_with_aligned_neighbours(tiny, tmp_path):
+  config = synthetic.get_config("tiny")
+  with config.unlocked():
+    config.align_neighbours = True
+    config.deltas = (0.4,)
+    config.attributes = ("smiling", "eyeglasses")
+  record = edit_run.run(config, tmp_path)
+  assert record["settings"]["align_neighbours"] is True
+  assert len(record["per_image"]) == 4
+  assert all(np.isfinite(r["r"]) and np.isfinite(r["outside"]) for r in record["per_image"])
+  with config.unlocked():
+    config.data = "folder"
+  with pytest.raises(ValueError, match="synthetic"):
+    align.run_vectors(config, None, None, None, [])
