@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
+from dfi_jax import decoder as decoder_lib
 from dfi_jax import features as features_lib
 from dfi_jax import image_io
 from dfi_jax import interpolate
@@ -82,6 +83,8 @@ def validate(config) -> None:
   need(config.num_test > 0, "num_test", "a positive integer")
   need(config.probe in ("",) + probe_lib.REPRESENTATIONS, "probe",
        f"'' (off) or one of {probe_lib.REPRESENTATIONS}")
+  need(isinstance(config.get("decoder", ""), str), "decoder",
+       "'' (off) or a decoder .npz path")
 
 
 def select_edits(bank: sources.Bank, names: Sequence[str]) -> list[neighbours_lib.Edit]:
@@ -100,6 +103,29 @@ def load_network(config) -> Network:
                               pooling=config.pooling or None,
                               preprocessing=config.preprocessing or None)
   return Network(net, params, provenance, path)
+
+
+class FastMode(NamedTuple):
+  """Fast mode's decoder (issue 7): it gives the first δ's reverse map its start."""
+  params: dict
+  spec: decoder_lib.DecoderSpec
+  path: str
+  sha256: str
+
+
+def load_fast_mode(config, network: Network, spec: features_lib.FeatureSpec) -> FastMode | None:
+  """The decoder named by `config.decoder` ('' = off), checked against this run's φ."""
+  path = config.get("decoder", "")
+  if not path:
+    return None
+  try:
+    params, dspec, prov = decoder_lib.load(path)
+    sha = run_state.file_sha256(path)
+    decoder_lib.check_compatible(prov, spec, config.image_size,
+                                 run_state.file_sha256(network.path), path)
+  except (decoder_lib.DecoderError, OSError) as e:
+    raise RunError(f"--config.decoder={path}: {e}") from None
+  return FastMode(params, dspec, path, sha)
 
 
 def compose_photo(original: np.ndarray, square: np.ndarray, edit: np.ndarray,
@@ -157,6 +183,8 @@ def run(config, workdir: str | os.PathLike, inputs: Sequence[str] = (),
 
   network = load_network(config)
   size = config.image_size
+  spec = features_lib.feature_spec(network.net, network.params, (size, size))
+  fast = load_fast_mode(config, network, spec)  # before any long computation
   # Own photos are read first, so a bad file fails before any long computation.
   photos = sources.photo_tests(size, inputs) if inputs else None
   print(f"weights: {network.path} — {network.provenance['description']}", flush=True)
@@ -170,12 +198,13 @@ def run(config, workdir: str | os.PathLike, inputs: Sequence[str] = (),
     masks[e.name] = neighbours_lib.candidate_masks(bank_data.attributes, e,
                                                    bank_data.attribute_names)
     neighbours_lib.check_candidates(*masks[e.name], config.k, e.name)
-  resuming = run_state.claim(workdir, run_state.describe(config.to_dict(), network.path,
-                                                         inputs, edits))
+  phi = features_lib.make_phi(network.net)
+  settings = config.to_dict()
+  if fast is not None:  # the file's content, not just its path, decides the results
+    settings["decoder_sha256"] = fast.sha256
+  resuming = run_state.claim(workdir, run_state.describe(settings, network.path, inputs, edits))
   if resuming:
     print(f"resuming the run in {workdir}: finished edits are kept", flush=True)
-  phi = features_lib.make_phi(network.net)
-  spec = features_lib.feature_spec(network.net, network.params, (size, size))
   tests = photos or sources.load_tests(config, bank_data, edits)
   phi_x = features_lib.compute_features(phi, network.params, tests.images,
                                         config.feature_batch)
@@ -231,7 +260,8 @@ def run(config, workdir: str | os.PathLike, inputs: Sequence[str] = (),
       tv_weight=config.tv_weight, tv_beta=config.tv_beta, solver=config.solver,
       linesearch=config.linesearch, linesearch_init=config.linesearch_init, chunk=config.chunk)
   reverse_map = reconstruct.cached(network.net, spec, rm_config)
-  x_items = tests.images[[i for i, _ in items]]
+  x_index = np.asarray([i for i, _ in items])
+  x_items = tests.images[x_index]
   iterations = [config.iterations] + [config.next_iterations] * (len(config.deltas) - 1)
   shape = (len(config.deltas), len(items))
   results = np.zeros(shape + (size, size, 3), np.float32)
@@ -257,6 +287,9 @@ def run(config, workdir: str | os.PathLike, inputs: Sequence[str] = (),
           bar.update(iterations[s] * n)
           continue
         z0 = x_items[sl] if s == 0 else results[s - 1, sl]
+        if s == 0 and fast is not None:
+          z0 = decoder_lib.warm_start(fast.params, fast.spec, targets[s, sl], z0,
+                                      phi_x[x_index[sl]], mode=decoder_lib.DEFAULT_START)
         res = reverse_map(network.params, targets[s, sl], z0, iterations[s],
                           progress=lambda k, n=n: bar.update(k * n))
         results[s, sl], losses[s, sl] = res.images, res.loss

@@ -59,6 +59,10 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
   c.linesearch_init = "max"
   c.batch_size = 18  # reverse maps per compiled call
   c.chunk = 25
+  # Fast mode (issue 7): a decoder file from `python -m experiments.train_decoder` for these
+  # weights, taps and image size; the first δ starts from its image of the target instead of
+  # x. '' = off (the default until it wins on quality; experiments/fast_mode.py measures it).
+  c.decoder = ""
   # Pixel-space baseline: x + δ·(mean target pixels − mean source pixels), best δ reported.
   c.pixel_deltas = (0.25, 0.5, 0.75, 1.0)
   c.pixel_delta_photos = 1.0

@@ -1,0 +1,48 @@
+"""Fast mode's decoder (issue 7): D inverts φ on generated faces; the reverse map starts from it.
+
+  python -m experiments.train_decoder --out=runs/decoder/decoder.npz            # ~10 min, 2 CPU cores
+  python -m experiments.train_decoder --out=/tmp/d.npz --config=experiments/configs/decoder.py:tiny
+
+Trains on the demo's bank (seeds [0, 800) at 64², the same faces `make demo` uses; the held-out
+test faces, seeds >= 10,000,000, are never seen) against the default weights and the demo's taps,
+so the file fits `--config.decoder=` of `experiments.transform` on the default config. Writes the
+decoder `.npz` and `<out>.png` (held-out inputs over their decodings). Variants: `default`,
+`tiny` (tests: 32², two taps, a few steps, seconds).
+"""
+
+import ml_collections
+
+
+def get_config(arg: str = "default") -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.variant = arg or "default"
+  # φ to invert: must match the edit run's weights, taps and image size.
+  c.weights = ""  # '' = the embedded default weights
+  c.taps = ("conv1_2", "conv3_1", "conv5_1")
+  c.image_size = 64
+  # Training faces: the demo's bank.
+  c.pool_seed = 0
+  c.pool_size = 800
+  c.valid_seed = 30_000_000  # held-out faces for the validation loss and the preview PNG
+  c.valid_size = 16
+  # Decoder and optimiser.
+  c.channels = 32
+  c.steps = 1500
+  c.batch_size = 16
+  c.learning_rate = 2e-3  # Adam, cosine decay to 0
+  # Weight of the reverse map's feature term (weights' units: ~1e3 at init, pixel MSE ~1e-2).
+  c.feature_weight = 0.0
+  c.seed = 0
+  c.save_every = 250  # steps between resume checkpoints (<out>.resume.npz)
+  if c.variant == "tiny":
+    c.taps = ("conv2_1", "conv3_1")
+    c.image_size = 32
+    c.pool_size = 12
+    c.valid_size = 4
+    c.channels = 8
+    c.steps = 6
+    c.batch_size = 4
+    c.save_every = 3
+  elif c.variant != "default":
+    raise ValueError(f"unknown variant {arg!r} of decoder.py; expected default or tiny")
+  return c
