@@ -1,7 +1,10 @@
-"""Inpaint a hole with DFI: `python -m experiments.inpaint --workdir=DIR [--config=FILE]`.
+"""Inpaint a hole with DFI: `python -m experiments.inpaint --workdir=DIR [--config=FILE[:variant]]`.
 
-Writes DIR/grid.png (input with hole | DFI | neighbour mean | truth), DIR/inpainted/*.png and
-DIR/metrics.json with the RMSE inside the hole against the true image.
+Generated faces by default; a folder of images (shoes) with
+`--config=experiments/configs/inpaint.py:shoes --config.bank_dir=DIR`. Writes DIR/grid.png
+(input with hole | DFI | neighbour mean | truth), DIR/inpainted/*.png, DIR/index.html and
+DIR/metrics.json with the RMSE inside the hole against the true image. Rerunning the same
+command into the same workdir resumes.
 """
 
 from absl import flags
@@ -20,6 +23,7 @@ def main(argv):
     raise ValueError(f"unexpected arguments {argv[1:]}")
   record = inpaint.run(_CONFIG.value, _WORKDIR.value)
   s = record["summary"]
+  print(f"data: {record['data']['note']}")
   print(f"RMSE inside the hole: DFI {s['rmse_dfi']:.4f}, neighbour mean "
         f"{s['rmse_neighbour_mean']:.4f}, grey fill {s['rmse_grey']:.4f}")
 
