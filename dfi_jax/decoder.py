@@ -149,33 +149,48 @@ class TrainState(NamedTuple):
 
 
 def make_train_step(net, spec: DecoderSpec, optimizer: optax.GradientTransformation,
-                    feature_weight: float = 0.0) -> Callable:
-  """Jitted `step(state, vgg_params, images [B, S, S, 3]) -> (state, metrics)`.
+                    feature_weight: float = 0.0, edit_delta: float = 0.0,
+                    tv_weight: float = 0.0, tv_beta: float = 2.0) -> Callable:
+  """Jitted `step(state, vgg_params, images [B, S, S, 3], key) -> (state, metrics)`.
 
-  loss = mean pixel squared error + `feature_weight` · the reverse map's feature term
-  (mean over layers of ½‖φ_l(D(φ(x))) − φ_l(x)‖², averaged over the batch). φ (the VGG
-  network `net` with `vgg_params`) is frozen.
+  loss = mean pixel squared error ‖D(t) − x‖² + `feature_weight` · the reverse map's objective
+  at D(t) (mean over layers of ½‖φ_l(D(t)) − t_l‖² + `tv_weight` · TV^`tv_beta`, batch mean).
+  With `edit_delta` = 0 the targets are t = φ(x); with `edit_delta` > 0 they are edit-like,
+  t = φ(x) + δ·w with δ ~ U(0, `edit_delta`) per image and w the difference of the φ means of
+  two random halves of the batch, so D learns to invert the off-manifold targets the reverse
+  map gets (there the pixel term only keeps D(t) near x). φ (`net`, `vgg_params`) is frozen.
   """
 
-  def loss_fn(params, vgg_params, images):
+  def objective(decoded, vgg_params, target):
+    phi_d = features_lib.flatten(net.apply({"params": vgg_params}, decoded), net.taps)
+    feature = jax.vmap(reconstruct.feature_loss, in_axes=(0, 0, None))(phi_d, target,
+                                                                       spec.features)
+    tv = jax.vmap(lambda z: reconstruct.total_variation(z, tv_beta))(decoded)
+    return jnp.mean(feature + tv_weight * tv)
+
+  def loss_fn(params, vgg_params, images, key):
     phi_x = features_lib.flatten(net.apply({"params": vgg_params}, images), net.taps)
-    decoded = apply(params, phi_x, spec)
+    target = phi_x
+    if edit_delta > 0:
+      b = images.shape[0]
+      k1, k2 = jax.random.split(key)
+      perm = jax.random.permutation(k1, b)
+      w = phi_x[perm[:b // 2]].mean(0) - phi_x[perm[b // 2:]].mean(0)
+      target = phi_x + jax.random.uniform(k2, (b, 1), maxval=edit_delta) * w
+    decoded = apply(params, target, spec)
     pixel = jnp.mean((decoded - images) ** 2)
     metrics = {"pixel": pixel}
     loss = pixel
     if feature_weight:
-      phi_d = features_lib.flatten(net.apply({"params": vgg_params}, decoded), net.taps)
-      feature = jnp.mean(jax.vmap(reconstruct.feature_loss, in_axes=(0, 0, None))(
-          phi_d, phi_x, spec.features))
-      metrics["feature"] = feature
-      loss = loss + feature_weight * feature
+      metrics["objective"] = objective(decoded, vgg_params, target)
+      loss = loss + feature_weight * metrics["objective"]
     metrics["loss"] = loss
     return loss, metrics
 
   @jax.jit
-  def step(state: TrainState, vgg_params, images):
+  def step(state: TrainState, vgg_params, images, key):
     (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params, vgg_params, jnp.asarray(images, jnp.float32))
+        state.params, vgg_params, jnp.asarray(images, jnp.float32), key)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     return TrainState(params, opt_state, state.step + 1), metrics

@@ -125,6 +125,8 @@ def main(argv):
                                                 n_iter, _CHUNK.value)
     if level is None:
       level = losses[-1]  # equal loss: where the cold start ends, per image
+    # ... and on average over the batch (robust to a few images that never get there).
+    mean_first = first_reaching(steps, losses.mean(1, keepdims=True), level.mean(keepdims=True))[0]
     first = first_reaching(steps, losses, level)
     ok = first >= 0
     iters = np.where(ok, steps[first], np.nan)
@@ -143,9 +145,13 @@ def main(argv):
         iterations_mean=float(np.nanmean(iters)) if ok.any() else None,
         iterations_max=float(np.nanmax(iters)) if ok.any() else None,
         decode_s=decode_s, seconds_to_equal_loss=batch_s, seconds_total=float(seconds[-1]),
+        mean_iterations_to_equal=int(steps[mean_first]) if mean_first >= 0 else None,
+        mean_seconds_to_equal=(decode_s + float(seconds[mean_first]) if mean_first >= 0
+                               else None),
         r_final=float(np.mean(r)), outside_final=float(np.mean(outside))))
     curves[name] = dict(steps=steps.tolist(), mean_loss=losses.mean(1).tolist(),
-                        iterations_to_equal=[None if np.isnan(v) else int(v) for v in iters])
+                        iterations_to_equal=[None if np.isnan(v) else int(v) for v in iters],
+                        final_loss=losses[-1].tolist())
     finals[name] = images
     print(f"{name}: {rows[-1]}", flush=True)
 
@@ -156,9 +162,15 @@ def main(argv):
                                 if med and row["reached"] == row["images"] else None)
     row["time_speedup"] = (cold["seconds_to_equal_loss"] / row["seconds_to_equal_loss"]
                            if row["reached"] == row["images"] else None)
+    m = row["mean_iterations_to_equal"]
+    row["mean_iteration_speedup"] = cold["mean_iterations_to_equal"] / m if m else None
+    row["mean_time_speedup"] = (cold["mean_seconds_to_equal"] / row["mean_seconds_to_equal"]
+                                if m else None)
   best = max((r["iteration_speedup"] or 0.0) for r in rows[1:]) if len(rows) > 1 else 0.0
+  best_mean = max((r["mean_iteration_speedup"] or 0.0) for r in rows[1:]) if len(rows) > 1 else 0.0
   verdict = (f"target ≥ 3× fewer iterations at equal loss: "
-             f"{'met' if best >= 3 else 'not met'} (best {best:.2f}×)")
+             f"{'met' if best >= 3 else 'not met'} per image (best {best:.2f}×; every image "
+             f"must reach its cold loss); on the batch-mean loss {best_mean:.2f}×")
   record = dict(decoder=fast.path, decoder_sha256=fast.sha256, config=config.to_dict(),
                 faces=tests.names, items=[list(it) for it in items], iterations=n_iter,
                 chunk=_CHUNK.value, rows=rows, curves=curves, verdict=verdict,
@@ -181,15 +193,18 @@ def table(rows, n_iter, n_images) -> str:
     return "–" if v is None or (isinstance(v, float) and np.isnan(v)) else format(v, fmt)
   lines = [f"| start | loss at start | loss after {n_iter} it | reached equal loss | "
            "iterations to equal loss (median / mean / max) | speed-up (iterations) | "
-           "s to equal loss (batch, incl. decoder) | speed-up (time) | r | outside |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+           "s to equal loss (batch, incl. decoder) | speed-up (time) | "
+           "iterations / s to equal mean loss | speed-up (mean: iterations, time) | r | outside |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
   for r in rows:
     lines.append(
         f"| {r['start']} | {f(r['start_loss'], '.4g')} | {f(r['final_loss'], '.4g')} | "
         f"{r['reached']}/{n_images} | {f(r['iterations_median'], '.0f')} / "
         f"{f(r['iterations_mean'], '.1f')} / {f(r['iterations_max'], '.0f')} | "
         f"{f(r['iteration_speedup'], '.2f')}× | {f(r['seconds_to_equal_loss'], '.1f')} | "
-        f"{f(r['time_speedup'], '.2f')}× | {f(r['r_final'], '.3f')} | "
+        f"{f(r['time_speedup'], '.2f')}× | {f(r['mean_iterations_to_equal'], 'd')} / "
+        f"{f(r['mean_seconds_to_equal'], '.1f')} | {f(r['mean_iteration_speedup'], '.2f')}×, "
+        f"{f(r['mean_time_speedup'], '.2f')}× | {f(r['r_final'], '.3f')} | "
         f"{f(r['outside_final'], '.4f')} |")
   return "\n".join(lines) + "\n"
 

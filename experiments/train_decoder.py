@@ -96,21 +96,29 @@ def main(argv):
 
   optimizer = optax.adam(optax.cosine_decay_schedule(c.learning_rate, max(c.steps, 1)))
   key = jax.random.key(c.seed)
-  state = decoder_lib.init_train_state(decoder_lib.init(key, spec), optimizer)
-  settings = dict(config=c.to_dict(), weights_sha256=run_state.file_sha256(weights_path))
+  if c.init_from:  # fine-tune a trained decoder (e.g. with the objective on edit targets)
+    init_params, init_spec, _ = decoder_lib.load(c.init_from)
+    if init_spec != spec:
+      raise ValueError(f"--config.init_from={c.init_from}: made for {init_spec}, not {spec}")
+  else:
+    init_params = decoder_lib.init(key, spec)
+  state = decoder_lib.init_train_state(init_params, optimizer)
+  settings = dict(config=c.to_dict(), weights_sha256=run_state.file_sha256(weights_path),
+                  init_sha256=run_state.file_sha256(c.init_from) if c.init_from else "")
   resume_path = out.with_suffix(".resume.npz")
   resumed = _load_resume(resume_path, state, settings)
   if resumed is not None:
     state = resumed
     print(f"resuming from {resume_path} at step {int(state.step)}", flush=True)
-  step_fn = decoder_lib.make_train_step(net, spec, optimizer, c.feature_weight)
+  step_fn = decoder_lib.make_train_step(net, spec, optimizer, c.feature_weight, c.edit_delta,
+                                        c.tv_weight, c.tv_beta)
   t0, metrics = time.perf_counter(), {}
   with tqdm(total=c.steps, initial=int(state.step), desc="train decoder", unit="step") as bar:
     while int(state.step) < c.steps:
       i = int(state.step)
       # Batches depend only on (seed, step), so a resumed run sees the same ones.
       idx = np.random.default_rng([c.seed, i]).integers(0, len(images), c.batch_size)
-      state, metrics = step_fn(state, vgg_params, images[idx])
+      state, metrics = step_fn(state, vgg_params, images[idx], jax.random.fold_in(key, i))
       bar.update(1)
       if i % 25 == 0 or i == c.steps - 1:
         bar.set_postfix({k: f"{float(v):.4g}" for k, v in metrics.items()})

@@ -86,18 +86,20 @@ def test_warm_start_modes(phi_net, images):
     decoder_lib.warm_start(dparams, spec, phi_x, x, mode="nope")
 
 
-@pytest.mark.parametrize("feature_weight", [0.0, 1e-4])
-def test_training_reduces_the_loss(phi_net, images, feature_weight):
+@pytest.mark.parametrize("feature_weight,edit_delta", [(0.0, 0.0), (1e-4, 0.0), (1e-4, 1.0)])
+def test_training_reduces_the_loss(phi_net, images, feature_weight, edit_delta):
   net, params, _, fspec = phi_net
   spec = decoder_lib.spec_for(fspec, 32, channels=8)
   optimizer = optax.adam(1e-2)
   state = decoder_lib.init_train_state(decoder_lib.init(jax.random.key(1), spec), optimizer)
-  step = decoder_lib.make_train_step(net, spec, optimizer, feature_weight)
-  state, first = step(state, params, images)
+  step = decoder_lib.make_train_step(net, spec, optimizer, feature_weight, edit_delta,
+                                     tv_weight=1e-5)
+  key = jax.random.key(0)  # the same edit targets every step, so losses are comparable
+  state, first = step(state, params, images, key)
   for _ in range(15):
-    state, metrics = step(state, params, images)
+    state, metrics = step(state, params, images, key)
   assert int(state.step) == 16
-  assert ("feature" in metrics) == bool(feature_weight)
+  assert ("objective" in metrics) == bool(feature_weight)
   assert float(metrics["loss"]) < 0.7 * float(first["loss"]), (first, metrics)
 
 

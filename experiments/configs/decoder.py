@@ -30,8 +30,14 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
   c.steps = 1500
   c.batch_size = 16
   c.learning_rate = 2e-3  # Adam, cosine decay to 0
-  # Weight of the reverse map's feature term (weights' units: ~1e3 at init, pixel MSE ~1e-2).
+  # Weight of the reverse map's objective at D(t) (feature term + λ·TV, in the weights' units:
+  # ~1e3 at init, ~1e2 trained, against pixel MSE ~1e-3); 0 = pixel L2 only.
   c.feature_weight = 0.0
+  # > 0: train on edit-like targets φ(x) + δ·w, δ ~ U(0, edit_delta) (see decoder.py).
+  c.edit_delta = 0.0
+  c.tv_weight = 1e-5  # λ and β of the objective: the demo's reverse map settings
+  c.tv_beta = 2.0
+  c.init_from = ""  # a decoder file to fine-tune instead of a random init
   c.seed = 0
   c.save_every = 250  # steps between resume checkpoints (<out>.resume.npz)
   if c.variant == "tiny":
