@@ -15,10 +15,7 @@ was trained against (a decoder inverts one φ only; `check_compatible` refuses a
 
 from __future__ import annotations
 
-import io
-import json
 import os
-import zipfile
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
@@ -30,7 +27,6 @@ import optax
 from flax import traverse_util
 
 from dfi_jax import features as features_lib
-from dfi_jax import image_io
 from dfi_jax import reconstruct
 from dfi_jax import run_state
 from dfi_jax import weights as weights_lib
@@ -223,14 +219,7 @@ def save(path: str | os.PathLike, params: dict, provenance: dict) -> Path:
     raise DecoderError(f"provenance for {path} lacks {missing}")
   arrays = {"/".join(k): np.asarray(v, np.float32)
             for k, v in traverse_util.flatten_dict(jax.device_get(params)).items()}
-  meta = dict(provenance, format=FORMAT)
-  arrays[weights_lib._META_KEY] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(),
-                                                np.uint8)
-  buffer = io.BytesIO()
-  np.savez_compressed(buffer, **arrays)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  image_io.atomic_write_bytes(path, buffer.getvalue())
-  return path
+  return weights_lib.write_npz(path, arrays, dict(provenance, format=FORMAT))
 
 
 def load(path: str | os.PathLike) -> tuple[dict, DecoderSpec, dict]:
@@ -241,16 +230,12 @@ def load(path: str | os.PathLike) -> tuple[dict, DecoderSpec, dict]:
     raise DecoderError(f"decoder file {path} {what}: expected a .npz made by "
                        "`python -m experiments.train_decoder`")
   try:
-    with np.load(path, allow_pickle=False) as npz:
-      if weights_lib._META_KEY not in npz.files:
-        raise DecoderError(f"{path} is not a dfi_jax decoder file (no provenance record)")
-      meta = json.loads(npz[weights_lib._META_KEY].tobytes().decode())
-      flat = {tuple(k.split("/")): npz[k].astype(np.float32)
-              for k in npz.files if k != weights_lib._META_KEY}
-  except DecoderError:
-    raise
-  except (OSError, ValueError, zipfile.BadZipFile, EOFError, json.JSONDecodeError) as e:
+    arrays, meta = weights_lib.read_npz(path)
+  except (OSError, ValueError) as e:
     raise DecoderError(f"{path} is not a readable dfi_jax decoder file ({e})") from None
+  if meta is None:
+    raise DecoderError(f"{path} is not a dfi_jax decoder file (no provenance record)")
+  flat = {tuple(k.split("/")): v for k, v in arrays.items()}
   if not isinstance(meta, dict) or meta.get("format") != FORMAT:
     fmt = meta.get("format") if isinstance(meta, dict) else None
     raise DecoderError(f"{path}: format {fmt!r}, expected {FORMAT!r} "

@@ -54,8 +54,9 @@ class ReverseMapConfig:
   # backtracking from the full step (init "max") 1.47 evaluations per iteration over the first
   # 30 iterations but 5.2 over 100 (its strong-Wolfe curvature test keeps failing); zoom
   # 2.1-2.2; "armijo" (halving on the Armijo condition alone) 2.2 as jaxopt counts them.
-  # "none": the full L-BFGS-B step every iteration (one evaluation per iteration, like the torch
-  # peer's torch.optim.LBFGS without line search); pair it with scale_first_step.
+  # "none": the full step every iteration (one evaluation per iteration, like the torch peer's
+  # torch.optim.LBFGS without line search); with jaxopt pair it with scale_first_step. For
+  # optax_lbfgs only "none" matters: any other value means optax's zoom line search.
   linesearch: str = "backtracking"  # jaxopt: zoom | backtracking | armijo | hager-zhang | none
   linesearch_init: str = "max"  # jaxopt: increase | max | current
   maxls: int = 20
@@ -190,6 +191,8 @@ class ReverseMap:
 
   def _optax_fns(self, fn):
     c = self.config
+    if c.linesearch == "none":
+      return self._optax_unit_step_fns(fn)
     opt = optax.lbfgs(memory_size=c.history)
 
     def init(z, target, variables):
@@ -212,6 +215,26 @@ class ReverseMap:
       z = jnp.clip(optax.apply_updates(z, updates), 0.0, 1.0)
       evals = evals + optax.tree.get(opt_state, "num_linesearch_steps")
       return z, (opt_state, evals), optax.tree.get(opt_state, "value"), evals
+
+    return init, step
+
+  def _optax_unit_step_fns(self, fn):
+    """optax.lbfgs without line search: the full step (the first one scaled to a unit-norm
+    move, `scale_init_precond`), then the projection; one evaluation per iteration, as the
+    torch peer's torch.optim.LBFGS without line search."""
+    opt = optax.lbfgs(learning_rate=1.0, memory_size=self.config.history, linesearch=None)
+    value_and_grad = jax.value_and_grad(fn)
+
+    def init(z, target, variables):
+      value, grad = value_and_grad(z, target, variables)
+      return opt.init(z), value, grad, jnp.asarray(1, jnp.int32)
+
+    def step(z, state, target, variables):
+      opt_state, value, grad, evals = state
+      updates, opt_state = opt.update(grad, opt_state, z)
+      z = jnp.clip(optax.apply_updates(z, updates), 0.0, 1.0)
+      value, grad = value_and_grad(z, target, variables)
+      return z, (opt_state, value, grad, evals + 1), value, evals + 1
 
     return init, step
 

@@ -91,13 +91,34 @@ def save_weights(path: str | os.PathLike, params: dict, provenance: dict,
   check_params(params, provenance, str(path))
   arrays = {f"{layer}/{name}": np.asarray(v, dtype=dtype)
             for layer, p in params.items() for name, v in p.items()}
-  meta = dict(provenance, format=FORMAT)
+  return write_npz(path, arrays, dict(provenance, format=FORMAT))
+
+
+def write_npz(path: str | os.PathLike, arrays: dict, meta: dict) -> Path:
+  """Writes `arrays` plus `meta` (JSON, key `__provenance__`) as one .npz, atomically."""
+  path = Path(path)
+  arrays = dict(arrays)
   arrays[_META_KEY] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), np.uint8)
   buffer = io.BytesIO()
   np.savez_compressed(buffer, **arrays)
   path.parent.mkdir(parents=True, exist_ok=True)
   image_io.atomic_write_bytes(path, buffer.getvalue())
   return path
+
+
+def read_npz(path: str | os.PathLike) -> tuple[dict, dict | None]:
+  """Reads a `write_npz` file: `(float32 arrays by key, meta)`; meta is None without a record.
+
+  Raises `OSError` or `ValueError` (with the reason) for a file that is not a readable .npz.
+  """
+  try:
+    with np.load(path, allow_pickle=False) as npz:
+      meta = (json.loads(npz[_META_KEY].tobytes().decode()) if _META_KEY in npz.files
+              else None)
+      arrays = {k: npz[k].astype(np.float32) for k in npz.files if k != _META_KEY}
+  except (zipfile.BadZipFile, EOFError) as e:
+    raise ValueError(str(e)) from None
+  return arrays, meta
 
 
 def load_weights(path: str | os.PathLike) -> tuple[dict, dict]:
@@ -110,21 +131,16 @@ def load_weights(path: str | os.PathLike) -> tuple[dict, dict]:
   if path.is_dir():
     raise WeightsError(f"weights file {path} is a directory, expected a .npz file")
   try:
-    with np.load(path, allow_pickle=False) as npz:
-      if _META_KEY not in npz.files:
-        raise WeightsError(f"{path} is not a dfi_jax weights file (no provenance record); "
-                           "convert checkpoints with `python -m experiments.port_weights`")
-      meta = json.loads(npz[_META_KEY].tobytes().decode())
-      params: dict = {}
-      for key in npz.files:
-        if key == _META_KEY:
-          continue
-        layer, _, name = key.partition("/")
-        params.setdefault(layer, {})[name] = npz[key].astype(np.float32)
-  except WeightsError:
-    raise
-  except (OSError, ValueError, zipfile.BadZipFile, EOFError, json.JSONDecodeError) as e:
+    arrays, meta = read_npz(path)
+  except (OSError, ValueError) as e:
     raise WeightsError(f"{path} is not a readable dfi_jax weights file ({e})") from None
+  if meta is None:
+    raise WeightsError(f"{path} is not a dfi_jax weights file (no provenance record); "
+                       "convert checkpoints with `python -m experiments.port_weights`")
+  params: dict = {}
+  for key, value in arrays.items():
+    layer, _, name = key.partition("/")
+    params.setdefault(layer, {})[name] = value
   if meta.get("format") != FORMAT:
     raise WeightsError(f"{path}: format {meta.get('format')!r}, expected {FORMAT!r}")
   missing = [k for k in REQUIRED if k not in meta]
