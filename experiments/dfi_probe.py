@@ -145,10 +145,12 @@ def probe(weights: str, taps, size, bank_size, num_test, k, neighbour_rules, sca
     tv = float(tv)
     items, targets, nbs = [], [], {}
     for a, col in zip(attributes, columns):
+      source, target = neighbours_lib.candidate_masks(
+          bank_attributes, neighbours_lib.Edit(a, a), faces.ATTRIBUTES)
       if rule == "attributes":
-        nb = neighbours_lib.attribute_neighbours(bank_attributes, x_attrs, col, k)
+        nb = neighbours_lib.attribute_neighbours(bank_attributes, x_attrs, source, target, k)
       else:
-        nb = neighbours_lib.feature_neighbours(bank, bank_attributes[:, col], phi_x, k)
+        nb = neighbours_lib.feature_neighbours(bank, phi_x, source, target, k)
       nbs[a] = nb
       if w_mode == "neighbours":
         w = interpolate.attribute_vector(bank, nb)
