@@ -14,10 +14,12 @@ import pytest
 from PIL import Image
 
 from dfi_jax import decoder as decoder_lib
+from dfi_jax import edit_run
 from dfi_jax import faces
 from dfi_jax import features as features_lib
 from dfi_jax import run_state
 from dfi_jax import weights as weights_lib
+from experiments.configs import synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_RUN = "experiments/configs/synthetic.py:tiny"  # taps conv2_1, conv3_1 at 32²
@@ -159,13 +161,21 @@ def transform(workdir, *args):
                     "--attributes=smiling", *args)
 
 
+def run_in_process(workdir, **overrides):
+  """The tiny edit run in this process (its compiled solver is shared through
+  `reconstruct.cached` with every other in-process tiny run)."""
+  config = synthetic.get_config("tiny")
+  with config.unlocked():
+    for key, value in overrides.items():
+      setattr(config, key, value)
+  return edit_run.run(config, workdir, attributes=["smiling"])
+
+
 def test_warm_start_in_the_edit_run(tmp_path, phi_net):
   path = tmp_path / "d.npz"
   make_decoder_file(path, phi_net, seed=0)
-  cold = transform(tmp_path / "cold")
-  warm = transform(tmp_path / "warm", f"--config.decoder={path}")
-  assert cold.returncode == 0, cold.stderr[-2000:]
-  assert warm.returncode == 0, warm.stderr[-2000:]
+  run_in_process(tmp_path / "cold")
+  run_in_process(tmp_path / "warm", decoder=str(path))
   manifest = json.loads((tmp_path / "warm" / "run.json").read_text())
   assert manifest["settings"]["decoder_sha256"] == run_state.file_sha256(path)
   # The decoder's start changes the first δ's result (4 iterations do not erase the start).
@@ -175,24 +185,34 @@ def test_warm_start_in_the_edit_run(tmp_path, phi_net):
   assert np.abs(a.astype(int) - b.astype(int)).mean() > 1.0
   # Same path, other decoder content: the resumed run is refused, naming the sha.
   make_decoder_file(path, phi_net, seed=1)
-  again = transform(tmp_path / "warm", f"--config.decoder={path}")
-  assert again.returncode == 1 and "decoder_sha256" in again.stderr
+  with pytest.raises(ValueError, match="decoder_sha256"):
+    run_in_process(tmp_path / "warm", decoder=str(path))
 
 
-@pytest.mark.parametrize("kind", ["missing", "weights", "other_taps"])
-def test_bad_decoder_is_one_clear_line(tmp_path, phi_net, kind):
-  path = tmp_path / "d.npz"
-  if kind == "weights":
-    path = weights_lib.DEFAULT_WEIGHTS
-  elif kind == "other_taps":
-    make_decoder_file(path, phi_net, taps=("conv1_2", "conv3_1"))
+def test_bad_decoder_is_one_clear_line(tmp_path):
+  """The command-line contract: one line on stderr, exit status 1, naming the flag."""
+  path = tmp_path / "missing.npz"
   proc = transform(tmp_path / "run", f"--config.decoder={path}")
   assert proc.returncode == 1
   line = proc.stderr.strip().splitlines()[-1]
   assert proc.stderr.strip().count("\n") == 0, proc.stderr
   assert line.startswith("error:") and f"--config.decoder={path}" in line
-  assert {"missing": "expected a .npz", "weights": "expected 'dfi_jax-decoder-v1'",
-          "other_taps": "trained for another φ"}[kind] in line
+  assert "expected a .npz" in line
+
+
+@pytest.mark.parametrize("kind", ["weights", "other_taps"])
+def test_bad_decoder_is_refused_before_any_work(tmp_path, phi_net, kind):
+  path = tmp_path / "d.npz"
+  if kind == "weights":
+    path = weights_lib.DEFAULT_WEIGHTS
+  else:
+    make_decoder_file(path, phi_net, taps=("conv1_2", "conv3_1"))
+  with pytest.raises(edit_run.RunError) as e:
+    run_in_process(tmp_path / "run", decoder=str(path))
+  message = str(e.value)
+  assert "\n" not in message and message.startswith(f"--config.decoder={path}")
+  assert {"weights": "expected 'dfi_jax-decoder-v1'", "other_taps": "trained for another φ"}[kind] in message
+  assert not (tmp_path / "run" / "run.json").exists()
 
 
 def test_fast_mode_experiment(tmp_path, phi_net):
