@@ -256,10 +256,7 @@ def run(config, workdir: str | os.PathLike, inputs: Sequence[str] = (),
   attributes = [e.name for e in edits]
 
   # Reverse maps: the first δ from x, each next δ warm-started from the previous result.
-  rm_config = reconstruct.ReverseMapConfig(
-      tv_weight=config.tv_weight, tv_beta=config.tv_beta, solver=config.solver,
-      linesearch=config.linesearch, linesearch_init=config.linesearch_init, chunk=config.chunk)
-  reverse_map = reconstruct.cached(network.net, spec, rm_config)
+  reverse_map = reconstruct.cached(network.net, spec, reconstruct.config_for_run(config))
   x_index = np.asarray([i for i, _ in items])
   x_items = tests.images[x_index]
   iterations = [config.iterations] + [config.next_iterations] * (len(config.deltas) - 1)

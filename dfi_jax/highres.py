@@ -95,9 +95,7 @@ def run(config, workdir: str | Path) -> dict:
   spec = features_lib.feature_spec(network.net, network.params, (size, size))
   candidates = [faces.sample_face(s) for s in range(config.bank_seed,
                                                     config.bank_seed + config.bank_size)]
-  rm = reconstruct.ReverseMap(network.net, spec, reconstruct.ReverseMapConfig(
-      tv_weight=config.tv_weight, tv_beta=config.tv_beta, solver=config.solver,
-      linesearch=config.linesearch, linesearch_init=config.linesearch_init, chunk=config.chunk))
+  rm = reconstruct.cached(network.net, spec, reconstruct.config_for_run(config))
   rows, per_image = [], []
   for params in sources.test_face_params(config):
     face = faces.render(params, size)

@@ -381,10 +381,7 @@ def run(config, workdir: str | Path) -> dict:
     w = interpolate.scale_vector(jnp.asarray(means.phi_unmasked - means.phi_masked),
                                  config.scaling)
     targets = interpolate.edit_targets(jnp.asarray(phi_x), w, config.deltas)[0]
-    rm = reconstruct.cached(network.net, spec, reconstruct.ReverseMapConfig(
-        tv_weight=config.tv_weight, tv_beta=config.tv_beta, solver=config.solver,
-        linesearch=config.linesearch, linesearch_init=config.linesearch_init,
-        chunk=config.chunk))
+    rm = reconstruct.cached(network.net, spec, reconstruct.config_for_run(config))
     failed = []
     with tqdm(total=config.iterations * len(todo), desc="reverse map", unit="it·img") as bar:
       for b in range(0, len(todo), config.batch_size):

@@ -90,6 +90,15 @@ class ReverseMapConfig:
       raise ValueError("chunk and history must be positive")
 
 
+def config_for_run(run_config) -> ReverseMapConfig:
+  """The reverse-map settings of an experiment config (fields tv_weight, tv_beta, solver,
+  linesearch, linesearch_init, chunk), shared by the edit, inpainting and high-res runs."""
+  return ReverseMapConfig(
+      tv_weight=run_config.tv_weight, tv_beta=run_config.tv_beta, solver=run_config.solver,
+      linesearch=run_config.linesearch, linesearch_init=run_config.linesearch_init,
+      chunk=run_config.chunk)
+
+
 def total_variation(z: jax.Array, beta: float, epsilon: float = 1e-3,
                     scale: float = 255.0) -> jax.Array:
   """TV^β of one image `z`: `[H, W, C]` in [0, 1] -> scalar (differences in `scale` units)."""

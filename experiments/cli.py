@@ -42,3 +42,9 @@ def run_main(main: Callable) -> None:
     except USER_ERRORS as e:
       fail(f"{type(e).__name__}: {e}")
   app.run(wrapped, flags_parser=parse_flags)
+
+
+def check_new_output(out, overwrite: bool, flag: str = "out") -> None:
+  """Refuses to replace an existing output file unless `--overwrite` was given."""
+  if out.exists() and not overwrite:
+    raise ValueError(f"--{flag}={out} exists; pass --overwrite to replace it")

@@ -75,8 +75,7 @@ def main(argv):
   if len(argv) > 1:
     raise ValueError(f"unexpected arguments {argv[1:]}")
   c, out = _CONFIG.value, Path(_OUT.value)
-  if out.exists() and not _OVERWRITE.value:
-    raise ValueError(f"--out={out} exists; pass --overwrite to replace it")
+  cli.check_new_output(out, _OVERWRITE.value)
   if out.suffix != ".npz":
     raise ValueError(f"--out={out}: expected a path ending in .npz")
   out.parent.mkdir(parents=True, exist_ok=True)

@@ -27,8 +27,7 @@ def main(argv):
   if len(argv) > 1:
     raise ValueError(f"unexpected arguments {argv[1:]}")
   c, out = _CONFIG.value, Path(_OUT.value)
-  if out.exists() and not _OVERWRITE.value:
-    raise ValueError(f"--out={out} exists; pass --overwrite to replace it")
+  cli.check_new_output(out, _OVERWRITE.value)
   command = "python -m experiments.train_features " + " ".join(shlex.quote(a) for a in sys.argv[1:])
   settings = c.to_dict()
   if c.steps == 0:
