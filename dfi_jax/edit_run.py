@@ -27,6 +27,7 @@ from dfi_jax import interpolate
 from dfi_jax import metrics as metrics_lib
 from dfi_jax import model as model_lib
 from dfi_jax import neighbours as neighbours_lib
+from dfi_jax import pretrained
 from dfi_jax import probe as probe_lib
 from dfi_jax import reconstruct
 from dfi_jax import run_state
@@ -40,7 +41,7 @@ class RunError(ValueError):
 
 
 class Network(NamedTuple):
-  net: model_lib.VGG19
+  net: model_lib.VGG
   params: dict
   provenance: dict
   path: str
@@ -97,7 +98,9 @@ def select_edits(bank: sources.Bank, names: Sequence[str]) -> list[neighbours_li
 
 
 def load_network(config) -> Network:
-  path = config.weights or str(weights_lib.DEFAULT_WEIGHTS)
+  """The weights `config.weights` names ('' = ImageNet VGG16, 'random', or a file) as a network
+  with `config.taps`."""
+  path = str(pretrained.resolve(config.weights))
   params, provenance = weights_lib.load_weights(path)
   net = weights_lib.model_for(provenance, taps=tuple(config.taps),
                               pooling=config.pooling or None,

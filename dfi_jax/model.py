@@ -1,4 +1,9 @@
-"""VGG19 feature network in Flax, up to a chosen layer, with named post-ReLU taps.
+"""VGG16/VGG19 feature network in Flax, up to a chosen layer, with named post-ReLU taps.
+
+One module, `VGG`, holds both layouts (`architecture="vgg16"` or `"vgg19"`): they differ only in
+the number of convolutions per block (VGG16: 2, 2, 3, 3, 3; VGG19: 2, 2, 4, 4, 4). A weights file
+records its architecture (see `weights.py`); taps, `min_image_size` and FLOP counts take it from
+there.
 
 Conventions:
   * Input `images`: `[B, H, W, 3]` float32, RGB in [0, 1]. Preprocessing (torchvision's RGB
@@ -24,7 +29,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-# (name, output channels) of VGG19's convolutions; "pool" entries are 2x2/2 max pools.
+# (name, output channels) of each architecture's convolutions; "pool" entries are 2x2/2 max
+# pools. The convolutions' names and channels are those of the original VGG papers.
 VGG19_LAYOUT: tuple[tuple[str, int], ...] = (
     ("conv1_1", 64), ("conv1_2", 64), ("pool1", 0),
     ("conv2_1", 128), ("conv2_2", 128), ("pool2", 0),
@@ -32,7 +38,25 @@ VGG19_LAYOUT: tuple[tuple[str, int], ...] = (
     ("conv4_1", 512), ("conv4_2", 512), ("conv4_3", 512), ("conv4_4", 512), ("pool4", 0),
     ("conv5_1", 512), ("conv5_2", 512), ("conv5_3", 512), ("conv5_4", 512), ("pool5", 0),
 )
-CONV_NAMES: tuple[str, ...] = tuple(n for n, c in VGG19_LAYOUT if c)
+VGG16_LAYOUT: tuple[tuple[str, int], ...] = tuple(
+    (n, c) for n, c in VGG19_LAYOUT if n not in ("conv3_4", "conv4_4", "conv5_4"))
+LAYOUTS = {"vgg16": VGG16_LAYOUT, "vgg19": VGG19_LAYOUT}
+ARCHITECTURES = tuple(LAYOUTS)
+
+
+def layout(architecture: str) -> tuple[tuple[str, int], ...]:
+  """The `(name, channels)` layout of `architecture` ("vgg16" or "vgg19")."""
+  if architecture not in LAYOUTS:
+    raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
+  return LAYOUTS[architecture]
+
+
+def conv_names(architecture: str) -> tuple[str, ...]:
+  """The convolutions of `architecture`, in order (`conv1_1`, ...)."""
+  return tuple(n for n, c in layout(architecture) if c)
+
+
+CONV_NAMES: tuple[str, ...] = conv_names("vgg19")  # every conv name of either layout
 DEFAULT_TAPS: tuple[str, ...] = ("conv3_1", "conv4_1", "conv5_1")
 PREPROCESSING = ("torchvision", "caffe")
 POOLING = ("floor", "ceil")
@@ -120,8 +144,8 @@ def channels(base: int, width: float) -> int:
   return max(1, int(round(base * width)))
 
 
-class VGG19(nn.Module):
-  """VGG19 up to the deepest of `taps` (or `last_layer` if deeper).
+class VGG(nn.Module):
+  """VGG16 or VGG19 up to the deepest of `taps` (or `last_layer` if deeper).
 
   Returns a dict tap -> post-ReLU activation `[B, h, w, c]` float32.
   """
@@ -130,38 +154,70 @@ class VGG19(nn.Module):
   pooling: str = "floor"
   preprocessing: str = "torchvision"
   last_layer: str | None = None
+  architecture: str = "vgg19"
 
   def setup_check(self):
-    unknown = [t for t in self.taps if t not in CONV_NAMES]
+    names = conv_names(self.architecture)
+    unknown = [t for t in self.taps if t not in names]
     if unknown or not self.taps:
-      raise ValueError(f"taps must be non-empty and among {CONV_NAMES}, got {list(self.taps)}")
+      raise ValueError(f"taps must be non-empty and among {self.architecture}'s {names}, got "
+                       f"{list(self.taps)}")
+    if self.last_layer is not None and self.last_layer not in names:
+      raise ValueError(f"last_layer {self.last_layer!r} is not a conv of {self.architecture}")
 
   @nn.compact
   def __call__(self, images: jax.Array) -> dict[str, jax.Array]:
     self.setup_check()
     if images.ndim != 4 or images.shape[-1] != 3:
       raise ValueError(f"images must be [B, H, W, 3], got shape {images.shape}")
-    stop = max(CONV_NAMES.index(t) for t in self.taps)
-    if self.last_layer is not None:
-      stop = max(stop, CONV_NAMES.index(self.last_layer))
+    stop = deepest_layer(self.architecture, tuple(self.taps) + (
+        (self.last_layer,) if self.last_layer else ()))
     x = preprocess(images.astype(jnp.float32), self.preprocessing)
     out = {}
-    for name, base in VGG19_LAYOUT:
+    for name, base in layout(self.architecture):
       if not base:
         x = max_pool(x, self.pooling)
         continue
       x = nn.relu(Conv3x3(channels(base, self.width), name=name)(x))
       if name in self.taps:
         out[name] = x
-      if name == CONV_NAMES[stop]:
+      if name == stop:
         break
     return {t: out[t] for t in self.taps}
+
+
+VGG19 = VGG  # the default architecture; `VGG(architecture="vgg16")` is the other layout
+
+
+def deepest_layer(architecture: str, layers: Sequence[str]) -> str:
+  """The deepest of `layers` in `architecture`'s order."""
+  names = conv_names(architecture)
+  return names[max(names.index(t) for t in layers)]
 
 
 def min_image_size(taps: Sequence[str], pooling: str = "floor") -> int:
   """Smallest side for which every tap has at least one spatial position."""
   pools = max(int(t[4]) - 1 for t in taps)
   return 2 ** pools if pooling == "floor" else 1
+
+
+def conv_gflop(size: int, taps: Sequence[str], width: float = 1.0,
+               architecture: str = "vgg19") -> float:
+  """Forward GFLOP of the convolutions up to the deepest of `taps` for one `size`² image
+  (floor pooling; 2 FLOP per multiply-add)."""
+  stop = deepest_layer(architecture, taps)
+  h = w = size
+  cin, flop = 3, 0.0
+  for name, base in layout(architecture):
+    if not base:
+      h, w = h // 2, w // 2
+      continue
+    cout = channels(base, width)
+    flop += 2.0 * h * w * 9 * cin * cout
+    cin = cout
+    if name == stop:
+      break
+  return flop / 1e9
 
 
 def backward_kernels(params) -> dict:

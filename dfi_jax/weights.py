@@ -1,4 +1,4 @@
-"""Native weights format: VGG19 params plus the provenance that configures a run.
+"""Native weights format: VGG16/VGG19 params plus the provenance that configures a run.
 
 A weights file is a NumPy `.npz` archive (read with `allow_pickle=False`, so loading never
 executes code) holding one array per parameter, keyed `conv3_1/kernel` (HWIO) and
@@ -6,10 +6,11 @@ executes code) holding one array per parameter, keyed `conv3_1/kernel` (HWIO) an
 
   format         "dfi_jax-weights-v1"
   kind           "random" | "trained" | "ported"
+  architecture   "vgg16" | "vgg19"  (files written before VGG16 support lack it: VGG19)
   description    one line a person reads in logs and outputs
   preprocessing  "torchvision" | "caffe"   (see model.preprocess)
   pooling        "floor" | "ceil"
-  width          channel multiplier (1.0 = real VGG19)
+  width          channel multiplier (1.0 = the real network)
   layers         conv layers present, in order
   made_by        the command that made the file
 
@@ -36,15 +37,20 @@ FORMAT = "dfi_jax-weights-v1"
 REQUIRED = ("kind", "description", "preprocessing", "pooling", "width", "layers", "made_by")
 _META_KEY = "__provenance__"
 ASSET_DIR = Path(__file__).parent / "assets"
-DEFAULT_WEIGHTS = ASSET_DIR / "default_weights.npz"
 
 
 class WeightsError(ValueError):
   """A weights file that is missing, unreadable or of the wrong kind."""
 
 
-def init_random(seed: int | jax.Array, width: float = 1.0, last_layer: str = "conv5_1") -> dict:
-  """He-initialised VGG19 params up to `last_layer` (zero biases), drawn with NumPy.
+def architecture_of(provenance: dict) -> str:
+  """The recorded architecture ("vgg16" | "vgg19"); files from before VGG16 support are VGG19."""
+  return provenance.get("architecture", "vgg19")
+
+
+def init_random(seed: int | jax.Array, width: float = 1.0, last_layer: str = "conv5_1",
+                architecture: str = "vgg19") -> dict:
+  """He-initialised VGG params (`architecture`) up to `last_layer` (zero biases), drawn with NumPy.
 
   Kernels follow Flax's `he_normal`: a normal truncated at ±2σ, scaled so the variance is
   2 / fan_in. NumPy rather than `jax.random`, which compiles a kernel per shape (seconds each
@@ -53,9 +59,12 @@ def init_random(seed: int | jax.Array, width: float = 1.0, last_layer: str = "co
   if not isinstance(seed, int):
     seed = int(np.asarray(jax.random.key_data(seed)).ravel()[-1])
   rng = np.random.default_rng(seed)
-  stop = model_lib.CONV_NAMES.index(last_layer)
+  names = model_lib.conv_names(architecture)
+  if last_layer not in names:
+    raise ValueError(f"last_layer {last_layer!r} is not a conv of {architecture}: {names}")
+  stop = names.index(last_layer)
   params, in_ch = {}, 3
-  for name, base in model_lib.VGG19_LAYOUT:
+  for name, base in model_lib.layout(architecture):
     if not base:
       continue
     out_ch = model_lib.channels(base, width)
@@ -67,18 +76,19 @@ def init_random(seed: int | jax.Array, width: float = 1.0, last_layer: str = "co
     params[name] = {"kernel": (z * std).astype(np.float32),
                     "bias": np.zeros((out_ch,), np.float32)}
     in_ch = out_ch
-    if model_lib.CONV_NAMES.index(name) == stop:
+    if names.index(name) == stop:
       break
   return params
 
 
 def provenance_for(kind: str, description: str, made_by: str, params: dict, *,
                    preprocessing: str = "torchvision", pooling: str = "floor",
-                   width: float = 1.0, **extra: Any) -> dict:
+                   width: float = 1.0, architecture: str = "vgg19", **extra: Any) -> dict:
   """A complete provenance record for `params`."""
+  names = model_lib.conv_names(architecture)
   return dict(format=FORMAT, kind=kind, description=description, made_by=made_by,
-              preprocessing=preprocessing, pooling=pooling, width=float(width),
-              layers=[n for n in model_lib.CONV_NAMES if n in params], **extra)
+              architecture=architecture, preprocessing=preprocessing, pooling=pooling,
+              width=float(width), layers=[n for n in names if n in params], **extra)
 
 
 def save_weights(path: str | os.PathLike, params: dict, provenance: dict,
@@ -151,18 +161,24 @@ def load_weights(path: str | os.PathLike) -> tuple[dict, dict]:
 
 
 def check_params(params: dict, provenance: dict, where: str) -> None:
-  """Checks that `params` is a VGG19 prefix of the recorded width; names the first mismatch."""
+  """Checks that `params` is a prefix of the recorded architecture at the recorded width;
+  names the first mismatch."""
+  architecture = architecture_of(provenance)
+  if architecture not in model_lib.ARCHITECTURES:
+    raise WeightsError(f"{where}: architecture {architecture!r} is not one of "
+                       f"{list(model_lib.ARCHITECTURES)}")
+  label = architecture.upper()
+  names = model_lib.conv_names(architecture)
   width = float(provenance["width"])
-  present = [n for n in model_lib.CONV_NAMES if n in params]
-  extra = sorted(set(params) - set(model_lib.CONV_NAMES))
+  present = [n for n in names if n in params]
+  extra = sorted(set(params) - set(names))
   if extra:
-    raise WeightsError(f"{where}: unexpected layers {extra}; expected VGG19 convs "
-                       f"{list(model_lib.CONV_NAMES)}")
-  if not present or present != list(model_lib.CONV_NAMES[:len(present)]):
-    raise WeightsError(f"{where}: layers {present} are not a prefix of VGG19's "
-                       f"{list(model_lib.CONV_NAMES)}")
+    raise WeightsError(f"{where}: unexpected layers {extra}; expected {label} convs "
+                       f"{list(names)}")
+  if not present or present != list(names[:len(present)]):
+    raise WeightsError(f"{where}: layers {present} are not a prefix of {label}'s {list(names)}")
   in_ch = 3
-  for name, base in model_lib.VGG19_LAYOUT:
+  for name, base in model_lib.layout(architecture):
     if name not in present:
       continue
     out_ch = model_lib.channels(base, width)
@@ -171,13 +187,14 @@ def check_params(params: dict, provenance: dict, where: str) -> None:
       got = tuple(np.shape(params[name].get(key, ())))
       if got != shape:
         raise WeightsError(f"{where}: {name}/{key} has shape {got}, expected {shape} "
-                           f"(VGG19 width {width})")
+                           f"({label} width {width})")
     in_ch = out_ch
 
 
 def model_for(provenance: dict, taps=model_lib.DEFAULT_TAPS,
               pooling: str | None = None, preprocessing: str | None = None):
-  """The `VGG19` module matching a weights file; overrides that differ are warned about."""
+  """The `model.VGG` module matching a weights file (its architecture, width, conventions);
+  overrides that differ are warned about."""
   import warnings
   chosen = {}
   for key, forced in (("pooling", pooling), ("preprocessing", preprocessing)):
@@ -186,8 +203,15 @@ def model_for(provenance: dict, taps=model_lib.DEFAULT_TAPS,
       warnings.warn(f"{key}={forced!r} forced, but the weights were made for "
                     f"{key}={recorded!r}", stacklevel=2)
     chosen[key] = forced or recorded
+  architecture = architecture_of(provenance)
+  names = model_lib.conv_names(architecture)
+  foreign = [t for t in taps if t not in names]
+  if foreign:
+    raise WeightsError(f"taps {foreign} are not layers of {architecture.upper()} (the weights' "
+                       f"architecture); its convs are {', '.join(names)}")
   deepest = provenance["layers"][-1]
   missing = [t for t in taps if t not in provenance["layers"]]
   if missing:
     raise WeightsError(f"taps {missing} need layers the weights lack (deepest: {deepest})")
-  return model_lib.VGG19(taps=tuple(taps), width=float(provenance["width"]), **chosen)
+  return model_lib.VGG(taps=tuple(taps), width=float(provenance["width"]),
+                       architecture=architecture, **chosen)

@@ -61,22 +61,10 @@ MEGA = 1024.0  # ru_maxrss is in KiB on Linux
 # The problem every solver solves.
 
 
-def conv_gflop(size: int, taps, width: float = 1.0) -> float:
-  """Forward GFLOP of VGG19's convolutions up to the deepest tap for one `size`² image."""
+def conv_gflop(size: int, taps, width: float = 1.0, architecture: str = "vgg19") -> float:
+  """Forward GFLOP of the network's convolutions up to the deepest tap for one `size`² image."""
   from dfi_jax import model as model_lib
-  stop = max(model_lib.CONV_NAMES.index(t) for t in taps)
-  h = w = size
-  cin, flop = 3, 0.0
-  for name, base in model_lib.VGG19_LAYOUT:
-    if not base:
-      h, w = h // 2, w // 2
-      continue
-    cout = model_lib.channels(base, width)
-    flop += 2.0 * h * w * 9 * cin * cout
-    cin = cout
-    if name == model_lib.CONV_NAMES[stop]:
-      break
-  return flop / 1e9
+  return model_lib.conv_gflop(size, taps, width, architecture)
 
 
 def smooth_images(seed: int, batch: int, size: int) -> np.ndarray:
@@ -99,10 +87,11 @@ def make_problem(spec: dict):
   from dfi_jax import weights as weights_lib
 
   taps = tuple(spec["taps"])
-  deepest = max(taps, key=model_lib.CONV_NAMES.index)
+  arch = spec.get("architecture", "vgg19")
   params = weights_lib.init_random(jax.random.key(spec["seed"]), width=spec["width"],
-                                   last_layer=deepest)
-  net = model_lib.VGG19(taps=taps, width=spec["width"])
+                                   last_layer=model_lib.deepest_layer(arch, taps),
+                                   architecture=arch)
+  net = model_lib.VGG(taps=taps, width=spec["width"], architecture=arch)
   size, batch = spec["size"], spec["batch"]
   fspec = features_lib.feature_spec(net, params, (size, size))
   z0 = smooth_images(spec["seed"] + 1, batch, size)
@@ -209,7 +198,8 @@ def run_torch(spec: dict, problem: dict) -> dict:
   if spec.get("torch_threads"):
     torch.set_num_threads(spec["torch_threads"])
   taps = tuple(spec["taps"])
-  stop = model_lib.CONV_NAMES[max(model_lib.CONV_NAMES.index(t) for t in taps)]
+  arch = spec.get("architecture", "vgg19")
+  stop = model_lib.deepest_layer(arch, taps)
   convs = {n: (torch.from_numpy(np.ascontiguousarray(np.transpose(p["kernel"], (3, 2, 0, 1)))),
                torch.from_numpy(np.asarray(p["bias"])))
            for n, p in problem["params"].items()}
@@ -223,7 +213,7 @@ def run_torch(spec: dict, problem: dict) -> dict:
   def loss_fn(z):  # z [B, 3, H, W] -> [B]
     x = (z - mean) / std
     feature = 0.0
-    for name, base in model_lib.VGG19_LAYOUT:
+    for name, base in model_lib.layout(arch):
       if not base:
         x = torch.nn.functional.max_pool2d(x, 2, 2)
         continue
@@ -323,7 +313,8 @@ def time_to_loss(trajectory, goal: float) -> float | None:
   return None
 
 
-def summarise(runs: list[dict], size: int, batch: int, width: float, taps) -> dict:
+def summarise(runs: list[dict], size: int, batch: int, width: float, taps,
+              architecture: str = "vgg19") -> dict:
   """Median over repeats of one (size, batch, solver)."""
   ok = [r for r in runs if "error" not in r]
   if not ok:
@@ -342,7 +333,7 @@ def summarise(runs: list[dict], size: int, batch: int, width: float, taps) -> di
   row["evals_per_iter"] = row["evaluations"] / max(row["iterations"], 1)
   row["ms_per_eval"] = 1e3 * row["wall_s"] / max(row["evaluations"], 1)
   row["s_per_image"] = row["wall_s"] / batch
-  row["gflops"] = (row["evaluations"] * batch * 2 * conv_gflop(size, taps, width)
+  row["gflops"] = (row["evaluations"] * batch * 2 * conv_gflop(size, taps, width, architecture)
                    / row["wall_s"])
   return row
 
@@ -412,6 +403,7 @@ def main(argv):
       for solver in solvers:
         spec = dict(seed=c.seed, size=size, batch=batch, iterations=iterations, chunk=chunk,
                     solver=solver, width=c.width, taps=list(c.taps), tv_weight=c.tv_weight,
+                    architecture=c.architecture,
                     tv_beta=c.tv_beta, torch_threads=c.torch_threads, xla_flags=c.xla_flags)
         python = peer_python if solver == "torch" else sys.executable
         if _IN_PROCESS.value:
@@ -419,7 +411,7 @@ def main(argv):
         else:
           runs = [run_one(spec, python, c.timeout_s) for _ in range(repeats)]
         row = dict(size=size, batch=batch, solver=solver,
-                   **summarise(runs, size, batch, c.width, c.taps))
+                   **summarise(runs, size, batch, c.width, c.taps, c.architecture))
         if "error" not in row:
           if solver == "torch":
             peer_loss, peer_wall = row["loss"], row["wall_s"]
@@ -436,7 +428,7 @@ def main(argv):
                  f"{row['evals_per_iter']:.2f} evals/iter"), file=sys.stderr, flush=True)
   table = markdown(rows)
   command = "python -m experiments.benchmark " + " ".join(sys.argv[1:])
-  print(f"\n{command}\n{iterations} iterations, VGG19 width {c.width} to "
+  print(f"\n{command}\n{iterations} iterations, {c.architecture.upper()} width {c.width} to "
         f"{c.taps[-1]}, {repeats} repeat(s), medians; " + "; ".join(notes) + "\n")
   print(table)
   if _JSON_OUT.value:

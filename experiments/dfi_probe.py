@@ -39,11 +39,12 @@ from dfi_jax import interpolate
 from dfi_jax import metrics as metrics_lib
 from dfi_jax import model as model_lib
 from dfi_jax import neighbours as neighbours_lib
+from dfi_jax import pretrained
 from dfi_jax import reconstruct
 from dfi_jax import weights as weights_lib
 from experiments import cli
 
-_WEIGHTS = flags.DEFINE_string("weights", "", "Weights file ('' = embedded default).")
+_WEIGHTS = flags.DEFINE_string("weights", "", "Weights: '' = ImageNet VGG16, 'random', or a file.")
 _TAPS = flags.DEFINE_list("taps", ["conv3_1", "conv4_1", "conv5_1"], "Taps.")
 _SIZE = flags.DEFINE_integer("image_size", 64, "Image side.")
 _BANK = flags.DEFINE_integer("bank_size", 800, "Bank faces.")
@@ -128,7 +129,7 @@ def lbfgsb(value_and_grad, z0: np.ndarray, iterations: int) -> tuple[np.ndarray,
 def probe(weights: str, taps, size, bank_size, num_test, k, neighbour_rules, scalings, deltas,
           tvs, beta, iterations, next_iterations, attributes, out: Path, tag: str,
           w_mode: str = "neighbours", paired: int = 32) -> list[dict]:
-  params, prov = weights_lib.load_weights(weights or str(weights_lib.DEFAULT_WEIGHTS))
+  params, prov = weights_lib.load_weights(pretrained.resolve(weights))
   net = weights_lib.model_for(prov, taps=tuple(taps))
   phi = features_lib.make_phi(net)
   spec = features_lib.feature_spec(net, params, (size, size))

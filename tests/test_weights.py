@@ -7,6 +7,7 @@ import pytest
 
 import jax
 
+from dfi_jax import pretrained
 from dfi_jax import weights as weights_lib
 
 
@@ -59,10 +60,12 @@ def test_forced_mismatching_setting_warns_naming_both(tmp_path):
     weights_lib.model_for(prov, pooling="ceil")
 
 
-def test_shipped_default_weights_are_small_and_labelled():
-  path = weights_lib.DEFAULT_WEIGHTS
-  assert path.stat().st_size <= 10 * 2 ** 20
+def test_shipped_random_test_weights_are_small_and_labelled():
+  path = pretrained.resolve("random")
+  assert path == pretrained.RANDOM_WEIGHTS and path.stat().st_size <= 10 * 2 ** 20
   _, meta = weights_lib.load_weights(path)
-  assert meta["kind"] in ("random", "trained") and "ImageNet" not in meta["kind"]
-  assert meta["made_by"].startswith("python -m experiments.train_features")
+  assert meta["kind"] == "random" and "ImageNet" not in meta["description"]
+  assert meta["architecture"] == "vgg19"
+  assert meta["made_by"].startswith(
+      "python -m experiments.train_features --out=dfi_jax/assets/random_vgg19_quarter.npz")
   json.dumps(meta)

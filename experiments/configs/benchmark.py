@@ -36,7 +36,9 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
   c.solvers = HEADLINE_SOLVERS
   c.repeats = 1  # fresh processes per run; medians over repeats
   c.chunk = 5  # iterations between loss readings (time-to-loss resolution)
-  # Network: full-width VGG19 with random weights (speed does not depend on the values).
+  # Network: full-width VGG with random weights (speed does not depend on the values). The
+  # README's solver table was measured on VGG19; the default features are VGG16.
+  c.architecture = "vgg19"
   c.width = 1.0
   c.taps = ("conv3_1", "conv4_1", "conv5_1")
   c.tv_weight = 0.001

