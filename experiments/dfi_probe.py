@@ -217,6 +217,12 @@ def probe(weights: str, taps, size, bank_size, num_test, k, neighbour_rules, sca
       row += [cfs[a][i] for a in attributes]
       grid_rows.append(row)
     out.mkdir(parents=True, exist_ok=True)
+    # Every edit as data, so other judges (experiments.judge_probe) can score it later.
+    np.savez_compressed(out / f"{label}.npz", edits=np.stack(results), inputs=x,
+                        items=np.array([f"{i}:{a}" for i, a in items]),
+                        deltas=np.asarray(deltas, np.float32), names=np.array(names),
+                        **{f"cf_{a}": cfs[a] for a in attributes},
+                        **{f"mask_{a}": masks[a] for a in attributes})
     image_io.save_grid(out / f"{label}.png", grid_rows, row_labels=names,
                        col_labels=["input"] + [f"{a[:5]} {d:g}" for d in deltas
                                                for a in attributes]
