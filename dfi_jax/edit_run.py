@@ -97,6 +97,57 @@ def select_edits(bank: sources.Bank, names: Sequence[str]) -> list[neighbours_li
   return [by_name[n] for n in names] if names else list(bank.edits)
 
 
+class Neighbourhood(NamedTuple):
+  """Each edit's neighbours and the φ of the bank images they use."""
+  sets: dict  # edit name -> Neighbours: `[B, K]` bank indices, nearest first
+  used: np.ndarray  # [U] sorted bank indices: the rows of `bank`
+  bank: jax.Array  # [U, D] φ of those bank images
+
+
+def find_neighbours(config, bank_data: sources.Bank, tests: sources.TestImages,
+                    edits: Sequence[neighbours_lib.Edit], masks: dict, phi_x: np.ndarray,
+                    bank_phi) -> Neighbourhood:
+  """The source and target neighbours of every test image for every edit.
+
+  With known test attributes and `config.neighbours == "attributes"`: ranked by Hamming
+  distance, within the test image's group when both sides have groups. They need no features,
+  so φ is then computed only for the bank images some neighbour set uses (not all of LFW's 13k
+  at 55 GB). Otherwise ranked by φ distance to `phi_x` (`[B, D]`) over the whole bank. A test
+  image taken from the bank (`tests.bank_index`) is never its own neighbour.
+
+  Args:
+    masks: edit name -> `[N]` bool source and target candidate masks (`candidate_masks`).
+    bank_phi: `[M, S, S, 3]` float32 bank images -> `[M, D]` their φ.
+  """
+  by_attributes = tests.attributes is not None and config.neighbours == "attributes"
+  sets = {}
+  if by_attributes:
+    allowed = None
+    if tests.group is not None and bank_data.group is not None:
+      allowed = tests.group[:, None] == bank_data.group[None, :]
+    for e in edits:
+      sets[e.name] = neighbours_lib.attribute_neighbours(
+          bank_data.attributes, tests.attributes, *masks[e.name], config.k, tests.bank_index,
+          allowed)
+    used = np.unique(np.concatenate([np.ravel(n) for nb in sets.values() for n in nb]))
+  else:
+    used = np.arange(len(bank_data.images))
+  bank = jnp.asarray(bank_phi(bank_data.images[used]))
+  if not by_attributes:
+    for e in edits:
+      sets[e.name] = neighbours_lib.feature_neighbours(
+          bank, phi_x, *masks[e.name], config.k, tests.bank_index)
+  return Neighbourhood(sets, used, bank)
+
+
+def attribute_vector(found: Neighbourhood, name: str) -> jax.Array:
+  """Edit `name`'s unscaled w, `[B, D]`: its neighbours' bank indices mapped to rows of
+  `found.bank`."""
+  local = neighbours_lib.Neighbours(*(jnp.searchsorted(jnp.asarray(found.used), n)
+                                      for n in found.sets[name]))
+  return interpolate.attribute_vector(found.bank, local)
+
+
 def load_network(config) -> Network:
   """The weights `config.weights` names ('' = ImageNet VGG16, 'random', or a file) as a network
   with `config.taps`."""
@@ -212,31 +263,14 @@ def run(config, workdir: str | os.PathLike, inputs: Sequence[str] = (),
   phi_x = features_lib.compute_features(phi, network.params, tests.images,
                                         config.feature_batch)
 
-  # Neighbours. With known attributes they need no features, so φ is then computed only for
-  # the bank images some neighbour set uses (not all of LFW's 13k at 55 GB).
-  by_attributes = tests.attributes is not None and config.neighbours == "attributes"
-  neighbour_sets = {}
-  if by_attributes:
-    allowed = None
-    if tests.group is not None and bank_data.group is not None:
-      allowed = tests.group[:, None] == bank_data.group[None, :]
-    for e in edits:
-      neighbour_sets[e.name] = neighbours_lib.attribute_neighbours(
-          bank_data.attributes, tests.attributes, *masks[e.name], config.k, tests.bank_index,
-          allowed)
-    used = np.unique(np.concatenate([np.ravel(n) for nb in neighbour_sets.values()
-                                     for n in nb]))
-  else:
-    used = np.arange(len(bank_data.images))
-  with tqdm(total=len(used), desc="bank φ", unit="img") as bar:
-    bank = features_lib.compute_features(phi, network.params, bank_data.images[used],
-                                         config.feature_batch, progress=bar.update)
-  bank = jnp.asarray(bank)
+  def bank_phi(images):
+    with tqdm(total=len(images), desc="bank φ", unit="img") as bar:
+      return features_lib.compute_features(phi, network.params, images, config.feature_batch,
+                                           progress=bar.update)
+
+  found = find_neighbours(config, bank_data, tests, edits, masks, phi_x, bank_phi)
+  neighbour_sets = found.sets
   timings["bank_s"] = time.perf_counter() - t0
-  if not by_attributes:
-    for e in edits:
-      neighbour_sets[e.name] = neighbours_lib.feature_neighbours(
-          bank, phi_x, *masks[e.name], config.k, tests.bank_index)
 
   # Attribute vectors and targets for every (test image, edit).
   aligned = None
@@ -248,9 +282,7 @@ def run(config, workdir: str | os.PathLike, inputs: Sequence[str] = (),
                                 [neighbour_sets[e.name] for e in edits])
   items, targets = [], []
   for n_edit, e in enumerate(edits):
-    nb = neighbour_sets[e.name]  # bank indices; rows of `bank` are `used`
-    local = neighbours_lib.Neighbours(*(jnp.searchsorted(jnp.asarray(used), n) for n in nb))
-    w = (interpolate.attribute_vector(bank, local) if aligned is None
+    w = (attribute_vector(found, e.name) if aligned is None
          else jnp.asarray(aligned.w[n_edit]))
     w = interpolate.scale_vector(w, config.scaling)
     targets.append(interpolate.edit_targets(jnp.asarray(phi_x), w, config.deltas))

@@ -17,7 +17,8 @@ import numpy as np
 
 def counterfactual_ratio(edit: np.ndarray, x: np.ndarray, x_cf: np.ndarray,
                          mask: np.ndarray) -> float:
-  """r for one image: `[H, W, 3]` arrays, `mask` `[H, W]` bool."""
+  """r for one image: `[H, W, 3]` arrays, `mask` `[H, W]` bool; NaN where x and x_cf agree
+  inside the mask (r is undefined there)."""
   m = mask[..., None].astype(np.float64)
   num = np.sqrt(np.sum(((edit - x_cf) * m) ** 2))
   den = np.sqrt(np.sum(((x - x_cf) * m) ** 2))

@@ -76,13 +76,25 @@ def test_attribute_vector_is_difference_of_neighbour_means():
                              atol=1e-6)
 
 
-def test_scalings_and_delta_sweep():
-  w = jnp.array([[1.0, -2.0, 2.0]])
-  np.testing.assert_allclose(interpolate.scale_vector(w, "mean_square"), w / 3.0, rtol=1e-6)
-  np.testing.assert_allclose(interpolate.scale_vector(w, "unit"), w / 3.0, rtol=1e-6)
-  np.testing.assert_allclose(interpolate.scale_vector(w, "none"), w)
+def test_scalings_with_a_batch_where_norm_and_mean_square_differ():
+  # Row 0: ‖w‖ = 5, mean(w²) = 12.5; row 1: ‖w‖ = √20, mean(w²) = 10 — each row its own scale.
+  w = jnp.array([[3.0, 4.0], [-2.0, 4.0]])
+  np.testing.assert_allclose(interpolate.scale_vector(w, "mean_square"),
+                             [[3 / 12.5, 4 / 12.5], [-0.2, 0.4]], rtol=1e-6)
+  np.testing.assert_allclose(interpolate.scale_vector(w, "unit"),
+                             [[0.6, 0.8], [-2 / np.sqrt(20), 4 / np.sqrt(20)]], rtol=1e-6)
+  np.testing.assert_array_equal(interpolate.scale_vector(w, "none"), w)
   with pytest.raises(ValueError, match="scaling"):
     interpolate.scale_vector(w, "l2")
-  t = interpolate.edit_targets(jnp.zeros((1, 3)), w, [0.5, 1.0])
-  assert t.shape == (2, 1, 3)
-  np.testing.assert_allclose(t[1, 0], w[0])
+
+
+def test_edit_targets_are_phi_plus_delta_w_for_every_delta_and_row():
+  rng = np.random.default_rng(3)
+  phi_x = rng.standard_normal((3, 4)).astype(np.float32)
+  w = rng.standard_normal((3, 4)).astype(np.float32)
+  deltas = [0.4, -1.5, 2.0]
+  t = np.asarray(interpolate.edit_targets(jnp.asarray(phi_x), jnp.asarray(w), deltas))
+  assert t.shape == (3, 3, 4) and t.dtype == np.float32
+  for s, delta in enumerate(deltas):
+    for b in range(3):
+      np.testing.assert_allclose(t[s, b], phi_x[b] + delta * w[b], rtol=1e-6, atol=1e-6)
