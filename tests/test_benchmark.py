@@ -45,8 +45,7 @@ def test_worker_runs_and_scores_with_the_shared_objective():
   assert scipy_out["loss"] < scipy_out["start_loss"]
 
 
-def test_torch_peer_has_the_identical_objective():
-  pytest.importorskip("torch")
+def test_torch_peer_has_the_identical_objective():  # torch: in the test extra
   out = benchmark.worker(dict(TINY, solver="torch"))
   assert out["torch_start_loss"] == pytest.approx(out["start_loss"], rel=1e-4)
   assert out["evaluations"] == out["iterations"] == 4

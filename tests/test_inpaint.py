@@ -96,6 +96,10 @@ def test_shoes_tiny_end_to_end(shoes_run):
   assert all(np.isfinite(v) and v > 0 for v in summary.values())
   # Held-out test images are complete: grey fill against the true shoe is a real error.
   assert summary["rmse_grey"] > 0.05
+  # DFI's hole is closer to the truth than the grey it starts from (measured 0.323 vs 0.327;
+  # with −w 0.369, with mean-square scaling 0.423). On generated faces the tiny random weights'
+  # colour noise keeps DFI above grey fill (README), so the shoes carry this check.
+  assert summary["rmse_dfi"] < summary["rmse_grey"]
   assert record["hole_pixels"] == 16 * 16
   per_image = record["per_image"]
   assert len(per_image) == config.num_test
