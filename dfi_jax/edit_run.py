@@ -45,15 +45,6 @@ class Network(NamedTuple):
   path: str
 
 
-def split_lists(config) -> None:
-  """`--config.taps=a,b` arrives as the one-element tuple ('a,b'): split such strings."""
-  for field in ("taps", "attributes", "test_names"):
-    value = config.get(field)
-    if isinstance(value, (tuple, list)) and any(isinstance(v, str) and "," in v for v in value):
-      with config.unlocked():
-        config[field] = tuple(p.strip() for v in value for p in str(v).split(",") if p.strip())
-
-
 def _delta_tag(delta: float) -> str:
   return f"d{delta:g}"
 
@@ -83,7 +74,7 @@ RULES = dict(
 
 def validate(config) -> None:
   """Checks every setting a user can get wrong; raises RunError naming the field."""
-  split_lists(config)
+  run_state.split_lists(config)
   if config.data not in sources.BANKS:
     raise RunError(f"--config.data={config.data!r}: expected one of {sorted(sources.BANKS)}")
   run_state.check_config(config, RULES)

@@ -302,7 +302,7 @@ RULES = dict(
 
 
 def validate(config) -> None:
-  edit_run.split_lists(config)
+  run_state.split_lists(config)
   run_state.check_config(config, RULES)
   # The edit run's checks, except `data`: "images" needs no attribute bank.
   checked = config.copy_and_resolve_references()

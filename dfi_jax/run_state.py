@@ -111,6 +111,15 @@ def names(options: Sequence[str] | None = None, allow_empty: bool = False) -> Ru
   return Rule(ok, f"a {'' if allow_empty else 'non-empty '}list of distinct names{among}")
 
 
+def split_lists(config) -> None:
+  """`--config.taps=a,b` arrives as the one-element tuple ('a,b'): split such strings."""
+  for field in ("taps", "attributes", "test_names"):
+    value = config.get(field)
+    if isinstance(value, (tuple, list)) and any(isinstance(v, str) and "," in v for v in value):
+      with config.unlocked():
+        config[field] = tuple(p.strip() for v in value for p in str(v).split(",") if p.strip())
+
+
 def check_config(config, rules: dict[str, Rule]) -> None:
   """Checks every field of `config` that `rules` names; raises RunError naming the first bad one.
 
@@ -206,13 +215,14 @@ def hold_lock(path: Path, label: str, keep: bool = True) -> Iterator[None]:
 
 
 def _holds_a_run(path: Path, markers: Sequence[str]) -> bool:
-  return any((path / m).exists() for m in (LOCK, MANIFEST, STATE_DIR, *markers))
+  return (any((path / m).exists() for m in (MANIFEST, STATE_DIR, *markers))
+          or any(path.glob(".dfi_jax*.lock")))
 
 
-def _remove_if_unused(path: Path) -> None:
+def _remove_if_unused(path: Path, lock: str) -> None:
   """Removes a folder this process created if it holds nothing but empty folders and the lock."""
   for p in path.rglob("*"):
-    if not p.is_dir() and p != path / LOCK:
+    if not p.is_dir() and p != path / lock:
       return
   for p in sorted(path.rglob("*"), key=lambda p: -len(p.parts)) + [path]:
     with contextlib.suppress(OSError):
@@ -223,11 +233,12 @@ def _remove_if_unused(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def locked(workdir: str | os.PathLike, flag: str = "workdir",
-           markers: Sequence[str] = ()) -> Iterator[Path]:
+def locked(workdir: str | os.PathLike, flag: str = "workdir", markers: Sequence[str] = (),
+           lock: str = LOCK) -> Iterator[Path]:
   """Holds `workdir` for this process (see the module docstring, step 2); yields its Path.
 
   `markers`: other file names that show a folder holds this tool's output (e.g. `bank.json`).
+  `lock`: the lock file's name (`.dfi_jax*.lock`; one per host where hosts share a folder).
   """
   path = check_output_path(workdir, flag)
   label = f"--{flag}={path}"
@@ -241,13 +252,13 @@ def locked(workdir: str | os.PathLike, flag: str = "workdir",
   if not created and any(path.iterdir()) and not _holds_a_run(path, markers):
     raise RunError(f"{label} is a non-empty folder that holds no dfi_jax run; use a new or "
                    "empty folder")
-  with hold_lock(path / LOCK, label):
+  with hold_lock(path / lock, label):
     try:
       remove_stale_temp_files(path)
       yield path
     except BaseException:
       if created:
-        _remove_if_unused(path)
+        _remove_if_unused(path, lock)
       raise
 
 

@@ -81,6 +81,17 @@ def _terminated(signum, frame):  # pylint: disable=unused-argument
   raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
+def catch_termination() -> None:
+  """SIGTERM ends the run like Ctrl-C: a KeyboardInterrupt, so writes in progress clean up."""
+  signal.signal(signal.SIGTERM, _terminated)
+
+
+def interrupted(e: KeyboardInterrupt, kept: str, prefix: str = "") -> NoReturn:
+  """The one line for Ctrl-C or SIGTERM, saying what was kept; exit 130."""
+  signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the line
+  fail(f"({e.args[0] if e.args else 'Ctrl-C'}): {kept}", INTERRUPTED, f"{prefix}interrupted ")
+
+
 def run_main(main: Callable, kept: Callable[[], str] | None = None) -> None:
   """`app.run(main)`, turning user errors into one stderr line and a non-zero exit.
 
@@ -89,15 +100,13 @@ def run_main(main: Callable, kept: Callable[[], str] | None = None) -> None:
   def wrapped(argv):
     if not flags.FLAGS["verbosity"].present:
       logging.set_verbosity(logging.WARNING)  # JAX's INFO lines (e.g. "no TPU") are noise here
-    signal.signal(signal.SIGTERM, _terminated)
+    catch_termination()
     try:
       return main(argv)
     except USER_ERRORS as e:
       fail(f"{type(e).__name__}: {e}")
     except KeyboardInterrupt as e:
-      signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the line
-      what = kept() if kept is not None else "files already written are complete"
-      fail(f"({e.args[0] if e.args else 'Ctrl-C'}): {what}", INTERRUPTED, "interrupted ")
+      interrupted(e, kept() if kept is not None else "files already written are complete")
   app.run(wrapped, flags_parser=parse_flags)
 
 

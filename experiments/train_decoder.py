@@ -27,6 +27,7 @@ from dfi_jax import decoder as decoder_lib
 from dfi_jax import faces
 from dfi_jax import features as features_lib
 from dfi_jax import image_io
+from dfi_jax import model as model_lib
 from dfi_jax import reconstruct
 from dfi_jax import run_state
 from dfi_jax import weights as weights_lib
@@ -36,6 +37,18 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", "experiments/configs/decoder.py", "Config file (FILE or FILE:variant).")
 _OUT = flags.DEFINE_string("out", None, "Decoder file to write (.npz).", required=True)
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing --out file.")
+
+# Every field of experiments/configs/decoder.py, checked before any work.
+RULES = dict(
+    variant=run_state.text(), weights=run_state.text(),
+    taps=run_state.names(model_lib.CONV_NAMES), image_size=run_state.integer(16, 1024),
+    pool_seed=run_state.integer(0), pool_size=run_state.integer(1),
+    valid_seed=run_state.integer(0), valid_size=run_state.integer(1),
+    channels=run_state.integer(1), steps=run_state.integer(0), batch_size=run_state.integer(1),
+    learning_rate=run_state.number(0, open_low=True), feature_weight=run_state.number(0),
+    edit_delta=run_state.number(), tv_weight=run_state.number(0),
+    tv_beta=run_state.number(0, open_low=True), init_from=run_state.text(),
+    seed=run_state.integer(0), save_every=run_state.integer(1))
 
 
 def _save_resume(path: Path, state: decoder_lib.TrainState, settings: dict) -> None:
@@ -48,16 +61,22 @@ def _save_resume(path: Path, state: decoder_lib.TrainState, settings: dict) -> N
 
 
 def _load_resume(path: Path, fresh: decoder_lib.TrainState, settings: dict):
-  """The saved state if `path` holds one for these settings, else None; refuses others."""
-  if not path.exists():
+  """The saved state if `path` holds one for these settings, else None; refuses others. A
+  damaged file is named on stderr and training starts afresh."""
+  leaves = jax.tree.leaves(fresh)
+  found = run_state.read_state_file(
+      path, dict(settings=None, **{f"leaf{i}": np.shape(v) for i, v in enumerate(leaves)}))
+  if found is None:
     return None
-  with np.load(path, allow_pickle=False) as npz:
-    saved = json.loads(npz["settings"].tobytes().decode())
-    if saved != json.loads(json.dumps(settings, sort_keys=True)):
-      raise ValueError(f"{path} holds a run with other settings; delete it or use another --out")
-    treedef = jax.tree.structure(fresh)
-    leaves = [npz[f"leaf{i}"] for i in range(treedef.num_leaves)]
-  return jax.tree.unflatten(treedef, [jnp.asarray(v) for v in leaves])
+  try:
+    saved = json.loads(found["settings"].tobytes().decode())
+  except ValueError as e:
+    run_state.warn(f"{path} is damaged ({e}); training starts afresh")
+    return None
+  if saved != json.loads(json.dumps(settings, sort_keys=True)):
+    raise ValueError(f"{path} holds a run with other settings; delete it or use another --out")
+  return jax.tree.unflatten(jax.tree.structure(fresh),
+                            [jnp.asarray(found[f"leaf{i}"]) for i in range(len(leaves))])
 
 
 def evaluate(net, vgg_params, spec, params, images) -> dict:
@@ -74,13 +93,33 @@ def evaluate(net, vgg_params, spec, params, images) -> dict:
 def main(argv):
   if len(argv) > 1:
     raise ValueError(f"unexpected arguments {argv[1:]}")
-  c, out = _CONFIG.value, Path(_OUT.value)
-  cli.check_new_output(out, _OVERWRITE.value)
+  c = _CONFIG.value
+  run_state.split_lists(c)
+  run_state.check_config(c, RULES)
+  out = cli.check_new_output(_OUT.value, _OVERWRITE.value)
   if out.suffix != ".npz":
     raise ValueError(f"--out={out}: expected a path ending in .npz")
+  if out.with_suffix(".png").exists() and not _OVERWRITE.value:
+    raise ValueError(f"{out.with_suffix('.png')} (--out's preview) exists; pass --overwrite to "
+                     "replace it")
+  for field in ("weights", "init_from"):
+    if c[field]:
+      image_io.check_input_file(c[field], f"--config.{field}={c[field]}")
   out.parent.mkdir(parents=True, exist_ok=True)
-  with c.unlocked():  # `--config.taps=a,b` arrives as one string
-    c.taps = tuple(p.strip() for v in c.taps for p in str(v).split(",") if p.strip())
+  # One training per --out at a time: two would write the same resume file.
+  with run_state.hold_lock(out.parent / f".{out.name}.lock", f"--out={out}", keep=False):
+    train(c, out)
+
+
+def kept() -> str:
+  """What an interrupted training leaves, in words (for Ctrl-C's one line)."""
+  resume = Path(_OUT.value or "-").with_suffix(".resume.npz")
+  return (f"the last checkpoint {resume} is kept; the same command resumes from it"
+          if resume.exists() else "no checkpoint was written yet")
+
+
+def train(c, out: Path) -> None:
+  """Trains the decoder of config `c` and writes `out` and its preview."""
   command = "python -m experiments.train_decoder " + " ".join(shlex.quote(a) for a in sys.argv[1:])
   weights_path = c.weights or str(weights_lib.DEFAULT_WEIGHTS)
   vgg_params, vgg_prov = weights_lib.load_weights(weights_path)
@@ -149,4 +188,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  cli.run_main(main)
+  cli.run_main(main, kept=kept)
