@@ -27,6 +27,7 @@ import optax
 from flax import traverse_util
 
 from dfi_jax import features as features_lib
+from dfi_jax import model as model_lib
 from dfi_jax import reconstruct
 from dfi_jax import run_state
 from dfi_jax import weights as weights_lib
@@ -38,6 +39,20 @@ REQUIRED = ("taps", "shapes", "image_size", "channels", "weights_sha256", "made_
 #   change   z0 = x + D(t) − D(φ(x))  (D's own reconstruction error cancels)
 START_MODES = ("decoded", "change")
 DEFAULT_START = "change"  # fast_mode.py: more images reach the cold loss, lower r than "decoded"
+
+
+# Every field of experiments/configs/decoder.py, checked by experiments.train_decoder before any
+# work.
+TRAINING_RULES = dict(
+    variant=run_state.text(), weights=run_state.text(),
+    taps=run_state.names(model_lib.CONV_NAMES), image_size=run_state.integer(16, 1024),
+    pool_seed=run_state.integer(0), pool_size=run_state.integer(1),
+    valid_seed=run_state.integer(0), valid_size=run_state.integer(1),
+    channels=run_state.integer(1), steps=run_state.integer(0), batch_size=run_state.integer(1),
+    learning_rate=run_state.number(0, open_low=True), feature_weight=run_state.number(0),
+    edit_delta=run_state.number(), tv_weight=run_state.number(0),
+    tv_beta=run_state.number(0, open_low=True), init_from=run_state.text(),
+    seed=run_state.integer(0), save_every=run_state.integer(1))
 
 
 class DecoderError(ValueError):

@@ -67,8 +67,8 @@ def check_utf8_name(path: str | os.PathLike, label: str | None = None) -> None:
     os.fsencode(text).decode("utf-8")
   except UnicodeDecodeError:
     shown = os.fsencode(text).decode("utf-8", "backslashreplace")
-    raise InputError(f"{label or shown}: the name {shown!r} is not valid UTF-8; rename it") \
-        from None
+    label = os.fsencode(label).decode("utf-8", "backslashreplace") if label else shown
+    raise InputError(f"{label}: the name '{shown}' is not valid UTF-8; rename it") from None
 
 
 _KINDS = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"),

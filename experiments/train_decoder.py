@@ -27,7 +27,6 @@ from dfi_jax import decoder as decoder_lib
 from dfi_jax import faces
 from dfi_jax import features as features_lib
 from dfi_jax import image_io
-from dfi_jax import model as model_lib
 from dfi_jax import reconstruct
 from dfi_jax import run_state
 from dfi_jax import weights as weights_lib
@@ -37,19 +36,6 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", "experiments/configs/decoder.py", "Config file (FILE or FILE:variant).")
 _OUT = flags.DEFINE_string("out", None, "Decoder file to write (.npz).", required=True)
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing --out file.")
-
-# Every field of experiments/configs/decoder.py, checked before any work.
-RULES = dict(
-    variant=run_state.text(), weights=run_state.text(),
-    taps=run_state.names(model_lib.CONV_NAMES), image_size=run_state.integer(16, 1024),
-    pool_seed=run_state.integer(0), pool_size=run_state.integer(1),
-    valid_seed=run_state.integer(0), valid_size=run_state.integer(1),
-    channels=run_state.integer(1), steps=run_state.integer(0), batch_size=run_state.integer(1),
-    learning_rate=run_state.number(0, open_low=True), feature_weight=run_state.number(0),
-    edit_delta=run_state.number(), tv_weight=run_state.number(0),
-    tv_beta=run_state.number(0, open_low=True), init_from=run_state.text(),
-    seed=run_state.integer(0), save_every=run_state.integer(1))
-
 
 def _save_resume(path: Path, state: decoder_lib.TrainState, settings: dict) -> None:
   leaves = jax.tree.leaves(jax.device_get(state))
@@ -95,7 +81,7 @@ def main(argv):
     raise ValueError(f"unexpected arguments {argv[1:]}")
   c = _CONFIG.value
   run_state.split_lists(c)
-  run_state.check_config(c, RULES)
+  run_state.check_config(c, decoder_lib.TRAINING_RULES)
   out = cli.check_new_output(_OUT.value, _OVERWRITE.value)
   if out.suffix != ".npz":
     raise ValueError(f"--out={out}: expected a path ending in .npz")

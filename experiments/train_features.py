@@ -12,7 +12,6 @@ from absl import flags
 from ml_collections import config_flags
 from tqdm import tqdm
 
-from dfi_jax import model as model_lib
 from dfi_jax import run_state
 from dfi_jax import train
 from dfi_jax import weights
@@ -23,24 +22,12 @@ _CONFIG = config_flags.DEFINE_config_file(
 _OUT = flags.DEFINE_string("out", None, "Weights file to write (.npz).", required=True)
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing --out file.")
 
-# Every field of experiments/configs/features.py, checked before any work.
-RULES = dict(
-    variant=run_state.text(), image_size=run_state.integer(16, 1024),
-    pool_size=run_state.integer(1), pool_seed=run_state.integer(0),
-    width=run_state.number(0, 4, open_low=True), taps=run_state.names(model_lib.CONV_NAMES),
-    objective=run_state.choice(("attributes", "identity", "both")), steps=run_state.integer(0),
-    batch_size=run_state.integer(1), learning_rate=run_state.number(0, open_low=True),
-    shift=run_state.integer(0), noise=run_state.number(0), adv_epsilon=run_state.number(0),
-    adv_steps=run_state.integer(0), seed=run_state.integer(0),
-    store_dtype=run_state.choice(("float16", "float32")))
-
-
 def main(argv):
   if len(argv) > 1:
     raise ValueError(f"unexpected arguments {argv[1:]}")
   c = _CONFIG.value
   run_state.split_lists(c)
-  run_state.check_config(c, RULES)
+  run_state.check_config(c, train.CONFIG_RULES)
   out = cli.check_new_output(_OUT.value, _OVERWRITE.value)
   command = "python -m experiments.train_features " + " ".join(shlex.quote(a) for a in sys.argv[1:])
   settings = c.to_dict()
