@@ -172,7 +172,7 @@ def test_a_killed_holder_leaves_no_stuck_lock(tmp_path):
     assert held == workdir
 
 
-def test_lock_file_replaced_while_waiting_is_not_shared(tmp_path):
+def test_a_lock_file_removed_on_release_is_made_afresh(tmp_path):
   """`keep=False` unlinks the lock on release; a later holder locks a fresh file."""
   lock = tmp_path / ".out.lock"
   with run_state.hold_lock(lock, "--out", keep=False):
