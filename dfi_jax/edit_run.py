@@ -49,7 +49,7 @@ def _delta_tag(delta: float) -> str:
   return f"d{delta:g}"
 
 
-# Every field of experiments/configs/synthetic.py (tests/test_reliability checks none is missing).
+# Every field of experiments/configs/synthetic.py (tests/test_run_safety checks none is missing).
 RULES = dict(
     variant=run_state.text(), seed=run_state.integer(0), image_size=run_state.integer(32, 1024),
     bank_size=run_state.integer(1), bank_seed=run_state.integer(0),
