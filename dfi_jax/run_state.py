@@ -190,9 +190,10 @@ def hold_lock(path: Path, label: str, keep: bool = True) -> Iterator[None]:
       os.close(fd)
       raise RunError(f"{label} is in use by another run ({holder}); wait for it to finish or "
                      "use another path") from None
-    except OSError as e:  # a file system without locks
-      os.close(fd)
-      raise RunError(f"{label}: cannot lock {path} ({e.strerror})") from None
+    except OSError as e:  # a file system without locks (some network mounts): go on unguarded
+      warn(f"{label}: cannot lock {path} ({e.strerror}); a second run at once would not be "
+           "refused")
+      break
     try:
       same = os.stat(path).st_ino == os.fstat(fd).st_ino
     except OSError:

@@ -192,6 +192,15 @@ def test_a_foreign_non_empty_folder_is_refused(tmp_path):
   assert [p.name for p in (tmp_path / "photos").iterdir()] == ["index.html"]
 
 
+def test_a_file_system_without_locks_warns_and_goes_on(tmp_path, monkeypatch, capsys):
+  def no_locks(fd, operation):
+    raise OSError(errno.ENOLCK, "No locks available")
+  monkeypatch.setattr(run_state.fcntl, "flock", no_locks)
+  with run_state.locked(tmp_path / "w") as held:
+    assert held == tmp_path / "w"
+  assert "cannot lock" in capsys.readouterr().err
+
+
 def run_cli(module, *args, **kw):
   return subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
@@ -618,3 +627,4 @@ def test_disk_full_during_state_writes_then_rerun_completes(tmp_path, monkeypatc
   monkeypatch.setattr(run_state.image_io, "atomic_write_bytes", real)
   record = edit_run.run(tiny(), tmp_path / "w", attributes=ATTRIBUTE)
   assert calls == [2, 2, 2] and len(record["outputs"]["edits"]) == 4
+
