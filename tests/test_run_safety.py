@@ -56,6 +56,7 @@ ATTRIBUTE = ["smiling"]
 def tiny(**overrides):
   config = synthetic.get_config("tiny")
   config.batch_size = 4
+  config.probe = ""  # the probe's fit compiles anew in every run (6 s); not what is tested here
   with config.unlocked():
     for key, value in overrides.items():
       config[key] = value
@@ -213,18 +214,24 @@ def last_line(text):
 def test_two_runs_at_once_then_ctrl_c(tmp_path):
   workdir = tmp_path / "w"
   args = [f"--workdir={workdir}", "--config=experiments/configs/synthetic.py:tiny",
-          "--config.batch_size=4", "--config.iterations=300", "--config.next_iterations=300"]
+          "--config.batch_size=4", "--config.iterations=100", "--config.next_iterations=100"]
   first = run_cli("experiments.transform", *args)
-  try:
+  lock = workdir / run_state.LOCK
+
+  def wait_for(condition):
     deadline = time.time() + 300
-    while time.time() < deadline and len(list((workdir / "state").glob("*.npz"))) < 4:
+    while time.time() < deadline and not condition():
       assert first.poll() is None, first.communicate()[1][-2000:]
       time.sleep(0.05)
-    second = run_cli("experiments.transform", *args)
+
+  try:
+    wait_for(lambda: lock.exists() and lock.read_text().strip() == str(first.pid))
+    second = run_cli("experiments.transform", *args)  # while the first loads and computes
     _, err = second.communicate(timeout=300)
     assert second.returncode == 1 and first.poll() is None, "the first run ended too soon"
     assert last_line(err) == (f"error: RunError: --workdir={workdir} is in use by another run "
                               f"(pid {first.pid}); wait for it to finish or use another path")
+    wait_for(lambda: len(list((workdir / "state").glob("*.npz"))) >= 4)
     first.send_signal(signal.SIGINT)
     _, err = first.communicate(timeout=300)
   finally:
