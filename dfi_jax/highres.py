@@ -102,6 +102,7 @@ def _pools(config, candidates, attribute: str, query) -> list[list]:
 def validate(config, candidates) -> None:
   """Every setting, and enough candidates for K, before anything is written."""
   edit_run.validate(config)
+  edit_run.check_inputs(config)
   run_state.check_config(config, RULES)
   unknown = [a for a in config.attributes if a not in faces.ATTRIBUTES]
   if unknown:

@@ -308,6 +308,7 @@ def validate(config) -> None:
   checked = config.copy_and_resolve_references()
   checked.data = "synthetic"
   edit_run.validate(checked)
+  edit_run.check_inputs(config)
   if config.hole_mask:
     image_io.check_input_file(config.hole_mask, f"--config.hole_mask={config.hole_mask}")
 

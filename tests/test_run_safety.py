@@ -39,6 +39,7 @@ from dfi_jax import sources
 from dfi_jax import sweep
 from dfi_jax import train
 from dfi_jax import weights as weights_lib
+from dfi_jax.datasets import folder as folder_dataset
 from dfi_jax.study import analysis
 from dfi_jax.study import stimuli
 from dfi_jax.study.testing import fake_run
@@ -519,6 +520,8 @@ def test_named_pipes_anywhere_are_refused(tmp_path, monkeypatch, capsys):
     edit_run.run(tiny(weights=str(pipe)), tmp_path / "w", attributes=ATTRIBUTE)
   with no_hang(), pytest.raises(image_io.InputError, match="named pipe"):
     analysis.response_files([fifo(tmp_path / "answers.csv")])
+  with no_hang(), pytest.raises(image_io.InputError, match="--config.csv=.*named pipe"):
+    folder_dataset.read_table(fifo(tmp_path / "attributes.csv"))
   run = fake_run(tmp_path / "run", ["face1"], ["older"])
   (run / "metrics.json").unlink()
   fifo(run / "metrics.json")
