@@ -8,8 +8,6 @@ command continues from there (another config is refused), and it is removed once
 written. All files are written atomically.
 """
 
-import io
-import json
 import shlex
 import sys
 import time
@@ -36,34 +34,6 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", "experiments/configs/decoder.py", "Config file (FILE or FILE:variant).")
 _OUT = flags.DEFINE_string("out", None, "Decoder file to write (.npz).", required=True)
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing --out file.")
-
-def _save_resume(path: Path, state: decoder_lib.TrainState, settings: dict) -> None:
-  leaves = jax.tree.leaves(jax.device_get(state))
-  arrays = {f"leaf{i}": np.asarray(v) for i, v in enumerate(leaves)}
-  arrays["settings"] = np.frombuffer(json.dumps(settings, sort_keys=True).encode(), np.uint8)
-  buffer = io.BytesIO()
-  np.savez(buffer, **arrays)
-  image_io.atomic_write_bytes(path, buffer.getvalue())
-
-
-def _load_resume(path: Path, fresh: decoder_lib.TrainState, settings: dict):
-  """The saved state if `path` holds one for these settings, else None; refuses others. A
-  damaged file is named on stderr and training starts afresh."""
-  leaves = jax.tree.leaves(fresh)
-  found = run_state.read_state_file(
-      path, dict(settings=None, **{f"leaf{i}": np.shape(v) for i, v in enumerate(leaves)}))
-  if found is None:
-    return None
-  try:
-    saved = json.loads(found["settings"].tobytes().decode())
-  except ValueError as e:
-    run_state.warn(f"{path} is damaged ({e}); training starts afresh")
-    return None
-  if saved != json.loads(json.dumps(settings, sort_keys=True)):
-    raise ValueError(f"{path} holds a run with other settings; delete it or use another --out")
-  return jax.tree.unflatten(jax.tree.structure(fresh),
-                            [jnp.asarray(found[f"leaf{i}"]) for i in range(len(leaves))])
-
 
 def evaluate(net, vgg_params, spec, params, images) -> dict:
   """Held-out pixel MSE and the reverse map's feature term (TV not included) of D(φ(x))."""
@@ -130,7 +100,7 @@ def train(c, out: Path) -> None:
   settings = dict(config=c.to_dict(), weights_sha256=run_state.file_sha256(weights_path),
                   init_sha256=run_state.file_sha256(c.init_from) if c.init_from else "")
   resume_path = out.with_suffix(".resume.npz")
-  resumed = _load_resume(resume_path, state, settings)
+  resumed = decoder_lib.load_train_state(resume_path, state, settings)
   if resumed is not None:
     state = resumed
     print(f"resuming from {resume_path} at step {int(state.step)}", flush=True)
@@ -147,7 +117,7 @@ def train(c, out: Path) -> None:
       if i % 25 == 0 or i == c.steps - 1:
         bar.set_postfix({k: f"{float(v):.4g}" for k, v in metrics.items()})
       if (i + 1) % c.save_every == 0 and i + 1 < c.steps:
-        _save_resume(resume_path, state, settings)
+        decoder_lib.save_train_state(resume_path, state, settings)
   seconds = time.perf_counter() - t0
   held_out = evaluate(net, vgg_params, spec, state.params, valid)
   baseline = evaluate(net, vgg_params, spec, decoder_lib.init(key, spec), valid)

@@ -18,7 +18,9 @@ import sys
 import time
 from pathlib import Path
 
+import jax
 import ml_collections
+import optax
 import numpy as np
 import pytest
 from absl import flags
@@ -499,6 +501,20 @@ def test_damaged_bank_manifest_is_named(tmp_path):
     bank_lib.build(tmp_path, stream, None, None, spec)
 
 
+def test_a_damaged_training_checkpoint_is_named_and_training_starts_afresh(tmp_path, capsys):
+  fspec = features_lib.FeatureSpec(("conv2_1",), ((16, 16, 8),))
+  spec = decoder_lib.spec_for(fspec, 32, 4)
+  optimizer = optax.adam(1e-3)
+  fresh = decoder_lib.init_train_state(decoder_lib.init(jax.random.key(0), spec), optimizer)
+  path = tmp_path / "d.resume.npz"
+  decoder_lib.save_train_state(path, fresh._replace(step=fresh.step + 5), {"steps": 6})
+  assert int(decoder_lib.load_train_state(path, fresh, {"steps": 6}).step) == 5
+  with pytest.raises(ValueError, match="holds a run with other settings"):
+    decoder_lib.load_train_state(path, fresh, {"steps": 7})
+  path.write_bytes(path.read_bytes()[:100])  # cut short (e.g. copied onto a full disk)
+  assert decoder_lib.load_train_state(path, fresh, {"steps": 6}) is None
+  assert f"warning: {path} is damaged" in capsys.readouterr().err
+
 # --- 5. inputs that would hang or fail late ---------------------------------------------------
 
 
@@ -637,4 +653,5 @@ def test_disk_full_during_state_writes_then_rerun_completes(tmp_path, monkeypatc
   monkeypatch.setattr(run_state.image_io, "atomic_write_bytes", real)
   record = edit_run.run(tiny(), tmp_path / "w", attributes=ATTRIBUTE)
   assert calls == [2, 2, 2] and len(record["outputs"]["edits"]) == 4
+
 
