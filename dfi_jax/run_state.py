@@ -220,10 +220,10 @@ def _holds_a_run(path: Path, markers: Sequence[str]) -> bool:
           or any(path.glob(".dfi_jax*.lock")))
 
 
-def _remove_if_unused(path: Path, lock: str) -> None:
+def _remove_if_unused(path: Path, lock: Path) -> None:
   """Removes a folder this process created if it holds nothing but empty folders and the lock."""
   for p in path.rglob("*"):
-    if not p.is_dir() and p != path / lock:
+    if not p.is_dir() and p != lock:
       return
   for p in sorted(path.rglob("*"), key=lambda p: -len(p.parts)) + [path]:
     with contextlib.suppress(OSError):
@@ -243,14 +243,15 @@ def locked(workdir: str | os.PathLike, flag: str = "workdir", markers: Sequence[
   """
   path = check_output_path(workdir, flag)
   label = f"--{flag}={path}"
-  created = not path.exists()
+  # The topmost folder this run makes (None: the workdir exists).
+  created = next((p for p in reversed([path, *path.parents]) if not p.exists()), None)
   try:
     path.mkdir(parents=True, exist_ok=True)
   except OSError as e:
     raise RunError(f"{label}: cannot create it ({e.strerror})") from None
   if not os.access(path, os.W_OK | os.X_OK):
     raise RunError(f"{label}: not writable")
-  if not created and any(path.iterdir()) and not _holds_a_run(path, markers):
+  if created is None and any(path.iterdir()) and not _holds_a_run(path, markers):
     raise RunError(f"{label} is a non-empty folder that holds no dfi_jax run; use a new or "
                    "empty folder")
   with hold_lock(path / lock, label):
@@ -258,8 +259,8 @@ def locked(workdir: str | os.PathLike, flag: str = "workdir", markers: Sequence[
       remove_stale_temp_files(path)
       yield path
     except BaseException:
-      if created:
-        _remove_if_unused(path, lock)
+      if created is not None:
+        _remove_if_unused(created, path / lock)
       raise
 
 
