@@ -296,7 +296,15 @@ def build(path: str | os.PathLike, stream: ImageStream, phi_fn: Callable, params
   (path / "shards").mkdir(parents=True, exist_ok=True)
   manifest_path = path / MANIFEST
   if manifest_path.exists():
-    old = json.loads(manifest_path.read_text())
+    try:
+      old = json.loads(manifest_path.read_text())
+      if not isinstance(old, dict):
+        raise ValueError("not a JSON object")
+    except (OSError, ValueError) as e:
+      if not overwrite:
+        raise BankError(f"{manifest_path} is damaged ({e}); rebuild the bank there with "
+                        "build_bank --overwrite, or choose another directory") from None
+      old = {}
     old_settings = {k: old.get(k) for k in settings}
     if old_settings != _jsonable(settings):
       if not overwrite:

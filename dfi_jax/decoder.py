@@ -15,6 +15,8 @@ was trained against (a decoder inverts one φ only; `check_compatible` refuses a
 
 from __future__ import annotations
 
+import io
+import json
 import os
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
@@ -27,6 +29,8 @@ import optax
 from flax import traverse_util
 
 from dfi_jax import features as features_lib
+from dfi_jax import image_io
+from dfi_jax import model as model_lib
 from dfi_jax import reconstruct
 from dfi_jax import run_state
 from dfi_jax import weights as weights_lib
@@ -38,6 +42,20 @@ REQUIRED = ("taps", "shapes", "image_size", "channels", "weights_sha256", "made_
 #   change   z0 = x + D(t) − D(φ(x))  (D's own reconstruction error cancels)
 START_MODES = ("decoded", "change")
 DEFAULT_START = "change"  # fast_mode.py: more images reach the cold loss, lower r than "decoded"
+
+
+# Every field of experiments/configs/decoder.py, checked by experiments.train_decoder before any
+# work.
+TRAINING_RULES = dict(
+    variant=run_state.text(), weights=run_state.text(),
+    taps=run_state.names(model_lib.CONV_NAMES), image_size=run_state.integer(16, 1024),
+    pool_seed=run_state.integer(0), pool_size=run_state.integer(1),
+    valid_seed=run_state.integer(0), valid_size=run_state.integer(1),
+    channels=run_state.integer(1), steps=run_state.integer(0), batch_size=run_state.integer(1),
+    learning_rate=run_state.number(0, open_low=True), feature_weight=run_state.number(0),
+    edit_delta=run_state.number(), tv_weight=run_state.number(0),
+    tv_beta=run_state.number(0, open_low=True), init_from=run_state.text(),
+    seed=run_state.integer(0), save_every=run_state.integer(1))
 
 
 class DecoderError(ValueError):
@@ -199,6 +217,35 @@ def init_train_state(params: dict, optimizer: optax.GradientTransformation) -> T
 
 
 # --- files ------------------------------------------------------------------------------------
+
+def save_train_state(path: str | os.PathLike, state: TrainState, settings: dict) -> None:
+  """A training checkpoint: the state's leaves and the settings that made it, atomically."""
+  leaves = jax.tree.leaves(jax.device_get(state))
+  arrays = {f"leaf{i}": np.asarray(v) for i, v in enumerate(leaves)}
+  arrays["settings"] = np.frombuffer(json.dumps(settings, sort_keys=True).encode(), np.uint8)
+  buffer = io.BytesIO()
+  np.savez(buffer, **arrays)
+  image_io.atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_train_state(path: str | os.PathLike, fresh: TrainState, settings: dict):
+  """The state `save_train_state` kept at `path` for these settings, else None; refuses other
+  settings. A damaged file is named on stderr and training starts afresh."""
+  leaves = jax.tree.leaves(fresh)
+  found = run_state.read_state_file(
+      Path(path), dict(settings=None, **{f"leaf{i}": np.shape(v) for i, v in enumerate(leaves)}))
+  if found is None:
+    return None
+  try:
+    saved = json.loads(found["settings"].tobytes().decode())
+  except ValueError as e:
+    run_state.warn(f"{path} is damaged ({e}); training starts afresh")
+    return None
+  if saved != json.loads(json.dumps(settings, sort_keys=True)):
+    raise ValueError(f"{path} holds a run with other settings; delete it or use another --out")
+  return jax.tree.unflatten(jax.tree.structure(fresh),
+                            [jnp.asarray(found[f"leaf{i}"]) for i in range(len(leaves))])
+
 
 def provenance_for(spec: DecoderSpec, weights_path: str | os.PathLike, weights_provenance: dict,
                    made_by: str, **extra: Any) -> dict:

@@ -36,8 +36,7 @@ import dfi_jax.datasets  # noqa: F401  registers the lfw, celeb_a and folder ban
 from dfi_jax import weights as weights_lib
 
 
-class RunError(ValueError):
-  """A bad setting or input; the message is the one line a user sees."""
+RunError = run_state.RunError  # a bad setting or input; the message is the one line a user sees
 
 
 class Network(NamedTuple):
@@ -47,50 +46,62 @@ class Network(NamedTuple):
   path: str
 
 
-def split_lists(config) -> None:
-  """`--config.taps=a,b` arrives as the one-element tuple ('a,b'): split such strings."""
-  for field in ("taps", "attributes", "test_names"):
-    value = config.get(field)
-    if isinstance(value, (tuple, list)) and any(isinstance(v, str) and "," in v for v in value):
-      with config.unlocked():
-        config[field] = tuple(p.strip() for v in value for p in str(v).split(",") if p.strip())
+def _delta_tag(delta: float) -> str:
+  return f"d{delta:g}"
+
+
+# Every field of experiments/configs/synthetic.py (tests/test_run_safety checks none is missing).
+RULES = dict(
+    variant=run_state.text(), seed=run_state.integer(0), image_size=run_state.integer(32, 1024),
+    bank_size=run_state.integer(1), bank_seed=run_state.integer(0),
+    test_seed=run_state.integer(0), num_test=run_state.integer(1),
+    attributes=run_state.names(), test_names=run_state.names(allow_empty=True),
+    weights=run_state.text(), pooling=run_state.choice(("",) + model_lib.POOLING),
+    preprocessing=run_state.choice(("",) + model_lib.PREPROCESSING),
+    feature_batch=run_state.integer(1), taps=run_state.names(model_lib.CONV_NAMES),
+    neighbours=run_state.choice(("attributes", "features")), k=run_state.integer(1),
+    scaling=run_state.choice(interpolate.SCALINGS), align_neighbours=run_state.boolean(),
+    deltas=run_state.numbers(tag=_delta_tag),
+    tv_weight=run_state.number(0)._replace(expected="λ >= 0 (a finite number)"),
+    tv_beta=run_state.number(0, open_low=True)._replace(expected="β > 0 (a finite number)"),
+    iterations=run_state.integer(1), next_iterations=run_state.integer(1),
+    solver=run_state.choice(reconstruct.SOLVERS),
+    linesearch=run_state.choice(reconstruct.LINESEARCHES),
+    linesearch_init=run_state.choice(reconstruct.LINESEARCH_INITS),
+    batch_size=run_state.integer(1), chunk=run_state.integer(1), decoder=run_state.text(),
+    pixel_deltas=run_state.numbers(), pixel_delta_photos=run_state.number(),
+    probe=run_state.choice(("",) + probe_lib.REPRESENTATIONS))
 
 
 def validate(config) -> None:
   """Checks every setting a user can get wrong; raises RunError naming the field."""
-  split_lists(config)
-  def need(ok, field, expected):
-    if not ok:
-      raise RunError(f"--config.{field}={getattr(config, field)!r}: expected {expected}")
-  need(config.data in sources.BANKS, "data", f"one of {sorted(sources.BANKS)}")
-  need(isinstance(config.k, int) and config.k > 0, "k", "a positive integer")
-  need(len(config.deltas) > 0 and all(isinstance(d, (int, float)) and np.isfinite(d)
-                                      for d in config.deltas), "deltas",
-       "a non-empty list of finite numbers")
-  need(config.tv_weight >= 0, "tv_weight", "λ >= 0")
-  need(config.tv_beta > 0, "tv_beta", "β > 0")
-  need(config.iterations > 0, "iterations", "a positive integer")
-  need(config.next_iterations > 0, "next_iterations", "a positive integer")
-  need(config.batch_size > 0, "batch_size", "a positive integer")
-  need(config.scaling in interpolate.SCALINGS, "scaling", f"one of {interpolate.SCALINGS}")
-  need(config.neighbours in ("attributes", "features"), "neighbours",
-       "'attributes' or 'features'")
-  need(config.solver in reconstruct.SOLVERS, "solver", f"one of {reconstruct.SOLVERS}")
-  need(32 <= config.image_size <= 1024, "image_size", "an integer in [32, 1024]")
-  bad = [t for t in config.taps if t not in model_lib.CONV_NAMES]
-  need(not bad and len(config.taps) > 0, "taps", f"names among {model_lib.CONV_NAMES}")
+  run_state.split_lists(config)
+  if config.data not in sources.BANKS:
+    raise RunError(f"--config.data={config.data!r}: expected one of {sorted(sources.BANKS)}")
+  run_state.check_config(config, RULES)
   smallest = model_lib.min_image_size(config.taps, config.pooling or "floor")
-  need(config.image_size >= smallest, "image_size", f">= {smallest} for taps {config.taps}")
-  need(config.num_test > 0, "num_test", "a positive integer")
-  need(config.probe in ("",) + probe_lib.REPRESENTATIONS, "probe",
-       f"'' (off) or one of {probe_lib.REPRESENTATIONS}")
-  need(isinstance(config.get("decoder", ""), str), "decoder",
-       "'' (off) or a decoder .npz path")
+  if config.image_size < smallest:
+    raise RunError(f"--config.image_size={config.image_size}: expected >= {smallest} for taps "
+                   f"{config.taps}")
+
+
+def check_inputs(config, inputs: Sequence[str] = ()) -> None:
+  """The input files' kind and name, before anything runs (a named pipe would block forever)."""
+  for path in inputs:
+    image_io.check_input_file(path, f"--inputs={path}")
+  run_state.check_unique([os.path.realpath(p) for p in inputs], "--inputs")
+  for field in ("weights", "decoder"):
+    path = config.get(field, "")
+    if path and os.path.exists(path) and not os.path.isdir(path):  # missing: named on loading
+      image_io.check_input_file(path, f"--config.{field}={path}")
+  if config.get("align_neighbours", False) and inputs:
+    raise RunError("--config.align_neighbours needs landmarks; own photos (--inputs) have none")
 
 
 def select_edits(bank: sources.Bank, names: Sequence[str]) -> list[neighbours_lib.Edit]:
   """The bank's edits named in `names` (all of them when empty)."""
   by_name = {e.name: e for e in bank.edits}
+  run_state.check_unique(names, "--attributes")
   unknown = [n for n in names if n not in by_name]
   if unknown:
     raise RunError(f"unknown attribute(s) {unknown}; valid attributes are {list(by_name)}")
@@ -200,20 +211,15 @@ def package_versions() -> dict:
   return out
 
 
-def _delta_tag(delta: float) -> str:
-  return f"d{delta:g}"
-
-
 def edit_file(tests: sources.TestImages, item: tuple[int, str], delta: float) -> str:
   return f"edits/{tests.names[item[0]]}__{item[1]}__{_delta_tag(delta)}.png"
 
 
 def save_edit(workdir: Path, tests: sources.TestImages, item: tuple[int, str], delta: float,
               result: np.ndarray) -> None:
-  """One edit's PNG (own photos: at the photo's size); kept if a previous run wrote it."""
+  """One edit's PNG (own photos: at the photo's size), replacing any older file of that name."""
   path = workdir / edit_file(tests, item, delta)
-  if path.exists():
-    return
+  path.parent.mkdir(exist_ok=True)
   i = item[0]
   if tests.originals is not None:
     result = compose_photo(tests.originals[i], tests.images[i], result, tests.placements[i])
@@ -222,19 +228,20 @@ def save_edit(workdir: Path, tests: sources.TestImages, item: tuple[int, str], d
 
 def run(config, workdir: str | os.PathLike, inputs: Sequence[str] = (),
         attributes: Sequence[str] = ()) -> dict:
-  """The whole edit run; returns the metrics record it writes to `metrics.json`."""
-  timings: dict[str, float] = {}
+  """The whole edit run; returns the metrics record it writes to `metrics.json`.
+
+  Every setting and input is checked before the workdir is touched (run_state's order).
+  """
   t_start = time.perf_counter()
   validate(config)
-  workdir = Path(workdir)
-  try:
-    (workdir / "edits").mkdir(parents=True, exist_ok=True)
-  except OSError as e:
-    raise RunError(f"--workdir={workdir}: cannot create it ({e.strerror})") from None
-  if not os.access(workdir, os.W_OK):
-    raise RunError(f"--workdir={workdir}: not writable")
-  run_state.remove_stale_temp_files(workdir)
+  check_inputs(config, inputs)
+  with run_state.locked(workdir) as held:
+    return _run(config, held, inputs, attributes, t_start)
 
+
+def _run(config, workdir: Path, inputs: Sequence[str], attributes: Sequence[str],
+         t_start: float) -> dict:
+  timings: dict[str, float] = {}
   network = load_network(config)
   size = config.image_size
   spec = features_lib.feature_spec(network.net, network.params, (size, size))
@@ -256,8 +263,8 @@ def run(config, workdir: str | os.PathLike, inputs: Sequence[str] = (),
   settings = config.to_dict()
   if fast is not None:  # the file's content, not just its path, decides the results
     settings["decoder_sha256"] = fast.sha256
-  resuming = run_state.claim(workdir, run_state.describe(settings, network.path, inputs, edits))
-  if resuming:
+  claim = run_state.claim(workdir, run_state.describe(settings, network.path, inputs, edits))
+  if claim.resuming:
     print(f"resuming the run in {workdir}: finished edits are kept", flush=True)
   tests = photos or sources.load_tests(config, bank_data, edits)
   phi_x = features_lib.compute_features(phi, network.params, tests.images,
@@ -275,8 +282,6 @@ def run(config, workdir: str | os.PathLike, inputs: Sequence[str] = (),
   # Attribute vectors and targets for every (test image, edit).
   aligned = None
   if config.get("align_neighbours", False):  # neighbours warped onto each test face (align.py)
-    if photos is not None:
-      raise RunError("--config.align_neighbours needs landmarks; own photos (--inputs) have none")
     from dfi_jax import align  # here, not above: align imports highres, which imports this
     aligned = align.run_vectors(config, phi, network.params, bank_data.images,
                                 [neighbour_sets[e.name] for e in edits])
@@ -301,8 +306,9 @@ def run(config, workdir: str | os.PathLike, inputs: Sequence[str] = (),
   finite = np.zeros(shape, bool)
   evaluations = np.zeros(shape, np.int64)
   keys = [[f"{tests.names[i]}__{a}__{_delta_tag(d)}" for i, a in items] for d in config.deltas]
+  run_state.check_unique([k for row in keys for k in row], "edits")
   for s, j in np.ndindex(*shape):  # items finished by an earlier, interrupted run
-    done = run_state.load_result(workdir, keys[s][j])
+    done = run_state.load_result(claim, keys[s][j], size)
     if done is not None:
       results[s, j], losses[s, j] = done["image"], done["loss"]
       evaluations[s, j], finite[s, j] = done["evaluations"], True
@@ -329,11 +335,12 @@ def run(config, workdir: str | os.PathLike, inputs: Sequence[str] = (),
         for j in range(b, b + n):
           if finite[s, j]:
             save_edit(workdir, tests, items[j], delta, results[s, j])
-            run_state.save_result(workdir, keys[s][j], results[s, j], losses[s, j],
+            run_state.save_result(claim, keys[s][j], results[s, j], losses[s, j],
                                   evaluations[s, j])
   timings["reverse_map_s"] = time.perf_counter() - t0
   timings["reverse_map_per_image_s"] = timings["reverse_map_s"] / (len(items) * len(config.deltas))
 
+  run_state.commit(claim)
   return write_outputs(config, workdir, network, tests, attributes, items, results, losses,
                        finite, evaluations, neighbour_sets, bank_data, timings, t_start)
 

@@ -3,7 +3,9 @@
 Images in memory are `[H, W, 3]` `float32` RGB in `[0, 1]`. Loading accepts anything Pillow
 can decode and turns every failure into an `ImageError` whose one-line message names the file.
 Everything written goes through `atomic_write_bytes` (temp file in the same directory, then
-`os.replace`), so a crash or a full disk never leaves a half-written output behind.
+`os.replace`), so a crash or a full disk never leaves a half-written output behind. Its temp
+files are named `.<name>.<random>.w<pid>@<host>.tmp`, so a later run can tell a dead writer's
+leftovers (`stale_temp_writer`) from a live one's and from files that are not ours.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import io
 import json
 import os
 import re
+import socket
+import stat
 import tempfile
 import urllib.parse
 import warnings
@@ -29,7 +33,11 @@ _CONVERT = {"1": "L", "P": "RGBA", "PA": "RGBA", "La": "LA", "RGBa": "RGBA", "RG
             "CMYK": "RGB", "YCbCr": "RGB", "HSV": "RGB"}
 
 
-class ImageError(ValueError):
+class InputError(ValueError):
+  """An input path that is missing, not a regular file, or whose name is not valid UTF-8."""
+
+
+class ImageError(InputError):
   """An image file that is missing, unreadable, corrupt or too large to decode."""
 
 
@@ -49,6 +57,45 @@ def _one_line(text: Any) -> str:
 
 def _err(path: Any, what: str) -> ImageError:
   return ImageError(f"{os.fspath(path)}: {_one_line(what)}")
+
+
+def check_utf8_name(path: str | os.PathLike, label: str | None = None) -> None:
+  """Refuses a path whose name is not valid UTF-8: it could not be written into the run's JSON,
+  HTML or CSV, and would fail only after all the work."""
+  text = os.fspath(path)
+  try:
+    os.fsencode(text).decode("utf-8")
+  except UnicodeDecodeError:
+    shown = os.fsencode(text).decode("utf-8", "backslashreplace")
+    label = os.fsencode(label).decode("utf-8", "backslashreplace") if label else shown
+    raise InputError(f"{label}: the name '{shown}' is not valid UTF-8; rename it") from None
+
+
+_KINDS = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def check_input_file(path: str | os.PathLike, label: str | None = None) -> None:
+  """Refuses, before any work, an input file that would hang or fail late.
+
+  A missing path, a directory, anything but a regular file (reading a named pipe blocks forever,
+  a device may never end) and a name that is not valid UTF-8 raise `InputError` naming `label`
+  (default: the path). Symbolic links are followed.
+  """
+  text = os.fspath(path)
+  label = label or text
+  if not str(text).strip():
+    raise InputError(f"{label}: empty path; expected a file")
+  check_utf8_name(text, label)
+  try:
+    mode = os.stat(text).st_mode
+  except OSError as e:
+    raise InputError(f"{label}: cannot open ({e.strerror}); expected a readable file") from None
+  if stat.S_ISDIR(mode):
+    raise InputError(f"{label}: is a directory; expected a file")
+  kind = next((what for test, what in _KINDS if test(mode)), None)
+  if kind or not stat.S_ISREG(mode):
+    raise InputError(f"{label}: is {kind or 'not a regular file'}; expected a regular file")
 
 
 def _composite_over_white(rgba: np.ndarray) -> np.ndarray:
@@ -111,6 +158,11 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
   """
   if os.path.isdir(path):
     raise _err(path, "is a directory; expected an image file")
+  with contextlib.suppress(OSError):  # a missing file is named by open() below
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):  # open() on a named pipe would block forever
+      kind = next((what for test, what in _KINDS if test(mode)), "not a regular file")
+      raise _err(path, f"is {kind}; expected an image file")
   try:
     f = open(path, "rb")
   except OSError as e:  # "No such file or directory", "Permission denied", ...
@@ -215,18 +267,46 @@ def unfit_square(square: np.ndarray, placement: Placement) -> np.ndarray:
   return resize(content, (p.orig_height, p.orig_width))
 
 
+def _host() -> str:
+  return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:32] or "host"
+
+
+_TEMP = re.compile(r"^\..*\.w(\d+)@([A-Za-z0-9-]+)\.tmp$")
+
+
+def stale_temp_writer(name: str) -> bool:
+  """Whether `name` is an `atomic_write_bytes` temp file whose writer (a process on this host)
+  is dead: only those may be removed; a live writer's, another host's and a user's stay."""
+  found = _TEMP.match(name)
+  if not found or found.group(2) != _host():
+    return False
+  pid = int(found.group(1))
+  if pid == os.getpid():
+    return False
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return True
+  except (OSError, OverflowError):  # EPERM: alive, another user's
+    return False
+  return False
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
   """Writes `data` to `path` via a temp file in the same directory and `os.replace`.
 
-  The temp file is removed on any failure (including a full disk), leaving any previous file
-  intact. A new file gets mode 0644; a replaced file keeps its mode.
+  The temp file is removed on any failure (including a full disk, Ctrl-C or SIGTERM turned into
+  an exception), leaving any previous file intact. A new file gets mode 0644; a replaced file
+  keeps its mode.
   """
   path = Path(path)
   try:
     mode = path.stat().st_mode & 0o7777
   except OSError:
     mode = 0o644
-  fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+  # The name is cut so the temp name stays under the file system's 255 bytes.
+  fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:80]}.",
+                             suffix=f".w{os.getpid()}@{_host()}.tmp", dir=path.parent)
   try:
     with os.fdopen(fd, "wb") as f:
       f.write(data)

@@ -30,7 +30,6 @@ all φ).
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import time
 from pathlib import Path
@@ -90,13 +89,19 @@ def hole_error(result: np.ndarray, truth: np.ndarray, hole: np.ndarray) -> float
 # --- a folder of images --------------------------------------------------------------------
 
 
-def list_images(folder: Path) -> list[str]:
-  """Sorted paths (relative, '/'-separated) of the images under `folder`."""
+def list_images(folder: Path, check: bool = False) -> list[str]:
+  """Sorted paths (relative, '/'-separated) of the images under `folder`.
+
+  `check`: refuse, before any work, one that is not a regular file (a named pipe would block
+  the run forever) or whose name is not valid UTF-8 (image_io.check_input_file).
+  """
   found = []
   for root, dirs, files in os.walk(folder):
     dirs.sort()
     for f in files:
       if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith("."):
+        if check:
+          image_io.check_input_file(Path(root, f))
         found.append(Path(root, f).relative_to(folder).as_posix())
   return sorted(found)
 
@@ -152,8 +157,6 @@ def _stem(name: str) -> str:
 
 def folder_data(config, workdir: Path) -> Data:
   size, fit = config.image_size, config.fit
-  if fit not in FITS:
-    raise DatasetError(f"--config.fit={fit!r}: expected one of {FITS}")
   bank_dir = config.bank_dir
   if not bank_dir and config.procedural_shoes > 0:
     bank_dir = workdir / "procedural_shoes"
@@ -167,7 +170,7 @@ def folder_data(config, workdir: Path) -> Data:
   folder = Path(bank_dir).expanduser()
   if not folder.is_dir():
     raise DatasetError(f"--config.bank_dir={folder}: not a directory")
-  names = list_images(folder)
+  names = list_images(folder, check=True)
   if not names:
     raise DatasetError(f"--config.bank_dir={folder}: no images in it (expected files ending "
                        f"in {', '.join(IMAGE_EXTENSIONS)})")
@@ -175,7 +178,7 @@ def folder_data(config, workdir: Path) -> Data:
     test_folder = Path(config.test_dir).expanduser()
     if not test_folder.is_dir():
       raise DatasetError(f"--config.test_dir={test_folder}: not a directory")
-    test_names = list_images(test_folder)[:config.num_test]
+    test_names = list_images(test_folder, check=True)[:config.num_test]
     if not test_names:
       raise DatasetError(f"--config.test_dir={test_folder}: no images in it")
     test_paths = [test_folder / n for n in test_names]
@@ -198,7 +201,7 @@ def folder_data(config, workdir: Path) -> Data:
 
   truth = np.stack([fit_image(image_io.load_image(p), size, fit) for p in test_paths])
   stems = [_stem(n) for n in test_names]
-  if len(set(stems)) != len(stems):
+  if len({s.casefold() for s in stems}) != len(stems):  # a.jpg and a.png, or A.jpg and a.jpg
     stems = [f"{i:03d}_{s}" for i, s in enumerate(stems)]
   fingerprint = dict(bank=listing_digest(folder, bank_names), bank_images=len(bank_names),
                      tests=[dict(name=n, sha256=run_state.file_sha256(p))
@@ -283,56 +286,46 @@ def neighbour_means(phi, params, bank, hole: np.ndarray, neighbours: np.ndarray,
                         pixels.reshape((b,) + hole.shape + (3,)).astype(np.float32))
 
 
-def _save_neighbours(workdir: Path, neighbours: np.ndarray) -> None:
-  buffer = io.BytesIO()
-  np.savez(buffer, neighbours=neighbours)
-  path = run_state.state_path(workdir, NEIGHBOURS_STATE)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  image_io.atomic_write_bytes(path, buffer.getvalue())
-
-
-def _load_neighbours(workdir: Path, shape: tuple[int, int]) -> np.ndarray | None:
-  path = run_state.state_path(workdir, NEIGHBOURS_STATE)
-  if not path.exists():
-    return None
-  with np.load(path, allow_pickle=False) as npz:
-    found = npz["neighbours"]
-  return found if found.shape == shape else None
-
-
 # --- the run ---------------------------------------------------------------------------------
 
 
+# The fields inpaint.py adds to synthetic.py's (edit_run.RULES checks those).
+RULES = dict(
+    data=run_state.choice(DATA),
+    deltas=run_state.Rule(lambda v: run_state.numbers().ok(v) and len(v) == 1,
+                          "one finite number: inpainting takes one δ (official 2.8)"),
+    hole_fraction=run_state.Rule(lambda v: run_state.number().ok(v) and 0 < v < 1,
+                                 "a number in (0, 1)"),
+    hole_mask=run_state.text(), grid_scale=run_state.integer(1), bank_dir=run_state.text(),
+    test_dir=run_state.text(), fit=run_state.choice(FITS),
+    procedural_shoes=run_state.integer(0), procedural_width=run_state.integer(1))
+
+
 def validate(config) -> None:
-  edit_run.split_lists(config)
-  if config.data not in DATA:
-    raise edit_run.RunError(f"--config.data={config.data!r}: expected one of {DATA}")
-  if len(config.deltas) != 1:
-    raise edit_run.RunError(f"--config.deltas={config.deltas!r}: inpainting takes one δ "
-                            "(official 2.8)")
-  for field in ("grid_scale", "procedural_width"):
-    if not isinstance(config[field], int) or config[field] < 1:
-      raise edit_run.RunError(f"--config.{field}={config[field]!r}: expected a positive integer")
-  if not isinstance(config.procedural_shoes, int) or config.procedural_shoes < 0:
-    raise edit_run.RunError(f"--config.procedural_shoes={config.procedural_shoes!r}: expected "
-                            "an integer >= 0")
+  run_state.split_lists(config)
+  run_state.check_config(config, RULES)
   # The edit run's checks, except `data`: "images" needs no attribute bank.
   checked = config.copy_and_resolve_references()
   checked.data = "synthetic"
   edit_run.validate(checked)
+  edit_run.check_inputs(config)
+  if config.hole_mask:
+    image_io.check_input_file(config.hole_mask, f"--config.hole_mask={config.hole_mask}")
 
 
 def run(config, workdir: str | Path) -> dict:
-  """Inpaints the test images; writes inpainted/*.png, grid.png, index.html, metrics.json."""
+  """Inpaints the test images; writes inpainted/*.png, grid.png, index.html, metrics.json.
+
+  Every setting and input is checked before the workdir is touched (run_state's order).
+  """
   t_start = time.perf_counter()
-  timings = {}
   validate(config)
-  workdir = Path(workdir)
-  try:
-    (workdir / "inpainted").mkdir(parents=True, exist_ok=True)
-  except OSError as e:
-    raise edit_run.RunError(f"--workdir={workdir}: cannot create it ({e.strerror})") from None
-  run_state.remove_stale_temp_files(workdir)
+  with run_state.locked(workdir) as held:
+    return _run(config, held, t_start)
+
+
+def _run(config, workdir: Path, t_start: float) -> dict:
+  timings = {}
   network = edit_run.load_network(config)
   size = config.image_size
   hole = load_hole(config.hole_mask, size) if config.hole_mask else \
@@ -344,11 +337,11 @@ def run(config, workdir: str | Path) -> dict:
   inputs = [config.hole_mask] if config.hole_mask else []
   # grid_scale only draws the grid: a rerun with another one redraws it without recomputing.
   settings = {k: v for k, v in config.to_dict().items() if k != "grid_scale"}
-  resuming = run_state.claim(workdir, run_state.describe(
+  claim = run_state.claim(workdir, run_state.describe(
       dict(config=settings, data=data.fingerprint), network.path, inputs, ()))
-  done = {n: run_state.load_result(workdir, n) for n in data.test_names}
+  done = {n: run_state.load_result(claim, n, size) for n in data.test_names}
   done = {n: r for n, r in done.items() if r is not None}
-  if resuming:
+  if claim.resuming:
     print(f"resuming the run in {workdir}: {len(done)} of {len(data.test_names)} finished",
           flush=True)
 
@@ -358,7 +351,8 @@ def run(config, workdir: str | Path) -> dict:
   batch = config.feature_batch
   t0 = time.perf_counter()
   shape = (len(x), config.k)
-  nb = _load_neighbours(workdir, shape)
+  nb = run_state.load_state(claim, NEIGHBOURS_STATE, dict(neighbours=shape))
+  nb = None if nb is None else nb["neighbours"]
   todo = [i for i, n in enumerate(data.test_names) if n not in done]
   phi_x = features_lib.compute_features(phi, network.params, x, batch) \
       if todo or nb is None else None
@@ -366,7 +360,7 @@ def run(config, workdir: str | Path) -> dict:
     with tqdm(total=len(data.bank), desc="bank φ (masked)", unit="img") as bar:
       nb = nearest_masked(phi, network.params, data.bank, hole, phi_x, config.k, batch,
                           bar.update)
-    _save_neighbours(workdir, nb)
+    run_state.save_state(claim, NEIGHBOURS_STATE, neighbours=nb)
   with tqdm(total=len(np.unique(nb)), desc="neighbours φ", unit="img") as bar:
     means = neighbour_means(phi, network.params, data.bank, hole, nb, batch,
                             with_phi=bool(todo), progress=bar.update)
@@ -394,14 +388,16 @@ def run(config, workdir: str | Path) -> dict:
             continue
           # Only the hole is replaced: pixels outside it are the input's.
           results[i] = np.where(hole[..., None], res.images[j], data.truth[i])
+          (workdir / "inpainted").mkdir(exist_ok=True)
           image_io.save_png(workdir / "inpainted" / f"{data.test_names[i]}.png", results[i])
-          run_state.save_result(workdir, data.test_names[i], results[i], res.loss[j],
+          run_state.save_result(claim, data.test_names[i], results[i], res.loss[j],
                                 res.evaluations[j])
     if failed:
       raise ValueError(f"inpainting {failed}: loss became non-finite; no image written for "
                        "them (the others are kept)")
   timings["reverse_map_s"] = time.perf_counter() - t0
   timings["reverse_maps_run"] = len(todo)
+  run_state.commit(claim)
   return write_outputs(config, workdir, network, data, hole, x, results, means.pixels, nb,
                        timings, t_start)
 

@@ -38,6 +38,7 @@ with warnings.catch_warnings():
 
 SOLVERS = ("jaxopt_lbfgsb", "optax_lbfgs")
 LINESEARCHES = ("zoom", "backtracking", "armijo", "hager-zhang", "none")
+LINESEARCH_INITS = ("increase", "max", "current")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +87,9 @@ class ReverseMapConfig:
       raise ValueError(f"tv_beta (β) must be > 0, got {self.tv_beta}")
     if self.linesearch not in LINESEARCHES:
       raise ValueError(f"linesearch must be one of {LINESEARCHES}, got {self.linesearch!r}")
+    if self.linesearch_init not in LINESEARCH_INITS:
+      raise ValueError(f"linesearch_init must be one of {LINESEARCH_INITS}, got "
+                       f"{self.linesearch_init!r}")
     if self.chunk <= 0 or self.history <= 0:
       raise ValueError("chunk and history must be positive")
 

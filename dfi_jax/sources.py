@@ -94,18 +94,40 @@ def bank_tests(bank: Bank, names: Sequence[str]) -> TestImages:
                     None if bank.group is None else bank.group[idx])
 
 
+MAX_STEM = 100  # output names add ~40 characters; file systems allow 255 bytes
+
+
+def photo_names(paths: Sequence[str]) -> list[str]:
+  """Output stems for the user's files, distinct by construction.
+
+  Each file keeps its stem (cut to `MAX_STEM` characters); a repeat gets `_2`, `_3`, … — the
+  first that is neither taken nor another file's own stem, compared case-insensitively (as
+  macOS and Windows compare names) — so a generated name never takes a real file's.
+  """
+  stems = [(Path(p).stem or "image")[:MAX_STEM] for p in paths]
+  own = {s.casefold() for s in stems}
+  names, used = [], set()
+  for stem in stems:
+    name, n = stem, 1
+    while name.casefold() in used or (name != stem and name.casefold() in own):
+      n += 1
+      name = f"{stem}_{n}"
+    used.add(name.casefold())
+    names.append(name)
+  return names
+
+
 def photo_tests(size: int, paths: Sequence[str]) -> TestImages:
   """The user's images, each fitted into a `size`² square (aspect kept, mean-colour padding)."""
-  names, squares, originals, placements = [], [], [], []
+  squares, originals, placements = [], [], []
   for path in paths:
     image = image_io.load_image(path)
     square, placement = image_io.fit_square(image, size)
-    stem = Path(path).stem or "image"
-    names.append(stem if stem not in names else f"{stem}_{len(names)}")
     squares.append(square)
     originals.append(image)
     placements.append(placement)
-  return TestImages(names, np.stack(squares), originals=originals, placements=placements)
+  return TestImages(photo_names(paths), np.stack(squares), originals=originals,
+                    placements=placements)
 
 
 def load_tests(config, bank: Bank, edits: Sequence[Edit]) -> TestImages:

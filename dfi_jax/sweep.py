@@ -15,6 +15,7 @@ import numpy as np
 
 from dfi_jax import edit_run
 from dfi_jax import image_io
+from dfi_jax import run_state
 
 
 def parse_axis(text: str) -> tuple[str, list]:
@@ -43,17 +44,35 @@ def _with(config, overrides: dict):
 
 def run_sweep(config, workdir: str | Path, axis: tuple[str, list],
               axis2: tuple[str, list] | None = None, attributes: Sequence[str] = ()) -> list[Path]:
-  """Runs every setting and writes one figure per attribute; returns the figure paths."""
-  workdir = Path(workdir)
+  """Runs every setting and writes one figure per attribute; returns the figure paths.
+
+  Every setting is built and checked before the first run starts, and the sweep's folder is
+  held for this process (run_state.locked); each setting's run resumes like any edit run.
+  """
   rows_axis = axis2 or ("", [None])
-  results = {}
+  run_state.check_unique([f"{axis[0]}={v}" for v in axis[1]], "--axis")
+  if axis2:
+    run_state.check_unique([f"{axis2[0]}={v}" for v in axis2[1]], "--axis2")
+  run_state.check_unique(list(attributes), "--attributes")
+  settings = {}
   for v2 in rows_axis[1]:
     for v in axis[1]:
       overrides = {axis[0]: v, **({rows_axis[0]: v2} if axis2 else {})}
       name = ",".join(f"{k}={val}" for k, val in overrides.items())
-      print(f"sweep: {name}", flush=True)
-      record = edit_run.run(_with(config, overrides), workdir / name, (), attributes)
-      results[(v2, v)] = (workdir / name, record)
+      settings[(v2, v)] = (name, _with(config, overrides))
+      edit_run.validate(settings[(v2, v)][1])
+      edit_run.check_inputs(settings[(v2, v)][1])
+  with run_state.locked(workdir) as held:
+    return _figures(config, held, axis, rows_axis, attributes, settings)
+
+
+def _figures(config, workdir: Path, axis, rows_axis, attributes, settings) -> list[Path]:
+  axis2 = rows_axis if rows_axis[0] else None
+  results = {}
+  for key, (name, sub_config) in settings.items():
+    print(f"sweep: {name}", flush=True)
+    record = edit_run.run(sub_config, workdir / name, (), attributes)
+    results[key] = (workdir / name, record)
   first = next(iter(results.values()))[1]
   figures = []
   for attribute in first["settings"]["attributes"]:

@@ -22,6 +22,7 @@ import optax
 
 from dfi_jax import faces
 from dfi_jax import model as model_lib
+from dfi_jax import run_state
 
 
 def identity_vector(p: faces.FaceParams) -> np.ndarray:
@@ -102,6 +103,19 @@ def pgd_l2(loss_fn: Callable, images: jax.Array, epsilon: float, steps: int) -> 
     return jnp.clip(images + d, 0.0, 1.0)
 
   return jax.lax.fori_loop(0, steps, body, images)
+
+
+# Every field of experiments/configs/features.py, checked by experiments.train_features before
+# any work.
+CONFIG_RULES = dict(
+    variant=run_state.text(), image_size=run_state.integer(16, 1024),
+    pool_size=run_state.integer(1), pool_seed=run_state.integer(0),
+    width=run_state.number(0, 4, open_low=True), taps=run_state.names(model_lib.CONV_NAMES),
+    objective=run_state.choice(("attributes", "identity", "both")), steps=run_state.integer(0),
+    batch_size=run_state.integer(1), learning_rate=run_state.number(0, open_low=True),
+    shift=run_state.integer(0), noise=run_state.number(0), adv_epsilon=run_state.number(0),
+    adv_steps=run_state.integer(0), seed=run_state.integer(0),
+    store_dtype=run_state.choice(("float16", "float32")))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -147,6 +147,9 @@ def load_weights(path: str | os.PathLike) -> tuple[dict, dict]:
   if meta is None:
     raise WeightsError(f"{path} is not a dfi_jax weights file (no provenance record); "
                        "convert checkpoints with `python -m experiments.port_weights`")
+  if not isinstance(meta, dict):
+    raise WeightsError(f"{path}: provenance record is a JSON {type(meta).__name__}, expected an "
+                       "object")
   params: dict = {}
   for key, value in arrays.items():
     layer, _, name = key.partition("/")
@@ -156,6 +159,15 @@ def load_weights(path: str | os.PathLike) -> tuple[dict, dict]:
   missing = [k for k in REQUIRED if k not in meta]
   if missing:
     raise WeightsError(f"{path}: provenance lacks {missing}")
+  malformed = [k for k, ok in (  # model_for and the outputs read these
+      ("layers", isinstance(meta["layers"], list) and meta["layers"]),
+      ("width", isinstance(meta["width"], (int, float)) and meta["width"] > 0),
+      ("pooling", meta["pooling"] in model_lib.POOLING),
+      ("preprocessing", meta["preprocessing"] in model_lib.PREPROCESSING),
+      ("description", isinstance(meta["description"], str))) if not ok]
+  if malformed:
+    raise WeightsError(f"{path}: malformed provenance {malformed[0]}="
+                       f"{meta[malformed[0]]!r}; remake the file (experiments.port_weights)")
   check_params(params, meta, str(path))
   return params, meta
 

@@ -27,6 +27,7 @@ from tqdm import tqdm
 from dfi_jax import bank as bank_lib
 from dfi_jax import edit_run
 from dfi_jax import features as features_lib
+from dfi_jax import run_state
 from dfi_jax import sharding
 from experiments import cli
 
@@ -62,6 +63,14 @@ def local_phi(phi, params):
   return (lambda _, images: phi(params, jax.device_put(images, split))), mesh.size
 
 
+def kept() -> str:
+  """What an interrupted build leaves, in words (for Ctrl-C's one line)."""
+  shards = Path(_BANK_DIR.value or "-") / "shards"
+  done = len(list(shards.glob("*.json"))) if shards.is_dir() else 0
+  return (f"{done} finished shard(s) kept in {_BANK_DIR.value}; the same command resumes"
+          if done else "no finished shard was kept")
+
+
 def main(argv):
   if len(argv) > 1:
     raise ValueError(f"unexpected arguments {argv[1:]}")
@@ -72,7 +81,16 @@ def main(argv):
                      "expected integers >= 0 (0: automatic)")
   config = _CONFIG.value
   edit_run.validate(config)
+  edit_run.check_inputs(config)
   search = bank_lib.parse_search(_SEARCH.value, seed=config.seed)
+  lock = (run_state.LOCK if jax.process_count() == 1
+          else f".dfi_jax.host{jax.process_index()}.lock")
+  with run_state.locked(_BANK_DIR.value, "bank_dir", (bank_lib.MANIFEST,), lock) as bank_dir:
+    build(config, bank_dir, search)
+
+
+def build(config, bank_dir: Path, search: bank_lib.SearchReduction) -> None:
+  """The bank of `config` in `bank_dir` (held by this process), with the flags' storage."""
   network = edit_run.load_network(config)
   size = config.image_size
   spec = features_lib.feature_spec(network.net, network.params, (size, size))
@@ -87,7 +105,7 @@ def main(argv):
   shard_size = _SHARD_SIZE.value or int(min(4096, max(1, 256e6 // bytes_per_image)))
   writer = sharding.is_writer()
   if writer:
-    print(f"bank {_BANK_DIR.value}: {stream.num_images} images, φ {spec.dim} × {_DTYPE.value} "
+    print(f"bank {bank_dir}: {stream.num_images} images, φ {spec.dim} × {_DTYPE.value} "
           f"({bytes_per_image / 1e6:.2f} MB/image), "
           f"search {_SEARCH.value} (d={bank_lib.search_dim(search, spec)}), "
           f"shards of {shard_size}, "
@@ -99,7 +117,7 @@ def main(argv):
   with tqdm(total=sum(mine), desc="bank φ (this host)" if hosts > 1 else "bank φ", unit="img",
             disable=not writer) as bar:
     report = bank_lib.build(
-        _BANK_DIR.value, stream, phi, network.params, spec, shard_size=shard_size,
+        bank_dir, stream, phi, network.params, spec, shard_size=shard_size,
         dtype=_DTYPE.value, search=search, batch_size=batch, weights=weights,
         process_index=jax.process_index(), process_count=hosts,
         barrier=sharding.barrier, overwrite=_OVERWRITE.value, progress=bar.update)
@@ -108,10 +126,10 @@ def main(argv):
   if writer:
     print(f"{'complete' if report.complete else 'incomplete'}: built {len(report.built)} "
           f"shard(s) here ({built / max(seconds, 1e-9):.1f} images/s), resumed past "
-          f"{len(report.skipped)}; manifest {Path(_BANK_DIR.value) / bank_lib.MANIFEST}")
+          f"{len(report.skipped)}; manifest {bank_dir / bank_lib.MANIFEST}")
   if not report.complete:
     raise ValueError("the bank is incomplete (another host failed?); rerun the same command")
 
 
 if __name__ == "__main__":
-  cli.run_main(main)
+  cli.run_main(main, kept=kept)

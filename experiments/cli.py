@@ -1,28 +1,63 @@
-"""What every experiments/ entry point shares: one clear line on stderr and exit 1 for bad input."""
+"""What every experiments/ entry point shares: one clear line on stderr and exit 1 for bad input.
+
+Also Ctrl-C and SIGTERM: one line saying what was kept (exit 130), never a traceback; the temp
+file of a write in progress is removed on the way out (image_io.atomic_write_bytes).
+"""
 
 from __future__ import annotations
 
+import signal
 import sys
+from pathlib import Path
 from typing import Callable, NoReturn
 
 from absl import app
 from absl import flags
 from absl import logging
+import ml_collections
+
+from dfi_jax import image_io
+from dfi_jax import run_state
 
 # Errors a user can cause: RunError, WeightsError and ImageError are ValueErrors; OSError covers
 # unreadable files and a full disk; AttributeError is ml_collections' unknown config field.
 USER_ERRORS = (ValueError, OSError, KeyError, TypeError, AttributeError)
+INTERRUPTED = 130  # the shell's status for a run stopped by SIGINT
 
 
-def fail(message: str) -> NoReturn:
-  print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
-  sys.exit(1)
+def fail(message: str, status: int = 1, prefix: str = "error: ") -> NoReturn:
+  print(f"{prefix}{' '.join(str(message).split())}", file=sys.stderr, flush=True)
+  sys.exit(status)
+
+
+def _config_files(argv) -> list[str]:
+  """The files named by `--config=FILE[:variant]` (or `--config FILE`) in `argv`."""
+  found = []
+  for i, arg in enumerate(argv):
+    if arg.startswith("--config="):
+      found.append(arg[len("--config="):])
+    elif arg == "--config" and i + 1 < len(argv):
+      found.append(argv[i + 1])
+  return [f.split(":")[0] for f in found]
+
+
+def _config_name(argv) -> str:
+  files = _config_files(argv)
+  return files[-1] if files else "(the default)"
 
 
 def parse_flags(argv):
-  """absl's parser, with bad flags and config overrides reported on one line."""
+  """absl's parser, with bad flags, config overrides and config files reported on one line."""
+  for path in _config_files(argv):
+    if Path(path).exists():  # a named pipe would block the config loader forever
+      try:
+        image_io.check_input_file(path, f"--config={path}")
+      except image_io.InputError as e:
+        fail(e)
+  absl_logger = logging.get_absl_logger()
+  absl_logger.disabled = True  # config_flags' own warnings would add lines to the one we print
   try:
-    return flags.FLAGS(argv)
+    rest = flags.FLAGS(argv)
   except flags.Error as e:
     lines = [l.strip() for l in str(e).splitlines() if l.strip()]
     if any(l.startswith("Traceback") for l in lines):  # a config file raised: keep its message
@@ -30,21 +65,69 @@ def parse_flags(argv):
     fail(": ".join(lines) if len(lines) > 1 else str(e))
   except USER_ERRORS as e:  # e.g. --config.nosuchfield=1
     fail(f"bad flag or config override: {type(e).__name__}: {e}; see the config file's fields")
+  except Exception as e:  # pylint: disable=broad-except  # the config file is the user's code
+    fail(f"--config={_config_name(argv)}: the config file raised {type(e).__name__}: {e}")
+  finally:
+    absl_logger.disabled = False
+  if "config" in flags.FLAGS:
+    config = flags.FLAGS["config"].value
+    if not isinstance(config, ml_collections.ConfigDict):
+      fail(f"--config={_config_name(argv)}: get_config() returned {type(config).__name__}; "
+           "expected an ml_collections.ConfigDict")
+  return rest
 
 
-def run_main(main: Callable) -> None:
-  """`app.run(main)`, turning user errors into one stderr line and a non-zero exit."""
+def _terminated(signum, frame):  # pylint: disable=unused-argument
+  raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def catch_termination() -> None:
+  """SIGTERM ends the run like Ctrl-C: a KeyboardInterrupt, so writes in progress clean up."""
+  signal.signal(signal.SIGTERM, _terminated)
+
+
+def interrupted(e: KeyboardInterrupt, kept: str, prefix: str = "") -> NoReturn:
+  """The one line for Ctrl-C or SIGTERM, saying what was kept; exit 130."""
+  signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the line
+  fail(f"({e.args[0] if e.args else 'Ctrl-C'}): {kept}", INTERRUPTED, f"{prefix}interrupted ")
+
+
+def run_main(main: Callable, kept: Callable[[], str] | None = None) -> None:
+  """`app.run(main)`, turning user errors into one stderr line and a non-zero exit.
+
+  Ctrl-C and SIGTERM end the run with one line, `interrupted (…): <kept()>`, and exit 130.
+  """
   def wrapped(argv):
     if not flags.FLAGS["verbosity"].present:
       logging.set_verbosity(logging.WARNING)  # JAX's INFO lines (e.g. "no TPU") are noise here
+    catch_termination()
     try:
       return main(argv)
     except USER_ERRORS as e:
       fail(f"{type(e).__name__}: {e}")
+    except KeyboardInterrupt as e:
+      interrupted(e, kept() if kept is not None else "files already written are complete")
   app.run(wrapped, flags_parser=parse_flags)
 
 
-def check_new_output(out, overwrite: bool, flag: str = "out") -> None:
-  """Refuses to replace an existing output file unless `--overwrite` was given."""
+def check_new_output(out, overwrite: bool, flag: str = "out") -> Path:
+  """`--flag`'s file path; refuses an empty one, a directory, and an existing file unless
+  `--overwrite` was given."""
+  out = run_state.check_output_path(out, flag)
+  if out.is_dir():
+    raise ValueError(f"--{flag}={out} is a directory; expected a file path")
   if out.exists() and not overwrite:
     raise ValueError(f"--{flag}={out} exists; pass --overwrite to replace it")
+  return out
+
+
+def check_new_folder(out, overwrite: bool, flag: str = "out_dir") -> Path:
+  """`--flag`'s folder; refuses an empty path, a file, and a non-empty folder unless
+  `--overwrite` was given (its files of the same names are then replaced)."""
+  out = run_state.check_output_path(out, flag)
+  if out.exists() and not out.is_dir():
+    raise ValueError(f"--{flag}={out} is a file; expected a folder")
+  if out.is_dir() and any(out.iterdir()) and not overwrite:
+    raise ValueError(f"--{flag}={out} exists and is not empty; pass --overwrite to replace "
+                     "what it holds, or choose a new folder")
+  return out

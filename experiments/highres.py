@@ -7,6 +7,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from dfi_jax import highres
+from dfi_jax import run_state
 from experiments import cli
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -23,4 +24,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  cli.run_main(main)
+  cli.run_main(main, kept=lambda: run_state.kept_message(_WORKDIR.value))

@@ -14,12 +14,16 @@ prints one line on stderr and exits with status 1.
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 
 from absl import app, flags
 
+from dfi_jax import image_io
 from dfi_jax import porting
+from dfi_jax import run_state
+from experiments import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("src", None, "checkpoint to convert (.pth, .h5, .caffemodel or .ckpt)")
@@ -48,13 +52,22 @@ def main(argv):
     _fail(f"unexpected arguments {argv[1:]}; use --src=FILE --dst=FILE")
   if not FLAGS.src or not FLAGS.dst:
     _fail("--src=FILE and --dst=FILE are required")
+  try:  # before reading: a named pipe would block forever, a non-UTF-8 name fail at the end
+    if os.path.exists(FLAGS.src):
+      image_io.check_input_file(FLAGS.src, f"--src={FLAGS.src}")
+    run_state.check_output_path(FLAGS.dst, "dst")
+  except ValueError as e:
+    _fail(" ".join(str(e).split()))
   made_by = "python -m experiments.port_weights " + shlex.join(sys.argv[1:])
+  cli.catch_termination()
   try:
     result = porting.port_file(FLAGS.src, FLAGS.dst, source_format=FLAGS.format,
                                overwrite=FLAGS.overwrite, made_by=made_by,
                                licence=FLAGS.licence)
   except porting.PortError as e:
     _fail(" ".join(str(e).split()))
+  except KeyboardInterrupt as e:
+    cli.interrupted(e, f"--dst={FLAGS.dst} was not written", "port_weights: ")
   p = result.provenance
   print(f"wrote {result.path}: {p['architecture'].upper()}, {len(p['layers'])} conv layers ({p['layers'][0]} ... "
         f"{p['layers'][-1]}), width {p['width']:g}, preprocessing={p['preprocessing']}, "

@@ -8,7 +8,8 @@
   --threshold=0.8     raters with a lower attention-check accuracy (or none answered) are dropped
   --bootstrap_unit=rater   resample raters rather than single responses for the 95 % CIs
 
-Writes analysis.json, analysis.md and preference.png into --out_dir.
+Writes analysis.json, analysis.md and preference.png into --out_dir (a non-empty one only with
+--overwrite).
 """
 
 from absl import flags
@@ -24,6 +25,7 @@ _NUM_RESAMPLES = flags.DEFINE_integer("num_resamples", 2000, "Bootstrap resample
 _SEED = flags.DEFINE_integer("seed", 0, "Bootstrap seed.")
 _UNIT = flags.DEFINE_enum("bootstrap_unit", "response", ["response", "rater"],
                           "What the bootstrap resamples (rater: raters with all their answers).")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace the files of a non-empty --out_dir.")
 
 
 def main(argv):
@@ -32,6 +34,7 @@ def main(argv):
   if not 0 <= _THRESHOLD.value <= 1 or _NUM_RESAMPLES.value < 1:
     raise ValueError(f"--threshold={_THRESHOLD.value} --num_resamples={_NUM_RESAMPLES.value}: "
                      "expected a fraction in [0, 1] and a positive count")
+  cli.check_new_folder(_OUT_DIR.value, _OVERWRITE.value)
   study = analysis.load_study(_STUDY.value)
   responses = []
   for f in analysis.response_files(_RESPONSES.value):

@@ -7,6 +7,7 @@
   --baseline_dirs=DIR,…   other methods' outputs, `<image>__<attribute>.png` (one folder each;
                           a run's own `baselines/<image>__<attribute>__<method>.png` are used too)
   --num_shards/--shard_index  this host's share of the trials; writes out_dir/shard_<k>_of_<n>
+  --overwrite             replace another study in the folder (rebuilding the same one needs none)
 
 Open `<out_dir>/index.html` in a browser (or serve the folder with `python -m http.server`).
 """
@@ -28,6 +29,8 @@ _SHARD_INDEX = flags.DEFINE_integer("shard_index", 0, "Which shard this process 
 _ATTENTION_FRACTION = flags.DEFINE_float("attention_fraction", 0.1,
                                          "Attention checks per main trial.")
 _MIN_ATTENTION = flags.DEFINE_integer("min_attention", 3, "Attention checks per shard, at least.")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace another study in --out_dir (its "
+                               "collected answers will no longer match).")
 
 
 def main(argv):
@@ -41,7 +44,8 @@ def main(argv):
       _RUNS.value, _OUT_DIR.value, baseline_dirs=_BASELINE_DIRS.value,
       baseline_names=_BASELINE_NAMES.value, deltas=deltas, seed=_SEED.value,
       num_shards=_NUM_SHARDS.value, shard_index=_SHARD_INDEX.value,
-      attention_fraction=_ATTENTION_FRACTION.value, min_attention=_MIN_ATTENTION.value)
+      attention_fraction=_ATTENTION_FRACTION.value, min_attention=_MIN_ATTENTION.value,
+      overwrite=_OVERWRITE.value)
   out = stimuli.shard_dir(_OUT_DIR.value, _NUM_SHARDS.value, _SHARD_INDEX.value)
   print(f"study {manifest['study_id']}: {manifest['num_main_trials']} of "
         f"{manifest['num_main_trials_total']} comparisons + {manifest['num_attention_trials']} "

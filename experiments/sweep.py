@@ -8,6 +8,7 @@ Any `--config.FIELD=VALUE` applies to every setting. Writes DIR/sweep_<attribute
 from absl import flags
 from ml_collections import config_flags
 
+from dfi_jax import run_state
 from dfi_jax import sweep
 from experiments import cli
 
@@ -29,4 +30,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  cli.run_main(main)
+  cli.run_main(main, kept=lambda: run_state.kept_message(_WORKDIR.value))

@@ -8,8 +8,6 @@ command continues from there (another config is refused), and it is removed once
 written. All files are written atomically.
 """
 
-import io
-import json
 import shlex
 import sys
 import time
@@ -38,29 +36,6 @@ _CONFIG = config_flags.DEFINE_config_file(
 _OUT = flags.DEFINE_string("out", None, "Decoder file to write (.npz).", required=True)
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing --out file.")
 
-
-def _save_resume(path: Path, state: decoder_lib.TrainState, settings: dict) -> None:
-  leaves = jax.tree.leaves(jax.device_get(state))
-  arrays = {f"leaf{i}": np.asarray(v) for i, v in enumerate(leaves)}
-  arrays["settings"] = np.frombuffer(json.dumps(settings, sort_keys=True).encode(), np.uint8)
-  buffer = io.BytesIO()
-  np.savez(buffer, **arrays)
-  image_io.atomic_write_bytes(path, buffer.getvalue())
-
-
-def _load_resume(path: Path, fresh: decoder_lib.TrainState, settings: dict):
-  """The saved state if `path` holds one for these settings, else None; refuses others."""
-  if not path.exists():
-    return None
-  with np.load(path, allow_pickle=False) as npz:
-    saved = json.loads(npz["settings"].tobytes().decode())
-    if saved != json.loads(json.dumps(settings, sort_keys=True)):
-      raise ValueError(f"{path} holds a run with other settings; delete it or use another --out")
-    treedef = jax.tree.structure(fresh)
-    leaves = [npz[f"leaf{i}"] for i in range(treedef.num_leaves)]
-  return jax.tree.unflatten(treedef, [jnp.asarray(v) for v in leaves])
-
-
 def evaluate(net, vgg_params, spec, params, images) -> dict:
   """Held-out pixel MSE and the reverse map's feature term (TV not included) of D(φ(x))."""
   phi = features_lib.make_phi(net)
@@ -75,13 +50,33 @@ def evaluate(net, vgg_params, spec, params, images) -> dict:
 def main(argv):
   if len(argv) > 1:
     raise ValueError(f"unexpected arguments {argv[1:]}")
-  c, out = _CONFIG.value, Path(_OUT.value)
-  cli.check_new_output(out, _OVERWRITE.value)
+  c = _CONFIG.value
+  run_state.split_lists(c)
+  run_state.check_config(c, decoder_lib.TRAINING_RULES)
+  out = cli.check_new_output(_OUT.value, _OVERWRITE.value)
   if out.suffix != ".npz":
     raise ValueError(f"--out={out}: expected a path ending in .npz")
+  if out.with_suffix(".png").exists() and not _OVERWRITE.value:
+    raise ValueError(f"{out.with_suffix('.png')} (--out's preview) exists; pass --overwrite to "
+                     "replace it")
+  for field in ("weights", "init_from"):
+    if c[field]:
+      image_io.check_input_file(c[field], f"--config.{field}={c[field]}")
   out.parent.mkdir(parents=True, exist_ok=True)
-  with c.unlocked():  # `--config.taps=a,b` arrives as one string
-    c.taps = tuple(p.strip() for v in c.taps for p in str(v).split(",") if p.strip())
+  # One training per --out at a time: two would write the same resume file.
+  with run_state.hold_lock(out.parent / f".{out.name}.lock", f"--out={out}", keep=False):
+    train(c, out)
+
+
+def kept() -> str:
+  """What an interrupted training leaves, in words (for Ctrl-C's one line)."""
+  resume = Path(_OUT.value or "-").with_suffix(".resume.npz")
+  return (f"the last checkpoint {resume} is kept; the same command resumes from it"
+          if resume.exists() else "no checkpoint was written yet")
+
+
+def train(c, out: Path) -> None:
+  """Trains the decoder of config `c` and writes `out` and its preview."""
   command = "python -m experiments.train_decoder " + " ".join(shlex.quote(a) for a in sys.argv[1:])
   weights_path = str(pretrained.resolve(c.weights))
   vgg_params, vgg_prov = weights_lib.load_weights(weights_path)
@@ -106,7 +101,7 @@ def main(argv):
   settings = dict(config=c.to_dict(), weights_sha256=run_state.file_sha256(weights_path),
                   init_sha256=run_state.file_sha256(c.init_from) if c.init_from else "")
   resume_path = out.with_suffix(".resume.npz")
-  resumed = _load_resume(resume_path, state, settings)
+  resumed = decoder_lib.load_train_state(resume_path, state, settings)
   if resumed is not None:
     state = resumed
     print(f"resuming from {resume_path} at step {int(state.step)}", flush=True)
@@ -123,7 +118,7 @@ def main(argv):
       if i % 25 == 0 or i == c.steps - 1:
         bar.set_postfix({k: f"{float(v):.4g}" for k, v in metrics.items()})
       if (i + 1) % c.save_every == 0 and i + 1 < c.steps:
-        _save_resume(resume_path, state, settings)
+        decoder_lib.save_train_state(resume_path, state, settings)
   seconds = time.perf_counter() - t0
   held_out = evaluate(net, vgg_params, spec, state.params, valid)
   baseline = evaluate(net, vgg_params, spec, decoder_lib.init(key, spec), valid)
@@ -150,4 +145,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  cli.run_main(main)
+  cli.run_main(main, kept=kept)

@@ -6,13 +6,13 @@ provenance records the command, every setting and the final losses.
 
 import shlex
 import sys
-from pathlib import Path
 
 import jax
 from absl import flags
 from ml_collections import config_flags
 from tqdm import tqdm
 
+from dfi_jax import run_state
 from dfi_jax import train
 from dfi_jax import weights
 from experiments import cli
@@ -22,12 +22,13 @@ _CONFIG = config_flags.DEFINE_config_file(
 _OUT = flags.DEFINE_string("out", None, "Weights file to write (.npz).", required=True)
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing --out file.")
 
-
 def main(argv):
   if len(argv) > 1:
     raise ValueError(f"unexpected arguments {argv[1:]}")
-  c, out = _CONFIG.value, Path(_OUT.value)
-  cli.check_new_output(out, _OVERWRITE.value)
+  c = _CONFIG.value
+  run_state.split_lists(c)
+  run_state.check_config(c, train.CONFIG_RULES)
+  out = cli.check_new_output(_OUT.value, _OVERWRITE.value)
   command = "python -m experiments.train_features " + " ".join(shlex.quote(a) for a in sys.argv[1:])
   settings = c.to_dict()
   if c.steps == 0:

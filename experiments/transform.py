@@ -9,6 +9,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from dfi_jax import edit_run
+from dfi_jax import run_state
 from experiments import cli
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -29,4 +30,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  cli.run_main(main)
+  cli.run_main(main, kept=lambda: run_state.kept_message(_WORKDIR.value))

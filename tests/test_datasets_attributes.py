@@ -172,6 +172,7 @@ def test_folder_table_binary_and_real_columns(tmp_path):
     ("name,a\nx.png,1,3\n", {}, "3 fields"),
     ("name,a\n", {}, "no rows"),
     ("name\nx.png\n", {}, "no attribute columns"),
+    ("name,a\nx.png," + "1" * 200_000 + "\n", {}, "not a CSV row .field larger than field limit"),
 ])
 def test_folder_csv_errors(tmp_path, text, kwargs, message):
   path = tmp_path / "attributes.csv"

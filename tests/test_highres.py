@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from dfi_jax import highres
+from dfi_jax import reconstruct
 from experiments.configs import highres as highres_config
 
 
@@ -38,9 +39,13 @@ def test_colour_match_and_mask():
   assert mask[14, 16] > 0.9 and mask[0, 0] < 0.05
 
 
-def test_tiny_highres_run(tmp_path):
+def test_tiny_highres_run(tmp_path, monkeypatch):
   record = highres.run(highres_config.get_config("tiny"), tmp_path)
   assert len(record["per_image"]) == 2 and record["peak_rss_mb"] > 0
   assert all(np.isfinite(r["r"]) for r in record["per_image"])
   assert (tmp_path / "grid.png").exists()
   assert json.loads((tmp_path / "metrics.json").read_text())["settings"]["k"] == 2
+  # The same command again resumes: every edit comes from state/, none is recomputed.
+  monkeypatch.setattr(reconstruct.ReverseMap, "__call__", lambda *a, **k: pytest.fail("rerun"))
+  again = highres.run(highres_config.get_config("tiny"), tmp_path)
+  assert [r["r"] for r in again["per_image"]] == [r["r"] for r in record["per_image"]]

@@ -57,11 +57,21 @@ def _cell(text: str, path, line: int, column: str) -> tuple[float, bool | None]:
   return v, None
 
 
+def _rows(reader, path: Path):
+  """`reader`'s rows; a malformed CSV (e.g. a field over csv.field_size_limit()) is one line."""
+  try:
+    yield from reader
+  except csv.Error as e:
+    raise DatasetError(f"{path} line {reader.line_num}: not a CSV row ({e})") from None
+
+
 def read_table(path: str | os.PathLike, name_column: str = "name",
                columns: Sequence[str] = ()) -> Table:
   """Streams the CSV; one-line DatasetError for unknown columns, non-numeric values,
   duplicate or empty names."""
   path = Path(path).expanduser()
+  if path.exists():  # a named pipe would block the read forever
+    image_io.check_input_file(path, f"--config.csv={path}")
   try:
     f = open(path, newline="", encoding="utf-8-sig")
   except FileNotFoundError:
@@ -69,7 +79,7 @@ def read_table(path: str | os.PathLike, name_column: str = "name",
   except OSError as e:
     raise DatasetError(f"--config.csv={path}: cannot read it ({e.strerror})") from None
   with f:
-    reader = csv.reader(f)
+    reader = _rows(csv.reader(f), path)
     header = next(reader, None)
     if not header:
       raise DatasetError(f"{path}: empty; expected a header row with {name_column!r} and "

@@ -55,6 +55,7 @@ def load_study(paths: Sequence[str | os.PathLike]) -> Study:
       raise AnalysisError(f"{p}: no trials.json (nor shard_*/trials.json) found")
   study_id, trials = None, {}
   for f in files:
+    image_io.check_input_file(f)  # a named pipe would block the read forever
     try:
       manifest = json.loads(f.read_text())
       sid, records = manifest["study_id"], manifest["trials"]
@@ -76,10 +77,12 @@ def response_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
   for p in map(Path, paths):
     if p.is_dir():
       out += sorted(f for f in p.iterdir() if f.suffix.lower() in (".csv", ".json"))
-    elif p.is_file():
+    elif p.exists():
       out.append(p)
     else:
       raise AnalysisError(f"{p}: no such response file or folder")
+  for f in out:  # before reading any: a named pipe would block, a device never end
+    image_io.check_input_file(f)
   if not out:
     raise AnalysisError(f"no response files (.csv or .json) in {[str(p) for p in paths]}")
   return out
@@ -108,7 +111,11 @@ def read_responses(path: str | os.PathLike) -> list[dict]:
         rows.append(dict(r, study_id=r.get("study_id", export.get("study_id")),
                          rater=r.get("rater", export.get("rater"))))
   else:
-    rows = list(csv.DictReader(io.StringIO(text)))
+    reader = csv.DictReader(io.StringIO(text))
+    try:
+      rows = list(reader)
+    except csv.Error as e:  # e.g. a field over csv.field_size_limit()
+      raise AnalysisError(f"{path}: not a response CSV (line {reader.line_num}: {e})") from None
   need = ("study_id", "rater", "trial_id", "choice")
   out = []
   for n, r in enumerate(rows):

@@ -37,6 +37,7 @@ import numpy as np
 from PIL import Image
 
 from dfi_jax import image_io
+from dfi_jax import run_state
 
 PAGE_DIR = Path(__file__).parent / "page"
 PAGE_FILES = ("index.html", "study.js", "style.css")
@@ -86,6 +87,8 @@ def dfi_stimuli(run_dir: str | os.PathLike, label: str,
                 deltas: Sequence[float] = ()) -> list[Stimulus]:
   """DFI's edits listed in `<run_dir>/metrics.json`, at `deltas` (default: the run's largest δ)."""
   run_dir = Path(run_dir)
+  if (run_dir / "metrics.json").exists():  # a named pipe would block the read forever
+    image_io.check_input_file(run_dir / "metrics.json")
   try:
     record = json.loads((run_dir / "metrics.json").read_text())
     names = record["outputs"]["edits"]
@@ -104,8 +107,9 @@ def dfi_stimuli(run_dir: str | os.PathLike, label: str,
       delta = None
     if delta is None:
       raise StudyError(f"{path}: expected a name of the form <image>__<attribute>__d<delta>.png")
-    if not path.is_file():
+    if not path.exists():
       raise StudyError(f"{path}: listed in metrics.json but missing")
+    image_io.check_input_file(path)
     found.append(Stimulus(label, image, attribute, "dfi", delta, path))
   if not found:
     raise StudyError(f"{run_dir}/metrics.json: the run wrote no edits")
@@ -125,6 +129,7 @@ def run_baselines(run_dir: str | os.PathLike, label: str) -> list[Stimulus]:
   out = []
   for path in sorted(folder.iterdir()):
     if path.suffix.lower() in IMAGE_EXTENSIONS:
+      image_io.check_input_file(path)
       image, attribute, method = _split_name(path, 3, "<image>__<attribute>__<method>.png")
       out.append(Stimulus(label, image, attribute, method, None, path))
   return out
@@ -140,6 +145,7 @@ def folder_baselines(folder: str | os.PathLike, method: str) -> list[Stimulus]:
   out = []
   for path in sorted(folder.iterdir()):
     if path.suffix.lower() in IMAGE_EXTENSIONS:
+      image_io.check_input_file(path)
       image, attribute = _split_name(path, 2, "<image>__<attribute>.png")
       out.append(Stimulus("", image, attribute, method, None, path))
   if not out:
@@ -221,12 +227,29 @@ def _png_bytes(image: np.ndarray) -> bytes:
   return buf.getvalue()
 
 
-def _store(images_dir: Path, data: bytes, ext: str) -> str:
-  """Writes `data` as `images/<sha256[:16]><ext>` unless it is there; returns that path."""
-  name = hashlib.sha256(data).hexdigest()[:16] + ext.lower()
-  if not (images_dir / name).exists():  # content-addressed: present means written in full
-    image_io.atomic_write_bytes(images_dir / name, data)
-  return f"images/{name}"
+def _check_replace(out: Path, manifest: dict, overwrite: bool) -> None:
+  """Refuses to replace another study (its collected answers would no longer match its trials)
+  or to write into a folder that holds something else, unless `overwrite`; rebuilding the same
+  study is allowed (nothing changes)."""
+  if overwrite or not out.exists():
+    return
+  if not out.is_dir():
+    raise StudyError(f"{out}: is a file; expected a folder")
+  existing = out / "trials.json"
+  if not existing.exists():
+    if any(out.iterdir()):
+      raise StudyError(f"{out} is not empty and holds no study; choose a new --out_dir or pass "
+                       "--overwrite to write into it")
+    return
+  try:
+    old = json.loads(existing.read_text())
+  except (OSError, ValueError):
+    old = None
+  if old != json.loads(json.dumps(manifest)):
+    what = (f"study {old.get('study_id')}" if isinstance(old, dict) else
+            "a study whose trials.json is unreadable")
+    raise StudyError(f"{out} holds {what}, not this one; replacing it would orphan the answers "
+                     "collected for it: choose a new --out_dir or pass --overwrite")
 
 
 def shard_dir(out_dir: str | os.PathLike, num_shards: int, shard_index: int) -> Path:
@@ -263,12 +286,15 @@ def build_study(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLik
                 baseline_dirs: Sequence[str | os.PathLike] = (),
                 baseline_names: Sequence[str] = (), deltas: Sequence[float] = (),
                 seed: int = 0, num_shards: int = 1, shard_index: int = 0,
-                attention_fraction: float = 0.1, min_attention: int = 3) -> dict:
+                attention_fraction: float = 0.1, min_attention: int = 3,
+                overwrite: bool = False) -> dict:
   """Writes one shard's study folder (see the module docstring); returns its manifest.
 
-  Rerunning is cheap and safe: images already stored are skipped, and the manifest and page are
-  replaced atomically, so an interrupted run leaves either the old folder or the new one.
+  Rerunning the same command is cheap and safe: images already stored are skipped, and the
+  manifest and page are replaced atomically, so an interrupted run leaves either the old folder
+  or the new one. Another study in the folder is replaced only with `overwrite`.
   """
+  out_dir = run_state.check_output_path(out_dir, "out_dir")
   if not run_dirs:
     raise StudyError("no run directories given (--runs)")
   if baseline_names and len(baseline_names) != len(baseline_dirs):
@@ -296,15 +322,16 @@ def build_study(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLik
   sid = study_id(everything, seed)
 
   out = shard_dir(out_dir, num_shards, shard_index)
-  images_dir = out / "images"
-  try:
-    images_dir.mkdir(parents=True, exist_ok=True)
-  except OSError as e:
-    raise StudyError(f"{out}: cannot create it ({e.strerror})") from None
+  stored: dict[str, bytes] = {}  # images/<name> -> content, written once the study is checked
+
+  def store(data: bytes, ext: str) -> str:
+    name = f"images/{hashlib.sha256(data).hexdigest()[:16]}{ext.lower()}"
+    stored[name] = data
+    return name
 
   def copy(source: str) -> str:
     path = Path(source)
-    return _store(images_dir, path.read_bytes(), path.suffix)
+    return store(path.read_bytes(), path.suffix)
 
   shard_rng = np.random.default_rng([seed, num_shards, shard_index])
   trials = []
@@ -318,8 +345,7 @@ def build_study(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLik
     side = "left" if shard_rng.random() < 0.5 else "right"
     source = t[f"{side}_source"]
     intact_method = t[f"{side}_method"]
-    foil = _store(images_dir, _png_bytes(scramble(image_io.load_image(source), shard_rng)),
-                  ".png")
+    foil = store(_png_bytes(scramble(image_io.load_image(source), shard_rng)), ".png")
     intact = copy(source)
     correct = "left" if shard_rng.random() < 0.5 else "right"
     pair = (intact, foil) if correct == "left" else (foil, intact)
@@ -343,6 +369,15 @@ def build_study(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLik
       methods=sorted({t["baseline"] for t in everything}),
       deltas=sorted({t["delta"] for t in everything}),
       unmatched=unmatched, trials=trials)
+  _check_replace(out, manifest, overwrite)
+  images_dir = out / "images"
+  try:
+    images_dir.mkdir(parents=True, exist_ok=True)
+  except OSError as e:
+    raise StudyError(f"{out}: cannot create it ({e.strerror})") from None
+  for name, data in stored.items():
+    if not (out / name).exists():  # content-addressed: present means written in full
+      image_io.atomic_write_bytes(out / name, data)
   _write_page(out, manifest)
   _write_csv(out / "trials.csv", trials)
   image_io.atomic_write_json(out / "trials.json", manifest)
