@@ -164,10 +164,11 @@ def load_weights(path: str | os.PathLike) -> tuple[dict, dict]:
       ("width", isinstance(meta["width"], (int, float)) and meta["width"] > 0),
       ("pooling", meta["pooling"] in model_lib.POOLING),
       ("preprocessing", meta["preprocessing"] in model_lib.PREPROCESSING),
-      ("description", isinstance(meta["description"], str))) if not ok]
+      ("description", isinstance(meta["description"], str)),
+      ("architecture", meta.get("architecture", "vgg19") in model_lib.ARCHITECTURES)) if not ok]
   if malformed:
     raise WeightsError(f"{path}: malformed provenance {malformed[0]}="
-                       f"{meta[malformed[0]]!r}; remake the file (experiments.port_weights)")
+                       f"{meta.get(malformed[0])!r}; remake the file (experiments.port_weights)")
   check_params(params, meta, str(path))
   return params, meta
 
