@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
+from dfi_jax import align
 from dfi_jax import decoder as decoder_lib
 from dfi_jax import features as features_lib
 from dfi_jax import image_io
@@ -282,7 +283,6 @@ def _run(config, workdir: Path, inputs: Sequence[str], attributes: Sequence[str]
   # Attribute vectors and targets for every (test image, edit).
   aligned = None
   if config.get("align_neighbours", False):  # neighbours warped onto each test face (align.py)
-    from dfi_jax import align  # here, not above: align imports highres, which imports this
     aligned = align.run_vectors(config, phi, network.params, bank_data.images,
                                 [neighbour_sets[e.name] for e in edits])
   items, targets = [], []
