@@ -161,13 +161,8 @@ def warp_onto(image: np.ndarray, src_landmarks: np.ndarray, dst_landmarks: np.nd
 
 
 def landmarks(params: Sequence[faces.FaceParams], size: int) -> np.ndarray:
-  """`[N, L, 2]` landmarks of generated faces at `size`² (attribute-independent).
-
-  Rendered at the smallest size (they are exact functions of the geometry) and rescaled.
-  """
-  small = faces.MIN_SIZE
-  out = np.stack([faces.render(p, small).landmarks for p in params]).astype(np.float64)
-  return (out + 0.5) * (size / small) - 0.5
+  """`[N, L, 2]` landmarks of generated faces at `size`² (attribute-independent)."""
+  return np.stack([faces.layout_landmarks(p, size) for p in params]).astype(np.float64)
 
 
 def same_geometry(params: faces.FaceParams, like: faces.FaceParams) -> faces.FaceParams:
