@@ -95,25 +95,28 @@ def check(config, inputs: Sequence[str]) -> None:
                                "the whole photo instead") from None
 
 
-def read_photos(config, inputs: Sequence[str], detector: landmarks_lib.Detector) -> Photos:
-  """Loads each photo and finds its faces (all, or the largest: `config.faces`).
+def find_faces(config, image: np.ndarray, detector: landmarks_lib.Detector,
+               label: str) -> list[landmarks_lib.DetectedFace]:
+  """The faces of `image` to edit: all, or the largest (`config.faces`).
 
   Raises:
-    RunError: a photo in which no face was found (naming the file).
+    RunError: no face found (the message starts with `label`).
   """
-  names = sources.photo_names(inputs)
-  images, found = [], []
-  for path in inputs:
-    image = image_io.load_image(path)
-    detected = landmarks_lib.detect(detector, image, config.face_threshold)
-    if not detected:
-      raise run_state.RunError(
-          f"--inputs={path}: no face found (dlib's frontal face detector, score >= "
-          f"{config.face_threshold:g}); use a photo with a frontal face, lower "
-          "--config.face_threshold, or pass --config.align=none to edit the whole image")
-    images.append(image)
-    found.append(detected[:1] if config.faces == "largest" else detected)
-  return Photos(list(inputs), names, images, found)
+  detected = landmarks_lib.detect(detector, image, config.face_threshold)
+  if not detected:
+    raise run_state.RunError(
+        f"{label}: no face found (dlib's frontal face detector, score >= "
+        f"{config.face_threshold:g}); use a photo with a frontal face, lower "
+        "--config.face_threshold, or pass --config.align=none to edit the whole image")
+  return detected[:1] if config.faces == "largest" else detected
+
+
+def read_photos(config, inputs: Sequence[str], detector: landmarks_lib.Detector) -> Photos:
+  """Loads each photo and finds its faces (`find_faces`), failing on the first without one."""
+  images = [image_io.load_image(path) for path in inputs]
+  found = [find_faces(config, image, detector, f"--inputs={path}")
+           for path, image in zip(inputs, images)]
+  return Photos(list(inputs), sources.photo_names(inputs), images, found)
 
 
 def synthetic_frame(config) -> Frame:

@@ -35,6 +35,8 @@ _NUM_FACES = flags.DEFINE_integer("num_faces", 200, "Generated faces per size.")
 _SIZES = flags.DEFINE_list("sizes", ["64", "128", "256"], "Render sizes of the generated faces.")
 _BANK_SIZE = flags.DEFINE_integer("bank_size", 64, "Errors are reported in this frame's pixels.")
 _SEED = flags.DEFINE_integer("seed", 10_000_000, "First generated face (held out of banks).")
+_THRESHOLD = flags.DEFINE_float("threshold", 0.0, "dlib: the lowest detector score kept (the "
+                                "runs use landmarks.DEFAULT_THRESHOLD).")
 _UPSAMPLE_TO = flags.DEFINE_integer("upsample_to", 256, "Images smaller than this are enlarged "
                                     "(bicubic) to it before detection; landmarks scaled back.")
 
@@ -61,7 +63,7 @@ def dlib_backend():
 
   def run(pixels: np.ndarray) -> list[np.ndarray]:
     return [landmarks_lib.frame_points(f.points)
-            for f in landmarks_lib.detect(detector, pixels, upsample=1)]
+            for f in landmarks_lib.detect(detector, pixels, _THRESHOLD.value)]
   return run
 
 
@@ -175,7 +177,7 @@ def main(argv):
   del argv
   run = dlib_backend() if _DETECTOR.value == "dlib" else mediapipe_backend()
   record = dict(detector=_DETECTOR.value, bank_size=_BANK_SIZE.value,
-                upsample_to=_UPSAMPLE_TO.value, generated=[], photos={})
+                threshold=_THRESHOLD.value, upsample_to=_UPSAMPLE_TO.value, generated=[], photos={})
   for size in (int(s) for s in _SIZES.value):
     r = generated(run, size, _NUM_FACES.value, _SEED.value, _BANK_SIZE.value,
                   _UPSAMPLE_TO.value)
