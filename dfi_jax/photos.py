@@ -25,6 +25,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
+import scipy.spatial
 
 from dfi_jax import align
 from dfi_jax import faces
@@ -42,8 +43,8 @@ ANIMATIONS = ("", "gif", "webp")
 ALIGN_LANDMARKS = ("left_eye", "right_eye", "nose_tip", "mouth_left", "mouth_right")
 FRAME_IMAGES = 64  # bank images the detector reads for a non-generated bank's frame
 FRAME_MIN_FACES = 5
-MASK_GROW = 0.12  # the face hull is scaled by 1 + this about its centre
-MASK_FEATHER = 0.05  # Gaussian blur radius, as a fraction of the crop side (in photo pixels)
+MASK_GROW = 0.15  # the face hull is scaled by 1 + this about its centre
+MASK_FEATHER = 0.03  # Gaussian blur σ, as a fraction of the crop side (in photo pixels)
 FOREHEAD = 0.45  # the forehead reaches this × (chin − brows) above the brows
 PANEL = 512  # longest side of a photo in side-by-sides and animations
 FRAME_MS = 500  # per frame of an animation
@@ -211,13 +212,14 @@ def crop_points(face: FaceAlignment) -> np.ndarray:
 
 
 def face_polygon(face: FaceAlignment) -> np.ndarray:
-  """`[P, 2]` points in the photo around the face: its 68 landmarks and a forehead (the brows
-  raised by `FOREHEAD` × the brows-to-chin height, upright in the crop's frame)."""
+  """`[P, 2]` convex polygon in the photo around the face: the hull of its 68 landmarks and a
+  forehead (the brows raised by `FOREHEAD` × the brows-to-chin height, upright in the crop)."""
   inside = crop_points(face)
   brows = inside[17:27]
   height = inside[8, 1] - brows[:, 1].mean()
-  forehead = brows - np.array([0.0, FOREHEAD * height])
-  return align.apply(align.invert(face.matrix), np.concatenate([inside, forehead]))
+  points = np.concatenate([inside, brows - np.array([0.0, FOREHEAD * height])])
+  hull = points[scipy.spatial.ConvexHull(points).vertices]
+  return align.apply(align.invert(face.matrix), hull)
 
 
 def face_mask(face: FaceAlignment, shape: tuple[int, int], size: int) -> np.ndarray:

@@ -129,7 +129,8 @@ def test_paste_changes_only_inside_the_mask_and_puts_the_change_on_the_face(dete
   aligned = _alignment(matrix, face.points)
   square = photos.crop(astronaut, matrix, BANK)
   eye = frame.points[faces.LANDMARKS.index("left_eye")]
-  edit = square + 0.3 * _dots(eye[None], (BANK, BANK))  # a bright dot on the crop's left eye
+  # The whole crop 0.1 darker, and a bright dot on its left eye.
+  edit = square - 0.1 + 0.3 * _dots(eye[None], (BANK, BANK))
   out = photos.paste(astronaut, [square], [edit], [aligned])
   mask = photos.face_mask(aligned, astronaut.shape[:2], BANK)
   assert out.shape == astronaut.shape and out.dtype == np.float32
@@ -139,10 +140,16 @@ def test_paste_changes_only_inside_the_mask_and_puts_the_change_on_the_face(dete
   left, top, right, bottom = ASTRONAUT_FACE
   assert left - 60 < cols.min() and cols.max() < right + 60 and top - 80 < rows.min()
   assert rows.max() < bottom + 60
-  # The dot lands on the photo's left eye (the detected one, mapped through the fit).
+  assert mask[84, 222] > 0.9 and mask[150, 222] > 0.9  # forehead above the brows, and chin
+  # Away from the dot, the change is the mask's feathered share of −0.1.
   change = out - astronaut
+  far = (np.hypot(*np.mgrid[:512, :512][::-1] - align.apply(align.invert(matrix), eye)[:, None,
+                                                                                        None])
+         > 20) & (astronaut.min(-1) > 0.1)
+  np.testing.assert_allclose(change[far], -0.1 * mask[far][:, None].repeat(3, 1), atol=2e-3)
+  # The dot lands on the photo's left eye (the detected one, mapped through the fit).
   photo_eye = align.apply(align.invert(matrix), eye)
-  px, py = _peak(np.clip(change, 0, None), *photo_eye, r=6)
+  px, py = _peak(np.clip(change + 0.1 * mask[..., None], 0, None), *photo_eye, r=6)
   assert np.hypot(px - photo_eye[0], py - photo_eye[1]) < 1.0
   eyes = landmarks.frame_points(face.points)[0]
   assert np.hypot(*(photo_eye - eyes)) < 4.0  # and near the detector's own left eye
@@ -195,13 +202,13 @@ def photo_run(tmp_path_factory, astronaut):
   return folder, record
 
 
-def _changed_only_on_faces(original, edited, points_sets):
-  """Pixels outside every face's mask are unchanged; some inside changed."""
-  mask = np.zeros(original.shape[:2], np.float32)
-  for aligned in points_sets:
-    mask = np.maximum(mask, photos.face_mask(aligned, original.shape[:2], 32))
-  np.testing.assert_array_equal(edited[mask == 0], original[mask == 0])
-  assert (edited[mask > 0.5] != original[mask > 0.5]).any()
+def _changed_only_on_faces(original, edited, aligned_faces):
+  """Pixels outside every face's mask are unchanged; each face has changed pixels."""
+  masks = [photos.face_mask(a, original.shape[:2], 32) for a in aligned_faces]
+  union = np.max(masks, axis=0)
+  np.testing.assert_array_equal(edited[union == 0], original[union == 0])
+  for mask in masks:
+    assert (edited[mask > 0.5] != original[mask > 0.5]).any()
 
 
 def test_a_real_photo_end_to_end(photo_run, detector):
