@@ -43,6 +43,7 @@ ANIMATIONS = ("", "gif", "webp")
 ALIGN_LANDMARKS = ("left_eye", "right_eye", "nose_tip", "mouth_left", "mouth_right")
 FRAME_IMAGES = 64  # bank images the detector reads for a non-generated bank's frame
 FRAME_MIN_FACES = 5
+DETECT_SIDE = 256  # smaller bank images are enlarged to at least this before detection
 MASK_GROW = 0.15  # the face hull is scaled by 1 + this about its centre
 MASK_FEATHER = 0.03  # Gaussian blur σ, as a fraction of the crop side (in photo pixels)
 FOREHEAD = 0.45  # the forehead reaches this × (chin − brows) above the brows
@@ -132,16 +133,20 @@ def detected_frame(detector: landmarks_lib.Detector, images: np.ndarray,
                    count: int = FRAME_IMAGES) -> Frame:
   """The mean detector landmarks over up to `count` of `images` (`[N, S, S, 3]`), evenly spread.
 
+  Images under `DETECT_SIDE`² are enlarged (Lanczos) first: the detector misses faces under ~40 px.
+
   Raises:
     RunError: faces found in fewer than `FRAME_MIN_FACES` of them.
   """
   size = images.shape[1]
+  scale = max(1, -(-DETECT_SIDE // size))
   picked = np.unique(np.linspace(0, len(images) - 1, min(count, len(images))).round().astype(int))
   points = []
   for i in picked:
-    found = landmarks_lib.detect(detector, images[i], threshold=0.0)
+    image = images[i] if scale == 1 else image_io.resize(images[i], (size * scale,) * 2)
+    found = landmarks_lib.detect(detector, image, threshold=0.0)
     if found:
-      points.append(landmarks_lib.frame_points(found[0].points))
+      points.append((landmarks_lib.frame_points(found[0].points) + 0.5) / scale - 0.5)
   if len(points) < FRAME_MIN_FACES:
     raise run_state.RunError(
         f"the bank's frame: the face detector found faces in only {len(points)} of "

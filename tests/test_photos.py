@@ -167,6 +167,26 @@ def test_detected_frame_matches_the_generators_on_generated_faces(detector):
     photos.detected_frame(detector, np.full((6, 64, 64, 3), 0.5, np.float32))
 
 
+def test_a_folder_banks_frame_comes_from_the_detector(detector, astronaut, tmp_path):
+  """Any bank without landmarks (LFW, CelebA, a folder; here the folder fakes, generated faces
+  at 32²) gets its frame from the detector; the photo's face is then aligned to it."""
+  from dfi_jax import sources  # pylint: disable=import-outside-toplevel
+  from dfi_jax.datasets import fakes  # pylint: disable=import-outside-toplevel
+  from experiments.configs import folder  # pylint: disable=import-outside-toplevel
+  fakes.make_folder(tmp_path / "folder")
+  config = folder.get_config("tiny")
+  config.folder, config.csv = str(tmp_path / "folder"), str(tmp_path / "folder/attributes.csv")
+  bank = sources.load_bank(config)
+  Image.fromarray((astronaut * 255).round().astype(np.uint8)).save(tmp_path / "a.png")
+  loaded = photos.load(config, [str(tmp_path / "a.png")])
+  tests = photos.tests_for(config, loaded, bank.images)
+  face = tests.faces[0]
+  assert "detector's landmarks on" in photos.bank_frame(config, bank.images, detector).source
+  assert tests.images.shape == (1, 32, 32, 3) and face.residual < 1.5
+  known = photos.synthetic_frame(tiny())  # the same generator: about the same frame
+  np.testing.assert_allclose(face.target, known.points[[0, 1, 4, 5, 6]], atol=1.5)
+
+
 def test_animation_plays_the_sweep_forwards_and_back(tmp_path):
   frames = [np.full((8, 8, 3), v, np.float32) for v in (0.0, 0.5, 1.0)]
   for kind in ("gif", "webp"):

@@ -102,6 +102,15 @@ def test_bad_input_is_one_clear_line(tmp_path, args, message):
   assert "Traceback" not in proc.stderr
 
 
+def test_a_photo_without_a_face_is_one_clear_line(tmp_path):
+  Image.fromarray(np.full((60, 90, 3), 128, np.uint8)).save(tmp_path / "wall.png")
+  proc = transform(tmp_path / "out", f"--inputs={tmp_path / 'wall.png'}")
+  assert proc.returncode == 1
+  lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
+  assert len(lines) == 1 and f"--inputs={tmp_path / 'wall.png'}: no face found" in lines[0], lines
+  assert not (tmp_path / "out").exists()
+
+
 def test_unwritable_workdir_is_one_clear_line(tmp_path):
   blocker = tmp_path / "a_file"
   blocker.write_text("not a directory")
