@@ -187,6 +187,19 @@ def test_a_folder_banks_frame_comes_from_the_detector(detector, astronaut, tmp_p
   np.testing.assert_allclose(face.target, known.points[[0, 1, 4, 5, 6]], atol=1.5)
 
 
+def test_a_missing_detector_is_named_before_any_work(monkeypatch, tmp_path):
+  real = landmarks.importlib.util.find_spec
+  monkeypatch.setattr(landmarks.importlib.util, "find_spec",
+                      lambda name, *a: None if name == "dlib" else real(name, *a))
+  image = tmp_path / "a.png"
+  Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(image)
+  with pytest.raises(run_state.RunError, match=r"--config.align=face: .*pip install -e '.\[photos\]"
+                     r".*dlib is not installed.*--config.align=none"):
+    edit_run.run(tiny(), tmp_path / "w", [str(image)])
+  assert not (tmp_path / "w").exists()
+  photos.check(tiny(align="none"), [str(image)])  # fitting whole photos needs no detector
+
+
 def test_animation_plays_the_sweep_forwards_and_back(tmp_path):
   frames = [np.full((8, 8, 3), v, np.float32) for v in (0.0, 0.5, 1.0)]
   for kind in ("gif", "webp"):
