@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
+from dfi_jax import align
 from dfi_jax import decoder as decoder_lib
 from dfi_jax import features as features_lib
 from dfi_jax import image_io
@@ -27,6 +28,7 @@ from dfi_jax import interpolate
 from dfi_jax import metrics as metrics_lib
 from dfi_jax import model as model_lib
 from dfi_jax import neighbours as neighbours_lib
+from dfi_jax import photos as photos_lib
 from dfi_jax import pretrained
 from dfi_jax import probe as probe_lib
 from dfi_jax import reconstruct
@@ -70,7 +72,9 @@ RULES = dict(
     linesearch_init=run_state.choice(reconstruct.LINESEARCH_INITS),
     batch_size=run_state.integer(1), chunk=run_state.integer(1), decoder=run_state.text(),
     pixel_deltas=run_state.numbers(), pixel_delta_photos=run_state.number(),
-    probe=run_state.choice(("",) + probe_lib.REPRESENTATIONS))
+    probe=run_state.choice(("",) + probe_lib.REPRESENTATIONS),
+    align=run_state.choice(photos_lib.MODES), faces=run_state.choice(photos_lib.WHICH_FACES),
+    face_threshold=run_state.number(), animate=run_state.choice(photos_lib.ANIMATIONS))
 
 
 def validate(config) -> None:
@@ -96,6 +100,7 @@ def check_inputs(config, inputs: Sequence[str] = ()) -> None:
       image_io.check_input_file(path, f"--config.{field}={path}")
   if config.get("align_neighbours", False) and inputs:
     raise RunError("--config.align_neighbours needs landmarks; own photos (--inputs) have none")
+  photos_lib.check(config, inputs)
 
 
 def select_edits(bank: sources.Bank, names: Sequence[str]) -> list[neighbours_lib.Edit]:
@@ -200,6 +205,15 @@ def compose_photo(original: np.ndarray, square: np.ndarray, edit: np.ndarray,
   return np.clip(original + (change - 0.5) * 2, 0.0, 1.0).astype(np.float32)
 
 
+def photo_result(tests: sources.TestImages, i: int, result: np.ndarray) -> np.ndarray:
+  """Test image i's `[S, S, 3]` result at its own photo's size (others: unchanged)."""
+  if tests.faces is not None:  # a face aligned into the bank's frame (photos.py)
+    return photos_lib.to_photo(tests, i, result)
+  if tests.originals is not None:
+    return compose_photo(tests.originals[i], tests.images[i], result, tests.placements[i])
+  return result
+
+
 def package_versions() -> dict:
   names = ("jax", "jaxlib", "flax", "optax", "jaxopt", "numpy", "pillow", "ml_collections")
   out = {"python": platform.python_version()}
@@ -220,10 +234,7 @@ def save_edit(workdir: Path, tests: sources.TestImages, item: tuple[int, str], d
   """One edit's PNG (own photos: at the photo's size), replacing any older file of that name."""
   path = workdir / edit_file(tests, item, delta)
   path.parent.mkdir(exist_ok=True)
-  i = item[0]
-  if tests.originals is not None:
-    result = compose_photo(tests.originals[i], tests.images[i], result, tests.placements[i])
-  image_io.save_png(path, result)
+  image_io.save_png(path, photo_result(tests, item[0], result))
 
 
 def run(config, workdir: str | os.PathLike, inputs: Sequence[str] = (),
@@ -247,7 +258,7 @@ def _run(config, workdir: Path, inputs: Sequence[str], attributes: Sequence[str]
   spec = features_lib.feature_spec(network.net, network.params, (size, size))
   fast = load_fast_mode(config, network, spec)  # before any long computation
   # Own photos are read first, so a bad file fails before any long computation.
-  photos = sources.photo_tests(size, inputs) if inputs else None
+  photos = photos_lib.load(config, inputs) if inputs else None
   print(f"weights: {network.path} — {network.provenance['description']}", flush=True)
 
   # The bank: images with attributes, and their φ.
@@ -266,7 +277,8 @@ def _run(config, workdir: Path, inputs: Sequence[str], attributes: Sequence[str]
   claim = run_state.claim(workdir, run_state.describe(settings, network.path, inputs, edits))
   if claim.resuming:
     print(f"resuming the run in {workdir}: finished edits are kept", flush=True)
-  tests = photos or sources.load_tests(config, bank_data, edits)
+  tests = (photos_lib.tests_for(config, photos, bank_data.images) if photos
+           else sources.load_tests(config, bank_data, edits))
   phi_x = features_lib.compute_features(phi, network.params, tests.images,
                                         config.feature_batch)
 
@@ -282,7 +294,6 @@ def _run(config, workdir: Path, inputs: Sequence[str], attributes: Sequence[str]
   # Attribute vectors and targets for every (test image, edit).
   aligned = None
   if config.get("align_neighbours", False):  # neighbours warped onto each test face (align.py)
-    from dfi_jax import align  # here, not above: align imports highres, which imports this
     aligned = align.run_vectors(config, phi, network.params, bank_data.images,
                                 [neighbour_sets[e.name] for e in edits])
   items, targets = [], []
@@ -339,6 +350,7 @@ def _run(config, workdir: Path, inputs: Sequence[str], attributes: Sequence[str]
                                   evaluations[s, j])
   timings["reverse_map_s"] = time.perf_counter() - t0
   timings["reverse_map_per_image_s"] = timings["reverse_map_s"] / (len(items) * len(config.deltas))
+  photos_lib.save_outputs(workdir, config, tests, items, results, finite)
 
   run_state.commit(claim)
   return write_outputs(config, workdir, network, tests, attributes, items, results, losses,
@@ -366,8 +378,7 @@ def write_outputs(config, workdir, network, tests, attributes, items, results, l
           for d in config.pixel_deltas)
     baseline = metrics_lib.pixel_baseline(x, bank_images, src, tgt, best_d)
     baselines[(i, a)] = (baseline, best_r, best_d)
-    if tests.originals is not None:
-      baseline = compose_photo(tests.originals[i], x, baseline, tests.placements[i])
+    baseline = photo_result(tests, i, baseline)
     image_io.save_png(workdir / "baselines" / f"{tests.names[i]}__{a}__pixel.png", baseline)
   for s, delta in enumerate(config.deltas):
     for j, (i, a) in enumerate(items):
@@ -427,7 +438,8 @@ def write_outputs(config, workdir, network, tests, attributes, items, results, l
       outputs=dict(grid="grid.png", edits=sorted(files.values()), index="index.html",
                    originals=[f"originals/{n}.png" for n in tests.names],
                    baselines=dict(pixel=sorted(f"baselines/{tests.names[i]}__{a}__pixel.png"
-                                               for i, a in items))),
+                                               for i, a in items)),
+                   **photos_lib.output_files(config, tests, attributes)),
       timings=timings,
       versions=package_versions(),
       devices=[str(d) for d in jax.devices()],
@@ -487,6 +499,7 @@ def write_index(workdir, config, network, tests, attributes, items, files, summa
             for s, d in enumerate(config.deltas) for j, (i, b) in enumerate(items)
             if b == a and (s, j) in files]
     sections.append(dict(heading=f"Edit: {a}", figures=figs))
+  sections += photos_lib.index_sections(config, tests, attributes)
   if failures:
     sections.append(dict(heading="Failures", text="; ".join(failures)))
   image_io.write_index_html(workdir / "index.html", "DFI edits", sections)

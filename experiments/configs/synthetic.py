@@ -69,6 +69,13 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
   c.pixel_delta_photos = 1.0
   # Automatic proxy of the perceptual study: linear attribute probes on 16² pixels ('' = off).
   c.probe = "pixels"  # own photos have no counterfactual to pick δ with
+  # Own photos (--inputs): 'face' finds each face (dlib, `pip install -e '.[photos]'`), aligns it
+  # to the bank's landmark frame, edits the crop and pastes the change back into the full photo
+  # through a feathered face mask (dfi_jax/photos.py); 'none' fits the whole photo instead.
+  c.align = "face"
+  c.faces = "all"  # all | largest: which faces of a photo are edited
+  c.face_threshold = 0.3  # the detector's lowest score kept (dfi_jax/landmarks.py)
+  c.animate = ""  # '' | gif | webp: an animation of the δ sweep per edited image
 
   if c.variant == "tiny":
     c.weights = "random"
