@@ -42,6 +42,7 @@ FORMAT = "dfi_jax-judge-v1"
 REQUIRED = ("attributes", "input_size", "channels", "made_by")
 ATTRIBUTES: tuple[str, ...] = faces.ATTRIBUTES
 INPUT_SIZE = 64
+GROUPS = 8  # GroupNorm groups (fewer when a width is not a multiple)
 DEFAULT_JUDGE = weights_lib.ASSET_DIR / "judge.npz"
 
 
@@ -59,7 +60,7 @@ class _Judge(nn.Module):
     for i, c in enumerate(self.channels):
       stride = 2 if i % 2 == 0 else 1
       h = nn.Conv(c, (3, 3), strides=(stride, stride), name=f"conv{i}")(h)
-      h = nn.GroupNorm(num_groups=math.gcd(8, c), name=f"norm{i}")(h)
+      h = nn.GroupNorm(num_groups=math.gcd(GROUPS, c), name=f"norm{i}")(h)
       h = nn.relu(h)
     pooled = jnp.concatenate([h.mean((1, 2)), h.max((1, 2))], axis=-1)
     return nn.Dense(self.num_outputs, name="head")(pooled)
@@ -106,31 +107,34 @@ def check_images(images, name: str = "images") -> None:
     raise ValueError(f"{name} must be [B, S, S, 3] with square S >= 8, got shape {shape}")
 
 
-def predict(params: dict, images) -> np.ndarray:
+def predict(params: dict, images, batch_size: int = 256) -> np.ndarray:
   """The judge's probability of each attribute.
 
   Args:
     params: a judge's params (`init` or `load`).
     images: `[B, S, S, 3]` float in [0, 1], any square size S >= 8 (resized to `INPUT_SIZE`²).
+    batch_size: images per jitted call; batches are padded to a power of two (at least 8) so
+      that few shapes compile.
 
   Returns:
     `[B, 6]` float32 probabilities, columns in `ATTRIBUTES` order (present iff > 0.5).
   """
   check_images(images)
-  return np.asarray(_predict(params, jnp.asarray(images, jnp.float32)))
-
-
-def predict_batched(params: dict, images, batch_size: int = 256) -> np.ndarray:
-  """`predict` in chunks of `batch_size` (bounded memory for thousands of images)."""
-  check_images(images)
-  parts = [predict(params, images[i:i + batch_size]) for i in range(0, len(images), batch_size)]
+  images = np.asarray(images, np.float32)
+  parts = []
+  for i in range(0, len(images), batch_size):
+    chunk = images[i:i + batch_size]
+    padded = max(8, 1 << (len(chunk) - 1).bit_length())
+    chunk = np.concatenate([chunk, np.zeros((padded - len(chunk),) + chunk.shape[1:],
+                                            np.float32)])
+    parts.append(np.asarray(_predict(params, jnp.asarray(chunk)))[:len(images[i:i + batch_size])])
   return np.concatenate(parts) if parts else np.zeros((0, len(ATTRIBUTES)), np.float32)
 
 
 def accuracy(params: dict, images, labels) -> dict[str, float]:
   """Per-attribute accuracy of `predict` (p > 0.5) on `images` `[N, S, S, 3]` against `labels`
   `[N, 6]` bool; key `mean` is their mean."""
-  correct = (predict_batched(params, images) > 0.5) == np.asarray(labels, bool)
+  correct = (predict(params, images) > 0.5) == np.asarray(labels, bool)
   out = {a: float(v) for a, v in zip(ATTRIBUTES, correct.mean(0))}
   out["mean"] = float(correct.mean())
   return out
@@ -163,7 +167,7 @@ def score_edits(params: dict, inputs, edits, added: Sequence[str]) -> list[dict]
   unknown = sorted({a for a in added if a not in ATTRIBUTES})
   if unknown:
     raise ValueError(f"unknown attribute(s) {unknown} in added; valid: {list(ATTRIBUTES)}")
-  before, after = predict_batched(params, inputs), predict_batched(params, edits)
+  before, after = predict(params, inputs), predict(params, edits)
   records = []
   for b, a in enumerate(added):
     col = ATTRIBUTES.index(a)

@@ -13,6 +13,7 @@ training pool (20,000,000…) and the decoder's validation faces (30,000,000…)
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import time
 from typing import Any, Callable, NamedTuple
 
@@ -27,10 +28,12 @@ from dfi_jax import faces
 from dfi_jax import judge as judge_lib
 
 ATTRIBUTES = judge_lib.ATTRIBUTES
+PATCH_TRIES = 2  # tries at a patch of high-frequency colour noise per image
 
 
 class Augmentation(NamedTuple):
-  """Strengths of `augment`'s label-preserving transforms (hashable: a static argument).
+  """Strengths of `augment`'s label-preserving transforms: floats, so a pytree `augment` can
+  take traced (one compiled function serves every strength).
 
   `p_*` are probabilities per image; ranges are uniform. At most one degradation (blur, down-up
   resize or JPEG-like blocks) per image, so none compounds into a face nobody could label.
@@ -38,7 +41,7 @@ class Augmentation(NamedTuple):
   shift: float = 4.0  # max translation, px at the judge's input size
   scale: float = 0.1  # zoom in [1 - scale, 1 + scale]
   rotation: float = 10.0  # max rotation, degrees
-  flip: bool = True  # mirror half the images (frontal faces: every label is mirror-safe)
+  p_flip: float = 0.5  # mirror (frontal faces: every label is mirror-safe)
   p_blur: float = 0.2
   blur_sigma: float = 0.9  # Gaussian blur sigma in [0.3, blur_sigma] px
   p_down_up: float = 0.15  # resize down to 3/4 or 1/2 of the side and back
@@ -51,8 +54,7 @@ class Augmentation(NamedTuple):
   tone: float = 0.25  # tone curve x + t·x·(1 - x), t in [-tone, tone] (a gamma-like bend)
   p_noise: float = 0.5
   noise_sigma: float = 0.07  # Gaussian pixel noise sigma in [0, noise_sigma]
-  patches: int = 2  # tries at a patch of high-frequency colour noise per image
-  p_patch: float = 0.4  # probability of each try
+  p_patch: float = 0.4  # probability of each of `PATCH_TRIES` colour-noise patches
   patch_amplitude: float = 0.25  # patch noise sigma in [0.03, patch_amplitude]
 
 
@@ -63,7 +65,7 @@ def _geometric(key: jax.Array, image: jax.Array, aug: Augmentation) -> jax.Array
   angle = jnp.deg2rad(jax.random.uniform(k1, (), minval=-aug.rotation, maxval=aug.rotation))
   zoom = jax.random.uniform(k2, (), minval=1 - aug.scale, maxval=1 + aug.scale)
   shift = jax.random.uniform(k3, (2,), minval=-aug.shift, maxval=aug.shift)
-  flip = jax.random.bernoulli(k4) & aug.flip
+  flip = jax.random.bernoulli(k4, aug.p_flip)
   c = (s - 1) / 2
   rows, cols = jnp.meshgrid(jnp.arange(s, dtype=jnp.float32), jnp.arange(s, dtype=jnp.float32),
                             indexing="ij")
@@ -181,10 +183,10 @@ def _augment_one(key: jax.Array, image: jax.Array, bank: jax.Array,
   image = jnp.clip(image + u(keys[8], -aug.brightness, aug.brightness), 0.0, 1.0)
   image = image + u(keys[9], -aug.tone, aug.tone) * image * (1 - image)
   # Noise.
-  fields = _noise_fields(keys[10], bank, s, 1 + aug.patches)
+  fields = _noise_fields(keys[10], bank, s, 1 + PATCH_TRIES)
   sigma = u(keys[11], 0.0, aug.noise_sigma) * jax.random.bernoulli(keys[12], aug.p_noise)
   image = image + sigma * fields[0]
-  for k, field in zip(jax.random.split(keys[13], aug.patches), fields[1:]):
+  for k, field in zip(jax.random.split(keys[13], PATCH_TRIES), fields[1:]):
     image = image + _noise_patch(k, field, aug)
   return jnp.clip(image, 0.0, 1.0)
 
@@ -260,12 +262,12 @@ def optimizer_for(config) -> optax.GradientTransformation:
   return optax.adamw(schedule, weight_decay=config.weight_decay)
 
 
-def make_train_step(optimizer: optax.GradientTransformation, aug: Augmentation,
+def make_train_step(optimizer: optax.GradientTransformation, aug: Augmentation | None,
                     seed: int = 0) -> Callable:
   """`step(state, images [B, n, n, 3] uint8, labels [B, 6] bool, key) -> (state, loss)`, jitted.
 
   n is `judge.INPUT_SIZE`; the batch is augmented inside the step (`augment`, its noise cut from
-  one `noise_bank` drawn from `seed`).
+  one `noise_bank` drawn from `seed`) unless `aug` is None.
   """
   bank = noise_bank(jax.random.key(seed), judge_lib.INPUT_SIZE)
 
@@ -275,7 +277,9 @@ def make_train_step(optimizer: optax.GradientTransformation, aug: Augmentation,
 
   @jax.jit
   def jitted(state: TrainState, bank, images, labels, key):
-    x = augment(key, images.astype(jnp.float32) / 255.0, aug, bank)
+    x = images.astype(jnp.float32) / 255.0
+    if aug is not None:
+      x = augment(key, x, aug, bank)
     loss, grads = jax.value_and_grad(loss_fn)(state.params, x, labels)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     return TrainState(optax.apply_updates(state.params, updates), opt_state, state.step + 1), loss
@@ -296,8 +300,8 @@ def fit(config, images: np.ndarray, labels: np.ndarray, step_fn: Callable | None
     progress: show a tqdm bar.
 
   Returns:
-    `(params, info)`: float32 params and `{train_seconds, final_loss}` (loss: mean of the last
-    50 steps). Batches depend only on (seed, step).
+    `(params, info)`: float32 params and `{train_seconds, train_cpu_seconds, final_loss}`
+    (wall and CPU time; loss: mean of the last 50 steps). Batches depend only on (seed, step).
   """
   n = judge_lib.INPUT_SIZE
   if images.shape[1:] != (n, n, 3) or images.dtype != np.uint8 or len(labels) != len(images):
@@ -308,9 +312,12 @@ def fit(config, images: np.ndarray, labels: np.ndarray, step_fn: Callable | None
                                        config.seed)
   key = jax.random.key(config.seed)
   params = judge_lib.init(key, config.channels)
+  # Start from the label priors: the head's bias at their log-odds (no steps spent learning them).
+  prior = np.clip(np.mean(labels, 0), 0.01, 0.99)
+  params["head"]["bias"] = jnp.asarray(np.log(prior / (1 - prior)), jnp.float32)
   state = TrainState(params, optimizer.init(params), jnp.asarray(0, jnp.int32))
   losses = []
-  t0 = time.perf_counter()
+  t0, cpu0 = time.perf_counter(), time.process_time()
   with tqdm(total=config.steps, desc="train judge", unit="step", disable=not progress) as bar:
     for i in range(config.steps):
       idx = np.random.default_rng([config.seed, i]).integers(0, len(images), config.batch_size)
@@ -321,7 +328,8 @@ def fit(config, images: np.ndarray, labels: np.ndarray, step_fn: Callable | None
         bar.set_postfix(loss=f"{float(np.mean(losses[-50:])):.4f}")
   final = float(np.mean(jax.device_get(losses[-50:]))) if losses else float("nan")
   params = jax.device_get(state.params)
-  return params, dict(train_seconds=time.perf_counter() - t0, final_loss=final)
+  return params, dict(train_seconds=time.perf_counter() - t0,
+                      train_cpu_seconds=time.process_time() - cpu0, final_loss=final)
 
 
 # --- measuring --------------------------------------------------------------------------------
@@ -350,8 +358,8 @@ def flip_rates(params: dict, pairs: dict) -> dict[str, float]:
   out = {}
   for a, (x, x_cf, _) in pairs.items():
     col = ATTRIBUTES.index(a)
-    before = judge_lib.predict_batched(params, x)[:, col] > 0.5
-    after = judge_lib.predict_batched(params, x_cf)[:, col] > 0.5
+    before = judge_lib.predict(params, x)[:, col] > 0.5
+    after = judge_lib.predict(params, x_cf)[:, col] > 0.5
     out[a] = float(np.mean(~before & after))
   out["mean"] = float(np.mean(list(out.values())))
   return out
@@ -365,20 +373,21 @@ def noise_false_positives(params: dict, pairs: dict, sigma: float, seed: int = 0
   out = {}
   for a, (x, _, mask) in pairs.items():
     noisy = np.clip(x + sigma * rng.standard_normal(x.shape) * mask[..., None], 0, 1)
-    out[a] = float(np.mean(judge_lib.predict_batched(params, noisy)[:, ATTRIBUTES.index(a)]
+    out[a] = float(np.mean(judge_lib.predict(params, noisy)[:, ATTRIBUTES.index(a)]
                            > 0.5))
   out["mean"] = float(np.mean(list(out.values())))
   return out
 
 
-def measure(params: dict, config, progress: bool = True) -> dict:
+def measure(params: dict, config) -> dict:
   """Held-out measurements of a judge on faces from `config.eval_seed`.
 
   Returns a JSON-able dict: `accuracy` per size (`config.eval_sizes`) per attribute (and the
   same faces at 64² with N(0, σ) pixel noise for σ in `config.eval_noise`), `size_agreement`
   (fraction of labels equal at every size), `flip_rate` on counterfactual pairs at 64²
   (`config.cf_count` identities per attribute, seeds after the accuracy faces), and
-  `noise_false_positive` (noise σ=0.1 in the attribute's mask of a face without it).
+  `noise_false_positive` per σ in `config.eval_region_noise` (Gaussian colour noise of std σ in
+  the attribute's mask of a face without it: the fraction called as having it).
   """
   seeds = range(config.eval_seed, config.eval_seed + config.eval_count)
   rng = np.random.default_rng(config.seed)
@@ -387,7 +396,7 @@ def measure(params: dict, config, progress: bool = True) -> dict:
   for size in config.eval_sizes:
     images, labels = faces.generate(seeds, size)
     result["accuracy"][f"{size}"] = judge_lib.accuracy(params, images, labels)
-    verdicts.append(judge_lib.predict_batched(params, images) > 0.5)
+    verdicts.append(judge_lib.predict(params, images) > 0.5)
     if size == judge_lib.INPUT_SIZE:
       for sigma in config.eval_noise:
         noisy = np.clip(images + sigma * rng.standard_normal(images.shape), 0, 1)
@@ -397,7 +406,9 @@ def measure(params: dict, config, progress: bool = True) -> dict:
   pairs = counterfactual_pairs(cf_seeds, judge_lib.INPUT_SIZE)
   result["cf_seeds"] = [cf_seeds.start, cf_seeds.stop]
   result["flip_rate"] = flip_rates(params, pairs)
-  result["noise_false_positive"] = noise_false_positives(params, pairs, 0.1, config.seed)
+  result["noise_false_positive"] = {
+      f"{sigma:g}": noise_false_positives(params, pairs, sigma, config.seed)
+      for sigma in config.eval_region_noise}
   return result
 
 
@@ -416,25 +427,28 @@ def train_and_save(config, out, command: str, progress: bool = True) -> dict:
 
   Returns the provenance written.
   """
-  t0 = time.perf_counter()
+  t0, cpu0 = time.perf_counter(), time.process_time()
   ranges = seed_ranges(config.train_seed, config.train_counts)
   pools = [render(range(lo, hi), size, desc=f"render {size}²" if progress else None)
            for (lo, hi), size in zip(ranges, config.train_sizes)]
   images = np.concatenate([p[0] for p in pools])
   labels = np.concatenate([p[1] for p in pools])
-  render_seconds = time.perf_counter() - t0
+  render_seconds, render_cpu = time.perf_counter() - t0, time.process_time() - cpu0
   params, info = fit(config, images, labels, progress=progress)
   t1 = time.perf_counter()
-  measured = measure(params, config, progress)
+  measured = measure(params, config)
   prov = judge_lib.provenance_for(
       params, command,
       description=(f"attribute judge: {len(config.channels)}-conv CNN trained {config.steps} "
                    f"steps on {len(images)} generated faces"),
       training=config.to_dict(),
       train_seeds={f"{size}": list(r) for size, r in zip(config.train_sizes, ranges)},
-      render_seconds=render_seconds, train_seconds=info["train_seconds"],
+      render_seconds=render_seconds, render_cpu_seconds=render_cpu,
+      train_seconds=info["train_seconds"], train_cpu_seconds=info["train_cpu_seconds"],
       measure_seconds=time.perf_counter() - t1, final_loss=info["final_loss"],
       held_out=measured, packages=package_versions(),
+      environment=dict(xla_flags=os.environ.get("XLA_FLAGS", ""), cpus=len(os.sched_getaffinity(0)),
+                       devices=[str(d) for d in jax.devices()]),
       parameters=int(sum(np.size(v) for v in jax.tree.leaves(params))))
   judge_lib.save(out, params, prov, dtype=config.store_dtype)
   return prov
@@ -443,13 +457,14 @@ def train_and_save(config, out, command: str, progress: bool = True) -> dict:
 def report(provenance: dict) -> str:
   """A short plain-text table of a judge file's held-out measurements (its provenance)."""
   held = provenance["held_out"]
-  columns = list(held["accuracy"]) + ["flip", "noise FP"]
+  region = held["noise_false_positive"]
+  columns = list(held["accuracy"]) + ["flip"] + [f"FP noise{k}" for k in region]
   lines = ["attribute   " + " ".join(f"{c:>13}" for c in columns)]
   for a in list(ATTRIBUTES) + ["mean"]:
-    cells = [held["accuracy"][c].get(a, float("nan")) for c in held["accuracy"]]
-    cells += [held["flip_rate"].get(a, float("nan")),
-              held["noise_false_positive"].get(a, float("nan"))]
+    cells = [held["accuracy"][c][a] for c in held["accuracy"]]
+    cells += [held["flip_rate"][a]] + [region[k][a] for k in region]
     lines.append(f"{a:<11} " + " ".join(f"{v:13.3f}" for v in cells))
   lines.append(f"labels equal at every size: {held['size_agreement']:.3f}; training "
-               f"{provenance['train_seconds']:.0f} s, rendering {provenance['render_seconds']:.0f} s")
+               f"{provenance['train_seconds']:.0f} s ({provenance['train_cpu_seconds']:.0f} s CPU), "
+               f"rendering {provenance['render_seconds']:.0f} s")
   return "\n".join(lines)
