@@ -56,6 +56,10 @@ class Augmentation(NamedTuple):
   noise_sigma: float = 0.07  # Gaussian pixel noise sigma in [0, noise_sigma]
   p_patch: float = 0.4  # probability of each of `PATCH_TRIES` colour-noise patches
   patch_amplitude: float = 0.25  # patch noise sigma in [0.03, patch_amplitude]
+  # Colour noise inside the image's region (an attribute's mask, see `render`), where a DFI
+  # edit paints: the label stays, so noise there must not read as the attribute.
+  p_region: float = 0.3
+  region_amplitude: float = 0.15  # its sigma in [0.02, region_amplitude]
 
 
 def _geometric(key: jax.Array, image: jax.Array, aug: Augmentation) -> jax.Array:
@@ -121,21 +125,29 @@ def _jpeg_like(image: jax.Array, strength: jax.Array) -> jax.Array:
   return blocks.reshape(s, s, 3) @ jnp.asarray(np.linalg.inv(_YCC)).T
 
 
-def _noise_patch(key: jax.Array, noise: jax.Array, aug: Augmentation) -> jax.Array:
-  """`noise` `[S, S, 3]` N(0, 1) as additive colour noise inside a random rectangle, per pixel or
-  in 2x2 blocks, times a random amplitude; zeros with probability 1 - `aug.p_patch`."""
+def _colour_noise(key: jax.Array, noise: jax.Array, where: jax.Array, low: float,
+                  high: float) -> jax.Array:
+  """`noise` `[S, S, 3]` N(0, 1), per pixel or in 2x2 blocks (even odds), times an amplitude in
+  [low, high], inside `where` `[S, S]` bool; zero elsewhere."""
   s = noise.shape[0]
-  k1, k2, k3, k4, k5 = jax.random.split(key, 5)
+  k1, k2 = jax.random.split(key)
+  coarse = jnp.repeat(jnp.repeat(noise[::2, ::2], 2, 0), 2, 1)[:s, :s]
+  noise = jnp.where(jax.random.bernoulli(k1), noise, coarse)
+  amplitude = jax.random.uniform(k2, (), minval=low, maxval=high)
+  return jnp.where(where[..., None], amplitude * noise, 0.0)
+
+
+def _noise_patch(key: jax.Array, noise: jax.Array, aug: Augmentation) -> jax.Array:
+  """`_colour_noise` inside a random rectangle, with probability `aug.p_patch`."""
+  s = noise.shape[0]
+  k1, k2, k3, k4 = jax.random.split(key, 4)
   centre = jax.random.uniform(k1, (2,), minval=0, maxval=s)
   half = jax.random.uniform(k2, (2,), minval=2, maxval=s / 5)
-  amplitude = jax.random.uniform(k3, (), minval=0.03, maxval=aug.patch_amplitude)
-  coarse = jnp.repeat(jnp.repeat(noise[::2, ::2], 2, 0), 2, 1)[:s, :s]
-  noise = jnp.where(jax.random.bernoulli(k4), noise, coarse)
   r = jnp.arange(s, dtype=jnp.float32)
   inside = ((jnp.abs(r[:, None] - centre[0]) <= half[0])
             & (jnp.abs(r[None, :] - centre[1]) <= half[1]))
-  on = jax.random.bernoulli(k5, aug.p_patch)
-  return jnp.where(on & inside[..., None], amplitude * noise, 0.0)
+  on = jax.random.bernoulli(k3, aug.p_patch)
+  return _colour_noise(k4, noise, on & inside, 0.03, aug.patch_amplitude)
 
 
 def noise_bank(key: jax.Array, size: int, count: int = 64) -> jax.Array:
@@ -156,11 +168,17 @@ def _noise_fields(key: jax.Array, bank: jax.Array, s: int, n: int) -> list[jax.A
           for i in range(n)]
 
 
-def _augment_one(key: jax.Array, image: jax.Array, bank: jax.Array,
+def _augment_one(key: jax.Array, image: jax.Array, region: jax.Array, bank: jax.Array,
                  aug: Augmentation) -> jax.Array:
   s = image.shape[0]
   keys = jax.random.split(key, 16)
   u = lambda k, lo, hi, shape=(): jax.random.uniform(k, shape, minval=lo, maxval=hi)
+  fields = _noise_fields(keys[10], bank, s, 2 + PATCH_TRIES)
+  # Region noise first, so the geometric transform moves it with the face.
+  k_on, k_noise = jax.random.split(keys[15])
+  on = jax.random.bernoulli(k_on, aug.p_region)
+  image = jnp.clip(image + _colour_noise(k_noise, fields[-1], on & region, 0.02,
+                                         aug.region_amplitude), 0.0, 1.0)
   image = _geometric(keys[0], image, aug)
   # At most one degradation: 0 none, 1 blur, 2 down-up, 3 JPEG-like.
   degraded = [image, _blur(image, u(keys[1], 0.3, aug.blur_sigma))]
@@ -183,16 +201,15 @@ def _augment_one(key: jax.Array, image: jax.Array, bank: jax.Array,
   image = jnp.clip(image + u(keys[8], -aug.brightness, aug.brightness), 0.0, 1.0)
   image = image + u(keys[9], -aug.tone, aug.tone) * image * (1 - image)
   # Noise.
-  fields = _noise_fields(keys[10], bank, s, 1 + PATCH_TRIES)
   sigma = u(keys[11], 0.0, aug.noise_sigma) * jax.random.bernoulli(keys[12], aug.p_noise)
   image = image + sigma * fields[0]
-  for k, field in zip(jax.random.split(keys[13], PATCH_TRIES), fields[1:]):
+  for k, field in zip(jax.random.split(keys[13], PATCH_TRIES), fields[1:-1]):
     image = image + _noise_patch(k, field, aug)
   return jnp.clip(image, 0.0, 1.0)
 
 
 def augment(key: jax.Array, images: jax.Array, aug: Augmentation,
-            bank: jax.Array | None = None) -> jax.Array:
+            bank: jax.Array | None = None, regions: jax.Array | None = None) -> jax.Array:
   """Label-preserving random transforms of a batch.
 
   Args:
@@ -200,40 +217,66 @@ def augment(key: jax.Array, images: jax.Array, aug: Augmentation,
     images: `[B, S, S, 3]` float32 in [0, 1].
     aug: the strengths.
     bank: `noise_bank(·, S)` to cut noise from; None draws one (slow: pass one when training).
+    regions: `[B, S, S]` bool, where each image may get region noise (None: nowhere).
 
   Returns:
-    `[B, S, S, 3]` float32 in [0, 1]: per image a similarity transform (shift, zoom, rotation)
-    and mirror; maybe one of a blur, a down-up resize or JPEG-like blocks; colour jitter
+    `[B, S, S, 3]` float32 in [0, 1]: per image maybe colour noise in its region; a similarity
+    transform (shift, zoom, rotation) and mirror; maybe one of a blur, a down-up resize or JPEG-like blocks; colour jitter
     (saturation, contrast, channel gains, brightness, tone curve); maybe Gaussian pixel noise
     and patches of high-frequency colour noise.
   """
   key, bank_key = jax.random.split(key)
   if bank is None:
     bank = noise_bank(bank_key, images.shape[1], count=8)
+  if regions is None:
+    regions = jnp.zeros(images.shape[:3], bool)
   keys = jax.random.split(key, images.shape[0])
-  return jax.vmap(_augment_one, in_axes=(0, 0, None, None))(keys, images, bank, aug)
+  return jax.vmap(_augment_one, in_axes=(0, 0, 0, None, None))(keys, images, regions, bank, aug)
 
 
 # --- data -------------------------------------------------------------------------------------
 
-def render(seeds, size: int, chunk: int = 256, desc: str | None = None
-           ) -> tuple[np.ndarray, np.ndarray]:
-  """`faces.generate(seeds, size)` resized to the judge's input size as `judge.predict` does.
+class Pool(NamedTuple):
+  """Training faces at the judge's input size n = `judge.INPUT_SIZE`.
 
-  Returns:
-    images `[N, INPUT_SIZE, INPUT_SIZE, 3]` uint8 and attributes `[N, 6]` bool.
+  Attributes:
+    images: `[N, n, n, 3]` uint8.
+    labels: `[N, 6]` bool, columns in `ATTRIBUTES` order.
+    regions: `[N, n, n]` bool, the mask (`faces.render`) of one attribute per face, drawn
+      uniformly from the seed; None when not rendered.
   """
+  images: np.ndarray
+  labels: np.ndarray
+  regions: np.ndarray | None = None
+
+
+def render(seeds, size: int, regions: bool = False, chunk: int = 256,
+           desc: str | None = None) -> Pool:
+  """Renders `faces.sample_face(seed)` at `size` for each seed, resized to the judge's input size
+  as `judge.predict` does (regions: any covered pixel counts). Without `regions`,
+  `faces.generate` (about twice as fast)."""
   seeds = list(seeds)
   n = judge_lib.INPUT_SIZE
   images = np.empty((len(seeds), n, n, 3), np.uint8)
   labels = np.empty((len(seeds), len(ATTRIBUTES)), bool)
+  masks = np.empty((len(seeds), n, n), bool) if regions else None
   with tqdm(total=len(seeds), desc=desc or f"render {size}²", unit="face",
             disable=desc is None) as bar:
     for i in range(0, len(seeds), chunk):
-      part, labels[i:i + chunk] = faces.generate(seeds[i:i + chunk], size)
+      part_seeds = seeds[i:i + chunk]
+      if regions:
+        rendered = [faces.render(faces.sample_face(seed), size) for seed in part_seeds]
+        part = np.stack([f.image for f in rendered])
+        labels[i:i + chunk] = [faces.sample_face(seed).attributes for seed in part_seeds]
+        chosen = [ATTRIBUTES[np.random.default_rng([seed, 7]).integers(len(ATTRIBUTES))]
+                  for seed in part_seeds]
+        region = np.stack([f.masks[a] for f, a in zip(rendered, chosen)])
+        masks[i:i + chunk] = np.asarray(judge_lib.resize(region[..., None])[..., 0] > 0)
+      else:
+        part, labels[i:i + chunk] = faces.generate(part_seeds, size)
       images[i:i + chunk] = _to_uint8(judge_lib.resize(part))
       bar.update(len(part))
-  return images, labels
+  return Pool(images, labels, masks)
 
 
 def _to_uint8(images) -> np.ndarray:
@@ -264,7 +307,8 @@ def optimizer_for(config) -> optax.GradientTransformation:
 
 def make_train_step(optimizer: optax.GradientTransformation, aug: Augmentation | None,
                     seed: int = 0) -> Callable:
-  """`step(state, images [B, n, n, 3] uint8, labels [B, 6] bool, key) -> (state, loss)`, jitted.
+  """`step(state, images [B, n, n, 3] uint8, labels [B, 6] bool, regions [B, n, n] bool, key)
+  -> (state, loss)`, jitted.
 
   n is `judge.INPUT_SIZE`; the batch is augmented inside the step (`augment`, its noise cut from
   one `noise_bank` drawn from `seed`) unless `aug` is None.
@@ -276,26 +320,26 @@ def make_train_step(optimizer: optax.GradientTransformation, aug: Augmentation |
     return jnp.mean(optax.sigmoid_binary_cross_entropy(lg, labels.astype(jnp.float32)))
 
   @jax.jit
-  def jitted(state: TrainState, bank, images, labels, key):
+  def jitted(state: TrainState, bank, images, labels, regions, key):
     x = images.astype(jnp.float32) / 255.0
     if aug is not None:
-      x = augment(key, x, aug, bank)
+      x = augment(key, x, aug, bank, regions)
     loss, grads = jax.value_and_grad(loss_fn)(state.params, x, labels)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     return TrainState(optax.apply_updates(state.params, updates), opt_state, state.step + 1), loss
 
-  return lambda state, images, labels, key: jitted(state, bank, images, labels, key)
+  return lambda state, images, labels, regions, key: jitted(state, bank, images, labels,
+                                                            regions, key)
 
 
-def fit(config, images: np.ndarray, labels: np.ndarray, step_fn: Callable | None = None,
-        progress: bool = True) -> tuple[dict, dict]:
+def fit(config, pool: Pool, step_fn: Callable | None = None, progress: bool = True
+        ) -> tuple[dict, dict]:
   """Trains a judge from scratch on a pool.
 
   Args:
     config: a `configs/judge.py` config (channels, steps, batch_size, learning_rate, warmup,
       weight_decay, seed, augmentation).
-    images: `[N, INPUT_SIZE, INPUT_SIZE, 3]` uint8 (from `render`).
-    labels: `[N, 6]` bool.
+    pool: the training faces (`render`); without regions, no region noise.
     step_fn: a `make_train_step` result to reuse (its optimizer must be `optimizer_for(config)`).
     progress: show a tqdm bar.
 
@@ -304,14 +348,17 @@ def fit(config, images: np.ndarray, labels: np.ndarray, step_fn: Callable | None
     (wall and CPU time; loss: mean of the last 50 steps). Batches depend only on (seed, step).
   """
   n = judge_lib.INPUT_SIZE
+  images, labels, regions = pool
   if images.shape[1:] != (n, n, 3) or images.dtype != np.uint8 or len(labels) != len(images):
     raise ValueError(f"images must be [N, {n}, {n}, 3] uint8 with one label row each, got "
                      f"{images.shape} {images.dtype} and {np.shape(labels)}")
+  if regions is None:
+    regions = np.zeros((1, n, n), bool)
   optimizer = optimizer_for(config)
   step_fn = step_fn or make_train_step(optimizer, Augmentation(**config.augmentation),
                                        config.seed)
   key = jax.random.key(config.seed)
-  params = judge_lib.init(key, config.channels)
+  params = judge_lib.init(config.seed, config.channels)
   # Start from the label priors: the head's bias at their log-odds (no steps spent learning them).
   prior = np.clip(np.mean(labels, 0), 0.01, 0.99)
   params["head"]["bias"] = jnp.asarray(np.log(prior / (1 - prior)), jnp.float32)
@@ -321,7 +368,8 @@ def fit(config, images: np.ndarray, labels: np.ndarray, step_fn: Callable | None
   with tqdm(total=config.steps, desc="train judge", unit="step", disable=not progress) as bar:
     for i in range(config.steps):
       idx = np.random.default_rng([config.seed, i]).integers(0, len(images), config.batch_size)
-      state, loss = step_fn(state, images[idx], labels[idx], jax.random.fold_in(key, i))
+      state, loss = step_fn(state, images[idx], labels[idx], regions[idx % len(regions)],
+                            jax.random.fold_in(key, i))
       losses.append(loss)
       bar.update(1)
       if i % 50 == 0 or i == config.steps - 1:
@@ -429,26 +477,26 @@ def train_and_save(config, out, command: str, progress: bool = True) -> dict:
   """
   t0, cpu0 = time.perf_counter(), time.process_time()
   ranges = seed_ranges(config.train_seed, config.train_counts)
-  pools = [render(range(lo, hi), size, desc=f"render {size}²" if progress else None)
+  parts = [render(range(lo, hi), size, regions=True,
+                  desc=f"render {size}²" if progress else None)
            for (lo, hi), size in zip(ranges, config.train_sizes)]
-  images = np.concatenate([p[0] for p in pools])
-  labels = np.concatenate([p[1] for p in pools])
+  pool = Pool(*(np.concatenate(arrays) for arrays in zip(*parts)))
   render_seconds, render_cpu = time.perf_counter() - t0, time.process_time() - cpu0
-  params, info = fit(config, images, labels, progress=progress)
+  params, info = fit(config, pool, progress=progress)
   t1 = time.perf_counter()
   measured = measure(params, config)
   prov = judge_lib.provenance_for(
       params, command,
       description=(f"attribute judge: {len(config.channels)}-conv CNN trained {config.steps} "
-                   f"steps on {len(images)} generated faces"),
+                   f"steps on {len(pool.images)} generated faces"),
       training=config.to_dict(),
       train_seeds={f"{size}": list(r) for size, r in zip(config.train_sizes, ranges)},
       render_seconds=render_seconds, render_cpu_seconds=render_cpu,
       train_seconds=info["train_seconds"], train_cpu_seconds=info["train_cpu_seconds"],
       measure_seconds=time.perf_counter() - t1, final_loss=info["final_loss"],
       held_out=measured, packages=package_versions(),
-      environment=dict(xla_flags=os.environ.get("XLA_FLAGS", ""), cpus=len(os.sched_getaffinity(0)),
-                       devices=[str(d) for d in jax.devices()]),
+      environment=dict(xla_flags=os.environ.get("XLA_FLAGS", ""),
+                       cpus=len(os.sched_getaffinity(0)), devices=[str(d) for d in jax.devices()]),
       parameters=int(sum(np.size(v) for v in jax.tree.leaves(params))))
   judge_lib.save(out, params, prov, dtype=config.store_dtype)
   return prov

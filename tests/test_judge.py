@@ -40,13 +40,14 @@ def test_shipped_judge_is_accurate_on_fresh_faces_at_every_size(shipped):
   params, prov = shipped
   images, labels = faces.generate(range(FRESH_SEED, FRESH_SEED + 400), 64)
   acc = judge_lib.accuracy(params, images, labels)
-  low = {a: acc[a] for a in ATTRIBUTES if acc[a] < 0.95}
-  assert not low, f"held-out accuracy at 64² below 0.95: {low}"
+  # Measured on 2000 faces when it was made: 99.3-100 % per attribute at 64², 96² and 128².
+  low = {a: acc[a] for a in ATTRIBUTES if acc[a] < 0.97}
+  assert not low, f"held-out accuracy at 64² below 0.97: {low}"
   # Bigger renders get the same verdicts (predict resizes them to 64²).
   big, big_labels = faces.generate(range(FRESH_SEED, FRESH_SEED + 100), 128)
   acc = judge_lib.accuracy(params, big, big_labels)
-  low = {a: acc[a] for a in ATTRIBUTES if acc[a] < 0.93}
-  assert not low, f"held-out accuracy at 128² below 0.93: {low}"
+  low = {a: acc[a] for a in ATTRIBUTES if acc[a] < 0.96}
+  assert not low, f"held-out accuracy at 128² below 0.96: {low}"
   # The provenance says how to remake it and what was measured.
   assert "experiments.train_judge" in prov["made_by"]
   assert set(prov["held_out"]["accuracy"]) >= {"64", "96", "128"}
@@ -56,8 +57,8 @@ def test_shipped_judge_flips_on_counterfactual_pairs(shipped):
   params, _ = shipped
   pairs = judge_train.counterfactual_pairs(range(FRESH_SEED + 1000, FRESH_SEED + 1012), 64)
   rates = judge_train.flip_rates(params, pairs)
-  assert rates["mean"] >= 0.9, rates
-  assert min(rates[a] for a in ATTRIBUTES) >= 0.75, rates
+  assert rates["mean"] >= 0.95, rates  # measured on 200 pairs: 98.5-100 % per attribute
+  assert min(rates[a] for a in ATTRIBUTES) >= 0.83, rates
 
 
 def test_random_label_control():
@@ -65,13 +66,13 @@ def test_random_label_control():
   ones, measured on other faces: were the evaluation faces the training faces, the judge trained
   on shuffled labels would score above chance."""
   config = judge_config.get_config("tiny")
-  images, labels = judge_train.render(range(config.train_seed, config.train_seed + 256), 64)
+  pool = judge_train.render(range(config.train_seed, config.train_seed + 256), 64)
   held_images, held_labels = faces.generate(range(config.eval_seed, config.eval_seed + 384), 64)
-  shuffled = labels[np.random.default_rng(0).permutation(len(labels))]
+  shuffled = pool.labels[np.random.default_rng(0).permutation(len(pool.labels))]
   step = judge_train.make_train_step(judge_train.optimizer_for(config), None)
   scores = {}
-  for name, train_labels in (("true", labels), ("shuffled", shuffled)):
-    params, _ = judge_train.fit(config, images, train_labels, step_fn=step, progress=False)
+  for name, labels in (("true", pool.labels), ("shuffled", shuffled)):
+    params, _ = judge_train.fit(config, pool._replace(labels=labels), step, progress=False)
     scores[name] = balanced_accuracy(judge_lib.predict(params, held_images), held_labels)
   # 0.5 is chance; the tiny judge learns `older` (grey hair) first.
   assert scores["true"].max() > 0.7 and scores["true"].mean() > 0.53, scores
@@ -97,15 +98,20 @@ def test_augment_keeps_shapes_and_does_nothing_at_zero_strength():
 
 def test_score_edits_on_counterfactuals_and_unchanged_inputs(shipped):
   params, _ = shipped
-  plain = faces.with_attributes(faces.sample_face(FRESH_SEED + 2000),
+  plain = faces.with_attributes(faces.sample_face(FRESH_SEED + 2001),
                                 **{a: False for a in ATTRIBUTES})
   x = faces.render(plain, 64).image
   cfs = np.stack([faces.counterfactual(plain, a, 64).image for a in ATTRIBUTES])
   inputs = np.stack([x] * len(ATTRIBUTES))
   records = judge_lib.score_edits(params, inputs, cfs, ATTRIBUTES)
-  for a, r in zip(ATTRIBUTES, records):
-    assert r["attribute"] == a and r["success"] and r["probability"] > 0.5, r
-    assert r["input_probability"] < 0.5 and r["preservation"] == 1.0, r
+  before, after = judge_lib.predict(params, x[None])[0], judge_lib.predict(params, cfs)
+  for i, (a, r) in enumerate(zip(ATTRIBUTES, records)):
+    others = [j for j in range(len(ATTRIBUTES)) if j != i]
+    kept = np.mean((after[i, others] > 0.5) == (before[others] > 0.5))
+    assert r["attribute"] == a and r["success"], r
+    assert r["probability"] == pytest.approx(after[i, i], abs=1e-6)
+    assert r["input_probability"] == pytest.approx(before[i], abs=1e-6)
+    assert r["preservation"] == pytest.approx(kept) == 1.0, r  # the judge is right on this face
   # Doing nothing adds nothing and keeps everything.
   for r in judge_lib.score_edits(params, inputs, inputs, ATTRIBUTES):
     assert not r["success"] and r["preservation"] == 1.0 and r["changed"] == [], r
@@ -134,7 +140,7 @@ def test_score_edits_on_counterfactuals_and_unchanged_inputs(shipped):
 
 
 def test_save_load_round_trip_and_bad_files(tmp_path):
-  params = judge_lib.init(jax.random.key(3), (8, 16, 16))
+  params = judge_lib.init(3, (8, 16, 16))
   prov = judge_lib.provenance_for(params, "test", note="round trip")
   path = judge_lib.save(tmp_path / "j.npz", params, prov, dtype="float32")
   loaded, meta = judge_lib.load(path)
