@@ -5,8 +5,9 @@ It scores edits the way the perceptual study would ask: did the edit add the att
 (metrics.py) it does not punish an edit for being another plausible face with the attribute, and
 unlike a probe on φ it shares nothing with DFI's feature net: its own convolutions, trained from
 scratch with optax on generated faces (`judge_train.py`) under heavy augmentation (shifts,
-scale, rotation, flips, colour jitter, blur, down-up sampling, JPEG-like blocks, pixel noise and
-patches of high-frequency colour noise), so colour noise does not read as a moustache.
+scale, rotation, flips, colour jitter, blur, down-up sampling, JPEG-like blocks, pixel noise,
+patches of high-frequency colour noise, and colour noise inside an attribute's region with the
+label kept), so colour noise where DFI paints does not read as the attribute.
 
 Architecture (`_Judge`): `len(channels)` 3x3 convolutions, stride 2 at even layers and 1 at odd
 ones, each followed by GroupNorm (8 groups or fewer) and a ReLU; then the per-channel mean and max

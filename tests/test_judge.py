@@ -96,16 +96,25 @@ def test_random_label_control():
 
 def test_augment_keeps_shapes_and_does_nothing_at_zero_strength():
   images = faces.generate(range(FRESH_SEED + 3000, FRESH_SEED + 3008), 64)[0]
-  augment = jax.jit(judge_train.augment)  # strengths are traced: one compilation for all
-  key = jax.random.key(0)
+  # Strengths are traced, so one compilation serves every call (all pass the same arguments).
+  augment = jax.jit(judge_train.augment)
+  key, bank = jax.random.key(0), judge_train.noise_bank(jax.random.key(1), 64, count=4)
+  nowhere = np.zeros(images.shape[:3], bool)
   off = judge_train.Augmentation(**{f: 0.0 for f in judge_train.Augmentation._fields})
-  np.testing.assert_allclose(augment(key, images, off), images, atol=1e-5)
+  np.testing.assert_allclose(augment(key, images, off, bank, nowhere), images, atol=1e-5)
   # Mirroring alone: every image comes back as itself or its mirror image, some of each.
-  mirrored = np.asarray(augment(key, images, off._replace(p_flip=0.5)))
+  mirrored = np.asarray(augment(key, images, off._replace(p_flip=0.5), bank, nowhere))
   same = [np.allclose(m, x, atol=1e-5) for m, x in zip(mirrored, images)]
   flipped = [np.allclose(m, x[:, ::-1], atol=1e-5) for m, x in zip(mirrored, images)]
   assert all(s or f for s, f in zip(same, flipped)) and any(same) and any(flipped)
-  out = np.asarray(augment(key, images, judge_train.Augmentation()))
+  # Region noise alone changes pixels inside the region only.
+  region = nowhere.copy()
+  region[:, 20:40, 10:30] = True
+  noisy = np.asarray(augment(key, images, off._replace(p_region=1.0, region_amplitude=0.2), bank,
+                             region))
+  changed = np.abs(noisy - images).max(-1) > 1e-6
+  assert changed[region].mean() > 0.5 and not changed[~region].any()
+  out = np.asarray(augment(key, images, judge_train.Augmentation(), bank, region))
   assert out.shape == images.shape and out.dtype == np.float32
   assert out.min() >= 0.0 and out.max() <= 1.0 and np.abs(out - images).mean() > 0.01
 
