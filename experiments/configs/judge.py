@@ -9,7 +9,10 @@ Renders `train_counts` faces at `train_sizes` (seeds from `train_seed`, resized 
 64² input), trains dfi_jax/judge.py's CNN with AdamW under heavy augmentation, measures it on
 held-out faces from `eval_seed` at each of `eval_sizes` (plus pixel noise, counterfactual pairs,
 noise in the attribute's region), and writes the judge file with all of that in its provenance.
-Variants: `default`, `tiny` (tests: a small net, a few hundred faces, seconds).
+The shipped file (default config): 3.5 min of CPU rendering, 18 min of CPU training (40 min of
+wall time on a loaded shared core); held-out accuracy 99.0-100 % per attribute at 64², 96² and
+128², counterfactual flips 98-100 %. Variants: `default`, `tiny` (tests: a small net, a few
+hundred faces, seconds).
 """
 
 import ml_collections
