@@ -131,7 +131,7 @@ def check_images(images, name: str = "images") -> None:
 
 
 def predict(params: dict, images, batch_size: int = 256) -> np.ndarray:
-  """The judge's probability of each attribute.
+  """The judge's probability of each attribute (a jitted resize + forward pass per batch).
 
   Args:
     params: a judge's params (`init` or `load`).

@@ -221,9 +221,9 @@ def augment(key: jax.Array, images: jax.Array, aug: Augmentation,
 
   Returns:
     `[B, S, S, 3]` float32 in [0, 1]: per image maybe colour noise in its region; a similarity
-    transform (shift, zoom, rotation) and mirror; maybe one of a blur, a down-up resize or JPEG-like blocks; colour jitter
-    (saturation, contrast, channel gains, brightness, tone curve); maybe Gaussian pixel noise
-    and patches of high-frequency colour noise.
+    transform (shift, zoom, rotation) and mirror; maybe one of a blur, a down-up resize or
+    JPEG-like blocks; colour jitter (saturation, contrast, channel gains, brightness, tone
+    curve); maybe Gaussian pixel noise and patches of high-frequency colour noise.
   """
   key, bank_key = jax.random.split(key)
   if bank is None:
@@ -513,6 +513,7 @@ def report(provenance: dict) -> str:
     cells += [held["flip_rate"][a]] + [region[k][a] for k in region]
     lines.append(f"{a:<11} " + " ".join(f"{v:13.3f}" for v in cells))
   lines.append(f"labels equal at every size: {held['size_agreement']:.3f}; training "
-               f"{provenance['train_seconds']:.0f} s ({provenance['train_cpu_seconds']:.0f} s CPU), "
+               f"{provenance['train_seconds']:.0f} s "
+               f"({provenance['train_cpu_seconds']:.0f} s CPU), "
                f"rendering {provenance['render_seconds']:.0f} s")
   return "\n".join(lines)
