@@ -13,6 +13,7 @@ import pytest
 from dfi_jax import faces
 from dfi_jax import judge as judge_lib
 from dfi_jax import judge_train
+from dfi_jax import pretrained
 from dfi_jax import weights as weights_lib
 from experiments.configs import judge as judge_config
 
@@ -180,7 +181,7 @@ def test_save_load_round_trip_and_bad_files(tmp_path):
   with pytest.raises(judge_lib.JudgeError, match="not found"):
     judge_lib.load(tmp_path / "missing.npz")
   with pytest.raises(judge_lib.JudgeError, match="expected 'dfi_jax-judge-v1'"):
-    judge_lib.load(weights_lib.DEFAULT_WEIGHTS)  # a VGG weights file, not a judge
+    judge_lib.load(pretrained.RANDOM_WEIGHTS)  # a VGG weights file, not a judge
   (tmp_path / "bad.npz").write_bytes(b"not a zip")
   with pytest.raises(judge_lib.JudgeError, match="not a readable"):
     judge_lib.load(tmp_path / "bad.npz")
