@@ -525,7 +525,7 @@ def add_judge_scores(config, per_image, tests, items, results, finite, baselines
                                                 on_cf != tests.attributes[:, col]])))
   return dict(path=str(path), sha256=run_state.file_sha256(path),
               description=provenance.get("description", ""),
-              held_out_accuracy=provenance.get("held_out_accuracy"),
+              held_out_accuracy=(provenance.get("held_out") or {}).get("accuracy"),
               accuracy_on_this_run=accuracy)
 
 

@@ -67,6 +67,7 @@ def test_a_tiny_run_reports_the_judge(tmp_path):
   assert {"judge_success", "judge_preservation", "judge_prefers_dfi",
           "baseline_judge_success"} <= set(summary)
   saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+  assert saved["judge"]["held_out_accuracy"]["64"]["mean"] > 0.9
   assert saved["judge"]["sha256"] and "judge prefers DFI" in (
       tmp_path / "run" / "index.html").read_text()
 

@@ -34,7 +34,7 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
   c.attributes = tuple(e.name for e in celeb_a.SIX_EDITS)
   c.test_names = ("000001.jpg", "000002.jpg", "000003.jpg")
   c.image_size = 200
-  c.weights = "weights/vgg_normalised.npz"
+  c.weights = ""  # ImageNet VGG16 (the default); the paper's: weights/vgg_normalised.npz
   c.k = 100
   c.batch_size = 6
   if variant == "tiny":

@@ -40,7 +40,7 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
   c.fit = "pad"
   c.test_names = ("image1.jpg",)
   c.image_size = 200
-  c.weights = "weights/vgg_normalised.npz"
+  c.weights = ""  # ImageNet VGG16 (the default); the paper's: weights/vgg_normalised.npz
   c.k = 100
   c.batch_size = 6
   if variant == "tiny":

@@ -49,7 +49,9 @@ def get_config(arg: str = "demo1") -> ml_collections.ConfigDict:
   c.k = 100
   c.scaling = "mean_square"
   c.deltas = (0.4,)
+  c.tv_weight = 0.001
   c.iterations = 500
+  c.next_iterations = 250
   c.batch_size = 6
   if variant == "tiny":
     c.data_dir = "/tmp/dfi_fakes/tfds"
