@@ -40,11 +40,7 @@ _DTYPE = flags.DEFINE_enum("dtype", "float32", bank_lib.DTYPES, "On-disk dtype o
 _SEARCH = flags.DEFINE_string("search", "none", "Search reduction: none, pool:P, projection:D.")
 _BATCH = flags.DEFINE_integer("batch_size", 0, "Images per φ call (0: config.feature_batch).")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace a bank built with other settings.")
-_DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize.")
-_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 "
-                                   "(auto-detected on TPU pods and SLURM).")
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Hosts (auto-detected).")
-_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This host's index (auto-detected).")
+_DISTRIBUTED = cli.define_distributed_flags()
 
 
 def _sha256(path: str) -> str:
@@ -74,8 +70,7 @@ def kept() -> str:
 def main(argv):
   if len(argv) > 1:
     raise ValueError(f"unexpected arguments {argv[1:]}")
-  sharding.initialize(_DISTRIBUTED.value, sharding.DistributedSettings(
-      _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value))
+  cli.initialize_distributed(_DISTRIBUTED)
   if _SHARD_SIZE.value < 0 or _BATCH.value < 0:
     raise ValueError(f"--shard_size={_SHARD_SIZE.value}, --batch_size={_BATCH.value}: "
                      "expected integers >= 0 (0: automatic)")
@@ -84,7 +79,7 @@ def main(argv):
   edit_run.check_inputs(config)
   search = bank_lib.parse_search(_SEARCH.value, seed=config.seed)
   lock = (run_state.LOCK if jax.process_count() == 1
-          else f".dfi_jax.host{jax.process_index()}.lock")
+          else sharding.host_lock(jax.process_index()))
   with run_state.locked(_BANK_DIR.value, "bank_dir", (bank_lib.MANIFEST,), lock) as bank_dir:
     build(config, bank_dir, search)
 

@@ -34,6 +34,10 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
   c.pooling = ""  # '' = as recorded in the weights file
   c.preprocessing = ""
   c.feature_batch = 32
+  # A feature bank built by `python -m experiments.build_bank` with these weights, taps, image
+  # size and data ('' = compute the bank's φ in memory); read shard by shard, spread over every
+  # device.
+  c.bank_dir = ""
   # Calibrated for the default weights (docs/features_research.md): the paper's taps
   # conv3_1/4_1/5_1 are 16x16 and coarser at 64², too coarse for the reverse map to draw
   # 2-pixel structures even given the true counterfactual's features, so a full-resolution
