@@ -157,6 +157,14 @@ def lazy_images(config, num_images: int):
   return sources.load_bank(config).images  # dataset banks read their images lazily
 
 
+def weights_record(network) -> dict:
+  """What a bank records about the network that made its φ (`edit_run.Network`); a run must
+  match its sha256, pooling and preprocessing."""
+  return dict(sha256=run_state.file_sha256(network.path),
+              description=network.provenance["description"], pooling=network.net.pooling,
+              preprocessing=network.net.preprocessing)
+
+
 def load(config, network, spec: features_lib.FeatureSpec,
          phi_of_images: Callable[[np.ndarray], np.ndarray]
          ) -> tuple[sources.Bank, FeatureBank]:
@@ -165,8 +173,7 @@ def load(config, network, spec: features_lib.FeatureSpec,
   if read_manifest(config) is None:
     data = sources.load_bank(config)
     return data, in_memory(data.images, phi_of_images, spec.dim)
-  weights = dict(sha256=run_state.file_sha256(network.path), pooling=network.net.pooling,
-                 preprocessing=network.net.preprocessing)
+  weights = {k: v for k, v in weights_record(network).items() if k != "description"}
   path = Path(os.path.expanduser(config.bank_dir))
   try:
     disk = bank_lib.open_bank(path)

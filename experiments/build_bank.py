@@ -14,7 +14,6 @@ own devices, and process 0 writes the manifest. Example (tiny, a few seconds):
       --config=experiments/configs/synthetic.py:tiny --shard_size=16
 """
 
-import hashlib
 import time
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from tqdm import tqdm
 
 from dfi_jax import bank as bank_lib
 from dfi_jax import edit_run
+from dfi_jax import feature_bank
 from dfi_jax import features as features_lib
 from dfi_jax import run_state
 from dfi_jax import sharding
@@ -41,14 +41,6 @@ _SEARCH = flags.DEFINE_string("search", "none", "Search reduction: none, pool:P,
 _BATCH = flags.DEFINE_integer("batch_size", 0, "Images per φ call (0: config.feature_batch).")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace a bank built with other settings.")
 _DISTRIBUTED = cli.define_distributed_flags()
-
-
-def _sha256(path: str) -> str:
-  digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      digest.update(block)
-  return digest.hexdigest()
 
 
 def local_phi(phi, params):
@@ -93,9 +85,7 @@ def build(config, bank_dir: Path, search: bank_lib.SearchReduction) -> None:
   batch = _BATCH.value or config.feature_batch
   batch = -(-batch // devices) * devices  # a multiple of the local device count
   stream = bank_lib.stream_from_config(config)
-  prov = network.provenance
-  weights = dict(sha256=_sha256(network.path), description=prov["description"],
-                 pooling=network.net.pooling, preprocessing=network.net.preprocessing)
+  weights = feature_bank.weights_record(network)
   bytes_per_image = spec.dim * (2 if _DTYPE.value == "bfloat16" else 4)
   shard_size = _SHARD_SIZE.value or int(min(4096, max(1, 256e6 // bytes_per_image)))
   writer = sharding.is_writer()

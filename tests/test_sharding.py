@@ -1,32 +1,68 @@
-"""Sharded bank, KNN, neighbour means and reverse maps on 8 fake CPU devices.
+"""Sharded bank, KNN, neighbour means, reverse maps and whole edit runs on 8 fake CPU devices.
 
 The device count is fixed when JAX starts, so `test_on_eight_fake_cpu_devices` reruns this file
 in a child pytest with `XLA_FLAGS=--xla_force_host_platform_device_count=8`; every other test here
-runs only there, and the rest of the suite keeps one device.
+runs only there, and the rest of the suite keeps one device. Meanwhile the parent makes the
+single-device reference of the child's edit run (in memory, one device) and compares: the
+child's run reads a disk bank over 8 devices.
 """
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 CHILD = os.environ.get("DFI_TEST_FAKE_DEVICES") == "8"
 in_child = pytest.mark.skipif(not CHILD, reason="runs in the 8-device child process")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_config(**overrides):
+  """The whole edit run compared between 8 devices and one (tiny, two edits, two δ)."""
+  from experiments.configs import synthetic
+  config = synthetic.get_config("tiny")
+  config.attributes, config.probe = ("eyeglasses", "smiling"), ""
+  for key, value in overrides.items():
+    config[key] = value
+  return config
+
+
+def assert_same_run(got: Path, want: Path, atol=1e-6):
+  """Two workdirs of `run_config`: every edit within `atol`, the pixel baselines (which read
+  the neighbours' pixels) identical."""
+  a, b = (json.loads((d / "metrics.json").read_text()) for d in (got, want))
+  assert a["outputs"]["edits"] == b["outputs"]["edits"] and len(b["outputs"]["edits"]) == 8
+  for ra, rb in zip(a["per_image"], b["per_image"]):
+    assert {k: ra[k] for k in ra if k.startswith("baseline")} == \
+        {k: rb[k] for k in rb if k.startswith("baseline")}
+  for rel in b["outputs"]["edits"]:
+    state = "state/" + Path(rel).name.replace(".png", ".npz")
+    np.testing.assert_allclose(np.load(got / state)["image"], np.load(want / state)["image"],
+                               rtol=0, atol=atol, err_msg=rel)
 
 
 @pytest.mark.skipif(CHILD, reason="this is the child")
-def test_on_eight_fake_cpu_devices():
+def test_on_eight_fake_cpu_devices(tmp_path):
+  from dfi_jax import edit_run
   flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
   env = dict(os.environ, XLA_FLAGS=flags.strip(), DFI_TEST_FAKE_DEVICES="8",
-             JAX_PLATFORMS="cpu")
-  result = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
-                           "-W", "ignore::DeprecationWarning", __file__],
-                          env=env, capture_output=True, text=True, timeout=900)
-  assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-4000:]
-  assert "7 passed, 2 skipped" in result.stdout, result.stdout[-2000:]
+             JAX_PLATFORMS="cpu", DFI_TEST_SHARED=str(tmp_path))
+  child = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
+                            "-W", "ignore::DeprecationWarning", __file__], env=env, text=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+  try:
+    edit_run.run(run_config(), tmp_path / "one_device")  # the reference, meanwhile
+    stdout, stderr = child.communicate(timeout=900)
+  finally:
+    child.kill()
+  assert child.returncode == 0, stdout[-8000:] + stderr[-4000:]
+  assert "9 passed, 2 skipped" in stdout, stdout[-2000:]
+  assert_same_run(tmp_path / "eight_devices", tmp_path / "one_device")
 
 
 _TWO_HOSTS = """
@@ -77,13 +113,17 @@ if CHILD:
   from jax.sharding import NamedSharding, PartitionSpec as P
 
   from dfi_jax import bank as bank_lib
+  from dfi_jax import edit_run
   from dfi_jax import faces
+  from dfi_jax import feature_bank
   from dfi_jax import features as features_lib
   from dfi_jax import interpolate
   from dfi_jax import model as model_lib
   from dfi_jax import neighbours as neighbours_lib
   from dfi_jax import reconstruct
   from dfi_jax import sharding
+  from dfi_jax import sources
+  import tiny_bank
 
 
 def tiny_params(width=1 / 16, last="conv5_1", seed=0):
@@ -241,3 +281,51 @@ def test_sharded_reverse_maps_match_unsharded_without_recompiling(mesh):
   # A batch that is not a multiple of 8 is padded and trimmed.
   odd = sharding.reverse_maps(reverse_map, mesh, params, targets[:3], images[:3], 2)
   np.testing.assert_allclose(odd.images, want.images[:3], atol=1e-4)
+
+
+@in_child
+def test_run_neighbours_and_w_are_the_same_on_one_and_eight_devices(mesh, tmp_path):
+  """`feature_bank` on a disk bank (float32 and bfloat16 φ) and on the in-memory bank, both rules,
+  bank test images excluded, groups: the same indices on 1 device and on 8, and the same w (the
+  sums of the 8 devices' rows are added in another order: within float32 rounding)."""
+  one = sharding.make_mesh(devices=jax.devices()[:1])
+  base = run_config(bank_size=59, k=3)  # not a multiple of 8; >= 5 candidates per set, group
+  network = tiny_bank.build(base, tmp_path / "none", shard_size=16)
+  tiny_bank.build(base, tmp_path / "bf16", dtype="bfloat16")
+  phi = features_lib.make_phi(network.net)
+  for rule in ("features", "attributes"):
+    config = run_config(bank_size=59, k=3, neighbours=rule)
+    data = sources.load_bank(config)
+    edits = edit_run.select_edits(data, ())
+    masks = {e.name: neighbours_lib.candidate_masks(data.attributes, e, data.attribute_names)
+             for e in edits}
+    tests = sources.bank_tests(data, [data.names[i] for i in (0, 9, 58)])
+    tests = tests._replace(group=np.asarray([0, 1, 0]))
+    data = data._replace(group=np.arange(59) % 2)  # neighbours within the group (attributes)
+    phi_x = features_lib.compute_features(phi, network.params, tests.images, 16)
+    memory = feature_bank.in_memory(data.images, lambda im: features_lib.compute_features(
+        phi, network.params, im, 16), phi_x.shape[1])
+    disks = [feature_bank.on_disk(bank_lib.open_bank(tmp_path / k)) for k in ("none", "bf16")]
+    for bank in [memory] + disks:
+      found = [feature_bank.find_neighbours(config, data, bank, tests, edits, masks, phi_x, m)
+               for m in (one, mesh)]
+      assert found[1].bank.sharding.mesh.size == 8
+      for e in edits:
+        _equal(found[0].sets[e.name], found[1].sets[e.name])
+        for b, own in enumerate((0, 9, 58)):  # never its own neighbour
+          assert own not in found[1].sets[e.name].source[b]
+          assert own not in found[1].sets[e.name].target[b]
+        w = [feature_bank.attribute_vector(f, e.name) for f in found]
+        np.testing.assert_allclose(w[1], w[0], rtol=1e-5, atol=1e-6)
+    assert disks[1].dtype == "bfloat16"
+    if rule == "features":  # bfloat16 φ stays bfloat16 on the devices
+      assert found[1].bank.dtype == jnp.bfloat16
+
+
+@in_child
+def test_edit_run_on_eight_devices_reads_the_disk_bank(tmp_path):
+  """The parent compares this run with its own on one device, in memory."""
+  shared = Path(os.environ.get("DFI_TEST_SHARED", tmp_path))
+  tiny_bank.build(run_config(), shared / "bank")
+  record = edit_run.run(run_config(bank_dir=str(shared / "bank")), shared / "eight_devices")
+  assert len(record["devices"]) == 8 and not record["failures"]
