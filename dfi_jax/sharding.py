@@ -361,7 +361,8 @@ def all_succeeded(error: BaseException | None) -> None:
     if error is not None:
       raise error
     return
-  line = "" if error is None else f"{type(error).__name__}: {error}"
+  line = ("" if error is None else str(error) if isinstance(error, run_state.RunError)
+          else f"{type(error).__name__}: {error}")
   message = np.zeros(MESSAGE_BYTES + 1, np.uint8)
   message[0] = error is not None
   encoded = " ".join(line.split()).encode()[:MESSAGE_BYTES]

@@ -61,7 +61,7 @@ def test_on_eight_fake_cpu_devices(tmp_path):
   finally:
     child.kill()
   assert child.returncode == 0, stdout[-8000:] + stderr[-4000:]
-  assert "9 passed, 2 skipped" in stdout, stdout[-2000:]
+  assert "9 passed, 3 skipped" in stdout, stdout[-2000:]
   assert_same_run(tmp_path / "eight_devices", tmp_path / "one_device")
 
 
@@ -88,22 +88,110 @@ print("ok", jax.process_index())
 """
 
 
-@pytest.mark.skipif(CHILD or not os.environ.get("DFI_TEST_TWO_HOSTS"),
-                    reason="opt-in (DFI_TEST_TWO_HOSTS=1): two processes, ~30 s")
+def two_hosts(command, devices=4):
+  """Runs `command(process_index, coordinator_address)` (an argv) as two processes of `devices`
+  CPU devices each, joined by jax.distributed (gloo); returns [(returncode, output)]."""
+  import socket
+  with socket.socket() as sock:
+    sock.bind(("localhost", 0))
+    address = f"localhost:{sock.getsockname()[1]}"
+  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+             JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
+  env.pop("DFI_TEST_FAKE_DEVICES", None)
+  procs = [subprocess.Popen(command(i, address), env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True) for i in range(2)]
+  try:
+    return [(p.communicate(timeout=900)[0], p.returncode)[::-1] for p in procs]
+  finally:
+    for p in procs:
+      p.kill()
+
+
+TWO_HOSTS_OPT_IN = pytest.mark.skipif(CHILD or not os.environ.get("DFI_TEST_TWO_HOSTS"),
+                                      reason="opt-in (DFI_TEST_TWO_HOSTS=1): two processes")
+
+
+@TWO_HOSTS_OPT_IN
 def test_two_hosts_of_four_devices():
   """Two processes x 4 CPU devices joined by jax.distributed (gloo): the multi-host path."""
-  import socket
-  with socket.socket() as s:
-    s.bind(("localhost", 0))
-    address = f"localhost:{s.getsockname()[1]}"
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-             JAX_PLATFORMS="cpu")
-  procs = [subprocess.Popen([sys.executable, "-c", _TWO_HOSTS, address, str(i)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-           for i in range(2)]
-  outs = [p.communicate(timeout=600)[0] for p in procs]
-  for i, (p, out) in enumerate(zip(procs, outs)):
-    assert p.returncode == 0 and f"ok {i}" in out, out[-4000:]
+  results = two_hosts(lambda i, address: [sys.executable, "-c", _TWO_HOSTS, address, str(i)])
+  for i, (code, out) in enumerate(results):
+    assert code == 0 and f"ok {i}" in out, out[-4000:]
+
+
+def _cli(module, *args):
+  return lambda i, address: [sys.executable, "-m", module, "--distributed",
+                             f"--coordinator_address={address}", "--num_processes=2",
+                             f"--process_id={i}", *args]
+
+
+def _error_lines(out):
+  return [l for l in out.splitlines() if l.startswith("error:")]
+
+
+@TWO_HOSTS_OPT_IN
+def test_two_hosts_edit_resume_and_study(tmp_path):
+  """`transform --distributed` on 2 processes x 2 devices sharing a workdir and a disk bank:
+  the outputs of the single-device in-memory run; a lock refusal on one host stops both with one
+  line; a deleted item is recomputed alone; `study_stimuli --distributed` writes a shard per
+  host and process 0 the page linking them."""
+  from dfi_jax import edit_run
+  from dfi_jax import run_state
+  from dfi_jax.study import analysis
+  import tiny_bank
+  tiny_bank.build(run_config(), tmp_path / "bank")
+  edit_run.run(run_config(), tmp_path / "one_device")
+  workdir = tmp_path / "two_hosts"
+  transform = _cli("experiments.transform", f"--workdir={workdir}",
+                   "--config=experiments/configs/synthetic.py:tiny",
+                   "--config.attributes=eyeglasses,smiling", "--config.probe=",
+                   f"--config.bank_dir={tmp_path / 'bank'}")
+
+  workdir.mkdir()  # another run holds the workdir: both hosts stop, each with one line
+  with run_state.hold_lock(workdir / run_state.LOCK, "test"):
+    (code0, out0), (code1, out1) = two_hosts(transform, devices=2)
+  assert code0 == code1 == 1, out0 + out1
+  assert len(_error_lines(out0)) == 1 and "is in use by another run" in out0, out0
+  assert _error_lines(out1) == [f"error: RunError: process 0 stopped: --workdir={workdir} is "
+                                f"in use by another run (pid {os.getpid()}); wait for it to "
+                                "finish or use another path"], out1
+  assert not list(workdir.glob("state/*")) and not (workdir / "metrics.json").exists()
+
+  (code0, out0), (code1, out1) = two_hosts(transform, devices=2)
+  assert code0 == code1 == 0, out0[-3000:] + out1[-3000:]
+  assert "wrote" in out0 and "ran 4 edits here; process 0 wrote the outputs" in out1, out1
+  assert_same_run(workdir, tmp_path / "one_device")
+
+  # Items are (image, edit) pairs, image-major within each edit: process 1 has image 1's. Its
+  # second δ of one edit goes; only process 1's batch of that δ is recomputed (resuming works
+  # by batch, as on one host), everything else stays as it was.
+  images = json.loads((workdir / "metrics.json").read_text())["images"]
+  state = sorted((workdir / "state").glob("*.npz"))
+  stamps = {p: p.stat().st_mtime_ns for p in state
+            if p.name.startswith(images[0]) or "__d0.4" in p.name}
+  assert len(stamps) == 6
+  gone = workdir / "state" / f"{images[1]}__smiling__d0.8.npz"
+  gone.unlink()
+  (workdir / "edits" / gone.name.replace(".npz", ".png")).unlink()
+  (workdir / "metrics.json").unlink()
+  (code0, out0), (code1, out1) = two_hosts(transform, devices=2)
+  assert code0 == code1 == 0, out0[-3000:] + out1[-3000:]
+  assert "resuming" in out0 and gone.exists() and (workdir / "metrics.json").exists()
+  assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
+  assert_same_run(workdir, tmp_path / "one_device")
+
+  study = tmp_path / "study"
+  results = two_hosts(_cli("experiments.study_stimuli", f"--runs={workdir}",
+                           f"--out_dir={study}"), devices=1)
+  assert [code for code, _ in results] == [0, 0], results
+  assert (study / "index.html").exists() and "shard_001_of_002/index.html" in (
+      study / "index.html").read_text()
+  manifests = [json.loads(p.read_text()) for p in sorted(study.glob("shard_*/trials.json"))]
+  assert [m["shard_index"] for m in manifests] == [0, 1]
+  total = manifests[0]["num_main_trials_total"]
+  assert sum(m["num_main_trials"] for m in manifests) == total == 4  # 2 faces x 2 edits, top δ
+  loaded = analysis.load_study([study])  # the analysis reads both shards from the folder
+  assert sum(t["kind"] == "main" for t in loaded.trials.values()) == total
 
 
 if CHILD:
