@@ -3,6 +3,10 @@
 Writes into `workdir`: `grid.png` (rows = test images; columns = original, each attribute's edit
 for each δ, and on synthetic data the counterfactuals), `edits/<image>__<attribute>__d<δ>.png`,
 `index.html` and `metrics.json`.
+
+The bank (`feature_bank`): built by `experiments.build_bank` (`config.bank_dir`) or in memory,
+searched over every device of every host; after `jax.distributed.initialize` each host edits its
+share of the items and process 0 writes the outputs (`sharding.hold_workdir`).
 """
 
 from __future__ import annotations

@@ -12,7 +12,11 @@ weights replicated, and `reconstruct.ReverseMap`'s compiled code partitioned by 
 
 Multi-host: `initialize` is the one place that calls `jax.distributed.initialize`; after it,
 `jax.devices()` spans every host, each host feeds only the rows its own devices hold
-(`bank_to_mesh` reads just those shards), and only `is_writer()` (process 0) writes outputs.
+(`bank_to_mesh` / `rows_to_mesh` read just those rows), and only `is_writer()` (process 0)
+writes outputs. An edit run searches the bank on the mesh of every host's devices, then each
+host reverse-maps its `share` of the items on its own devices (`local_mesh`), `gather_items`
+collects them on every host, and process 0 writes. `hold_workdir` holds a run's folder on every
+host and makes a failure during set-up on one host stop them all with its line.
 """
 
 from __future__ import annotations
@@ -283,9 +287,8 @@ def reverse_maps(reverse_map: reconstruct.ReverseMap, mesh: Mesh, params, target
 
   B is padded (repeating the last image) to a multiple of the axis size; params are
   replicated. Same shapes, same compiled code: keep `reverse_map` and the batch size fixed.
-  Every host passes the same whole batch and each keeps its devices' rows. (On many hosts
-  `ReverseMap.__call__` must gather its outputs with `multihost_utils.process_allgather`
-  before `np.asarray`; on one host it runs unchanged.)
+  `mesh` holds this host's devices only (`local_mesh`): `ReverseMap.__call__` reads its results
+  back with `np.asarray`, so on many hosts each maps its own items (`share`, `gather_items`).
   """
   targets, z0 = np.asarray(targets, np.float32), np.asarray(z0, np.float32)
   b = len(z0)

@@ -1,9 +1,10 @@
 """The edit run's neighbours and w, recomputed by brute force over the whole bank.
 
 `feature_bank.find_neighbours` and `feature_bank.attribute_vector` are the run's own neighbour
-and w step; here they run on a tiny generated in-memory bank and every (test image, edit) is checked against a
-plain loop over all bank images: held-out test faces, self-exclusion of test images taken from
-the bank, same-group restriction, and the map from bank indices to the rows whose φ was computed.
+and w step; here they run on a tiny generated in-memory bank and every (test image, edit) is
+checked against a plain loop over all bank images: held-out test faces, self-exclusion of test
+images taken from the bank, same-group restriction, and the map from bank indices to the rows
+whose φ was computed.
 """
 
 import numpy as np
