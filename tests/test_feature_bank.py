@@ -142,3 +142,29 @@ def test_lazy_bank_images_index_like_an_array():
   np.testing.assert_array_equal(lazy[[3, 1]], whole[[3, 1]])
   np.testing.assert_array_equal(lazy[:4, :16, 8:], whole[:4, :16, 8:])
   np.testing.assert_array_equal(lazy[2, 5:9], whole[2, 5:9])
+
+
+def test_runs_that_cannot_use_a_feature_bank_refuse_it_and_sweeps_check_every_setting(built,
+                                                                                      tmp_path):
+  """highres warps each neighbour onto the test face and inpainting masks it, so a bank of plain
+  φ cannot serve them: one line, nothing written. A sweep checks the bank against every
+  setting before its first run."""
+  from dfi_jax import highres
+  from dfi_jax import inpaint
+  from dfi_jax import sweep
+  from experiments.configs import highres as highres_config
+  from experiments.configs import inpaint as inpaint_config
+  root, _ = built
+  config = highres_config.get_config("tiny")
+  config.bank_dir = str(root / "none")
+  with pytest.raises(run_state.RunError, match="high-resolution edits average φ of neighbours "
+                     "warped"):
+    highres.run(config, tmp_path / "highres")
+  config = inpaint_config.get_config("shoes_tiny")
+  config.bank_dir = str(root / "none")
+  with pytest.raises(run_state.RunError, match="holds a feature bank"):
+    inpaint.run(config, tmp_path / "inpaint")
+  with pytest.raises(run_state.RunError, match="taps: the bank was built with"):
+    sweep.run_sweep(tiny(bank_dir=str(root / "none")), tmp_path / "sweep",
+                    ("taps", [("conv2_1", "conv3_1"), ("conv2_1",)]))
+  assert not any(tmp_path.iterdir())

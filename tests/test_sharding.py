@@ -33,13 +33,22 @@ def run_config(**overrides):
 
 
 def assert_same_run(got: Path, want: Path, atol=1e-6):
-  """Two workdirs of `run_config`: every edit within `atol`, the pixel baselines (which read
-  the neighbours' pixels) identical."""
+  """Two workdirs of `run_config`: every edit within `atol` (the kept float32 state), the grid
+  and each edit's metrics from them alike, the pixel baselines (which read the neighbours'
+  pixels) identical."""
+  from PIL import Image
   a, b = (json.loads((d / "metrics.json").read_text()) for d in (got, want))
   assert a["outputs"]["edits"] == b["outputs"]["edits"] and len(b["outputs"]["edits"]) == 8
+  assert len(a["per_image"]) == len(b["per_image"]) == 8
   for ra, rb in zip(a["per_image"], b["per_image"]):
     assert {k: ra[k] for k in ra if k.startswith("baseline")} == \
         {k: rb[k] for k in rb if k.startswith("baseline")}
+    assert (ra["image"], ra["attribute"], ra["delta"]) == (rb["image"], rb["attribute"],
+                                                           rb["delta"])
+    np.testing.assert_allclose([ra["r"], ra["outside"]], [rb["r"], rb["outside"]], rtol=1e-4,
+                               atol=1e-5)
+  grids = [np.asarray(Image.open(d / "grid.png"), np.int16) for d in (got, want)]
+  assert np.abs(grids[0] - grids[1]).max() <= 1  # 8-bit rounding of values 1e-6 apart
   for rel in b["outputs"]["edits"]:
     state = "state/" + Path(rel).name.replace(".png", ".npz")
     np.testing.assert_allclose(np.load(got / state)["image"], np.load(want / state)["image"],
