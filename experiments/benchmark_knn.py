@@ -68,6 +68,24 @@ def _tiny_params(width, last):
   return weights_lib.init_random(0, width, last)
 
 
+def _time_knn(knn, mesh, bank, queries, source) -> tuple[float, float]:
+  """Seconds of the first (compiling) call and the median of `--repeats` further calls."""
+  import jax
+  import numpy as np
+  from dfi_jax import sharding
+  call = lambda: jax.block_until_ready(
+      sharding.neighbours(knn, mesh, bank, queries, source, ~source))
+  t = time.perf_counter()
+  call()
+  first = time.perf_counter() - t
+  times = []
+  for _ in range(_REPEATS.value):
+    t = time.perf_counter()
+    call()
+    times.append(time.perf_counter() - t)
+  return first, float(np.median(times))
+
+
 def knn_worker() -> list[dict]:
   import jax
   import numpy as np
@@ -83,17 +101,7 @@ def knn_worker() -> list[dict]:
     del host
     source = rng.random(n) < 0.5
     queries = rng.standard_normal((b, d), dtype=np.float32)
-    call = lambda: jax.block_until_ready(
-        sharding.neighbours(knn, mesh, bank, queries, source, ~source))
-    t = time.perf_counter()
-    call()
-    first = time.perf_counter() - t
-    times = []
-    for _ in range(_REPEATS.value):
-      t = time.perf_counter()
-      call()
-      times.append(time.perf_counter() - t)
-    latency = float(np.median(times))
+    first, latency = _time_knn(knn, mesh, bank, queries, source)
     rows.append(dict(devices=mesh.size, n=n, dim=d, queries=b, k=k, first_call_s=first,
                      latency_ms=latency * 1e3, queries_per_s=b / latency,
                      rows_scanned_per_s=n * b / latency, peak_rss_mb=_peak_rss_mb()))
@@ -223,15 +231,7 @@ def disk_knn_worker(dtype: str) -> list[dict]:
       read = time.perf_counter() - t
       source = disk.attributes[:, 0]
       queries = rng.standard_normal((b, d), dtype=np.float32)
-      call = lambda: jax.block_until_ready(
-          sharding.neighbours(knn, mesh, bank, queries, source, ~source))
-      call()  # compile
-      times = []
-      for _ in range(_REPEATS.value):
-        t = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - t)
-      latency = float(np.median(times))
+      _, latency = _time_knn(knn, mesh, bank, queries, source)
       disk_mb = sum(f.stat().st_size for f in Path(path).rglob("*.phi.npy")) / 1e6
       rows.append(dict(devices=mesh.size, n=n, dim=d, dtype=dtype, queries=b, k=k,
                        write_s=written, read_s=read, phi_on_disk_mb=disk_mb,
@@ -343,33 +343,38 @@ def _table(title: str, columns: list[tuple[str, str, str]], rows: list[dict]) ->
     print(" ".join(f"{r[k]:>{w}{f}}" for (_, k, f), w in zip(columns, widths)))
 
 
+_RSS = ("peak RSS MB", "peak_rss_mb", ".0f")
+# Section -> (title from its first row and the record, columns: (header, key, format)).
+TABLES = {
+    "knn": (lambda r, rec: f"KNN (sharding.make_knn): d={r['dim']} float32 search features, "
+            f"B={r['queries']} queries, K={r['k']} source + {r['k']} target; CPU, "
+            f"{rec['cpu_count']} cores",
+            [("devices", "devices", ""), ("N", "n", ""), ("latency ms", "latency_ms", ".2f"),
+             ("queries/s", "queries_per_s", ".1f"), ("rows·q/s", "rows_scanned_per_s", ".3g"),
+             ("compile+1st s", "first_call_s", ".2f"), _RSS]),
+    "build": (lambda r, rec: f"Bank build (bank.build): synthetic {r['image_size']}² faces, "
+              f"width-1/16 VGG19, D={r['feature_dim']} float32, pool:1 search, shards of 256",
+              [("images", "images", ""), ("s", "seconds", ".1f"),
+               ("images/s", "images_per_s", ".1f"), ("φ-only images/s", "phi_images_per_s", ".1f"),
+               ("disk MB", "disk_mb", ".1f"), ("RSS at 10% MB", "rss_at_10pct_mb", ".0f"), _RSS]),
+    "disk_knn": (lambda r, rec: f"KNN on a bank on disk (bank.py shards, read onto the devices): "
+                 f"d={r['dim']} φ searched directly, B={r['queries']} queries, K={r['k']}; "
+                 f"{r['devices']} device(s)",
+                 [("dtype", "dtype", ""), ("N", "n", ""),
+                  ("φ on disk MB", "phi_on_disk_mb", ".1f"),
+                  ("read s", "read_s", ".2f"), ("ms/query", "per_query_ms", ".3f"),
+                  ("latency ms", "latency_ms", ".2f"), _RSS]),
+    "edit_rss": (lambda r, rec: "Edit run (tiny config: 32², quarter-width VGG19, feature "
+                 "neighbours, 1 edit x 2 faces, probe off; disk = pool:1 search)",
+                 [("N", "n", ""), ("bank", "bank", ""), _RSS, ("run s", "seconds", ".1f"),
+                  ("build s", "build_s", ".1f")]),
+}
+
+
 def print_tables(record: dict) -> None:
-  rss = ("peak RSS MB", "peak_rss_mb", ".0f")
-  if record["knn"]:
-    r0 = record["knn"][0]
-    _table(f"KNN (sharding.make_knn): d={r0['dim']} float32 search features, B={r0['queries']} "
-           f"queries, K={r0['k']} source + {r0['k']} target; CPU, {record['cpu_count']} cores",
-           [("devices", "devices", ""), ("N", "n", ""), ("latency ms", "latency_ms", ".2f"),
-            ("queries/s", "queries_per_s", ".1f"), ("rows·q/s", "rows_scanned_per_s", ".3g"),
-            ("compile+1st s", "first_call_s", ".2f"), rss], record["knn"])
-  if record["build"]:
-    r0 = record["build"][0]
-    _table(f"Bank build (bank.build): synthetic {r0['image_size']}² faces, width-1/16 VGG19, "
-           f"D={r0['feature_dim']} float32, pool:1 search, shards of 256",
-           [("images", "images", ""), ("s", "seconds", ".1f"), ("images/s", "images_per_s", ".1f"),
-            ("φ-only images/s", "phi_images_per_s", ".1f"), ("disk MB", "disk_mb", ".1f"),
-            ("RSS at 10% MB", "rss_at_10pct_mb", ".0f"), rss], record["build"])
-  if record["disk_knn"]:
-    r0 = record["disk_knn"][0]
-    _table(f"KNN on a bank on disk (bank.py shards, read onto the devices): d={r0['dim']} φ "
-           f"searched directly, B={r0['queries']} queries, K={r0['k']}; {r0['devices']} device(s)",
-           [("dtype", "dtype", ""), ("N", "n", ""), ("φ on disk MB", "phi_on_disk_mb", ".1f"),
-            ("read s", "read_s", ".2f"), ("ms/query", "per_query_ms", ".3f"),
-            ("latency ms", "latency_ms", ".2f"), rss], record["disk_knn"])
-  _table("Edit run (tiny config: 32², quarter-width VGG19, feature neighbours, 1 edit x 2 faces, "
-         "probe off; disk = pool:1 search)",
-         [("N", "n", ""), ("bank", "bank", ""), rss, ("run s", "seconds", ".1f"),
-          ("build s", "build_s", ".1f")], record["edit_rss"])
+  for section, (title, columns) in TABLES.items():
+    if record[section]:
+      _table(title(record[section][0], record), columns, record[section])
   r = record["reverse_maps"]
   if r:
     print(f"\nReverse maps ({r['iterations']} L-BFGS-B iterations, {r['image_size']}², "
