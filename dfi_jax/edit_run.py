@@ -189,10 +189,13 @@ def run(config, workdir: str | os.PathLike, inputs: Sequence[str] = (),
   Every setting and input is checked before the workdir is touched (run_state's order).
   """
   t_start = time.perf_counter()
-  validate(config)
-  check_inputs(config, inputs)
-  feature_bank.read_manifest(config)
-  with sharding.hold_workdir(workdir) as held:
+
+  def check():
+    validate(config)
+    check_inputs(config, inputs)
+    feature_bank.read_manifest(config)
+
+  with sharding.hold_workdir(workdir, check=check) as held:
     return _run(config, held.path, inputs, attributes, t_start, held.agree)
 
 

@@ -393,21 +393,33 @@ def host_lock(process_index: int) -> str:
 
 
 @contextlib.contextmanager
-def hold_workdir(workdir, flag: str = "workdir") -> Iterator[Held]:
-  """`run_state.locked(workdir)` for a run that every host starts with the same command.
+def hold_workdir(workdir, flag: str = "workdir",
+                 check: Callable[[], None] | None = None) -> Iterator[Held]:
+  """`run_state.locked(workdir)` for a run that every host starts with the same command, after
+  `check()` (the settings and inputs, before anything is written).
 
   One host: exactly `run_state.locked`; `agree` does nothing. Many hosts: process 0 takes the
   folder first (it creates it and holds `.dfi_jax.lock`), then every other process holds
   `.dfi_jax.host<i>.lock` in its view of the folder — the same folder on a shared file system,
   its own otherwise — and writes there only the items it computes. A refusal on any host stops
-  every host with one line. Until every host has called `agree()` (after its own set-up:
-  settings claimed, bank checked), an error on one host is told to the others, which raise it
-  too, instead of waiting forever in the next collective for a host that has stopped.
+  every host with one line, as does a failed `check`. Until every host has called `agree()`
+  (after its own set-up: settings claimed, bank checked), an error on one host is told to the
+  others, which raise it too, instead of waiting forever in the next collective for a host that
+  has stopped.
   """
   if jax.process_count() == 1:
+    if check is not None:
+      check()
     with run_state.locked(workdir, flag) as path:
       yield Held(path, lambda: None)
     return
+  error = None
+  try:
+    if check is not None:
+      check()
+  except Exception as e:  # pylint: disable=broad-except  # told to every host, re-raised
+    error = e
+  all_succeeded(error)
   me = jax.process_index()
   with contextlib.ExitStack() as stack:
     path = None

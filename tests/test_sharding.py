@@ -141,9 +141,9 @@ def _error_lines(out):
 @TWO_HOSTS_OPT_IN
 def test_two_hosts_edit_resume_and_study(tmp_path):
   """`transform --distributed` on 2 processes x 2 devices sharing a workdir and a disk bank:
-  the outputs of the single-device in-memory run; a lock refusal on one host stops both with one
-  line; a deleted item is recomputed alone; `study_stimuli --distributed` writes a shard per
-  host and process 0 the page linking them."""
+  the outputs of the single-device in-memory run; a lock refusal, a bad setting or a missing
+  file on one host stops both with one line; a deleted item is recomputed with its batch only;
+  `study_stimuli --distributed` writes a shard per host and process 0 the page linking them."""
   from dfi_jax import edit_run
   from dfi_jax import run_state
   from dfi_jax.study import analysis
@@ -165,6 +165,18 @@ def test_two_hosts_edit_resume_and_study(tmp_path):
                                 f"in use by another run (pid {os.getpid()}); wait for it to "
                                 "finish or use another path"], out1
   assert not list(workdir.glob("state/*")) and not (workdir / "metrics.json").exists()
+
+  # One host fails alone, in the settings check or in the run's set-up: both stop, one line.
+  missing = tmp_path / "missing.npz"
+  for bad, line in (("--config.k=0", "--config.k=0: expected a positive integer"),
+                    (f"--config.weights={missing}", str(missing))):
+    (code0, out0), (code1, out1) = two_hosts(
+        lambda i, address: transform(i, address) + ([bad] if i == 1 else []), devices=2)
+    assert code0 == code1 == 1, out0 + out1
+    assert len(_error_lines(out1)) == 1 and line in _error_lines(out1)[0], out1
+    own = _error_lines(out1)[0].removeprefix("error: ").removeprefix("RunError: ")
+    assert _error_lines(out0) == [f"error: RunError: process 1 stopped: {own}"], out0
+  assert not list(workdir.glob("state/*")) and not (workdir / "run.json").exists()
 
   (code0, out0), (code1, out1) = two_hosts(transform, devices=2)
   assert code0 == code1 == 0, out0[-3000:] + out1[-3000:]
