@@ -24,14 +24,17 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
+from dfi_jax import align
 from dfi_jax import decoder as decoder_lib
 from dfi_jax import feature_bank
 from dfi_jax import features as features_lib
 from dfi_jax import image_io
 from dfi_jax import interpolate
+from dfi_jax import judge as judge_lib
 from dfi_jax import metrics as metrics_lib
 from dfi_jax import model as model_lib
 from dfi_jax import neighbours as neighbours_lib
+from dfi_jax import photos as photos_lib
 from dfi_jax import pretrained
 from dfi_jax import probe as probe_lib
 from dfi_jax import reconstruct
@@ -77,7 +80,10 @@ RULES = dict(
     batch_size=run_state.integer(1), chunk=run_state.integer(1), decoder=run_state.text(),
     bank_dir=run_state.text(),
     pixel_deltas=run_state.numbers(), pixel_delta_photos=run_state.number(),
-    probe=run_state.choice(("",) + probe_lib.REPRESENTATIONS))
+    probe=run_state.choice(("",) + probe_lib.REPRESENTATIONS),
+    align=run_state.choice(photos_lib.MODES), faces=run_state.choice(photos_lib.WHICH_FACES),
+    face_threshold=run_state.number(), animate=run_state.choice(photos_lib.ANIMATIONS),
+    judge=run_state.text())
 
 
 def validate(config) -> None:
@@ -97,12 +103,18 @@ def check_inputs(config, inputs: Sequence[str] = ()) -> None:
   for path in inputs:
     image_io.check_input_file(path, f"--inputs={path}")
   run_state.check_unique([os.path.realpath(p) for p in inputs], "--inputs")
-  for field in ("weights", "decoder"):
+  for field in ("weights", "decoder", "judge"):
     path = config.get(field, "")
     if path and os.path.exists(path) and not os.path.isdir(path):  # missing: named on loading
       image_io.check_input_file(path, f"--config.{field}={path}")
+  if config.get("judge", "") not in ("", "default"):  # read now, not after the reverse maps
+    try:
+      judge_lib.load(config.judge)
+    except (judge_lib.JudgeError, OSError) as e:
+      raise RunError(f"--config.judge={config.judge}: {e}") from None
   if config.get("align_neighbours", False) and inputs:
     raise RunError("--config.align_neighbours needs landmarks; own photos (--inputs) have none")
+  photos_lib.check(config, inputs)
 
 
 def select_edits(bank: sources.Bank, names: Sequence[str]) -> list[neighbours_lib.Edit]:
@@ -113,6 +125,26 @@ def select_edits(bank: sources.Bank, names: Sequence[str]) -> list[neighbours_li
   if unknown:
     raise RunError(f"unknown attribute(s) {unknown}; valid attributes are {list(by_name)}")
   return [by_name[n] for n in names] if names else list(bank.edits)
+
+
+def judged_attributes(config, tests: sources.TestImages,
+                      bank_data: sources.Bank) -> sources.TestImages:
+  """Own photos carry no attribute labels. On a bank labelled with the judge's six attributes
+  (the generated faces), the judge's labels of each (aligned) photo stand in for them, so the
+  official Hamming rule picks the neighbours and φ is computed only for those. Otherwise the
+  photos keep no labels and their neighbours are found in φ space over the whole bank."""
+  if not config.judge or tuple(bank_data.attribute_names) != tuple(judge_lib.ATTRIBUTES):
+    print("own photos: neighbours by φ distance over the whole bank (no attribute labels)",
+          flush=True)
+    return tests
+  path = judge_lib.DEFAULT_JUDGE if config.judge == "default" else config.judge
+  params, _ = judge_lib.load(path)
+  labels = judge_lib.predict(params, tests.images) > 0.5
+  for name, row in zip(tests.names, labels):
+    seen = [a for a, on in zip(judge_lib.ATTRIBUTES, row) if on]
+    print(f"{name}: the judge sees {', '.join(seen) or 'none of the attributes'} "
+          "(Hamming neighbours)", flush=True)
+  return tests._replace(attributes=labels)
 
 
 def load_network(config) -> Network:
@@ -156,6 +188,15 @@ def compose_photo(original: np.ndarray, square: np.ndarray, edit: np.ndarray,
   return np.clip(original + (change - 0.5) * 2, 0.0, 1.0).astype(np.float32)
 
 
+def photo_result(tests: sources.TestImages, i: int, result: np.ndarray) -> np.ndarray:
+  """Test image i's `[S, S, 3]` result at its own photo's size (others: unchanged)."""
+  if tests.faces is not None:  # a face aligned into the bank's frame (photos.py)
+    return photos_lib.to_photo(tests, i, result)
+  if tests.originals is not None:
+    return compose_photo(tests.originals[i], tests.images[i], result, tests.placements[i])
+  return result
+
+
 def package_versions() -> dict:
   names = ("jax", "jaxlib", "flax", "optax", "jaxopt", "numpy", "pillow", "ml_collections")
   out = {"python": platform.python_version()}
@@ -176,10 +217,7 @@ def save_edit(workdir: Path, tests: sources.TestImages, item: tuple[int, str], d
   """One edit's PNG (own photos: at the photo's size), replacing any older file of that name."""
   path = workdir / edit_file(tests, item, delta)
   path.parent.mkdir(exist_ok=True)
-  i = item[0]
-  if tests.originals is not None:
-    result = compose_photo(tests.originals[i], tests.images[i], result, tests.placements[i])
-  image_io.save_png(path, result)
+  image_io.save_png(path, photo_result(tests, item[0], result))
 
 
 def run(config, workdir: str | os.PathLike, inputs: Sequence[str] = (),
@@ -207,7 +245,7 @@ def _run(config, workdir: Path, inputs: Sequence[str], attributes: Sequence[str]
   spec = features_lib.feature_spec(network.net, network.params, (size, size))
   fast = load_fast_mode(config, network, spec)  # before any long computation
   # Own photos are read first, so a bad file fails before any long computation.
-  photos = sources.photo_tests(size, inputs) if inputs else None
+  photos = photos_lib.load(config, inputs) if inputs else None
   print(f"weights: {network.path} — {network.provenance['description']}", flush=True)
 
   # The bank: images with attributes, and their φ (on disk, or computed when read).
@@ -234,7 +272,10 @@ def _run(config, workdir: Path, inputs: Sequence[str], attributes: Sequence[str]
   claim = run_state.claim(workdir, run_state.describe(settings, network.path, inputs, edits))
   if claim.resuming:
     print(f"resuming the run in {workdir}: finished edits are kept", flush=True)
-  tests = photos or sources.load_tests(config, bank_data, edits)
+  tests = (photos_lib.tests_for(config, photos, bank_data.images) if photos
+           else sources.load_tests(config, bank_data, edits))
+  if photos and config.neighbours == "attributes":
+    tests = judged_attributes(config, tests, bank_data)
   agree()  # every host got this far (many hosts: see sharding.hold_workdir)
   phi_x = features_lib.compute_features(phi, network.params, tests.images,
                                         config.feature_batch)
@@ -245,7 +286,6 @@ def _run(config, workdir: Path, inputs: Sequence[str], attributes: Sequence[str]
   # Attribute vectors and targets for every (test image, edit).
   aligned = None
   if config.get("align_neighbours", False):  # neighbours warped onto each test face (align.py)
-    from dfi_jax import align  # here, not above: align imports highres, which imports this
     aligned = align.run_vectors(config, phi, network.params, bank_data.images,
                                 [neighbour_sets[e.name] for e in edits])
   items, targets = [], []
@@ -315,6 +355,7 @@ def _run(config, workdir: Path, inputs: Sequence[str], attributes: Sequence[str]
                                     for j in mine]), timings=timings, failures=[], written=False)
   keep_gathered(workdir, claim, tests, items, keys, mine, results, losses, finite, evaluations,
                 config.deltas)
+  photos_lib.save_outputs(workdir, config, tests, items, results, finite)
   return write_outputs(config, workdir, network, tests, attributes, items, results, losses,
                        finite, evaluations, neighbour_sets, bank_data, timings, t_start)
 
@@ -353,8 +394,7 @@ def write_outputs(config, workdir, network, tests, attributes, items, results, l
           for d in config.pixel_deltas)
     baseline = metrics_lib.pixel_baseline(x, bank_images, src, tgt, best_d)
     baselines[(i, a)] = (baseline, best_r, best_d)
-    if tests.originals is not None:
-      baseline = compose_photo(tests.originals[i], x, baseline, tests.placements[i])
+    baseline = photo_result(tests, i, baseline)
     image_io.save_png(workdir / "baselines" / f"{tests.names[i]}__{a}__pixel.png", baseline)
   for s, delta in enumerate(config.deltas):
     for j, (i, a) in enumerate(items):
@@ -377,6 +417,9 @@ def write_outputs(config, workdir, network, tests, attributes, items, results, l
   if config.probe and per_image:
     probe_accuracy = add_probe_scores(config, per_image, tests, items, results, finite,
                                       bank_data)
+  judge_record = None
+  if config.get("judge", "") and per_image:
+    judge_record = add_judge_scores(config, per_image, tests, items, results, finite, baselines)
 
   summary = {}
   for s, delta in enumerate(config.deltas):
@@ -409,12 +452,14 @@ def write_outputs(config, workdir, network, tests, attributes, items, results, l
       images=tests.names,
       summary=summary,
       probe=dict(representation=config.probe, accuracy_on_held_out=probe_accuracy),
+      judge=judge_record,
       per_image=per_image,
       failures=failures,
       outputs=dict(grid="grid.png", edits=sorted(files.values()), index="index.html",
                    originals=[f"originals/{n}.png" for n in tests.names],
                    baselines=dict(pixel=sorted(f"baselines/{tests.names[i]}__{a}__pixel.png"
-                                               for i, a in items))),
+                                               for i, a in items)),
+                   **photos_lib.output_files(config, tests, attributes)),
       timings=timings,
       versions=package_versions(),
       devices=[str(d) for d in jax.devices()],
@@ -423,6 +468,52 @@ def write_outputs(config, workdir, network, tests, attributes, items, results, l
   write_index(workdir, config, network, tests, attributes, items, files, summary, failures)
   image_io.atomic_write_json(workdir / "metrics.json", _jsonable(record))
   return record
+
+
+def add_judge_scores(config, per_image, tests, items, results, finite, baselines) -> dict:
+  """Adds the attribute judge's verdicts to each synthetic row (in place); returns the judge's
+  file, its recorded held-out accuracy and its accuracy on this run's inputs and counterfactuals.
+
+  Per row: `judge_success` (1.0 when the judge sees the added attribute on the edit),
+  `judge_probability`, `judge_preservation` (fraction of the other attributes whose judged label
+  is unchanged), the same for the pixel baseline, and `judge_prefers_dfi`: the judge-scored
+  two-alternative choice between the DFI edit and the pixel baseline — an image that keeps every
+  other attribute beats one that does not; otherwise the higher probability of the added
+  attribute wins (a tie is 0.5).
+  """
+  path = judge_lib.DEFAULT_JUDGE if config.judge == "default" else config.judge
+  try:
+    params, provenance = judge_lib.load(path)
+  except (judge_lib.JudgeError, OSError) as e:
+    raise RunError(f"--config.judge={config.judge}: {e}") from None
+  done = [(s, j) for s in range(len(config.deltas)) for j in range(len(items)) if finite[s, j]]
+  inputs = tests.images[[items[j][0] for _, j in done]]
+  added = [items[j][1] for _, j in done]
+  dfi = judge_lib.score_edits(params, inputs, np.stack([results[s, j] for s, j in done]), added)
+  pixel = judge_lib.score_edits(params, inputs, np.stack([baselines[items[j]][0]
+                                                          for _, j in done]), added)
+  for row, d, p in zip(per_image, dfi, pixel):  # rows are in `done` order
+    keeps_d, keeps_p = d["preservation"] == 1.0, p["preservation"] == 1.0
+    if keeps_d != keeps_p:
+      prefers = float(keeps_d)
+    else:
+      prefers = 0.5 if d["probability"] == p["probability"] else float(
+          d["probability"] > p["probability"])
+    row.update(judge_success=float(d["success"]), judge_probability=d["probability"],
+               judge_preservation=d["preservation"], judge_changed=",".join(d["changed"]),
+               baseline_judge_success=float(p["success"]),
+               baseline_judge_preservation=p["preservation"], judge_prefers_dfi=prefers)
+  truth = judge_lib.predict(params, tests.images) > 0.5
+  accuracy = {}
+  for a in sorted({a for _, a in items}):
+    col = list(judge_lib.ATTRIBUTES).index(a)
+    on_cf = judge_lib.predict(params, tests.counterfactuals[a])[:, col] > 0.5
+    accuracy[a] = float(np.mean(np.concatenate([truth[:, col] == tests.attributes[:, col],
+                                                on_cf != tests.attributes[:, col]])))
+  return dict(path=str(path), sha256=run_state.file_sha256(path),
+              description=provenance.get("description", ""),
+              held_out_accuracy=provenance.get("held_out_accuracy"),
+              accuracy_on_this_run=accuracy)
 
 
 def add_probe_scores(config, per_image, tests, items, results, finite, bank_data) -> dict:
@@ -464,16 +555,24 @@ def write_index(workdir, config, network, tests, attributes, items, files, summa
   for delta_tag, per_attr in summary.items():
     if per_attr:
       sections.append(dict(heading=f"Quality at {delta_tag} (counterfactual benchmark)", table=dict(
-          columns=["attribute", "DFI r (in region)", "DFI change outside", "pixel r",
-                   "pixel change outside", "probe success", "probe preservation"],
-          rows=[[a, f"{v['r']:.3f}", f"{v['outside']:.4f}", f"{v['baseline_r']:.3f}",
-                 f"{v['baseline_outside']:.4f}", _pct(v.get("probe_success")),
-                 _pct(v.get("probe_preservation"))] for a, v in per_attr.items()])))
+          columns=["attribute", "judge success", "judge preservation", "DFI r (in region)",
+                   "DFI change outside", "pixel: judge success / preservation", "pixel r",
+                   "pixel change outside", "judge prefers DFI : pixel", "probe success",
+                   "probe preservation"],
+          rows=[[a, _pct(v.get("judge_success")), _pct(v.get("judge_preservation")),
+                 f"{v['r']:.3f}", f"{v['outside']:.4f}",
+                 f"{_pct(v.get('baseline_judge_success'))} / "
+                 f"{_pct(v.get('baseline_judge_preservation'))}",
+                 f"{v['baseline_r']:.3f}", f"{v['baseline_outside']:.4f}",
+                 preference_ratio(v.get("judge_prefers_dfi")),
+                 _pct(v.get("probe_success")), _pct(v.get("probe_preservation"))]
+                for a, v in per_attr.items()])))
   for a in attributes:
     figs = [dict(src=files[(s, j)], caption=f"{tests.names[i]}: {a}, δ={d:g}")
             for s, d in enumerate(config.deltas) for j, (i, b) in enumerate(items)
             if b == a and (s, j) in files]
     sections.append(dict(heading=f"Edit: {a}", figures=figs))
+  sections += photos_lib.index_sections(config, tests, attributes)
   if failures:
     sections.append(dict(heading="Failures", text="; ".join(failures)))
   image_io.write_index_html(workdir / "index.html", "DFI edits", sections)
@@ -481,6 +580,15 @@ def write_index(workdir, config, network, tests, attributes, items, files, summa
 
 def _pct(value) -> str:
   return "–" if value is None else f"{100 * value:.0f} %"
+
+
+def preference_ratio(fraction) -> str:
+  """`fraction` of choices won by DFI as a ratio DFI : baseline ("3.0 : 1", "all : 0")."""
+  if fraction is None:
+    return "–"
+  if fraction >= 1.0:
+    return "all : 0"
+  return f"{fraction / (1 - fraction):.2f} : 1"
 
 
 def _jsonable(obj):

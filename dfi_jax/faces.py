@@ -996,6 +996,13 @@ def _dilate(mask: np.ndarray, r: int) -> np.ndarray:
   return mask
 
 
+def layout_landmarks(params: FaceParams, size: int) -> np.ndarray:
+  """The `[len(LANDMARKS), 2]` float32 landmarks `render(params, size)` returns, without
+  rendering (they depend on the geometry only)."""
+  _check_size(size)
+  return _landmarks(_layout(params), int(size))
+
+
 def render(params: FaceParams, size: int) -> Face:
   """Renders `params` as a `size` x `size` face with masks and landmarks.
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
 
+from dfi_jax import align
 from dfi_jax import edit_run
 from dfi_jax import faces
 from dfi_jax import features as features_lib
@@ -31,44 +31,6 @@ from dfi_jax import metrics as metrics_lib
 from dfi_jax import reconstruct
 from dfi_jax import run_state
 from dfi_jax import sources
-
-
-def similarity_fit(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, float]:
-  """Least-squares similarity (scale, rotation, translation) mapping `[L, 2]` src onto dst.
-
-  Returns the `[2, 3]` matrix and the RMS residual in pixels.
-  """
-  mu_s, mu_d = src.mean(0), dst.mean(0)
-  s, d = src - mu_s, dst - mu_d
-  # Complex-number form: dst ≈ a·src + t with a = scale·e^{iθ}.
-  zs, zd = s[:, 0] + 1j * s[:, 1], d[:, 0] + 1j * d[:, 1]
-  a = np.vdot(zs, zd) / max(np.vdot(zs, zs).real, 1e-12)
-  m = np.array([[a.real, -a.imag], [a.imag, a.real]])
-  t = mu_d - m @ mu_s
-  residual = float(np.sqrt(np.mean(np.sum((src @ m.T + t - dst) ** 2, axis=1))))
-  return np.concatenate([m, t[:, None]], axis=1), residual
-
-
-def warp(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
-  """`[H, W, 3]` warped by the `[2, 3]` forward similarity into a `size`² frame (bicubic)."""
-  full = np.vstack([matrix, [0, 0, 1]])
-  inv = np.linalg.inv(full)[:2].ravel()
-  channels = [np.asarray(Image.fromarray(image[..., c].astype(np.float32), "F").transform(
-      (size, size), Image.Transform.AFFINE, tuple(inv), Image.Resampling.BICUBIC))
-      for c in range(3)]
-  return np.clip(np.stack(channels, -1), 0.0, 1.0).astype(np.float32)
-
-
-def hull_mask(landmarks: np.ndarray, size: int, grow: float = 0.35,
-              feather: float = 0.04) -> np.ndarray:
-  """Soft `[size, size]` mask: the landmarks' hull grown by `grow` × its size, feathered."""
-  centre = landmarks.mean(0)
-  pts = centre + (landmarks - centre) * (1.0 + grow)
-  ordered = pts[np.argsort(np.arctan2(*(pts - centre).T[::-1]))]
-  mask = Image.new("L", (size, size), 0)
-  ImageDraw.Draw(mask).polygon([tuple(p) for p in ordered], fill=255)
-  mask = mask.filter(ImageFilter.GaussianBlur(max(1.0, feather * size)))
-  return np.asarray(mask, np.float32) / 255.0
 
 
 def colour_match(result: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -147,7 +109,7 @@ def _run(config, workdir: Path, candidates, t_start: float) -> dict:
   for params in sources.test_face_params(config):
     face = faces.render(params, size)
     x = face.image
-    mask = hull_mask(face.landmarks, size)
+    mask = align.hull_mask(face.landmarks, size)
     phi_x = np.asarray(phi(network.params, jnp.asarray(x[None])))
     row = [x]
     for attribute in config.attributes:
@@ -188,12 +150,12 @@ def _edit(config, network, phi, rm, candidates, params, face, mask, phi_x, attri
     for c in pool:
       # Landmarks don't depend on size: render at 64² for the fit, scale up.
       lm = faces.render(c, 64).landmarks * (size / 64.0)
-      matrix, residual = similarity_fit(lm, face.landmarks)
+      matrix, residual = align.similarity_fit(lm, face.landmarks)
       fits.append((residual, c.seed, c, matrix))
     fits.sort(key=lambda f: f[:2])
     total = np.zeros(phi_x.shape[-1], np.float64)
     for _, _, c, matrix in fits[:config.k]:
-      warped = warp(faces.render(c, size).image, matrix, size)
+      warped = align.warp(faces.render(c, size).image, matrix, size)
       total += np.asarray(phi(network.params, jnp.asarray(warped[None])))[0]
     means.append(total / config.k)
   w = interpolate.scale_vector(jnp.asarray((means[1] - means[0])[None], jnp.float32),

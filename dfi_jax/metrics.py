@@ -47,23 +47,27 @@ def pixel_baseline(x: np.ndarray, bank_images: np.ndarray, source: np.ndarray,
 
 
 def summarise(rows: Sequence[dict], attributes: Sequence[str]) -> dict:
-  """Per-attribute means of the per-image records `{attribute, r, outside, ...}`."""
+  """Per-attribute means of the per-image records `{attribute, r, outside, ...}` (numeric
+  fields only; text fields such as the judge's list of changed attributes are left out)."""
   out = {}
   for a in attributes:
     mine = [row for row in rows if row["attribute"] == a]
     if not mine:
       continue
     out[a] = {key: float(np.nanmean([row[key] for row in mine]))
-              for key in mine[0] if key not in ("attribute", "image", "baseline_delta")}
+              for key in mine[0] if key not in ("attribute", "image", "baseline_delta")
+              and not isinstance(mine[0][key], str)}
     out[a]["count"] = len(mine)
   return out
 
 
 def table_markdown(summary: dict, columns: Sequence[tuple[str, str]]) -> str:
-  """A Markdown table: one row per attribute, `columns` = (key, heading) pairs."""
+  """A Markdown table: one row per attribute, `columns` = (key, heading) pairs ("–" where a
+  summary lacks the key, e.g. the judge's columns when it was off)."""
   head = "| attribute | " + " | ".join(h for _, h in columns) + " |"
   rule = "|---" * (len(columns) + 1) + "|"
   lines = [head, rule]
   for a, vals in summary.items():
-    lines.append(f"| {a} | " + " | ".join(f"{vals[k]:.3f}" for k, _ in columns) + " |")
+    lines.append(f"| {a} | " + " | ".join(f"{vals[k]:.3f}" if k in vals else "–"
+                                          for k, _ in columns) + " |")
   return "\n".join(lines)

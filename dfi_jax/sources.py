@@ -36,7 +36,8 @@ class TestImages(NamedTuple):
   counterfactuals: dict | None = None  # edit name -> [B, S, S, 3] (synthetic only)
   masks: dict | None = None  # edit name -> [B, S, S] bool (synthetic only)
   originals: list[np.ndarray] | None = None  # own photos at full size
-  placements: list[image_io.Placement] | None = None
+  placements: list[image_io.Placement] | None = None  # own photos fitted whole (align=none)
+  faces: list | None = None  # own photos aligned by face: per row, a photos.FaceAlignment
 
 
 def synthetic_bank(config) -> Bank:

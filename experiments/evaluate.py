@@ -22,8 +22,13 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
 _DISTRIBUTED = cli.define_distributed_flags()
 
-COLUMNS = (("r", "DFI r in region"), ("outside", "DFI change outside"),
-           ("baseline_r", "pixel r in region"), ("baseline_outside", "pixel change outside"))
+COLUMNS = (("judge_success", "judge success"), ("judge_preservation", "judge preservation"),
+           ("outside", "DFI change outside"), ("r", "DFI r in region"),
+           ("baseline_judge_success", "pixel: judge success"),
+           ("baseline_judge_preservation", "pixel: judge preservation"),
+           ("baseline_outside", "pixel change outside"), ("baseline_r", "pixel r in region"),
+           ("judge_prefers_dfi", "judge prefers DFI (2AFC)"),
+           ("probe_success", "probe success"), ("probe_preservation", "probe preservation"))
 
 
 def main(argv):

@@ -1,6 +1,8 @@
 """Edit faces with DFI: `python -m experiments.transform --workdir=DIR [--config=FILE[:variant]]`.
 
-  --inputs=a.jpg,b.png        edit your own images instead of held-out generated faces
+  --inputs=a.jpg,b.png        edit your own images instead of held-out generated faces: each face
+                              is found, aligned to the bank's frame, edited and pasted back
+                              (`pip install -e '.[photos]'`; --config.align=none fits them whole)
   --attributes=eyeglasses,…   which edits (default: the config's six)
   --config.FIELD=VALUE        override any config field (see experiments/configs/synthetic.py)
   --config.bank_dir=DIR       use a bank built by `python -m experiments.build_bank`

@@ -32,6 +32,31 @@ def _peak(image, x, y, r=2):
   return (patch * xx).sum() / patch.sum(), (patch * yy).sum() / patch.sum()
 
 
+def test_similarity_fit_recovers_a_known_transform():
+  rng = np.random.default_rng(0)
+  src = rng.uniform(0, 100, (12, 2))
+  angle, scale, shift = 0.3, 1.7, np.array([5.0, -3.0])
+  rot = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+  matrix, residual = align.similarity_fit(src, src @ rot.T + shift)
+  np.testing.assert_allclose(matrix[:, :2], rot, atol=1e-9)
+  np.testing.assert_allclose(matrix[:, 2], shift, atol=1e-9)
+  assert residual < 1e-9
+
+
+def test_warp_moves_a_dot_where_the_transform_says():
+  image = np.zeros((40, 40, 3), np.float32)
+  image[10, 12] = 1.0
+  matrix = np.array([[1.0, 0.0, 7.0], [0.0, 1.0, 5.0]])  # shift by (+7, +5)
+  warped = align.warp(image, matrix, 40)
+  y, x = np.unravel_index(np.argmax(warped[..., 0]), (40, 40))
+  assert (y, x) == (15, 19)
+
+
+def test_hull_mask():
+  mask = align.hull_mask(np.array([[10.0, 10], [22, 10], [16, 22]]), 32)
+  assert mask[14, 16] > 0.9 and mask[0, 0] < 0.05
+
+
 def test_landmarks_match_the_render_at_every_size():
   params = [faces.sample_face(s) for s in range(3)]
   for size in (32, 64, 96):

@@ -50,20 +50,22 @@ def verdict(field: str, value):
     return _number(value) and isinstance(value, int) and value > 0
   if field == "image_size":
     return isinstance(value, int) and 32 <= value <= 1024
-  if field == "deltas":  # a non-empty list of finite numbers
+  if field == "deltas":  # a non-empty list of finite numbers, each given once (one file each)
     if any(isinstance(d, bool) for d in value):
       return OPEN
-    return len(value) > 0 and all(_number(d) and math.isfinite(d) for d in value)
+    finite = len(value) > 0 and all(_number(d) and math.isfinite(d) for d in value)
+    return finite and len({f"{d:g}" for d in value}) == len(value)
   if field in ("tv_weight", "tv_beta"):  # λ >= 0, β > 0
     if not _number(value) or math.isnan(value):
       return False
     if math.isinf(value) and value > 0:
       return OPEN
     return value >= 0 if field == "tv_weight" else value > 0
-  if field == "taps":  # conv names; "a,b" in one string (as a flag gives them) is two names
+  if field == "taps":  # distinct conv names; "a,b" in one string (as a flag gives them) is two
     names = [p.strip() if isinstance(p, str) else p
              for v in value for p in (v.split(",") if isinstance(v, str) else [v])]
-    return len(names) > 0 and all(n in CONV_NAMES for n in names)
+    return (len(names) > 0 and all(n in CONV_NAMES for n in names)
+            and len(set(names)) == len(names))
   return value in CHOICES[field]
 
 

@@ -290,7 +290,8 @@ def test_a_signal_during_a_write_leaves_the_old_file_and_no_temp(tmp_path, monke
     ("next_iterations", -1), ("num_test", 0), ("bank_size", 0), ("probe", "cnn"),
     ("pooling", "max"), ("preprocessing", "bgr"), ("align_neighbours", "yes"), ("seed", -1),
     ("deltas", (0.4, 0.4)), ("deltas", (0.4, 0.4000001)), ("attributes", ("smiling",) * 2),
-    ("tv_beta", float("nan")), ("iterations", 2.5), ("k", True), ("decoder", 3)])
+    ("tv_beta", float("nan")), ("iterations", 2.5), ("k", True), ("decoder", 3),
+    ("align", "faces"), ("faces", "some"), ("face_threshold", float("nan")), ("animate", "mp4")])
 def test_bad_setting_fails_before_anything_is_written(tmp_path, field, value):
   config = ml_collections.ConfigDict({**tiny().to_dict(), field: value})  # values of any type
   with pytest.raises(run_state.RunError, match=rf"^--config\.{field}=.*: expected "):

@@ -69,7 +69,8 @@ def test_own_photos_keep_their_size(tmp_path):
   Image.fromarray(grey, "L").save(tmp_path / "grey.jpg")
   out = tmp_path / "out"
   proc = transform(out, f"--inputs={tmp_path / 'wide photo.png'},{tmp_path / 'grey.jpg'}",
-                   "--attributes=eyeglasses,smiling", "--config.deltas=0.4")
+                   "--attributes=eyeglasses,smiling", "--config.deltas=0.4",
+                   "--config.align=none")  # no faces in these: fitted whole
   assert proc.returncode == 0, proc.stderr[-2000:]
   record = json.loads((out / "metrics.json").read_text())
   assert record["data"] == "photos" and record["images"] == ["wide photo", "grey"]
@@ -99,6 +100,15 @@ def test_bad_input_is_one_clear_line(tmp_path, args, message):
   lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
   assert len(lines) == 1 and message in lines[0], proc.stderr[-1500:]
   assert "Traceback" not in proc.stderr
+
+
+def test_a_photo_without_a_face_is_one_clear_line(tmp_path):
+  Image.fromarray(np.full((60, 90, 3), 128, np.uint8)).save(tmp_path / "wall.png")
+  proc = transform(tmp_path / "out", f"--inputs={tmp_path / 'wall.png'}")
+  assert proc.returncode == 1
+  lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
+  assert len(lines) == 1 and f"--inputs={tmp_path / 'wall.png'}: no face found" in lines[0], lines
+  assert not (tmp_path / "out").exists()
 
 
 def test_unwritable_workdir_is_one_clear_line(tmp_path):

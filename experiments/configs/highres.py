@@ -24,6 +24,7 @@ def get_config(arg: str = "demo"):
     c.rerank = 4
     c.iterations = 3
   else:
+    c.bank_size = 800  # candidates re-ranked by landmarks, rendered at the high resolution
     c.image_size = 512
     c.k = 25
     c.rerank = 100

@@ -33,6 +33,10 @@ def get_config(arg: str = "demo"):
     raise ValueError(f"unknown variant {arg!r} of inpaint.py; expected one of {VARIANTS}")
   c = synthetic.get_config("tiny" if variant.endswith("tiny") else "demo")
   c.variant = variant
+  if not variant.endswith("tiny"):
+    # The hole's neighbours are found by φ over the whole bank (attributes say nothing about
+    # the hole), so the bank stays small.
+    c.bank_size = 800
   c.hole_fraction = 0.5  # demo3: [50:150, 50:150] of 200²
   c.hole_mask = ""  # a mask image (white = hole) instead of the centre square
   c.deltas = (2.8,)
