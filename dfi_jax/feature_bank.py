@@ -72,6 +72,13 @@ def in_memory(images, phi_of_images: Callable[[np.ndarray], np.ndarray],
                      True, "float32", {})
 
 
+def from_phi(phi) -> FeatureBank:
+  """A one-shard bank whose φ (`[N, D]`) is already computed (e.g. `api.load_editor`'s)."""
+  return FeatureBank(len(phi), phi.shape[1], phi.shape[1],
+                     lambda kind, rows: np.asarray(phi[np.asarray(rows)], np.float32),
+                     lambda x: np.asarray(x), True, "float32", {})
+
+
 def on_disk(disk: bank_lib.DiskBank) -> FeatureBank:
   """The bank `experiments.build_bank` wrote (see `bank.py`), opened with `bank.open_bank`."""
   spec, search = disk.spec, disk.search
