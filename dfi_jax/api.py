@@ -21,6 +21,7 @@ import ml_collections
 import numpy as np
 
 from dfi_jax import edit_run
+from dfi_jax import feature_bank
 from dfi_jax import features as features_lib
 from dfi_jax import image_io
 from dfi_jax import interpolate
@@ -125,10 +126,10 @@ def edit(image: np.ndarray, attributes: Sequence[str], deltas: Sequence[float] |
     masks[e.name] = neighbours_lib.candidate_masks(editor.bank.attributes, e,
                                                    editor.bank.attribute_names)
     neighbours_lib.check_candidates(*masks[e.name], config.k, e.name)
-  found = edit_run.find_neighbours(config, editor.bank, tests, edits, masks, phi_x,
-                                   lambda _: editor.bank_phi)  # φ-space KNN: all of the bank
+  found = feature_bank.find_neighbours(config, editor.bank, feature_bank.from_phi(
+      editor.bank_phi), tests, edits, masks, phi_x)  # φ-space KNN: all of the bank
   targets = jnp.concatenate([interpolate.edit_targets(
-      jnp.asarray(phi_x), interpolate.scale_vector(edit_run.attribute_vector(found, e.name),
+      jnp.asarray(phi_x), interpolate.scale_vector(feature_bank.attribute_vector(found, e.name),
                                                    config.scaling), deltas) for e in edits], 1)
   size = config.image_size
   spec = features_lib.feature_spec(network.net, network.params, (size, size))

@@ -426,8 +426,8 @@ class DiskBank(NamedTuple):
     return i * s, min((i + 1) * s, self.num_images)
 
 
-def open_bank(path: str | os.PathLike) -> DiskBank:
-  """Opens a complete bank (manifest, attributes and names only; φ stays on disk)."""
+def read_manifest(path: str | os.PathLike) -> dict:
+  """A bank directory's manifest as written (finished or not); BankError if there is none."""
   path = Path(path)
   try:
     manifest = json.loads((path / MANIFEST).read_text())
@@ -436,6 +436,15 @@ def open_bank(path: str | os.PathLike) -> DiskBank:
                     "`python -m experiments.build_bank`") from None
   except (OSError, ValueError) as e:
     raise BankError(f"{path / MANIFEST} is unreadable ({e})") from None
+  if not isinstance(manifest, dict):
+    raise BankError(f"{path / MANIFEST} is unreadable (not a JSON object)")
+  return manifest
+
+
+def open_bank(path: str | os.PathLike) -> DiskBank:
+  """Opens a complete bank (manifest, attributes and names only; φ stays on disk)."""
+  path = Path(path)
+  manifest = read_manifest(path)
   if manifest.get("format") != FORMAT:
     raise BankError(f"{path}: format {manifest.get('format')!r}, expected {FORMAT!r}")
   if not manifest.get("complete"):
@@ -458,19 +467,34 @@ def shard_phi(bank: DiskBank, i: int) -> np.ndarray:
   return rows.view(ml_dtypes.bfloat16) if bank.manifest["dtype"] == "bfloat16" else rows
 
 
+def read_rows(bank: DiskBank, rows, kind: str = "phi") -> np.ndarray:
+  """Rows `rows` (`[n]` int, any order) of φ (`kind="phi"`) or of the search features
+  (`"search"`; φ itself for `none`) as `[n, dim]` float32. Only the shards the rows lie in are
+  opened (memory-mapped), and only those rows' pages are read."""
+  if kind not in ("phi", "search"):
+    raise ValueError(f"kind must be 'phi' or 'search', got {kind!r}")
+  if kind == "search" and bank.search.kind == "none":
+    kind = "phi"
+  rows = np.asarray(rows, np.int64).reshape(-1)
+  if rows.size and not (rows.min() >= 0 and rows.max() < bank.num_images):
+    raise ValueError(f"rows outside the bank's {bank.num_images}")
+  dim = bank.manifest["feature_dim"] if kind == "phi" else bank.manifest["search"]["dim"]
+  out = np.empty((len(rows), dim), np.float32)
+  size = bank.manifest["shard_size"]
+  shard = rows // size
+  for i in np.unique(shard):
+    lo, _ = bank.shard_range(int(i))
+    mapped = (shard_phi(bank, int(i)) if kind == "phi" else
+              np.load(_shard_paths(bank.path, int(i))["search"], mmap_mode="r"))
+    sel = np.flatnonzero(shard == i)
+    out[sel] = mapped[rows[sel] - lo]
+  return out
+
+
 def _read(bank: DiskBank, start: int, stop: int, kind: str) -> np.ndarray:
   if not 0 <= start <= stop <= bank.num_images:
     raise ValueError(f"rows [{start}, {stop}) outside the bank's {bank.num_images}")
-  dim = bank.manifest["feature_dim"] if kind == "phi" else bank.manifest["search"]["dim"]
-  out = np.empty((stop - start, dim), np.float32)
-  size = bank.manifest["shard_size"]
-  for i in range(start // size, -(-stop // size)):
-    lo, hi = bank.shard_range(i)
-    a, b = max(lo, start), min(hi, stop)
-    rows = (shard_phi(bank, i) if kind == "phi" else
-            np.load(_shard_paths(bank.path, i)["search"], mmap_mode="r"))
-    out[a - start:b - start] = rows[a - lo:b - lo]
-  return out
+  return read_rows(bank, np.arange(start, stop), kind)
 
 
 def read_phi(bank: DiskBank, start: int = 0, stop: int | None = None) -> np.ndarray:
@@ -480,8 +504,7 @@ def read_phi(bank: DiskBank, start: int = 0, stop: int | None = None) -> np.ndar
 
 def read_search(bank: DiskBank, start: int = 0, stop: int | None = None) -> np.ndarray:
   """Search features rows [start, stop) as `[n, d]` float32 (φ itself for `none`)."""
-  kind = "phi" if bank.search.kind == "none" else "search"
-  return _read(bank, start, bank.num_images if stop is None else stop, kind)
+  return _read(bank, start, bank.num_images if stop is None else stop, "search")
 
 
 def attribute_vector(bank: DiskBank, neighbours: Neighbours, rows_per_read: int = 64

@@ -3,6 +3,10 @@
 Writes into `workdir`: `grid.png` (rows = test images; columns = original, each attribute's edit
 for each δ, and on synthetic data the counterfactuals), `edits/<image>__<attribute>__d<δ>.png`,
 `index.html` and `metrics.json`.
+
+The bank (`feature_bank`): built by `experiments.build_bank` (`config.bank_dir`) or in memory,
+searched over every device of every host; after `jax.distributed.initialize` each host edits its
+share of the items and process 0 writes the outputs (`sharding.hold_workdir`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from tqdm import tqdm
 
 from dfi_jax import align
 from dfi_jax import decoder as decoder_lib
+from dfi_jax import feature_bank
 from dfi_jax import features as features_lib
 from dfi_jax import image_io
 from dfi_jax import interpolate
@@ -34,6 +39,7 @@ from dfi_jax import pretrained
 from dfi_jax import probe as probe_lib
 from dfi_jax import reconstruct
 from dfi_jax import run_state
+from dfi_jax import sharding
 from dfi_jax import sources
 import dfi_jax.datasets  # noqa: F401  registers the lfw, celeb_a and folder banks
 from dfi_jax import weights as weights_lib
@@ -72,6 +78,7 @@ RULES = dict(
     linesearch=run_state.choice(reconstruct.LINESEARCHES),
     linesearch_init=run_state.choice(reconstruct.LINESEARCH_INITS),
     batch_size=run_state.integer(1), chunk=run_state.integer(1), decoder=run_state.text(),
+    bank_dir=run_state.text(),
     pixel_deltas=run_state.numbers(), pixel_delta_photos=run_state.number(),
     probe=run_state.choice(("",) + probe_lib.REPRESENTATIONS),
     align=run_state.choice(photos_lib.MODES), faces=run_state.choice(photos_lib.WHICH_FACES),
@@ -118,57 +125,6 @@ def select_edits(bank: sources.Bank, names: Sequence[str]) -> list[neighbours_li
   if unknown:
     raise RunError(f"unknown attribute(s) {unknown}; valid attributes are {list(by_name)}")
   return [by_name[n] for n in names] if names else list(bank.edits)
-
-
-class Neighbourhood(NamedTuple):
-  """Each edit's neighbours and the φ of the bank images they use."""
-  sets: dict  # edit name -> Neighbours: `[B, K]` bank indices, nearest first
-  used: np.ndarray  # [U] sorted bank indices: the rows of `bank`
-  bank: jax.Array  # [U, D] φ of those bank images
-
-
-def find_neighbours(config, bank_data: sources.Bank, tests: sources.TestImages,
-                    edits: Sequence[neighbours_lib.Edit], masks: dict, phi_x: np.ndarray,
-                    bank_phi) -> Neighbourhood:
-  """The source and target neighbours of every test image for every edit.
-
-  With known test attributes and `config.neighbours == "attributes"`: ranked by Hamming
-  distance, within the test image's group when both sides have groups. They need no features,
-  so φ is then computed only for the bank images some neighbour set uses (not all of LFW's 13k
-  at 55 GB). Otherwise ranked by φ distance to `phi_x` (`[B, D]`) over the whole bank. A test
-  image taken from the bank (`tests.bank_index`) is never its own neighbour.
-
-  Args:
-    masks: edit name -> `[N]` bool source and target candidate masks (`candidate_masks`).
-    bank_phi: `[M, S, S, 3]` float32 bank images -> `[M, D]` their φ.
-  """
-  by_attributes = tests.attributes is not None and config.neighbours == "attributes"
-  sets = {}
-  if by_attributes:
-    allowed = None
-    if tests.group is not None and bank_data.group is not None:
-      allowed = tests.group[:, None] == bank_data.group[None, :]
-    for e in edits:
-      sets[e.name] = neighbours_lib.attribute_neighbours(
-          bank_data.attributes, tests.attributes, *masks[e.name], config.k, tests.bank_index,
-          allowed)
-    used = np.unique(np.concatenate([np.ravel(n) for nb in sets.values() for n in nb]))
-  else:
-    used = np.arange(len(bank_data.images))
-  bank = jnp.asarray(bank_phi(bank_data.images[used]))
-  if not by_attributes:
-    for e in edits:
-      sets[e.name] = neighbours_lib.feature_neighbours(
-          bank, phi_x, *masks[e.name], config.k, tests.bank_index)
-  return Neighbourhood(sets, used, bank)
-
-
-def attribute_vector(found: Neighbourhood, name: str) -> jax.Array:
-  """Edit `name`'s unscaled w, `[B, D]`: its neighbours' bank indices mapped to rows of
-  `found.bank`."""
-  local = neighbours_lib.Neighbours(*(jnp.searchsorted(jnp.asarray(found.used), n)
-                                      for n in found.sets[name]))
-  return interpolate.attribute_vector(found.bank, local)
 
 
 def judged_attributes(config, tests: sources.TestImages,
@@ -271,14 +227,18 @@ def run(config, workdir: str | os.PathLike, inputs: Sequence[str] = (),
   Every setting and input is checked before the workdir is touched (run_state's order).
   """
   t_start = time.perf_counter()
-  validate(config)
-  check_inputs(config, inputs)
-  with run_state.locked(workdir) as held:
-    return _run(config, held, inputs, attributes, t_start)
+
+  def check():
+    validate(config)
+    check_inputs(config, inputs)
+    feature_bank.read_manifest(config)
+
+  with sharding.hold_workdir(workdir, check=check) as held:
+    return _run(config, held.path, inputs, attributes, t_start, held.agree)
 
 
 def _run(config, workdir: Path, inputs: Sequence[str], attributes: Sequence[str],
-         t_start: float) -> dict:
+         t_start: float, agree=lambda: None) -> dict:
   timings: dict[str, float] = {}
   network = load_network(config)
   size = config.image_size
@@ -288,19 +248,27 @@ def _run(config, workdir: Path, inputs: Sequence[str], attributes: Sequence[str]
   photos = photos_lib.load(config, inputs) if inputs else None
   print(f"weights: {network.path} — {network.provenance['description']}", flush=True)
 
-  # The bank: images with attributes, and their φ.
+  # The bank: images with attributes, and their φ (on disk, or computed when read).
   t0 = time.perf_counter()
-  bank_data = sources.load_bank(config)
+  phi = features_lib.make_phi(network.net)
+
+  def bank_phi(images):
+    with tqdm(total=len(images), desc="bank φ", unit="img") as bar:
+      return features_lib.compute_features(phi, network.params, images, config.feature_batch,
+                                           progress=bar.update)
+
+  bank_data, bank = feature_bank.load(config, network, spec, bank_phi)
   edits = select_edits(bank_data, attributes or config.attributes)
   masks = {}
   for e in edits:
     masks[e.name] = neighbours_lib.candidate_masks(bank_data.attributes, e,
                                                    bank_data.attribute_names)
     neighbours_lib.check_candidates(*masks[e.name], config.k, e.name)
-  phi = features_lib.make_phi(network.net)
   settings = config.to_dict()
   if fast is not None:  # the file's content, not just its path, decides the results
     settings["decoder_sha256"] = fast.sha256
+  if bank.description:  # so does the bank's (its dtype, search reduction)
+    settings["bank"] = bank.description
   claim = run_state.claim(workdir, run_state.describe(settings, network.path, inputs, edits))
   if claim.resuming:
     print(f"resuming the run in {workdir}: finished edits are kept", flush=True)
@@ -308,15 +276,10 @@ def _run(config, workdir: Path, inputs: Sequence[str], attributes: Sequence[str]
            else sources.load_tests(config, bank_data, edits))
   if photos and config.neighbours == "attributes":
     tests = judged_attributes(config, tests, bank_data)
+  agree()  # every host got this far (many hosts: see sharding.hold_workdir)
   phi_x = features_lib.compute_features(phi, network.params, tests.images,
                                         config.feature_batch)
-
-  def bank_phi(images):
-    with tqdm(total=len(images), desc="bank φ", unit="img") as bar:
-      return features_lib.compute_features(phi, network.params, images, config.feature_batch,
-                                           progress=bar.update)
-
-  found = find_neighbours(config, bank_data, tests, edits, masks, phi_x, bank_phi)
+  found = feature_bank.find_neighbours(config, bank_data, bank, tests, edits, masks, phi_x)
   neighbour_sets = found.sets
   timings["bank_s"] = time.perf_counter() - t0
 
@@ -327,7 +290,7 @@ def _run(config, workdir: Path, inputs: Sequence[str], attributes: Sequence[str]
                                 [neighbour_sets[e.name] for e in edits])
   items, targets = [], []
   for n_edit, e in enumerate(edits):
-    w = (attribute_vector(found, e.name) if aligned is None
+    w = (feature_bank.attribute_vector(found, e.name) if aligned is None
          else jnp.asarray(aligned.w[n_edit]))
     w = interpolate.scale_vector(w, config.scaling)
     targets.append(interpolate.edit_targets(jnp.asarray(phi_x), w, config.deltas))
@@ -353,11 +316,13 @@ def _run(config, workdir: Path, inputs: Sequence[str], attributes: Sequence[str]
       results[s, j], losses[s, j] = done["image"], done["loss"]
       evaluations[s, j], finite[s, j] = done["evaluations"], True
   t0 = time.perf_counter()
-  with tqdm(total=sum(iterations) * len(items), desc="reverse map", unit="it·img") as bar:
+  # Each host's share of the (image, edit) items, batches split over its devices.
+  mine, devices = sharding.share(len(items)), sharding.local_mesh()
+  with tqdm(total=sum(iterations) * len(mine), desc="reverse map", unit="it·img") as bar:
     for s, delta in enumerate(config.deltas):
-      for b in range(0, len(items), config.batch_size):
-        sl = slice(b, b + config.batch_size)
-        n = len(x_items[sl])
+      for b in range(0, len(mine), config.batch_size):
+        sl = mine[b:b + config.batch_size]
+        n = len(sl)
         if finite[s, sl].all():
           bar.update(iterations[s] * n)
           continue
@@ -368,22 +333,44 @@ def _run(config, workdir: Path, inputs: Sequence[str], attributes: Sequence[str]
         if s == 0 and fast is not None:
           z0 = decoder_lib.warm_start(fast.params, fast.spec, targets[s, sl], z0,
                                       phi_x[x_index[sl]], mode=decoder_lib.DEFAULT_START)
-        res = reverse_map(network.params, targets[s, sl], z0, iterations[s],
-                          progress=lambda k, n=n: bar.update(k * n))
+        res = sharding.reverse_maps(reverse_map, devices, network.params, targets[s, sl], z0,
+                                    iterations[s], progress=lambda k, n=n: bar.update(k * n))
         results[s, sl], losses[s, sl] = res.images, res.loss
         finite[s, sl], evaluations[s, sl] = res.finite, res.evaluations
-        for j in range(b, b + n):
+        for j in sl:
           if finite[s, j]:
             save_edit(workdir, tests, items[j], delta, results[s, j])
             run_state.save_result(claim, keys[s][j], results[s, j], losses[s, j],
                                   evaluations[s, j])
   timings["reverse_map_s"] = time.perf_counter() - t0
-  timings["reverse_map_per_image_s"] = timings["reverse_map_s"] / (len(items) * len(config.deltas))
-  photos_lib.save_outputs(workdir, config, tests, items, results, finite)
+  timings["reverse_map_per_image_s"] = (timings["reverse_map_s"]
+                                        / max(1, len(mine) * len(config.deltas)))
+  results, losses, finite, evaluations = sharding.gather_items(
+      mine, (results, losses, finite, evaluations), axis=1)
 
   run_state.commit(claim)
+  if not sharding.is_writer():  # process 0 writes the outputs
+    timings["total_s"] = time.perf_counter() - t_start
+    return dict(outputs=dict(edits=[edit_file(tests, items[j], d) for d in config.deltas
+                                    for j in mine]), timings=timings, failures=[], written=False)
+  keep_gathered(workdir, claim, tests, items, keys, mine, results, losses, finite, evaluations,
+                config.deltas)
+  photos_lib.save_outputs(workdir, config, tests, items, results, finite)
   return write_outputs(config, workdir, network, tests, attributes, items, results, losses,
                        finite, evaluations, neighbour_sets, bank_data, timings, t_start)
+
+
+def keep_gathered(workdir: Path, claim: run_state.Claim, tests: sources.TestImages, items, keys,
+                  mine: np.ndarray, results, losses, finite, evaluations, deltas) -> None:
+  """Process 0 keeps the finished items other hosts computed (their PNGs and state), unless the
+  workdir (a shared file system) already holds them; one host: nothing to do."""
+  for s, j in np.ndindex(*finite.shape):
+    if j in mine or not finite[s, j]:
+      continue
+    if not (workdir / edit_file(tests, items[j], deltas[s])).exists():
+      save_edit(workdir, tests, items[j], deltas[s], results[s, j])
+    if run_state.load_result(claim, keys[s][j], results.shape[-2]) is None:
+      run_state.save_result(claim, keys[s][j], results[s, j], losses[s, j], evaluations[s, j])
 
 
 def write_outputs(config, workdir, network, tests, attributes, items, results, losses, finite,

@@ -63,6 +63,11 @@ def _pools(config, candidates, attribute: str, query) -> list[list]:
 
 def validate(config, candidates) -> None:
   """Every setting, and enough candidates for K, before anything is written."""
+  if config.get("bank_dir", ""):
+    raise run_state.RunError(
+        f"--config.bank_dir={config.bank_dir}: high-resolution edits average φ of neighbours "
+        "warped onto each test face, which a bank of unwarped φ cannot give; leave it empty "
+        "(the candidates are generated and their φ computed one at a time)")
   edit_run.validate(config)
   edit_run.check_inputs(config)
   run_state.check_config(config, RULES)

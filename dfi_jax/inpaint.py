@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
+from dfi_jax import bank as bank_lib
 from dfi_jax import edit_run
 from dfi_jax import features as features_lib
 from dfi_jax import image_io
@@ -311,6 +312,11 @@ def validate(config) -> None:
   edit_run.check_inputs(config)
   if config.hole_mask:
     image_io.check_input_file(config.hole_mask, f"--config.hole_mask={config.hole_mask}")
+  if config.bank_dir and (Path(config.bank_dir).expanduser() / bank_lib.MANIFEST).exists():
+    raise run_state.RunError(
+        f"--config.bank_dir={config.bank_dir} holds a feature bank (experiments.build_bank); "
+        "inpainting ranks the bank by φ of the images with the hole, which such a bank does not "
+        "store: give the folder of images (read as a stream, never held whole)")
 
 
 def run(config, workdir: str | Path) -> dict:

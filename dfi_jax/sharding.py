@@ -12,13 +12,19 @@ weights replicated, and `reconstruct.ReverseMap`'s compiled code partitioned by 
 
 Multi-host: `initialize` is the one place that calls `jax.distributed.initialize`; after it,
 `jax.devices()` spans every host, each host feeds only the rows its own devices hold
-(`bank_to_mesh` reads just those shards), and only `is_writer()` (process 0) writes outputs.
+(`bank_to_mesh` / `rows_to_mesh` read just those rows), and only `is_writer()` (process 0)
+writes outputs. An edit run searches the bank on the mesh of every host's devices, then each
+host reverse-maps its `share` of the items on its own devices (`local_mesh`), `gather_items`
+collects them on every host, and process 0 writes. `hold_workdir` holds a run's folder on every
+host and makes a failure during set-up on one host stop them all with its line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Callable, NamedTuple, Sequence
+from pathlib import Path
+from typing import Callable, Iterator, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +33,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from dfi_jax import bank as bank_lib
 from dfi_jax import reconstruct
+from dfi_jax import run_state
 from dfi_jax.neighbours import Neighbours
 
 DATA = "data"
@@ -115,6 +122,24 @@ def shard_rows(rows: np.ndarray, mesh: Mesh, axis: str = DATA, fill=0) -> jax.Ar
   return jax.make_array_from_callback((n,) + rows.shape[1:], NamedSharding(mesh, spec), piece)
 
 
+def rows_to_mesh(read: Callable[[int, int], np.ndarray], n: int, dim: int, mesh: Mesh,
+                 axis: str = DATA, dtype=jnp.float32) -> jax.Array:
+  """Rows [0, n) of a table that `read(start, stop) -> [stop - start, dim]` gives, as a global
+  `[N_padded, dim]` array of `dtype` split along `axis` (zero padding rows). Each host calls
+  `read` only for the rows of its own devices, once per device."""
+  padded = padded_size(n, mesh, axis)
+
+  def piece(index):
+    start, stop, _ = index[0].indices(padded)
+    out = np.zeros((stop - start, dim), dtype)
+    hi = min(stop, n)
+    if hi > start:
+      out[:hi - start] = read(start, hi)
+    return out
+
+  return jax.make_array_from_callback((padded, dim), NamedSharding(mesh, P(axis, None)), piece)
+
+
 def bank_to_mesh(bank: bank_lib.DiskBank, mesh: Mesh, what: str = "search",
                  axis: str = DATA, dtype=jnp.float32) -> jax.Array:
   """An on-disk bank's search features (`what="search"`) or φ (`"phi"`) as a global
@@ -124,17 +149,12 @@ def bank_to_mesh(bank: bank_lib.DiskBank, mesh: Mesh, what: str = "search",
   read = bank_lib.read_search if what == "search" else bank_lib.read_phi
   dim = (bank.manifest["feature_dim"] if what == "phi" or bank.search.kind == "none"
          else bank.manifest["search"]["dim"])
-  n = padded_size(bank.num_images, mesh, axis)
+  return rows_to_mesh(lambda a, b: read(bank, a, b), bank.num_images, dim, mesh, axis, dtype)
 
-  def piece(index):
-    start, stop, _ = index[0].indices(n)
-    out = np.zeros((stop - start, dim), np.float32)
-    hi = min(stop, bank.num_images)
-    if hi > start:
-      out[:hi - start] = read(bank, start, hi)
-    return out.astype(dtype)
 
-  return jax.make_array_from_callback((n, dim), NamedSharding(mesh, P(axis, None)), piece)
+def replicated(x, mesh: Mesh) -> jax.Array:
+  """A host array (the same on every host) as a global array every device holds whole."""
+  return jax.device_put(np.asarray(x), NamedSharding(mesh, P()))
 
 
 # ---------------------------------------------------------------------------------------
@@ -219,11 +239,10 @@ def neighbours(knn: Callable, mesh: Mesh, bank: jax.Array, queries, source, targ
                          else [(0, 0), (0, n - np.shape(m)[-1])])
   exclude = np.full((b,), -1, np.int32) if exclude is None else np.asarray(exclude, np.int32)
   allowed = np.ones((b, n), bool) if allowed is None else pad(allowed)
-  replicated = NamedSharding(mesh, P())
-  return knn(bank, jax.device_put(queries, replicated),
+  return knn(bank, replicated(queries, mesh),
              jax.device_put(pad(source), NamedSharding(mesh, P(axis))),
              jax.device_put(pad(target), NamedSharding(mesh, P(axis))),
-             jax.device_put(exclude, replicated),
+             replicated(exclude, mesh),
              jax.device_put(allowed, NamedSharding(mesh, P(None, axis))))
 
 
@@ -268,9 +287,8 @@ def reverse_maps(reverse_map: reconstruct.ReverseMap, mesh: Mesh, params, target
 
   B is padded (repeating the last image) to a multiple of the axis size; params are
   replicated. Same shapes, same compiled code: keep `reverse_map` and the batch size fixed.
-  Every host passes the same whole batch and each keeps its devices' rows. (On many hosts
-  `ReverseMap.__call__` must gather its outputs with `multihost_utils.process_allgather`
-  before `np.asarray`; on one host it runs unchanged.)
+  `mesh` holds this host's devices only (`local_mesh`): `ReverseMap.__call__` reads its results
+  back with `np.asarray`, so on many hosts each maps its own items (`share`, `gather_items`).
   """
   targets, z0 = np.asarray(targets, np.float32), np.asarray(z0, np.float32)
   b = len(z0)
@@ -283,3 +301,146 @@ def reverse_maps(reverse_map: reconstruct.ReverseMap, mesh: Mesh, params, target
   result = reverse_map(params, split(targets), split(z0), iterations, progress)
   return result._replace(images=result.images[:b], loss=result.loss[:b],
                          finite=result.finite[:b], evaluations=result.evaluations[:b])
+
+
+# ---------------------------------------------------------------------------------------
+# Many hosts: who does which item, gathering them, and holding a run's workdir.
+
+
+def local_mesh(axis: str = DATA) -> Mesh:
+  """A one-axis mesh over this host's devices (work that each host does on its own)."""
+  return make_mesh(devices=jax.local_devices(), axes=(axis,))
+
+
+def share(n: int) -> np.ndarray:
+  """This host's items of `n`: `[m]` int, every `process_count`-th from `process_index` (the
+  same split on every rerun with the same hosts, so each host finds its own finished items)."""
+  return np.arange(jax.process_index(), n, jax.process_count())
+
+
+def gather_items(mine: np.ndarray, arrays: Sequence[np.ndarray], axis: int = 0
+                 ) -> list[np.ndarray]:
+  """Every host's items, on every host: `arrays[i]` holds all items along `axis`, of which this
+  host computed `mine` (`share(n)`); the result holds each item as its own host computed it.
+  One host: returned unchanged. (64-bit integers travel as int32: JAX's default.)"""
+  hosts = jax.process_count()
+  if hosts == 1:
+    return list(arrays)
+  out = []
+  for a in arrays:
+    a = np.asarray(a)
+    n, m = a.shape[axis], -(-a.shape[axis] // hosts)
+    wire = np.int32 if a.dtype == np.int64 else a.dtype
+    part = np.take(a, mine, axis=axis).astype(wire)
+    pad = [(0, 0)] * a.ndim
+    pad[axis] = (0, m - len(mine))
+    every = gather_values(np.pad(part, pad))  # [hosts, ...]
+    merged = a.copy()
+    for p in range(hosts):
+      theirs = np.arange(p, n, hosts)
+      index = [slice(None)] * a.ndim
+      index[axis] = theirs
+      merged[tuple(index)] = np.take(every[p], np.arange(len(theirs)), axis=axis)
+    out.append(merged)
+  return out
+
+
+def gather_values(values) -> np.ndarray:
+  """Every host's `values` (the same shape and dtype on each), stacked: `[hosts, ...]`."""
+  if jax.process_count() == 1:
+    return np.asarray(values)[None]
+  from jax.experimental import multihost_utils
+  return np.asarray(multihost_utils.process_allgather(np.asarray(values)))
+
+
+MESSAGE_BYTES = 1000  # of a failed host's error line, told to the others
+
+
+def all_succeeded(error: BaseException | None) -> None:
+  """A collective: every host passes its error or None; every host raises if any failed (its
+  own error unchanged, or a RunError naming the host that failed and its line). One host:
+  raises `error` if there is one."""
+  if jax.process_count() == 1:
+    if error is not None:
+      raise error
+    return
+  line = ("" if error is None else str(error) if isinstance(error, run_state.RunError)
+          else f"{type(error).__name__}: {error}")
+  message = np.zeros(MESSAGE_BYTES + 1, np.uint8)
+  message[0] = error is not None
+  encoded = " ".join(line.split()).encode()[:MESSAGE_BYTES]
+  message[1:1 + len(encoded)] = np.frombuffer(encoded, np.uint8)
+  every = gather_values(message)  # [hosts, 1 + MESSAGE_BYTES]
+  if error is not None:
+    raise error
+  failed = np.flatnonzero(every[:, 0])
+  if failed.size:
+    p = int(failed[0])
+    text = bytes(every[p, 1:]).rstrip(b"\0").decode(errors="replace")
+    raise run_state.RunError(f"process {p} stopped: {text}")
+
+
+class Held(NamedTuple):
+  """A workdir held by this process; call `agree()` once set-up has succeeded on this host."""
+  path: Path
+  agree: Callable[[], None]
+
+
+def host_lock(process_index: int) -> str:
+  """The lock file a process holds in a shared folder: process 0 the run's own lock (so no other
+  run, one host or many, uses the folder at once), every other process its own."""
+  return run_state.LOCK if process_index == 0 else f".dfi_jax.host{process_index}.lock"
+
+
+@contextlib.contextmanager
+def hold_workdir(workdir, flag: str = "workdir",
+                 check: Callable[[], None] | None = None) -> Iterator[Held]:
+  """`run_state.locked(workdir)` for a run that every host starts with the same command, after
+  `check()` (the settings and inputs, before anything is written).
+
+  One host: exactly `run_state.locked`; `agree` does nothing. Many hosts: process 0 takes the
+  folder first (it creates it and holds `.dfi_jax.lock`), then every other process holds
+  `.dfi_jax.host<i>.lock` in its view of the folder — the same folder on a shared file system,
+  its own otherwise — and writes there only the items it computes. A refusal on any host stops
+  every host with one line, as does a failed `check`. Until every host has called `agree()`
+  (after its own set-up: settings claimed, bank checked), an error on one host is told to the
+  others, which raise it too, instead of waiting forever in the next collective for a host that
+  has stopped.
+  """
+  if jax.process_count() == 1:
+    if check is not None:
+      check()
+    with run_state.locked(workdir, flag) as path:
+      yield Held(path, lambda: None)
+    return
+  error = None
+  try:
+    if check is not None:
+      check()
+  except Exception as e:  # pylint: disable=broad-except  # told to every host, re-raised
+    error = e
+  all_succeeded(error)
+  me = jax.process_index()
+  with contextlib.ExitStack() as stack:
+    path = None
+    for turn in (0, 1):  # process 0 first: the others then find the folder it made
+      error = None
+      if (me == 0) == (turn == 0):
+        try:
+          path = stack.enter_context(run_state.locked(workdir, flag, lock=host_lock(me)))
+        except Exception as e:  # pylint: disable=broad-except  # told to every host, re-raised
+          error = e
+      all_succeeded(error)
+    agreed = [False]
+
+    def agree():
+      agreed[0] = True
+      all_succeeded(None)
+
+    try:
+      yield Held(path, agree)
+    except Exception as e:  # pylint: disable=broad-except
+      if not agreed[0]:
+        agreed[0] = True
+        all_succeeded(e)
+      raise

@@ -14,6 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from dfi_jax import edit_run
+from dfi_jax import feature_bank
 from dfi_jax import image_io
 from dfi_jax import run_state
 
@@ -62,6 +63,7 @@ def run_sweep(config, workdir: str | Path, axis: tuple[str, list],
       settings[(v2, v)] = (name, _with(config, overrides))
       edit_run.validate(settings[(v2, v)][1])
       edit_run.check_inputs(settings[(v2, v)][1])
+      feature_bank.read_manifest(settings[(v2, v)][1])  # a bank built for every setting
   with run_state.locked(workdir) as held:
     return _figures(config, held, axis, rows_axis, attributes, settings)
 

@@ -14,7 +14,6 @@ own devices, and process 0 writes the manifest. Example (tiny, a few seconds):
       --config=experiments/configs/synthetic.py:tiny --shard_size=16
 """
 
-import hashlib
 import time
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from tqdm import tqdm
 
 from dfi_jax import bank as bank_lib
 from dfi_jax import edit_run
+from dfi_jax import feature_bank
 from dfi_jax import features as features_lib
 from dfi_jax import run_state
 from dfi_jax import sharding
@@ -40,19 +40,7 @@ _DTYPE = flags.DEFINE_enum("dtype", "float32", bank_lib.DTYPES, "On-disk dtype o
 _SEARCH = flags.DEFINE_string("search", "none", "Search reduction: none, pool:P, projection:D.")
 _BATCH = flags.DEFINE_integer("batch_size", 0, "Images per φ call (0: config.feature_batch).")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace a bank built with other settings.")
-_DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize.")
-_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 "
-                                   "(auto-detected on TPU pods and SLURM).")
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Hosts (auto-detected).")
-_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This host's index (auto-detected).")
-
-
-def _sha256(path: str) -> str:
-  digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      digest.update(block)
-  return digest.hexdigest()
+_DISTRIBUTED = cli.define_distributed_flags()
 
 
 def local_phi(phi, params):
@@ -74,8 +62,7 @@ def kept() -> str:
 def main(argv):
   if len(argv) > 1:
     raise ValueError(f"unexpected arguments {argv[1:]}")
-  sharding.initialize(_DISTRIBUTED.value, sharding.DistributedSettings(
-      _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value))
+  cli.initialize_distributed(_DISTRIBUTED)
   if _SHARD_SIZE.value < 0 or _BATCH.value < 0:
     raise ValueError(f"--shard_size={_SHARD_SIZE.value}, --batch_size={_BATCH.value}: "
                      "expected integers >= 0 (0: automatic)")
@@ -84,7 +71,7 @@ def main(argv):
   edit_run.check_inputs(config)
   search = bank_lib.parse_search(_SEARCH.value, seed=config.seed)
   lock = (run_state.LOCK if jax.process_count() == 1
-          else f".dfi_jax.host{jax.process_index()}.lock")
+          else sharding.host_lock(jax.process_index()))
   with run_state.locked(_BANK_DIR.value, "bank_dir", (bank_lib.MANIFEST,), lock) as bank_dir:
     build(config, bank_dir, search)
 
@@ -98,9 +85,7 @@ def build(config, bank_dir: Path, search: bank_lib.SearchReduction) -> None:
   batch = _BATCH.value or config.feature_batch
   batch = -(-batch // devices) * devices  # a multiple of the local device count
   stream = bank_lib.stream_from_config(config)
-  prov = network.provenance
-  weights = dict(sha256=_sha256(network.path), description=prov["description"],
-                 pooling=network.net.pooling, preprocessing=network.net.preprocessing)
+  weights = feature_bank.weights_record(network)
   bytes_per_image = spec.dim * (2 if _DTYPE.value == "bfloat16" else 4)
   shard_size = _SHARD_SIZE.value or int(min(4096, max(1, 256e6 // bytes_per_image)))
   writer = sharding.is_writer()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import signal
 import sys
 from pathlib import Path
-from typing import Callable, NoReturn
+from typing import Callable, NamedTuple, NoReturn
 
 from absl import app
 from absl import flags
@@ -131,3 +131,34 @@ def check_new_folder(out, overwrite: bool, flag: str = "out_dir") -> Path:
     raise ValueError(f"--{flag}={out} exists and is not empty; pass --overwrite to replace "
                      "what it holds, or choose a new folder")
   return out
+
+
+class DistributedFlags(NamedTuple):
+  distributed: flags.FlagHolder
+  coordinator_address: flags.FlagHolder
+  num_processes: flags.FlagHolder
+  process_id: flags.FlagHolder
+
+
+def define_distributed_flags() -> DistributedFlags:
+  """`--distributed` and its settings, for entry points that every host runs at once."""
+  return DistributedFlags(
+      flags.DEFINE_bool("distributed", False, "Every host runs this same command: call "
+                        "jax.distributed.initialize (TPU pods, SLURM, Open MPI are detected)."),
+      flags.DEFINE_string("coordinator_address", None, "host:port of process 0 "
+                          "(auto-detected on TPU pods and SLURM)."),
+      flags.DEFINE_integer("num_processes", None, "Hosts (auto-detected)."),
+      flags.DEFINE_integer("process_id", None, "This host's index (auto-detected)."))
+
+
+def initialize_distributed(given: DistributedFlags) -> None:
+  """`jax.distributed.initialize` with the flags' settings when `--distributed` is given."""
+  settings = (given.coordinator_address.value, given.num_processes.value,
+              given.process_id.value)
+  if not given.distributed.value:
+    if any(v is not None for v in settings):
+      raise ValueError("--coordinator_address, --num_processes and --process_id need "
+                       "--distributed")
+    return
+  from dfi_jax import sharding  # imports JAX: only when it is needed
+  sharding.initialize(True, sharding.DistributedSettings(*settings))

@@ -4,6 +4,8 @@ Runs the edit on held-out generated faces (`synthetic.py:eval`: 8 faces that lac
 attributes, seeds never used by the bank or for training the default weights) and prints, per
 attribute, DFI's r = ‖edit − x_cf‖ / ‖x − x_cf‖ inside the attribute's region and the mean
 absolute change outside it, next to the pixel-space baseline's. Also writes `DIR/table.md`.
+`--distributed` (with `--config.bank_dir` or not): every host runs the same command and edits
+its share; process 0 writes the outputs and the table.
 """
 
 from absl import flags
@@ -18,6 +20,7 @@ from experiments import cli
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "experiments/configs/synthetic.py:eval", "Config file (FILE or FILE:variant).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
+_DISTRIBUTED = cli.define_distributed_flags()
 
 COLUMNS = (("judge_success", "judge success"), ("judge_preservation", "judge preservation"),
            ("outside", "DFI change outside"), ("r", "DFI r in region"),
@@ -31,7 +34,10 @@ COLUMNS = (("judge_success", "judge success"), ("judge_preservation", "judge pre
 def main(argv):
   if len(argv) > 1:
     raise ValueError(f"unexpected arguments {argv[1:]}")
+  cli.initialize_distributed(_DISTRIBUTED)
   record = edit_run.run(_CONFIG.value, _WORKDIR.value)
+  if not record.get("written", True):  # another host writes the table
+    return
   weights = record["weights"]["provenance"]["description"]
   parts = [f"Weights: {weights}\n"]
   for delta, summary in record["summary"].items():

@@ -5,6 +5,10 @@
                               (`pip install -e '.[photos]'`; --config.align=none fits them whole)
   --attributes=eyeglasses,…   which edits (default: the config's six)
   --config.FIELD=VALUE        override any config field (see experiments/configs/synthetic.py)
+  --config.bank_dir=DIR       use a bank built by `python -m experiments.build_bank`
+  --distributed               every host runs this command; each edits its share, process 0
+                              writes the outputs (--coordinator_address, --num_processes,
+                              --process_id where not auto-detected)
 """
 
 from absl import flags
@@ -19,12 +23,17 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
 _INPUTS = flags.DEFINE_list("inputs", [], "Image files to edit (any Pillow-readable image).")
 _ATTRIBUTES = flags.DEFINE_list("attributes", [], "Attributes to add (default: config's).")
+_DISTRIBUTED = cli.define_distributed_flags()
 
 
 def main(argv):
   if len(argv) > 1:
     raise ValueError(f"unexpected arguments {argv[1:]}")
+  cli.initialize_distributed(_DISTRIBUTED)
   record = edit_run.run(_CONFIG.value, _WORKDIR.value, _INPUTS.value, _ATTRIBUTES.value)
+  if not record.get("written", True):
+    print(f"ran {len(record['outputs']['edits'])} edits here; process 0 wrote the outputs")
+    return
   print(f"wrote {_WORKDIR.value}/grid.png, index.html, metrics.json "
         f"({len(record['outputs']['edits'])} edits) in {record['timings']['total_s']:.0f} s")
   if record["failures"]:

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dfi_jax import edit_run
+from dfi_jax import feature_bank
 from dfi_jax import features as features_lib
 from dfi_jax import sources
 from experiments.configs import synthetic
@@ -32,7 +33,7 @@ def test_oracle_attribute_vector_brings_every_edit_closer_to_its_counterfactual(
   phi_x = features_lib.compute_features(phi, network.params, tests.images, config.feature_batch)
   oracle = {a: features_lib.compute_features(phi, network.params, cf, config.feature_batch) - phi_x
             for a, cf in tests.counterfactuals.items()}
-  monkeypatch.setattr(edit_run, "attribute_vector",
+  monkeypatch.setattr(feature_bank, "attribute_vector",
                       lambda found, name: jnp.asarray(oracle[name]))
   record = edit_run.run(config, tmp_path)
   rows = record["per_image"]

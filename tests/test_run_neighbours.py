@@ -1,9 +1,10 @@
 """The edit run's neighbours and w, recomputed by brute force over the whole bank.
 
-`edit_run.find_neighbours` and `edit_run.attribute_vector` are the run's own neighbour and w
-step; here they run on a tiny generated bank and every (test image, edit) is checked against a
-plain loop over all bank images: held-out test faces, self-exclusion of test images taken from
-the bank, same-group restriction, and the map from bank indices to the rows whose φ was computed.
+`feature_bank.find_neighbours` and `feature_bank.attribute_vector` are the run's own neighbour
+and w step; here they run on a tiny generated in-memory bank and every (test image, edit) is
+checked against a plain loop over all bank images: held-out test faces, self-exclusion of test
+images taken from the bank, same-group restriction, and the map from bank indices to the rows
+whose φ was computed.
 """
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 
 from dfi_jax import edit_run
 from dfi_jax import faces
+from dfi_jax import feature_bank
 from dfi_jax import neighbours as neighbours_lib
 from dfi_jax import sources
 from experiments.configs import synthetic
@@ -30,6 +32,10 @@ class CountingPhi:
   def __call__(self, images):
     self.calls.append(len(images))
     return pixels_phi(images)
+
+
+def in_memory(bank, phi):
+  return feature_bank.in_memory(bank.images, phi, bank.images[0].size)
 
 
 def brute_force(distance, has, k, exclude=-1, allowed=None):
@@ -60,7 +66,7 @@ def check_vectors(found, bank, edits, want):
   """w of every edit equals the neighbour-mean difference over the whole bank's φ."""
   full = pixels_phi(bank.images).astype(np.float64)
   for e in edits:
-    w = np.asarray(edit_run.attribute_vector(found, e.name))
+    w = feature_bank.attribute_vector(found, e.name)
     for b, (src, tgt) in enumerate(want[e.name]):
       np.testing.assert_allclose(w[b], full[tgt].mean(0) - full[src].mean(0), rtol=1e-5,
                                  atol=1e-5)
@@ -78,8 +84,8 @@ def test_held_out_faces_get_hamming_neighbours_and_w_over_the_whole_bank():
     assert not any(faces.sample_face(seed).attributes)
     assert np.abs(bank.images - tests.images[i]).reshape(len(bank.images), -1).max(1).min() > 0
   phi = CountingPhi()
-  found = edit_run.find_neighbours(config, bank, tests, edits, masks,
-                                   pixels_phi(tests.images), phi)
+  found = feature_bank.find_neighbours(config, bank, in_memory(bank, phi), tests, edits, masks,
+                                       pixels_phi(tests.images))
   want = {}
   for e in edits:
     a = faces.ATTRIBUTES.index(e.target_attribute)
@@ -109,7 +115,8 @@ def test_bank_test_images_are_never_their_own_neighbour_and_keep_to_their_group(
   tests = sources.bank_tests(bank, names)
   np.testing.assert_array_equal(tests.bank_index, [0, 7, 64, 119])
   phi_x = pixels_phi(tests.images)
-  found = edit_run.find_neighbours(config, bank, tests, edits, masks, phi_x, pixels_phi)
+  found = feature_bank.find_neighbours(config, bank, in_memory(bank, pixels_phi), tests, edits,
+                                       masks, phi_x)
   full = pixels_phi(bank.images).astype(np.float64)
   want = {}
   for e in edits:

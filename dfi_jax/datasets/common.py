@@ -216,6 +216,10 @@ class LazyImages:
     return 4
 
   def __getitem__(self, index):
+    if isinstance(index, tuple):  # images first, then the pixel axes (`images[:, :16, :16]`)
+      first, rest = (index[0] if index else slice(None)), index[1:]
+      images = self[first]
+      return images[rest if isinstance(first, (int, np.integer)) else (slice(None), *rest)]
     if isinstance(index, (int, np.integer)):
       i = int(index)
       if not -self._count <= i < self._count:

@@ -408,3 +408,18 @@ def _write_csv(path: Path, trials: Sequence[dict]) -> None:
   for t in trials:
     writer.writerow({k: "" if t.get(k) is None else t[k] for k in MANIFEST_COLUMNS})
   image_io.atomic_write_text(path, buf.getvalue())
+
+
+def write_shard_index(out_dir: str | os.PathLike, study: str,
+                      shards: Sequence[tuple[int, int]]) -> Path:
+  """`out_dir/index.html`: one link per shard's rating page (`shard_dir`), with its counts of
+  main and attention trials (`shards[k]`), for a study built one shard per host."""
+  n = len(shards)
+  rows = [[f"{shard_dir('.', n, k).as_posix()}/index.html", main, attention]
+          for k, (main, attention) in enumerate(shards)]
+  path = Path(out_dir) / "index.html"
+  image_io.write_index_html(path, f"Study {study}: {n} shards", [dict(
+      heading="Shards (one rater pool each)",
+      text="Open one shard's page per rater pool; study_analyze reads them all from this folder.",
+      table=dict(columns=["page", "main trials", "attention checks"], rows=rows))])
+  return path

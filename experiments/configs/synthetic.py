@@ -38,6 +38,10 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
   c.pooling = ""  # '' = as recorded in the weights file
   c.preprocessing = ""
   c.feature_batch = 32
+  # A feature bank built by `python -m experiments.build_bank` with these weights, taps, image
+  # size and data ('' = compute the bank's φ in memory); read shard by shard, spread over every
+  # device.
+  c.bank_dir = ""
   # Calibrated for the ImageNet VGG16 default by measured sweeps on held-out faces, scored by
   # the attribute judge (WORKSPACE.md "Calibrating the ImageNet default"): the paper's taps;
   # Hamming neighbours, K = 100; `none` scaling (each attribute moves by its own neighbour-mean
