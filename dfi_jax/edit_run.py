@@ -105,7 +105,9 @@ def check_inputs(config, inputs: Sequence[str] = ()) -> None:
   run_state.check_unique([os.path.realpath(p) for p in inputs], "--inputs")
   for field in ("weights", "decoder", "judge"):
     path = config.get(field, "")
-    if path and os.path.exists(path) and not os.path.isdir(path):  # missing: named on loading
+    if path in pretrained.NAMED + ("default",):  # names, not files
+      continue
+    if os.path.exists(path) and not os.path.isdir(path):  # missing: named on loading
       image_io.check_input_file(path, f"--config.{field}={path}")
   if config.get("judge", "") not in ("", "default"):  # read now, not after the reverse maps
     try:

