@@ -23,12 +23,12 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from ml_collections import config_flags
 from tqdm import tqdm
 
-from dfi_jax import bank as bank_lib
-from dfi_jax import edit_run
-from dfi_jax import feature_bank
-from dfi_jax import features as features_lib
-from dfi_jax import run_state
-from dfi_jax import sharding
+from dfi_jax.dfi import bank as bank_lib
+from dfi_jax.runs import edit as edit_run
+from dfi_jax.dfi import feature_bank
+from dfi_jax.dfi import features as features_lib
+from dfi_jax.runs import state as run_state
+from dfi_jax.dfi import sharding
 from experiments import cli
 
 _CONFIG = config_flags.DEFINE_config_file(

@@ -16,8 +16,8 @@ from absl import flags
 from absl import logging
 import ml_collections
 
-from dfi_jax import image_io
-from dfi_jax import run_state
+from dfi_jax.data import image_io
+from dfi_jax.runs import state as run_state
 
 # Errors a user can cause: RunError, WeightsError and ImageError are ValueErrors; OSError covers
 # unreadable files and a full disk; AttributeError is ml_collections' unknown config field.
@@ -160,5 +160,5 @@ def initialize_distributed(given: DistributedFlags) -> None:
       raise ValueError("--coordinator_address, --num_processes and --process_id need "
                        "--distributed")
     return
-  from dfi_jax import sharding  # imports JAX: only when it is needed
+  from dfi_jax.dfi import sharding  # imports JAX: only when it is needed
   sharding.initialize(True, sharding.DistributedSettings(*settings))

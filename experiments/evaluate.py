@@ -11,10 +11,10 @@ its share; process 0 writes the outputs and the table.
 from absl import flags
 from ml_collections import config_flags
 
-from dfi_jax import edit_run
-from dfi_jax import image_io
-from dfi_jax import metrics
-from dfi_jax import run_state
+from dfi_jax.runs import edit as edit_run
+from dfi_jax.data import image_io
+from dfi_jax.eval import metrics
+from dfi_jax.runs import state as run_state
 from experiments import cli
 
 _CONFIG = config_flags.DEFINE_config_file(

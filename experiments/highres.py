@@ -6,8 +6,8 @@ Writes DIR/grid.png, one PNG per edit and DIR/metrics.json (counterfactual r, pe
 from absl import flags
 from ml_collections import config_flags
 
-from dfi_jax import highres
-from dfi_jax import run_state
+from dfi_jax.runs import highres
+from dfi_jax.runs import state as run_state
 from experiments import cli
 
 _CONFIG = config_flags.DEFINE_config_file(

@@ -29,9 +29,9 @@ _CHECKSUMS = flags.DEFINE_string(
 def main(argv):
   if len(argv) > 1:
     raise ValueError(f"unexpected arguments {argv[1:]}")
-  from dfi_jax.datasets import celeb_a  # pylint: disable=g-import-not-at-top
-  from dfi_jax.datasets import common  # pylint: disable=g-import-not-at-top
-  from dfi_jax.datasets import lfw  # pylint: disable=g-import-not-at-top
+  from dfi_jax.data.datasets import celeb_a  # pylint: disable=g-import-not-at-top
+  from dfi_jax.data.datasets import common  # pylint: disable=g-import-not-at-top
+  from dfi_jax.data.datasets import lfw  # pylint: disable=g-import-not-at-top
   expected = common.read_checksums_tsv(_CHECKSUMS.value) if _CHECKSUMS.value else None
   if _DATASET.value == "lfw":
     report = lfw.prepare(_MANUAL_DIR.value, _DATA_DIR.value, expected)

@@ -14,7 +14,7 @@ Writes analysis.json, analysis.md and preference.png into --out_dir (a non-empty
 
 from absl import flags
 
-from dfi_jax.study import analysis
+from dfi_jax.eval.study import analysis
 from experiments import cli
 
 _STUDY = flags.DEFINE_list("study", None, "Study folders or trials.json files.", required=True)

@@ -18,7 +18,7 @@ import functools
 
 from absl import flags
 
-from dfi_jax.study import stimuli
+from dfi_jax.eval.study import stimuli
 from experiments import cli
 
 _RUNS = flags.DEFINE_list("runs", None, "Transform run directories.", required=True)
@@ -68,7 +68,7 @@ def one_shard_per_host(build) -> dict:
   """Every host builds shard `process_index` of `process_count`; process 0 then writes the page
   linking them. A host that fails stops every host with its line."""
   import jax  # pylint: disable=import-outside-toplevel  # only multi-host runs need JAX
-  from dfi_jax import sharding  # pylint: disable=import-outside-toplevel
+  from dfi_jax.dfi import sharding  # pylint: disable=import-outside-toplevel
   if _NUM_SHARDS.present or _SHARD_INDEX.present:
     raise ValueError("--distributed makes one shard per host; drop --num_shards and "
                      "--shard_index")

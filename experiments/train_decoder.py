@@ -1,6 +1,6 @@
 """Train fast mode's decoder: `python -m experiments.train_decoder --out=FILE.npz`.
 
-Renders the training faces (the demo's bank), trains D to invert φ (dfi_jax/decoder.py) with
+Renders the training faces (the demo's bank), trains D to invert φ (dfi_jax/dfi/decoder.py) with
 optax/Adam, and writes the decoder file (provenance: the command, every setting, the weights file
 it inverts, the losses) and `<out>.png`: held-out faces (top row) over their decodings D(φ(x)).
 Every `save_every` steps the training state goes to `<out>.resume.npz`; rerunning the same
@@ -21,14 +21,14 @@ from absl import flags
 from ml_collections import config_flags
 from tqdm import tqdm
 
-from dfi_jax import decoder as decoder_lib
-from dfi_jax import faces
-from dfi_jax import features as features_lib
-from dfi_jax import image_io
-from dfi_jax import pretrained
-from dfi_jax import reconstruct
-from dfi_jax import run_state
-from dfi_jax import weights as weights_lib
+from dfi_jax.dfi import decoder as decoder_lib
+from dfi_jax.data import faces
+from dfi_jax.dfi import features as features_lib
+from dfi_jax.data import image_io
+from dfi_jax.nets import pretrained
+from dfi_jax.dfi import reconstruct
+from dfi_jax.runs import state as run_state
+from dfi_jax.nets import weights as weights_lib
 from experiments import cli
 
 _CONFIG = config_flags.DEFINE_config_file(

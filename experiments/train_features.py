@@ -1,6 +1,6 @@
 """Make VGG19-architecture feature weights: `python -m experiments.train_features --out=FILE`.
 
-Trains on generated faces (see dfi_jax/train.py) and writes a native weights file whose
+Trains on generated faces (see dfi_jax/nets/train.py) and writes a native weights file whose
 provenance records the command, every setting and the final losses.
 """
 
@@ -12,9 +12,9 @@ from absl import flags
 from ml_collections import config_flags
 from tqdm import tqdm
 
-from dfi_jax import run_state
-from dfi_jax import train
-from dfi_jax import weights
+from dfi_jax.runs import state as run_state
+from dfi_jax.nets import train
+from dfi_jax.nets import weights
 from experiments import cli
 
 _CONFIG = config_flags.DEFINE_config_file(

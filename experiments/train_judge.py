@@ -1,7 +1,7 @@
 """Train the independent attribute judge: `python -m experiments.train_judge --out=FILE.npz`.
 
-Renders generated training faces at several sizes, trains dfi_jax/judge.py's small CNN under
-heavy augmentation (dfi_jax/judge_train.py), measures it on held-out faces (accuracy per
+Renders generated training faces at several sizes, trains dfi_jax/eval/judge.py's small CNN under
+heavy augmentation (dfi_jax/eval/judge_train.py), measures it on held-out faces (accuracy per
 attribute per size, with added noise, counterfactual flips, noise in the attribute's region) and
 writes the judge file (atomically) with the command, seed ranges, settings, wall times, the
 measurements and package versions in its provenance. Settings: experiments/configs/judge.py.
@@ -14,7 +14,7 @@ from pathlib import Path
 from absl import flags
 from ml_collections import config_flags
 
-from dfi_jax import judge_train
+from dfi_jax.eval import judge_train
 from experiments import cli
 
 _CONFIG = config_flags.DEFINE_config_file(

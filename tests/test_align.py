@@ -1,4 +1,4 @@
-"""Neighbours aligned onto the test face (dfi_jax/align.py): geometry against known answers,
+"""Neighbours aligned onto the test face (dfi_jax/dfi/align.py): geometry against known answers,
 the aligned w against the pipeline's when there is nothing to align, and the tiny edit run."""
 
 import dataclasses
@@ -7,12 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dfi_jax import align
-from dfi_jax import edit_run
-from dfi_jax import faces
-from dfi_jax import features as features_lib
-from dfi_jax import interpolate
-from dfi_jax import neighbours as neighbours_lib
+from dfi_jax.dfi import align
+from dfi_jax.runs import edit as edit_run
+from dfi_jax.data import faces
+from dfi_jax.dfi import features as features_lib
+from dfi_jax.dfi import interpolate
+from dfi_jax.dfi import neighbours as neighbours_lib
 from experiments.configs import synthetic
 
 SIZE = 64

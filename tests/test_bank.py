@@ -8,19 +8,19 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dfi_jax import bank as bank_lib
-from dfi_jax import features as features_lib
-from dfi_jax import faces
-from dfi_jax import interpolate
-from dfi_jax import model as model_lib
-from dfi_jax.neighbours import Neighbours
+from dfi_jax.dfi import bank as bank_lib
+from dfi_jax.dfi import features as features_lib
+from dfi_jax.data import faces
+from dfi_jax.dfi import interpolate
+from dfi_jax.nets import model as model_lib
+from dfi_jax.dfi.neighbours import Neighbours
 
 SIZE, N, SHARD, BATCH = 32, 20, 8, 4
 
 
 def tiny_params(width=1 / 16, last="conv5_1", seed=0):
   """He-initialised VGG19 params (weights.init_random draws them with NumPy)."""
-  from dfi_jax import weights as weights_lib
+  from dfi_jax.nets import weights as weights_lib
   return weights_lib.init_random(seed, width, last)
 
 

@@ -1,4 +1,4 @@
-"""experiments/benchmark.py: a tiny smoke run, the FLOP count, solver specs (no timing asserts)."""
+"""research/benchmark.py: a tiny smoke run, the FLOP count, solver specs (no timing asserts)."""
 
 import json
 import pathlib
@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from experiments import benchmark
+from research import benchmark
 
 TINY = dict(seed=0, size=32, batch=1, iterations=4, chunk=2, width=1 / 16,
             taps=["conv2_1", "conv3_1"], tv_weight=0.001, tv_beta=2.0)
@@ -54,7 +54,7 @@ def test_torch_peer_has_the_identical_objective():  # torch: in the test extra
 def test_command_line_smoke_run_writes_table_and_json(tmp_path):
   out = tmp_path / "bench.json"
   proc = subprocess.run(
-      [sys.executable, "-m", "experiments.benchmark",
+      [sys.executable, "-m", "research.benchmark",
        "--config=experiments/configs/benchmark.py:tiny", "--in_process", "--batch_sizes=1",
        "--solvers=torch;scipy", f"--json_out={out}"], capture_output=True, text=True,
       timeout=600, cwd=pathlib.Path(__file__).resolve().parents[1])

@@ -21,15 +21,15 @@ from PIL import Image
 
 pytest.importorskip("tensorflow_datasets")
 
-from dfi_jax import image_io  # noqa: E402
-from dfi_jax import sources  # noqa: E402
-from dfi_jax.datasets import celeb_a  # noqa: E402
-from dfi_jax.datasets import common  # noqa: E402
-from dfi_jax.datasets import crop as crop_lib  # noqa: E402
-from dfi_jax.datasets import fakes  # noqa: E402
-from dfi_jax.datasets import lfw  # noqa: E402
-from dfi_jax.datasets import lfw_attributes  # noqa: E402
-from dfi_jax.datasets.common import DatasetError  # noqa: E402
+from dfi_jax.data import image_io  # noqa: E402
+from dfi_jax.data import sources  # noqa: E402
+from dfi_jax.data.datasets import celeb_a  # noqa: E402
+from dfi_jax.data.datasets import common  # noqa: E402
+from dfi_jax.data.datasets import crop as crop_lib  # noqa: E402
+from dfi_jax.data.datasets import fakes  # noqa: E402
+from dfi_jax.data.datasets import lfw  # noqa: E402
+from dfi_jax.data.datasets import lfw_attributes  # noqa: E402
+from dfi_jax.data.datasets.common import DatasetError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 HAS_TF = importlib.util.find_spec("tensorflow") is not None
@@ -97,7 +97,7 @@ def test_reading_needs_no_tensorflow(prepared):
   data_dir, _ = prepared
   code = f"""
 import importlib.util, sys
-from dfi_jax import sources
+from dfi_jax.data import sources
 for name in ("lfw_demo1", "celeb_a"):
   spec = importlib.util.spec_from_file_location(name, "experiments/configs/" + name + ".py")
   m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)

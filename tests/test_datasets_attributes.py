@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dfi_jax import neighbours as nb_lib
-from dfi_jax.datasets import crop as crop_lib
-from dfi_jax.datasets import fakes
-from dfi_jax.datasets import folder
-from dfi_jax.datasets import lfw_attributes as la
-from dfi_jax.datasets.common import DatasetError, LazyImages
+from dfi_jax.dfi import neighbours as nb_lib
+from dfi_jax.data.datasets import crop as crop_lib
+from dfi_jax.data.datasets import fakes
+from dfi_jax.data.datasets import folder
+from dfi_jax.data.datasets import lfw_attributes as la
+from dfi_jax.data.datasets.common import DatasetError, LazyImages
 
 HEADER = "\t".join(["#", "person", "imagenum", *fakes.KUMAR_ATTRIBUTES])
 

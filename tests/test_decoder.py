@@ -13,13 +13,13 @@ import optax
 import pytest
 from PIL import Image
 
-from dfi_jax import decoder as decoder_lib
-from dfi_jax import edit_run
-from dfi_jax import faces
-from dfi_jax import features as features_lib
-from dfi_jax import pretrained
-from dfi_jax import run_state
-from dfi_jax import weights as weights_lib
+from dfi_jax.dfi import decoder as decoder_lib
+from dfi_jax.runs import edit as edit_run
+from dfi_jax.data import faces
+from dfi_jax.dfi import features as features_lib
+from dfi_jax.nets import pretrained
+from dfi_jax.runs import state as run_state
+from dfi_jax.nets import weights as weights_lib
 from experiments.configs import synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -219,7 +219,7 @@ def test_bad_decoder_is_refused_before_any_work(tmp_path, phi_net, kind):
 def test_fast_mode_experiment(tmp_path, phi_net):
   path = tmp_path / "d.npz"
   make_decoder_file(path, phi_net)
-  proc = run_module("experiments.fast_mode", f"--workdir={tmp_path / 'fm'}",
+  proc = run_module("research.fast_mode", f"--workdir={tmp_path / 'fm'}",
                     f"--decoder={path}", f"--config={TINY_RUN}")
   assert proc.returncode == 0, proc.stderr[-2000:]
   record = json.loads((tmp_path / "fm" / "fast_mode.json").read_text())

@@ -11,10 +11,10 @@ weights — README — not something this test can ask.)
 import jax.numpy as jnp
 import numpy as np
 
-from dfi_jax import edit_run
-from dfi_jax import feature_bank
-from dfi_jax import features as features_lib
-from dfi_jax import sources
+from dfi_jax.runs import edit as edit_run
+from dfi_jax.dfi import feature_bank
+from dfi_jax.dfi import features as features_lib
+from dfi_jax.data import sources
 from experiments.configs import synthetic
 
 

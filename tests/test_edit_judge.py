@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from ml_collections import ConfigDict
 
-from dfi_jax import edit_run
-from dfi_jax import faces
-from dfi_jax import sources
+from dfi_jax.runs import edit as edit_run
+from dfi_jax.data import faces
+from dfi_jax.data import sources
 from experiments.configs import synthetic
 
 

@@ -1,4 +1,4 @@
-"""Tests for the procedural face generator (dfi_jax.faces)."""
+"""Tests for the procedural face generator (dfi_jax.data.faces)."""
 
 import dataclasses
 import itertools
@@ -6,7 +6,7 @@ import itertools
 import numpy as np
 import pytest
 
-from dfi_jax import faces
+from dfi_jax.data import faces
 
 ATTRS = faces.ATTRIBUTES
 

@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dfi_jax import bank as bank_lib
-from dfi_jax import edit_run
-from dfi_jax import feature_bank
-from dfi_jax import features as features_lib
-from dfi_jax import neighbours as neighbours_lib
-from dfi_jax import run_state
-from dfi_jax import sources
-from dfi_jax import weights as weights_lib
+from dfi_jax.dfi import bank as bank_lib
+from dfi_jax.runs import edit as edit_run
+from dfi_jax.dfi import feature_bank
+from dfi_jax.dfi import features as features_lib
+from dfi_jax.dfi import neighbours as neighbours_lib
+from dfi_jax.runs import state as run_state
+from dfi_jax.data import sources
+from dfi_jax.nets import weights as weights_lib
 from experiments.configs import synthetic
 import tiny_bank
 
@@ -149,9 +149,9 @@ def test_runs_that_cannot_use_a_feature_bank_refuse_it_and_sweeps_check_every_se
   """highres warps each neighbour onto the test face and inpainting masks it, so a bank of plain
   φ cannot serve them: one line, nothing written. A sweep checks the bank against every
   setting before its first run."""
-  from dfi_jax import highres
-  from dfi_jax import inpaint
-  from dfi_jax import sweep
+  from dfi_jax.runs import highres
+  from dfi_jax.runs import inpaint
+  from dfi_jax.runs import sweep
   from experiments.configs import highres as highres_config
   from experiments.configs import inpaint as inpaint_config
   root, _ = built

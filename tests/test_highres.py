@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from dfi_jax import highres
-from dfi_jax import reconstruct
+from dfi_jax.runs import highres
+from dfi_jax.dfi import reconstruct
 from experiments.configs import highres as highres_config
 
 

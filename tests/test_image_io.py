@@ -1,4 +1,4 @@
-"""Tests for dfi_jax.image_io: every input is made here, in tmp_path, with Pillow and NumPy."""
+"""Tests for dfi_jax.data.image_io: every input is made here, in tmp_path, with Pillow and NumPy."""
 
 import errno
 import json
@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from dfi_jax import image_io
-from dfi_jax.image_io import ImageError, load_image
+from dfi_jax.data import image_io
+from dfi_jax.data.image_io import ImageError, load_image
 
 
 def _check(x, shape):

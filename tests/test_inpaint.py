@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dfi_jax import inpaint
-from dfi_jax import reconstruct
-from dfi_jax import run_state
-from dfi_jax import shoes
+from dfi_jax.runs import inpaint
+from dfi_jax.dfi import reconstruct
+from dfi_jax.runs import state as run_state
+from dfi_jax.data import shoes
 from experiments.configs import inpaint as inpaint_config
 
 ROOT = Path(__file__).resolve().parents[1]

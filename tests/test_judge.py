@@ -10,11 +10,11 @@ import jax
 import numpy as np
 import pytest
 
-from dfi_jax import faces
-from dfi_jax import judge as judge_lib
-from dfi_jax import judge_train
-from dfi_jax import pretrained
-from dfi_jax import weights as weights_lib
+from dfi_jax.data import faces
+from dfi_jax.eval import judge as judge_lib
+from dfi_jax.eval import judge_train
+from dfi_jax.nets import pretrained
+from dfi_jax.nets import weights as weights_lib
 from experiments.configs import judge as judge_config
 
 ROOT = Path(__file__).resolve().parents[1]

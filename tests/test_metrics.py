@@ -1,11 +1,11 @@
-"""dfi_jax.metrics on hand-made arrays whose answers are known without the code."""
+"""dfi_jax.eval.metrics on hand-made arrays whose answers are known without the code."""
 
 import warnings
 
 import numpy as np
 import pytest
 
-from dfi_jax import metrics
+from dfi_jax.eval import metrics
 
 H, W = 6, 5
 

@@ -6,8 +6,8 @@ import pytest
 import jax
 import jax.numpy as jnp
 
-from dfi_jax import model as model_lib
-from dfi_jax import weights as weights_lib
+from dfi_jax.nets import model as model_lib
+from dfi_jax.nets import weights as weights_lib
 from vgg_reference import numpy_vgg
 
 @pytest.mark.parametrize("architecture", ["vgg16", "vgg19"])

@@ -5,8 +5,8 @@ import pytest
 
 import jax.numpy as jnp
 
-from dfi_jax import interpolate
-from dfi_jax import neighbours as nb_lib
+from dfi_jax.dfi import interpolate
+from dfi_jax.dfi import neighbours as nb_lib
 
 
 def brute_force_hamming(bank, query, source, target, k, exclude=-1, allowed=None):

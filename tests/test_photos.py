@@ -1,4 +1,4 @@
-"""Own photos (dfi_jax/photos.py, landmarks.py): the real detector on generated faces with known
+"""Own photos (dfi_jax/runs/photos.py, landmarks.py): the real detector on generated faces with known
 landmarks, the geometry against known answers, and a real bundled photo end to end (tiny weights).
 
 The real photo is scikit-image's `astronaut.png` (512², in the wheel; the test extra installs it):
@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dfi_jax import align
-from dfi_jax import edit_run
-from dfi_jax import faces
-from dfi_jax import landmarks
-from dfi_jax import photos
-from dfi_jax import run_state
+from dfi_jax.dfi import align
+from dfi_jax.runs import edit as edit_run
+from dfi_jax.data import faces
+from dfi_jax.data import landmarks
+from dfi_jax.runs import photos
+from dfi_jax.runs import state as run_state
 from experiments.configs import synthetic
 
 skimage_data = pytest.importorskip("skimage.data", reason="the test extra installs scikit-image")
@@ -170,8 +170,8 @@ def test_detected_frame_matches_the_generators_on_generated_faces(detector):
 def test_a_folder_banks_frame_comes_from_the_detector(detector, astronaut, tmp_path):
   """Any bank without landmarks (LFW, CelebA, a folder; here the folder fakes, generated faces
   at 32²) gets its frame from the detector; the photo's face is then aligned to it."""
-  from dfi_jax import sources  # pylint: disable=import-outside-toplevel
-  from dfi_jax.datasets import fakes  # pylint: disable=import-outside-toplevel
+  from dfi_jax.data import sources  # pylint: disable=import-outside-toplevel
+  from dfi_jax.data.datasets import fakes  # pylint: disable=import-outside-toplevel
   from experiments.configs import folder  # pylint: disable=import-outside-toplevel
   fakes.make_folder(tmp_path / "folder")
   config = folder.get_config("tiny")

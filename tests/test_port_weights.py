@@ -25,9 +25,9 @@ import h5py
 import numpy as np
 import pytest
 
-from dfi_jax import porting
-from dfi_jax import weights as weights_lib
-from dfi_jax.porting import PortError, common, torchvision
+from dfi_jax.nets import porting
+from dfi_jax.nets import weights as weights_lib
+from dfi_jax.nets.porting import PortError, common, torchvision
 import vgg_reference
 
 FIXTURES = Path(__file__).parent / "fixtures" / "port"

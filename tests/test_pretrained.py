@@ -8,8 +8,8 @@ import pickle
 import numpy as np
 import pytest
 
-from dfi_jax import pretrained
-from dfi_jax import weights as weights_lib
+from dfi_jax.nets import pretrained
+from dfi_jax.nets import weights as weights_lib
 from test_port_vgg16 import lpips_tree
 
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from dfi_jax import probe as probe_lib
+from dfi_jax.eval import probe as probe_lib
 
 
 def test_probe_reads_held_out_images_and_random_labels_stay_at_chance():

@@ -8,10 +8,10 @@ import jax
 import jax.numpy as jnp
 from jax.test_util import check_grads
 
-from dfi_jax import features as features_lib
-from dfi_jax import model as model_lib
-from dfi_jax import reconstruct
-from dfi_jax import weights as weights_lib
+from dfi_jax.dfi import features as features_lib
+from dfi_jax.nets import model as model_lib
+from dfi_jax.dfi import reconstruct
+from dfi_jax.nets import weights as weights_lib
 
 SIZE = 32
 

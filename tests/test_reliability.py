@@ -88,8 +88,8 @@ def test_non_finite_loss_fails_only_that_item(tmp_path):
 
 
 def test_full_disk_mid_run_loses_nothing_written(tmp_path, monkeypatch):
-  from dfi_jax import edit_run
-  from dfi_jax import image_io
+  from dfi_jax.runs import edit as edit_run
+  from dfi_jax.data import image_io
   real_replace, calls = os.replace, {"n": 0}
 
   def replace(src, dst):

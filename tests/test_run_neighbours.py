@@ -10,11 +10,11 @@ whose φ was computed.
 import numpy as np
 import pytest
 
-from dfi_jax import edit_run
-from dfi_jax import faces
-from dfi_jax import feature_bank
-from dfi_jax import neighbours as neighbours_lib
-from dfi_jax import sources
+from dfi_jax.runs import edit as edit_run
+from dfi_jax.data import faces
+from dfi_jax.dfi import feature_bank
+from dfi_jax.dfi import neighbours as neighbours_lib
+from dfi_jax.data import sources
 from experiments.configs import synthetic
 
 

@@ -27,24 +27,24 @@ from absl import flags
 from ml_collections import config_flags
 from PIL import Image
 
-from dfi_jax import bank as bank_lib
-from dfi_jax import decoder as decoder_lib
-from dfi_jax import edit_run
-from dfi_jax import features as features_lib
-from dfi_jax import highres
-from dfi_jax import image_io
-from dfi_jax import inpaint
-from dfi_jax import reconstruct
-from dfi_jax import run_state
-from dfi_jax import shoes
-from dfi_jax import sources
-from dfi_jax import sweep
-from dfi_jax import train
-from dfi_jax import weights as weights_lib
-from dfi_jax.datasets import folder as folder_dataset
-from dfi_jax.study import analysis
-from dfi_jax.study import stimuli
-from dfi_jax.study.testing import fake_run
+from dfi_jax.dfi import bank as bank_lib
+from dfi_jax.dfi import decoder as decoder_lib
+from dfi_jax.runs import edit as edit_run
+from dfi_jax.dfi import features as features_lib
+from dfi_jax.runs import highres
+from dfi_jax.data import image_io
+from dfi_jax.runs import inpaint
+from dfi_jax.dfi import reconstruct
+from dfi_jax.runs import state as run_state
+from dfi_jax.data import shoes
+from dfi_jax.data import sources
+from dfi_jax.runs import sweep
+from dfi_jax.nets import train
+from dfi_jax.nets import weights as weights_lib
+from dfi_jax.data.datasets import folder as folder_dataset
+from dfi_jax.eval.study import analysis
+from dfi_jax.eval.study import stimuli
+from dfi_jax.eval.study.testing import fake_run
 from experiments import cli
 from experiments.configs import decoder as decoder_config
 from experiments.configs import features as features_config

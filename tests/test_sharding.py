@@ -57,7 +57,7 @@ def assert_same_run(got: Path, want: Path, atol=1e-6):
 
 @pytest.mark.skipif(CHILD, reason="this is the child")
 def test_on_eight_fake_cpu_devices(tmp_path):
-  from dfi_jax import edit_run
+  from dfi_jax.runs import edit as edit_run
   flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
   env = dict(os.environ, XLA_FLAGS=flags.strip(), DFI_TEST_FAKE_DEVICES="8",
              JAX_PLATFORMS="cpu", DFI_TEST_SHARED=str(tmp_path))
@@ -76,7 +76,9 @@ def test_on_eight_fake_cpu_devices(tmp_path):
 
 _TWO_HOSTS = """
 import sys, numpy as np
-from dfi_jax import neighbours as nl, interpolate, sharding
+from dfi_jax.dfi import neighbours as nl
+from dfi_jax.dfi import interpolate
+from dfi_jax.dfi import sharding
 sharding.initialize(True, sharding.DistributedSettings(sys.argv[1], 2, int(sys.argv[2])))
 import jax
 assert jax.process_count() == 2 and jax.device_count() == 8
@@ -144,9 +146,9 @@ def test_two_hosts_edit_resume_and_study(tmp_path):
   the outputs of the single-device in-memory run; a lock refusal, a bad setting or a missing
   file on one host stops both with one line; a deleted item is recomputed with its batch only;
   `study_stimuli --distributed` writes a shard per host and process 0 the page linking them."""
-  from dfi_jax import edit_run
-  from dfi_jax import run_state
-  from dfi_jax.study import analysis
+  from dfi_jax.runs import edit as edit_run
+  from dfi_jax.runs import state as run_state
+  from dfi_jax.eval.study import analysis
   import tiny_bank
   tiny_bank.build(run_config(), tmp_path / "bank")
   edit_run.run(run_config(), tmp_path / "one_device")
@@ -221,23 +223,23 @@ if CHILD:
   import jax.numpy as jnp
   from jax.sharding import NamedSharding, PartitionSpec as P
 
-  from dfi_jax import bank as bank_lib
-  from dfi_jax import edit_run
-  from dfi_jax import faces
-  from dfi_jax import feature_bank
-  from dfi_jax import features as features_lib
-  from dfi_jax import interpolate
-  from dfi_jax import model as model_lib
-  from dfi_jax import neighbours as neighbours_lib
-  from dfi_jax import reconstruct
-  from dfi_jax import sharding
-  from dfi_jax import sources
+  from dfi_jax.dfi import bank as bank_lib
+  from dfi_jax.runs import edit as edit_run
+  from dfi_jax.data import faces
+  from dfi_jax.dfi import feature_bank
+  from dfi_jax.dfi import features as features_lib
+  from dfi_jax.dfi import interpolate
+  from dfi_jax.nets import model as model_lib
+  from dfi_jax.dfi import neighbours as neighbours_lib
+  from dfi_jax.dfi import reconstruct
+  from dfi_jax.dfi import sharding
+  from dfi_jax.data import sources
   import tiny_bank
 
 
 def tiny_params(width=1 / 16, last="conv5_1", seed=0):
   """He-initialised VGG19 params (weights.init_random draws them with NumPy)."""
-  from dfi_jax import weights as weights_lib
+  from dfi_jax.nets import weights as weights_lib
   return weights_lib.init_random(seed, width, last)
 
 

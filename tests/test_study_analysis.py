@@ -1,4 +1,4 @@
-"""Tests for dfi_jax.study.analysis: hand-made manifests and responses, hand-computed answers."""
+"""Tests for dfi_jax.eval.study.analysis: hand-made manifests and responses, hand-computed answers."""
 
 import csv
 import json
@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dfi_jax import image_io
-from dfi_jax.study import analysis
-from dfi_jax.study.analysis import AnalysisError
+from dfi_jax.data import image_io
+from dfi_jax.eval.study import analysis
+from dfi_jax.eval.study.analysis import AnalysisError
 
 
 def test_bootstrap_interval_matches_binomial_quantiles():

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from dfi_jax.study import analysis
-from dfi_jax.study import stimuli
-from dfi_jax.study.testing import fake_run
+from dfi_jax.eval.study import analysis
+from dfi_jax.eval.study import stimuli
+from dfi_jax.eval.study.testing import fake_run
 
 IMAGES = [f"face{i}" for i in range(5)]
 # Which images each rater prefers DFI on, per attribute: alice 4/5 older, 1/5 smiling.

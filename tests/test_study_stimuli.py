@@ -1,4 +1,4 @@
-"""Tests for dfi_jax.study.stimuli on fake runs made here (tiny PNGs, no model)."""
+"""Tests for dfi_jax.eval.study.stimuli on fake runs made here (tiny PNGs, no model)."""
 
 import csv
 import hashlib
@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dfi_jax import image_io
-from dfi_jax.study import stimuli
-from dfi_jax.study.stimuli import StudyError
-from dfi_jax.study.testing import fake_run
+from dfi_jax.data import image_io
+from dfi_jax.eval.study import stimuli
+from dfi_jax.eval.study.stimuli import StudyError
+from dfi_jax.eval.study.testing import fake_run
 
 IMAGES = ["face1", "face2", "face3", "face4"]
 ATTRIBUTES = ["older", "smiling", "eyeglasses"]

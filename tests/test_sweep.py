@@ -3,7 +3,7 @@
 import pytest
 from PIL import Image
 
-from dfi_jax import sweep
+from dfi_jax.runs import sweep
 from experiments.configs import synthetic
 
 

@@ -7,8 +7,8 @@ import pytest
 
 import jax
 
-from dfi_jax import pretrained
-from dfi_jax import weights as weights_lib
+from dfi_jax.nets import pretrained
+from dfi_jax.nets import weights as weights_lib
 
 
 def _make(tmp_path, **kw):

@@ -1,9 +1,9 @@
 """A tiny feature bank for a run config, built in process as `experiments.build_bank` builds it."""
 
-from dfi_jax import bank as bank_lib
-from dfi_jax import edit_run
-from dfi_jax import feature_bank
-from dfi_jax import features as features_lib
+from dfi_jax.dfi import bank as bank_lib
+from dfi_jax.runs import edit as edit_run
+from dfi_jax.dfi import feature_bank
+from dfi_jax.dfi import features as features_lib
 
 
 def build(config, path, search: str = "none", dtype: str = "float32", shard_size: int = 16):

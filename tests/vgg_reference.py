@@ -1,6 +1,6 @@
 """An independent NumPy float64 VGG16/VGG19 forward pass: the reference the tests compare with.
 
-Written from the papers' layouts (not from dfi_jax.model): 3x3 SAME convolutions by shifted
+Written from the papers' layouts (not from dfi_jax.nets.model): 3x3 SAME convolutions by shifted
 sums, ReLU, 2x2/2 max pools in floor or ceil mode, torchvision or Caffe input conventions.
 """
 

@@ -8,7 +8,7 @@
 Builds torchvision's VGG19 (features.N + the 25088-4096-4096-1000 classifier, 548 MB like
 vgg19-dcbb9e9d.pth) with random weights, saves its state dict with `torch.save` in both the
 zip and the legacy container, and records torch's post-ReLU conv3_1/conv4_1/conv5_1 for a
-fixed 224x224 input. Then ports both files with dfi_jax.porting, runs dfi_jax's VGG19 with
+fixed 224x224 input. Then ports both files with dfi_jax.nets.porting, runs dfi_jax's VGG19 with
 the recorded preprocessing and pooling, and prints the max relative error per layer
 (max |dfi_jax - torch| / max |torch|) and overall. Exit status 1 if it exceeds 1e-5.
 """
@@ -86,8 +86,8 @@ def torch_phase(workdir: Path, size: int) -> None:
 
 def jax_phase(workdir: Path) -> float:
   sys.path.insert(0, str(REPO))
-  from dfi_jax import porting
-  from dfi_jax import weights as weights_lib
+  from dfi_jax.nets import porting
+  from dfi_jax.nets import weights as weights_lib
 
   with np.load(workdir / "torch_acts.npz") as z:
     images, want = z["images"], {t: z[t] for t in TAPS}

@@ -1,9 +1,9 @@
 """Reverse-map speed: dfi_jax's solvers against a PyTorch peer on the identical objective.
 
-  python -m experiments.benchmark --json_out=runs/bench.json                  # 200², batch 1
-  python -m experiments.benchmark --config=experiments/configs/benchmark.py:small   # 64², 1 and 8
-  python -m experiments.benchmark --config=experiments/configs/benchmark.py:large   # 1000²
-  python -m experiments.benchmark --config=experiments/configs/benchmark.py:tiny    # tests
+  python -m research.benchmark --json_out=runs/bench.json                  # 200², batch 1
+  python -m research.benchmark --config=experiments/configs/benchmark.py:small   # 64², 1 and 8
+  python -m research.benchmark --config=experiments/configs/benchmark.py:large   # 1000²
+  python -m research.benchmark --config=experiments/configs/benchmark.py:tiny    # tests
 
 The PyTorch peer (torch.optim.LBFGS) runs only where `import torch` works in `peer_python`
 (default: this interpreter); torch is never a dependency of dfi_jax. `default` takes ~10-15 min

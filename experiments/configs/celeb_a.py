@@ -10,14 +10,14 @@ has no "old" or "eyes open": they are derived as not Young and not Narrow_Eyes, 
 edits are Young→Old, add Mouth_Slightly_Open, Narrow_Eyes→Eyes_Open, add Smiling,
 No_Beard→Mustache and add Eyeglasses; neighbours within the test image's gender (Male).
 
-Variant `tiny` runs on `python -m dfi_jax.datasets.fakes --out=/tmp/dfi_fakes` (tests).
+Variant `tiny` runs on `python -m dfi_jax.data.datasets.fakes --out=/tmp/dfi_fakes` (tests).
 """
 
 import ml_collections
 
-import dfi_jax.datasets  # noqa: F401  registers the "celeb_a" bank
-from dfi_jax.datasets import celeb_a
-from dfi_jax.datasets import fakes
+import dfi_jax.data.datasets  # noqa: F401  registers the "celeb_a" bank
+from dfi_jax.data.datasets import celeb_a
+from dfi_jax.data.datasets import fakes
 from experiments.configs import synthetic
 
 

@@ -11,13 +11,13 @@ column b (source: images without b), "a->b" is the official pair rule; () = add 
 Images are fitted into an `image_size` square (`fit` = "pad" keeps the aspect ratio, "stretch"
 does not), after an optional `crop` (top, left, height, width). The folder is read lazily.
 
-Variant `tiny` runs on `python -m dfi_jax.datasets.fakes --out=/tmp/dfi_fakes` (tests).
+Variant `tiny` runs on `python -m dfi_jax.data.datasets.fakes --out=/tmp/dfi_fakes` (tests).
 """
 
 import ml_collections
 
-import dfi_jax.datasets  # noqa: F401  registers the "folder" bank
-from dfi_jax.datasets import fakes
+import dfi_jax.data.datasets  # noqa: F401  registers the "folder" bank
+from dfi_jax.data.datasets import fakes
 from experiments.configs import synthetic
 
 

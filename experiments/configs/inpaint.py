@@ -17,7 +17,7 @@ Variants:
                     crop | stretch). For the official demo3 use ported ImageNet weights and
                     `--config.image_size=200 --config.taps=conv3_1,conv4_1,conv5_1
                     --config.scaling=mean_square --config.iterations=500`.
-  shoes_procedural  `shoes` on 600 PROCEDURAL shoes (dfi_jax.shoes) drawn into the workdir:
+  shoes_procedural  `shoes` on 600 PROCEDURAL shoes (dfi_jax.data.shoes) drawn into the workdir:
                     the README's docs/inpaint_shoes.png.
   shoes_tiny        40 procedural shoes at 32², a few iterations (tests; seconds).
 """

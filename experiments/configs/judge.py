@@ -6,7 +6,7 @@
   python -m experiments.train_judge --out=/tmp/j.npz --config=experiments/configs/judge.py:tiny
 
 Renders `train_counts` faces at `train_sizes` (seeds from `train_seed`, resized to the judge's
-64² input), trains dfi_jax/judge.py's CNN with AdamW under heavy augmentation, measures it on
+64² input), trains dfi_jax/eval/judge.py's CNN with AdamW under heavy augmentation, measures it on
 held-out faces from `eval_seed` at each of `eval_sizes` (plus pixel noise, counterfactual pairs,
 noise in the attribute's region), and writes the judge file with all of that in its provenance.
 The shipped file (default config): 3.5 min of CPU rendering, 18 min of CPU training (40 min of
@@ -17,7 +17,7 @@ hundred faces, seconds).
 
 import ml_collections
 
-from dfi_jax import judge_train
+from dfi_jax.eval import judge_train
 
 
 def get_config(arg: str = "default") -> ml_collections.ConfigDict:

@@ -14,9 +14,9 @@ the 74 binary attributes; K = 100; δ = 0.4 with mean-square scaling; 500 L-BFGS
 the original then the six edits. The official code used Caffe's `vgg_normalised.caffemodel`
 (port it with `python -m experiments.port_weights`); expect minutes per edit on a CPU.
 
-Variant `tiny` runs on the fakes of `python -m dfi_jax.datasets.fakes` in seconds (tests):
+Variant `tiny` runs on the fakes of `python -m dfi_jax.data.datasets.fakes` in seconds (tests):
 
-  python -m dfi_jax.datasets.fakes --out=/tmp/dfi_fakes
+  python -m dfi_jax.data.datasets.fakes --out=/tmp/dfi_fakes
   python -m experiments.prepare_data --dataset=lfw --manual_dir=/tmp/dfi_fakes/lfw_manual \
       --data_dir=/tmp/dfi_fakes/tfds --checksums=/tmp/dfi_fakes/lfw_manual/checksums.tsv
   python -m experiments.transform --config=experiments/configs/lfw_demo1.py:tiny \
@@ -25,9 +25,9 @@ Variant `tiny` runs on the fakes of `python -m dfi_jax.datasets.fakes` in second
 
 import ml_collections
 
-import dfi_jax.datasets  # noqa: F401  registers the "lfw" bank
-from dfi_jax.datasets import fakes
-from dfi_jax.datasets import lfw_attributes
+import dfi_jax.data.datasets  # noqa: F401  registers the "lfw" bank
+from dfi_jax.data.datasets import fakes
+from dfi_jax.data.datasets import lfw_attributes
 from experiments.configs import synthetic
 
 

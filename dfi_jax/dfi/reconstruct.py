@@ -1,0 +1,337 @@
+"""The reverse map: pixels z whose features match an edit target.
+
+For one image, with target t = φ(x) + δ·w split into layers t_l,
+
+  loss(z) = (1/L) Σ_l ½‖φ_l(z) − t_l‖²  +  λ · TV^β(z)
+  TV^β(z) = Σ_{c, i<H-1, j<W-1} max(dx² + dy², ε)^(β/2),   dx, dy forward differences
+
+with z in [0, 1] pixels but TV measured in 0–255 units (ε = 1e-3 there), exactly as the official
+code, so the paper's λ = 0.001, β = 2 mean what they meant. (In [0, 1] units the same penalty
+has λ·255^β, i.e. 65 for λ = 0.001, β = 2.) The feature term is in the weights' own units, so
+λ and δ are weight-specific.
+
+Solved per image with optax.lbfgs followed by a projection onto [0, 1] (default) or
+box-constrained L-BFGS-B (jaxopt), vmapped over a batch and run in compiled chunks of iterations so a
+progress bar can advance between them. Non-finite losses are detected per image.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import warnings
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from dfi_jax.dfi import features as features_lib
+from dfi_jax.nets import model as model_lib
+
+with warnings.catch_warnings():
+  # jaxopt announces on import that it is unmaintained; we use it as asked and keep optax too.
+  warnings.filterwarnings("ignore", category=DeprecationWarning, module="jaxopt")
+  warnings.filterwarnings("ignore", message=".*JAXopt is no longer maintained.*")
+  import jaxopt
+
+SOLVERS = ("jaxopt_lbfgsb", "optax_lbfgs")
+LINESEARCHES = ("zoom", "backtracking", "armijo", "hager-zhang", "none")
+LINESEARCH_INITS = ("increase", "max", "current")
+
+
+@dataclasses.dataclass(frozen=True)
+class ReverseMapConfig:
+  """Settings of the reverse map (hashable: one compiled solver per distinct config)."""
+  tv_weight: float = 0.001  # λ, for TV in 0-255 pixel units
+  tv_beta: float = 2.0  # β
+  tv_epsilon: float = 1e-3
+  # optax.lbfgs + projection reaches a given loss in fewer iterations than jaxopt's L-BFGS-B
+  # here (~1.03 evaluations per iteration; research/benchmark.py, README "Speed").
+  solver: str = "optax_lbfgs"
+  history: int = 10  # L-BFGS memory (SciPy's maxcor)
+  # jaxopt's line search (solver jaxopt_lbfgsb). Measured at 200² (research/benchmark.py):
+  # backtracking from the full step (init "max") 1.47 evaluations per iteration over the first
+  # 30 iterations but 5.2 over 100 (its strong-Wolfe curvature test keeps failing); zoom
+  # 2.1-2.2; "armijo" (halving on the Armijo condition alone) 2.2 as jaxopt counts them.
+  # "none": the full step every iteration (one evaluation per iteration, like the torch peer's
+  # torch.optim.LBFGS without line search); with jaxopt pair it with scale_first_step. For
+  # optax_lbfgs only "none" matters: any other value means optax's zoom line search.
+  linesearch: str = "backtracking"  # jaxopt: zoom | backtracking | armijo | hager-zhang | none
+  linesearch_init: str = "max"  # jaxopt: increase | max | current
+  maxls: int = 20
+  c2: float = 0.9  # Wolfe curvature constant (zoom, backtracking)
+  # jaxopt: divide the objective by ‖∇f(z0)‖₂ so the first L-BFGS-B step (taken with an
+  # identity Hessian guess) moves about one pixel unit instead of ‖∇f‖, which jumps to the
+  # box's corners and costs a long backtracking; later steps are scale-free (γ scaling).
+  scale_first_step: bool = False
+  chunk: int = 25  # iterations per compiled call (progress granularity)
+  # Input gradients through convolutions with kernels flipped once outside the solver loop
+  # (model.py); False uses XLA's own transpose, ~3x slower inside the loop on CPU.
+  fast_backward: bool = True
+  # jax.checkpoint around the network: recompute activations in the backward pass instead of
+  # keeping them (less memory at large sizes, ~1 extra forward per evaluation).
+  remat: bool = False
+  # One L-BFGS problem over the whole batch (the sum of the per-image losses) instead of one
+  # per image vmapped: no per-image line searches waiting for the slowest image, but one
+  # non-finite image stops the whole batch.
+  joint: bool = False
+
+  def validate(self) -> None:
+    if self.solver not in SOLVERS:
+      raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
+    if not self.tv_weight >= 0:
+      raise ValueError(f"tv_weight (λ) must be >= 0, got {self.tv_weight}")
+    if not self.tv_beta > 0:
+      raise ValueError(f"tv_beta (β) must be > 0, got {self.tv_beta}")
+    if self.linesearch not in LINESEARCHES:
+      raise ValueError(f"linesearch must be one of {LINESEARCHES}, got {self.linesearch!r}")
+    if self.linesearch_init not in LINESEARCH_INITS:
+      raise ValueError(f"linesearch_init must be one of {LINESEARCH_INITS}, got "
+                       f"{self.linesearch_init!r}")
+    if self.chunk <= 0 or self.history <= 0:
+      raise ValueError("chunk and history must be positive")
+
+
+def config_for_run(run_config) -> ReverseMapConfig:
+  """The reverse-map settings of an experiment config (fields tv_weight, tv_beta, solver,
+  linesearch, linesearch_init, chunk), shared by the edit, inpainting and high-res runs."""
+  return ReverseMapConfig(
+      tv_weight=run_config.tv_weight, tv_beta=run_config.tv_beta, solver=run_config.solver,
+      linesearch=run_config.linesearch, linesearch_init=run_config.linesearch_init,
+      chunk=run_config.chunk)
+
+
+def total_variation(z: jax.Array, beta: float, epsilon: float = 1e-3,
+                    scale: float = 255.0) -> jax.Array:
+  """TV^β of one image `z`: `[H, W, C]` in [0, 1] -> scalar (differences in `scale` units)."""
+  d = z * scale
+  dx = d[:-1, 1:] - d[:-1, :-1]
+  dy = d[1:, :-1] - d[:-1, :-1]
+  return jnp.sum(jnp.maximum(dx * dx + dy * dy, epsilon) ** (beta / 2.0))
+
+
+def feature_loss(phi_z: jax.Array, target: jax.Array, spec: features_lib.FeatureSpec
+                 ) -> jax.Array:
+  """Mean over layers of ½‖φ_l(z) − t_l‖²; `phi_z`, `target`: `[D]`."""
+  parts = features_lib.split(phi_z - target, spec)
+  return sum(0.5 * jnp.sum(v * v) for v in parts.values()) / len(parts)
+
+
+def make_objective(net, spec: features_lib.FeatureSpec, config: ReverseMapConfig
+                   ) -> Callable:
+  """`objective(z [H, W, 3], target [D], variables) -> scalar` for one image."""
+
+  apply = jax.checkpoint(net.apply) if config.remat else net.apply
+
+  def objective(z, target, variables):
+    taps = apply(variables, z[None])
+    phi_z = features_lib.flatten(taps, net.taps)[0]
+    tv = total_variation(z, config.tv_beta, config.tv_epsilon)
+    return feature_loss(phi_z, target, spec) + config.tv_weight * tv
+
+  return objective
+
+
+class ReverseMapResult(NamedTuple):
+  images: np.ndarray  # [B, H, W, 3] float32 in [0, 1]
+  loss: np.ndarray  # [B] final objective
+  finite: np.ndarray  # [B] bool: False where the loss became NaN/inf
+  evaluations: np.ndarray  # [B] objective (value+grad) evaluations
+  iterations: int
+
+
+class ReverseMap:
+  """A compiled reverse map for one network, feature layout and config.
+
+  Keep one instance per setting: batches of the same shape reuse the compiled code.
+  """
+
+  def __init__(self, net, spec: features_lib.FeatureSpec, config: ReverseMapConfig):
+    config.validate()
+    self.net, self.spec, self.config = net, spec, config
+    self.objective = make_objective(net, spec, config)
+    batched = jax.vmap(self.objective, in_axes=(0, 0, None))
+    self._losses = jax.jit(batched)
+    fn = (lambda z, t, v: jnp.sum(batched(z, t, v))) if config.joint else self.objective
+    if config.solver == "jaxopt_lbfgsb":
+      self._init, self._step = self._jaxopt_fns(fn)
+    else:
+      self._init, self._step = self._optax_fns(fn)
+    self._init = jax.jit(self._init if config.joint
+                         else jax.vmap(self._init, in_axes=(0, 0, None)))
+    self._chunk = jax.jit(self._make_chunk(), static_argnums=(3,))
+
+  def _jaxopt_fns(self, fn):
+    c = self.config
+    scaled = lambda z, target, variables, scale: fn(z, target, variables) / scale
+    linesearch = c.linesearch
+    if linesearch == "armijo":
+      linesearch = jaxopt.BacktrackingLineSearch(fun=scaled, maxiter=c.maxls, condition="armijo",
+                                                 decrease_factor=0.5, jit=True, unroll=False)
+    elif linesearch == "zoom" and c.c2 != 0.9:
+      linesearch = jaxopt.ZoomLineSearch(fun=scaled, maxiter=c.maxls, c2=c.c2, max_stepsize=1.0,
+                                         jit=True, unroll=False)
+    elif linesearch == "backtracking" and c.c2 != 0.9:
+      linesearch = jaxopt.BacktrackingLineSearch(fun=scaled, maxiter=c.maxls, c2=c.c2, jit=True,
+                                                 unroll=False)
+    # stepsize 0 = use the line search; > 0 = that fixed step, clipped into the box.
+    stepsize = 1.0 if linesearch == "none" else 0.0
+    solver = jaxopt.LBFGSB(fun=scaled, value_and_grad=False, maxiter=1 << 30,
+                           tol=0.0, history_size=c.history,
+                           linesearch="zoom" if linesearch == "none" else linesearch,
+                           linesearch_init=c.linesearch_init, maxls=c.maxls, stepsize=stepsize)
+
+    def init(z, target, variables):
+      lower = jnp.zeros_like(z)
+      scale = jnp.asarray(1.0, jnp.float32)
+      if c.scale_first_step:
+        grad = jax.grad(fn)(z, target, variables)
+        scale = jnp.maximum(jnp.sqrt(jnp.sum(grad * grad)), 1e-12)
+      state = solver.init_state(z, (lower, lower + 1.0), target, variables, scale)
+      return state, scale
+
+    def step(z, state, target, variables):
+      state, scale = state
+      lower = jnp.zeros_like(z)
+      z, state = solver.update(z, state, (lower, lower + 1.0), target, variables, scale)
+      # The extra gradient at z0 for the scale counts as one evaluation.
+      evals = state.num_fun_eval + c.scale_first_step
+      return z, (state, scale), state.value * scale, evals
+
+    return init, step
+
+  def _optax_fns(self, fn):
+    c = self.config
+    if c.linesearch == "none":
+      return self._optax_unit_step_fns(fn)
+    opt = optax.lbfgs(memory_size=c.history)
+
+    def init(z, target, variables):
+      # The line search leaves the value and gradient at the new point in the state; the first
+      # ones go there too. (optax.value_and_grad_from_state decides with a lax.cond, which
+      # under vmap evaluates both branches: one wasted evaluation per iteration.)
+      value, grad = jax.value_and_grad(fn)(z, target, variables)
+      opt_state = optax.tree.set(opt.init(z), value=value, grad=grad)
+      return (opt_state, jnp.asarray(1, jnp.int32))
+
+    def step(z, state, target, variables):
+      opt_state, evals = state
+      value_fn = lambda u: fn(u, target, variables)
+      value = optax.tree.get(opt_state, "value")
+      grad = optax.tree.get(opt_state, "grad")
+      updates, opt_state = opt.update(grad, opt_state, z, value=value, grad=grad,
+                                      value_fn=value_fn)
+      # Projection onto the box; the stored gradient is the unprojected point's (L-BFGS +
+      # projection, not L-BFGS-B).
+      z = jnp.clip(optax.apply_updates(z, updates), 0.0, 1.0)
+      evals = evals + optax.tree.get(opt_state, "num_linesearch_steps")
+      return z, (opt_state, evals), optax.tree.get(opt_state, "value"), evals
+
+    return init, step
+
+  def _optax_unit_step_fns(self, fn):
+    """optax.lbfgs without line search: the full step (the first one scaled to a unit-norm
+    move, `scale_init_precond`), then the projection; one evaluation per iteration, as the
+    torch peer's torch.optim.LBFGS without line search."""
+    opt = optax.lbfgs(learning_rate=1.0, memory_size=self.config.history, linesearch=None)
+    value_and_grad = jax.value_and_grad(fn)
+
+    def init(z, target, variables):
+      value, grad = value_and_grad(z, target, variables)
+      return opt.init(z), value, grad, jnp.asarray(1, jnp.int32)
+
+    def step(z, state, target, variables):
+      opt_state, value, grad, evals = state
+      updates, opt_state = opt.update(grad, opt_state, z)
+      z = jnp.clip(optax.apply_updates(z, updates), 0.0, 1.0)
+      value, grad = value_and_grad(z, target, variables)
+      return z, (opt_state, value, grad, evals + 1), value, evals + 1
+
+    return init, step
+
+  def _make_chunk(self):
+    def run(z, state, targets, n, variables):
+      def one(z, state, target):
+        def body(_, carry):
+          z, state, value, evals, finite = carry
+          z_new, state_new, value_new, evals_new = self._step(z, state, target, variables)
+          ok = jnp.isfinite(value_new) & jnp.all(jnp.isfinite(z_new))
+          # Once non-finite, an image stops moving; the caller reports it.
+          keep = finite & ok
+          z = jnp.where(keep, z_new, z)
+          state = jax.tree.map(lambda a, b: jnp.where(keep, a, b), state_new, state)
+          return z, state, jnp.where(keep, value_new, value), evals_new, keep
+        init = (z, state, jnp.asarray(jnp.inf, jnp.float32), jnp.asarray(0, jnp.int32),
+                jnp.asarray(True))
+        return jax.lax.fori_loop(0, n, body, init)
+      if self.config.joint:
+        z, state, value, evals, finite = one(z, state, targets)
+        b = z.shape[0]
+        return (z, state, jnp.full((b,), value / b), jnp.full((b,), evals),
+                jnp.full((b,), finite))
+      z, state, value, evals, finite = jax.vmap(one)(z, state, targets)
+      return z, state, value, evals, finite
+    return lambda z, state, targets, n, variables: run(z, state, targets, n, variables)
+
+  def __call__(self, params, targets: jax.Array, z0: jax.Array, iterations: int,
+               progress: Callable[[int], None] | None = None,
+               state=None, *,
+               on_chunk: Callable[[int, np.ndarray], None] | None = None
+               ) -> ReverseMapResult:
+    """Runs `iterations` L-BFGS iterations from `z0`.
+
+    Args:
+      params: VGG params pytree.
+      targets: `[B, D]` float32 edit targets.
+      z0: `[B, H, W, 3]` float32 in [0, 1] start (the input, or a previous δ's result).
+      iterations: > 0.
+      progress: called with the number of iterations done after each chunk.
+      on_chunk: called after each chunk with (iterations done so far, `[B]` losses as the
+        solver reports them); for benchmarks.
+    """
+    if iterations <= 0:
+      raise ValueError(f"iterations must be positive, got {iterations}")
+    z = jnp.clip(jnp.asarray(z0, jnp.float32), 0.0, 1.0)
+    targets = jnp.asarray(targets, jnp.float32)
+    if targets.shape != (z.shape[0], self.spec.dim):
+      raise ValueError(f"targets must be [B, {self.spec.dim}] for z0 {z.shape}, "
+                       f"got {targets.shape}")
+    # Flipped kernels computed here, outside the solver loop (see model.py).
+    variables = {"params": params}
+    if self.config.fast_backward:
+      variables["backward"] = model_lib.backward_kernels(params)
+    state = self._init(z, targets, variables)
+    finite = np.ones(z.shape[0], bool)
+    evals_total = np.zeros(z.shape[0], np.int64)
+    value = np.full(z.shape[0], np.nan, np.float32)
+    done = 0
+    while done < iterations:
+      n = min(self.config.chunk, iterations - done)
+      z, state, v, evals, ok = self._chunk(z, state, targets, n, variables)
+      ok = np.asarray(ok)
+      finite &= ok
+      value = np.where(ok, np.asarray(v), value)
+      evals_total = np.asarray(evals, np.int64)  # both solvers count cumulatively
+      done += n
+      if progress is not None:
+        progress(n)
+      if on_chunk is not None:
+        on_chunk(done, value)
+      if not finite.any():
+        break
+    images = np.asarray(jnp.clip(z, 0.0, 1.0))
+    if self.config.joint:  # per-image losses (the solver only saw their sum)
+      value = np.where(finite, np.asarray(self._losses(z, targets, variables)), np.nan)
+    return ReverseMapResult(images, value, finite, evals_total, done)
+
+
+@functools.lru_cache(maxsize=8)
+def cached(net, spec: features_lib.FeatureSpec, config: ReverseMapConfig) -> ReverseMap:
+  """One `ReverseMap` per (network, feature layout, config) in this process.
+
+  Runs that repeat a setting (sweeps, tests, several experiments in one process) reuse its
+  compiled solver instead of tracing and compiling it again.
+  """
+  return ReverseMap(net, spec, config)

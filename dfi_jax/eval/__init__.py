@@ -1,0 +1,1 @@
+"""Evaluation: edit metrics, the linear probe, the attribute judge, the perceptual study."""

@@ -1,0 +1,519 @@
+"""Training and measuring the attribute judge (`judge.py`) on generated faces.
+
+`train_and_save` is the whole recipe behind `python -m experiments.train_judge`: render a pool of
+training faces (`faces.generate`) at several sizes, each resized to the judge's input size the
+way `judge.predict` resizes, train with optax/AdamW on sigmoid cross-entropy under `augment`,
+measure it on held-out faces (`measure`), and write the judge file with its provenance.
+
+Seed ranges (configs/judge.py): training faces from 40,000,000, measurements from 50,000,000;
+both disjoint from the edit runs' banks (0…), their test faces (10,000,000…), the feature net's
+training pool (20,000,000…) and the decoder's validation faces (30,000,000…).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import time
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.scipy import ndimage
+from tqdm import tqdm
+
+from dfi_jax.data import faces
+from dfi_jax.eval import judge as judge_lib
+
+ATTRIBUTES = judge_lib.ATTRIBUTES
+PATCH_TRIES = 2  # tries at a patch of high-frequency colour noise per image
+
+
+class Augmentation(NamedTuple):
+  """Strengths of `augment`'s label-preserving transforms: floats, so a pytree `augment` can
+  take traced (one compiled function serves every strength).
+
+  `p_*` are probabilities per image; ranges are uniform. At most one degradation (blur, down-up
+  resize or JPEG-like blocks) per image, so none compounds into a face nobody could label.
+  """
+  shift: float = 4.0  # max translation, px at the judge's input size
+  scale: float = 0.1  # zoom in [1 - scale, 1 + scale]
+  rotation: float = 10.0  # max rotation, degrees
+  p_flip: float = 0.5  # mirror (frontal faces: every label is mirror-safe)
+  p_blur: float = 0.2
+  blur_sigma: float = 0.9  # Gaussian blur sigma in [0.3, blur_sigma] px
+  p_down_up: float = 0.15  # resize down to 3/4 or 1/2 of the side and back
+  p_jpeg: float = 0.15
+  jpeg_strength: float = 0.6  # quantisation steps of 8x8 DCT blocks, times U(0.15, 1)
+  brightness: float = 0.1  # added, in [-brightness, brightness]
+  contrast: float = 0.25  # around the image mean, factor in [1 - contrast, 1 + contrast]
+  saturation: float = 0.25  # mix with grey, factor in [1 - saturation, 1 + saturation]
+  channel_gain: float = 0.06  # per-channel factor in [1 - gain, 1 + gain]
+  tone: float = 0.25  # tone curve x + t·x·(1 - x), t in [-tone, tone] (a gamma-like bend)
+  p_noise: float = 0.5
+  noise_sigma: float = 0.07  # Gaussian pixel noise sigma in [0, noise_sigma]
+  p_patch: float = 0.4  # probability of each of `PATCH_TRIES` colour-noise patches
+  patch_amplitude: float = 0.25  # patch noise sigma in [0.03, patch_amplitude]
+  # Colour noise inside the image's region (an attribute's mask, see `render`), where a DFI
+  # edit paints: the label stays, so noise there must not read as the attribute.
+  p_region: float = 0.3
+  region_amplitude: float = 0.15  # its sigma in [0.02, region_amplitude]
+
+
+def _geometric(key: jax.Array, image: jax.Array, aug: Augmentation) -> jax.Array:
+  """A random similarity transform (and mirror) of one `[S, S, 3]` image, edges repeated."""
+  s = image.shape[0]
+  k1, k2, k3, k4 = jax.random.split(key, 4)
+  angle = jnp.deg2rad(jax.random.uniform(k1, (), minval=-aug.rotation, maxval=aug.rotation))
+  zoom = jax.random.uniform(k2, (), minval=1 - aug.scale, maxval=1 + aug.scale)
+  shift = jax.random.uniform(k3, (2,), minval=-aug.shift, maxval=aug.shift)
+  flip = jax.random.bernoulli(k4, aug.p_flip)
+  c = (s - 1) / 2
+  rows, cols = jnp.meshgrid(jnp.arange(s, dtype=jnp.float32), jnp.arange(s, dtype=jnp.float32),
+                            indexing="ij")
+  y, x = rows - c - shift[0], cols - c - shift[1]
+  cos, sin = jnp.cos(angle) / zoom, jnp.sin(angle) / zoom
+  src_y = cos * y - sin * x + c
+  src_x = sin * y + cos * x + c
+  src_x = jnp.where(flip, s - 1 - src_x, src_x)
+  warp = lambda channel: ndimage.map_coordinates(channel, [src_y, src_x], order=1,
+                                                 mode="nearest")
+  return jax.vmap(warp, in_axes=2, out_axes=2)(image)
+
+
+def _blur(image: jax.Array, sigma: jax.Array, radius: int = 3) -> jax.Array:
+  """Separable Gaussian blur of one `[S, S, 3]` image (traced `sigma` px), edges repeated."""
+  taps = jnp.arange(-radius, radius + 1, dtype=jnp.float32)
+  w = jnp.exp(-taps ** 2 / (2 * sigma ** 2))
+  w = w / w.sum()
+  s = image.shape[0]
+  for axis in (0, 1):
+    pad = [(0, 0)] * 3
+    pad[axis] = (radius, radius)
+    padded = jnp.pad(image, pad, mode="edge")
+    image = sum(w[i] * jax.lax.slice_in_dim(padded, i, i + s, axis=axis)
+                for i in range(2 * radius + 1))
+  return image
+
+
+def _dct_matrix(n: int = 8) -> np.ndarray:
+  k, i = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+  m = np.cos(np.pi * (2 * i + 1) * k / (2 * n)) * np.sqrt(2 / n)
+  m[0] /= np.sqrt(2)
+  return m.astype(np.float32)  # orthonormal DCT-II: rows are the basis
+
+
+_YCC = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5],
+                 [0.5, -0.418688, -0.081312]], np.float32)
+
+
+def _jpeg_like(image: jax.Array, strength: jax.Array) -> jax.Array:
+  """JPEG-like blocking of one `[S, S, 3]` image (S a multiple of 8): YCbCr, 8x8 DCT, rounding
+  to steps that grow with frequency (chroma twice as coarse) times `strength`, inverse."""
+  s = image.shape[0]
+  d = jnp.asarray(_dct_matrix())
+  ycc = image @ jnp.asarray(_YCC).T
+  blocks = ycc.reshape(s // 8, 8, s // 8, 8, 3)
+  coef = jnp.einsum("ui,aibjc,vj->abuvc", d, blocks, d)
+  u = jnp.arange(8, dtype=jnp.float32)
+  freq = u[:, None] + u[None, :]
+  step = strength * (0.02 + 0.03 * freq)[..., None] * jnp.array([1.0, 2.0, 2.0])
+  coef = jnp.round(coef / step) * step
+  blocks = jnp.einsum("ui,abuvc,vj->aibjc", d, coef, d)
+  return blocks.reshape(s, s, 3) @ jnp.asarray(np.linalg.inv(_YCC)).T
+
+
+def _colour_noise(key: jax.Array, noise: jax.Array, where: jax.Array, low: float,
+                  high: float) -> jax.Array:
+  """`noise` `[S, S, 3]` N(0, 1), per pixel or in 2x2 blocks (even odds), times an amplitude in
+  [low, high], inside `where` `[S, S]` bool; zero elsewhere."""
+  s = noise.shape[0]
+  k1, k2 = jax.random.split(key)
+  coarse = jnp.repeat(jnp.repeat(noise[::2, ::2], 2, 0), 2, 1)[:s, :s]
+  noise = jnp.where(jax.random.bernoulli(k1), noise, coarse)
+  amplitude = jax.random.uniform(k2, (), minval=low, maxval=high)
+  return jnp.where(where[..., None], amplitude * noise, 0.0)
+
+
+def _noise_patch(key: jax.Array, noise: jax.Array, aug: Augmentation) -> jax.Array:
+  """`_colour_noise` inside a random rectangle, with probability `aug.p_patch`."""
+  s = noise.shape[0]
+  k1, k2, k3, k4 = jax.random.split(key, 4)
+  centre = jax.random.uniform(k1, (2,), minval=0, maxval=s)
+  half = jax.random.uniform(k2, (2,), minval=2, maxval=s / 5)
+  r = jnp.arange(s, dtype=jnp.float32)
+  inside = ((jnp.abs(r[:, None] - centre[0]) <= half[0])
+            & (jnp.abs(r[None, :] - centre[1]) <= half[1]))
+  on = jax.random.bernoulli(k3, aug.p_patch)
+  return _colour_noise(k4, noise, on & inside, 0.03, aug.patch_amplitude)
+
+
+def noise_bank(key: jax.Array, size: int, count: int = 64) -> jax.Array:
+  """`[count, 2·size, 2·size, 3]` float32 N(0, 1): `augment` cuts its noise fields from it.
+
+  Drawing fresh normals for every pixel of every batch costs as much as the judge's gradient on
+  a CPU; a random image and window of a bank gives count·size² distinct fields for free.
+  """
+  return jax.random.normal(key, (count, 2 * size, 2 * size, 3))
+
+
+def _noise_fields(key: jax.Array, bank: jax.Array, s: int, n: int) -> list[jax.Array]:
+  """`n` `[s, s, 3]` windows of `bank` at random images and offsets."""
+  k1, k2 = jax.random.split(key)
+  which = jax.random.randint(k1, (n,), 0, bank.shape[0])
+  offsets = jax.random.randint(k2, (n, 2), 0, bank.shape[1] - s + 1)
+  return [jax.lax.dynamic_slice(bank[which[i]], (offsets[i, 0], offsets[i, 1], 0), (s, s, 3))
+          for i in range(n)]
+
+
+def _augment_one(key: jax.Array, image: jax.Array, region: jax.Array, bank: jax.Array,
+                 aug: Augmentation) -> jax.Array:
+  s = image.shape[0]
+  keys = jax.random.split(key, 16)
+  u = lambda k, lo, hi, shape=(): jax.random.uniform(k, shape, minval=lo, maxval=hi)
+  fields = _noise_fields(keys[10], bank, s, 2 + PATCH_TRIES)
+  # Region noise first, so the geometric transform moves it with the face.
+  k_on, k_noise = jax.random.split(keys[15])
+  on = jax.random.bernoulli(k_on, aug.p_region)
+  image = jnp.clip(image + _colour_noise(k_noise, fields[-1], on & region, 0.02,
+                                         aug.region_amplitude), 0.0, 1.0)
+  image = _geometric(keys[0], image, aug)
+  # At most one degradation: 0 none, 1 blur, 2 down-up, 3 JPEG-like.
+  degraded = [image, _blur(image, u(keys[1], 0.3, aug.blur_sigma))]
+  halves = [judge_lib.resize(judge_lib.resize(image[None], int(s * f)), s)[0]
+            for f in (0.75, 0.5)]
+  degraded.append(jnp.where(jax.random.bernoulli(keys[2]), halves[0], halves[1]))
+  degraded.append(_jpeg_like(image, aug.jpeg_strength * u(keys[3], 0.15, 1.0)) if s % 8 == 0
+                  else image)
+  probs = jnp.array([1 - aug.p_blur - aug.p_down_up - aug.p_jpeg, aug.p_blur, aug.p_down_up,
+                     aug.p_jpeg])
+  which = jax.random.choice(keys[4], 4, p=probs)
+  image = jnp.select([which == i for i in range(4)], degraded)
+  # Colour.
+  grey = image @ jnp.array([0.299, 0.587, 0.114])
+  sat = u(keys[5], 1 - aug.saturation, 1 + aug.saturation)
+  image = grey[..., None] + sat * (image - grey[..., None])
+  mean = grey.mean()
+  image = mean + u(keys[6], 1 - aug.contrast, 1 + aug.contrast) * (image - mean)
+  image = image * u(keys[7], 1 - aug.channel_gain, 1 + aug.channel_gain, (3,))
+  image = jnp.clip(image + u(keys[8], -aug.brightness, aug.brightness), 0.0, 1.0)
+  image = image + u(keys[9], -aug.tone, aug.tone) * image * (1 - image)
+  # Noise.
+  sigma = u(keys[11], 0.0, aug.noise_sigma) * jax.random.bernoulli(keys[12], aug.p_noise)
+  image = image + sigma * fields[0]
+  for k, field in zip(jax.random.split(keys[13], PATCH_TRIES), fields[1:-1]):
+    image = image + _noise_patch(k, field, aug)
+  return jnp.clip(image, 0.0, 1.0)
+
+
+def augment(key: jax.Array, images: jax.Array, aug: Augmentation,
+            bank: jax.Array | None = None, regions: jax.Array | None = None) -> jax.Array:
+  """Label-preserving random transforms of a batch.
+
+  Args:
+    key: PRNG key.
+    images: `[B, S, S, 3]` float32 in [0, 1].
+    aug: the strengths.
+    bank: `noise_bank(·, S)` to cut noise from; None draws one (slow: pass one when training).
+    regions: `[B, S, S]` bool, where each image may get region noise (None: nowhere).
+
+  Returns:
+    `[B, S, S, 3]` float32 in [0, 1]: per image maybe colour noise in its region; a similarity
+    transform (shift, zoom, rotation) and mirror; maybe one of a blur, a down-up resize or
+    JPEG-like blocks; colour jitter (saturation, contrast, channel gains, brightness, tone
+    curve); maybe Gaussian pixel noise and patches of high-frequency colour noise.
+  """
+  key, bank_key = jax.random.split(key)
+  if bank is None:
+    bank = noise_bank(bank_key, images.shape[1], count=8)
+  if regions is None:
+    regions = jnp.zeros(images.shape[:3], bool)
+  keys = jax.random.split(key, images.shape[0])
+  return jax.vmap(_augment_one, in_axes=(0, 0, 0, None, None))(keys, images, regions, bank, aug)
+
+
+# --- data -------------------------------------------------------------------------------------
+
+class Pool(NamedTuple):
+  """Training faces at the judge's input size n = `judge.INPUT_SIZE`.
+
+  Attributes:
+    images: `[N, n, n, 3]` uint8.
+    labels: `[N, 6]` bool, columns in `ATTRIBUTES` order.
+    regions: `[N, n, n]` bool, the mask (`faces.render`) of one attribute per face, drawn
+      uniformly from the seed; None when not rendered.
+  """
+  images: np.ndarray
+  labels: np.ndarray
+  regions: np.ndarray | None = None
+
+
+def render(seeds, size: int, regions: bool = False, chunk: int = 256,
+           desc: str | None = None) -> Pool:
+  """Renders `faces.sample_face(seed)` at `size` for each seed, resized to the judge's input size
+  as `judge.predict` does (regions: any covered pixel counts). Without `regions`,
+  `faces.generate` (about twice as fast)."""
+  seeds = list(seeds)
+  n = judge_lib.INPUT_SIZE
+  images = np.empty((len(seeds), n, n, 3), np.uint8)
+  labels = np.empty((len(seeds), len(ATTRIBUTES)), bool)
+  masks = np.empty((len(seeds), n, n), bool) if regions else None
+  with tqdm(total=len(seeds), desc=desc or f"render {size}²", unit="face",
+            disable=desc is None) as bar:
+    for i in range(0, len(seeds), chunk):
+      part_seeds = seeds[i:i + chunk]
+      if regions:
+        rendered = [faces.render(faces.sample_face(seed), size) for seed in part_seeds]
+        part = np.stack([f.image for f in rendered])
+        labels[i:i + chunk] = [faces.sample_face(seed).attributes for seed in part_seeds]
+        chosen = [ATTRIBUTES[np.random.default_rng([seed, 7]).integers(len(ATTRIBUTES))]
+                  for seed in part_seeds]
+        region = np.stack([f.masks[a] for f, a in zip(rendered, chosen)])
+        masks[i:i + chunk] = np.asarray(judge_lib.resize(region[..., None])[..., 0] > 0)
+      else:
+        part, labels[i:i + chunk] = faces.generate(part_seeds, size)
+      images[i:i + chunk] = _to_uint8(judge_lib.resize(part))
+      bar.update(len(part))
+  return Pool(images, labels, masks)
+
+
+def _to_uint8(images) -> np.ndarray:
+  return np.asarray(jnp.round(jnp.clip(images, 0, 1) * 255), np.uint8)
+
+
+def seed_ranges(start: int, counts) -> list[tuple[int, int]]:
+  """Consecutive `[lo, hi)` seed ranges of `counts` faces from `start`."""
+  bounds = np.concatenate([[0], np.cumsum(counts)]) + start
+  return [(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+
+# --- training ---------------------------------------------------------------------------------
+
+class TrainState(NamedTuple):
+  params: dict
+  opt_state: Any
+  step: jax.Array  # int32 scalar
+
+
+def optimizer_for(config) -> optax.GradientTransformation:
+  """AdamW with a linear warm-up and cosine decay over `config.steps`."""
+  schedule = optax.warmup_cosine_decay_schedule(
+      0.0, config.learning_rate, min(config.warmup, max(config.steps - 1, 1)),
+      max(config.steps, 2))
+  return optax.adamw(schedule, weight_decay=config.weight_decay)
+
+
+def make_train_step(optimizer: optax.GradientTransformation, aug: Augmentation | None,
+                    seed: int = 0) -> Callable:
+  """`step(state, images [B, n, n, 3] uint8, labels [B, 6] bool, regions [B, n, n] bool, key)
+  -> (state, loss)`, jitted.
+
+  n is `judge.INPUT_SIZE`; the batch is augmented inside the step (`augment`, its noise cut from
+  one `noise_bank` drawn from `seed`) unless `aug` is None.
+  """
+  bank = noise_bank(jax.random.key(seed), judge_lib.INPUT_SIZE)
+
+  def loss_fn(params, images, labels):
+    lg = judge_lib.logits(params, images)
+    return jnp.mean(optax.sigmoid_binary_cross_entropy(lg, labels.astype(jnp.float32)))
+
+  @jax.jit
+  def jitted(state: TrainState, bank, images, labels, regions, key):
+    x = images.astype(jnp.float32) / 255.0
+    if aug is not None:
+      x = augment(key, x, aug, bank, regions)
+    loss, grads = jax.value_and_grad(loss_fn)(state.params, x, labels)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    return TrainState(optax.apply_updates(state.params, updates), opt_state, state.step + 1), loss
+
+  return lambda state, images, labels, regions, key: jitted(state, bank, images, labels,
+                                                            regions, key)
+
+
+def fit(config, pool: Pool, step_fn: Callable | None = None, progress: bool = True
+        ) -> tuple[dict, dict]:
+  """Trains a judge from scratch on a pool.
+
+  Args:
+    config: a `configs/judge.py` config (channels, steps, batch_size, learning_rate, warmup,
+      weight_decay, seed, augmentation).
+    pool: the training faces (`render`); without regions, no region noise.
+    step_fn: a `make_train_step` result to reuse (its optimizer must be `optimizer_for(config)`).
+    progress: show a tqdm bar.
+
+  Returns:
+    `(params, info)`: float32 params and `{train_seconds, train_cpu_seconds, final_loss}`
+    (wall and CPU time; loss: mean of the last 50 steps). Batches depend only on (seed, step).
+  """
+  n = judge_lib.INPUT_SIZE
+  images, labels, regions = pool
+  if images.shape[1:] != (n, n, 3) or images.dtype != np.uint8 or len(labels) != len(images):
+    raise ValueError(f"images must be [N, {n}, {n}, 3] uint8 with one label row each, got "
+                     f"{images.shape} {images.dtype} and {np.shape(labels)}")
+  if regions is None:
+    regions = np.zeros((1, n, n), bool)
+  optimizer = optimizer_for(config)
+  step_fn = step_fn or make_train_step(optimizer, Augmentation(**config.augmentation),
+                                       config.seed)
+  key = jax.random.key(config.seed)
+  params = judge_lib.init(config.seed, config.channels)
+  # Start from the label priors: the head's bias at their log-odds (no steps spent learning them).
+  prior = np.clip(np.mean(labels, 0), 0.01, 0.99)
+  params["head"]["bias"] = jnp.asarray(np.log(prior / (1 - prior)), jnp.float32)
+  state = TrainState(params, optimizer.init(params), jnp.asarray(0, jnp.int32))
+  losses = []
+  t0, cpu0 = time.perf_counter(), time.process_time()
+  with tqdm(total=config.steps, desc="train judge", unit="step", disable=not progress) as bar:
+    for i in range(config.steps):
+      idx = np.random.default_rng([config.seed, i]).integers(0, len(images), config.batch_size)
+      state, loss = step_fn(state, images[idx], labels[idx], regions[idx % len(regions)],
+                            jax.random.fold_in(key, i))
+      losses.append(loss)
+      bar.update(1)
+      if i % 50 == 0 or i == config.steps - 1:
+        bar.set_postfix(loss=f"{float(np.mean(losses[-50:])):.4f}")
+  final = float(np.mean(jax.device_get(losses[-50:]))) if losses else float("nan")
+  params = jax.device_get(state.params)
+  return params, dict(train_seconds=time.perf_counter() - t0,
+                      train_cpu_seconds=time.process_time() - cpu0, final_loss=final)
+
+
+# --- measuring --------------------------------------------------------------------------------
+
+def counterfactual_pairs(seeds, size: int) -> dict[str, tuple[np.ndarray, np.ndarray,
+                                                                  np.ndarray]]:
+  """Per attribute a: `(x, x_cf, mask)`, the faces of `seeds` rendered without a and with a
+  (same identity, `faces.counterfactual`), `[N, S, S, 3]` float32 each, and a's mask `[N, S, S]`
+  bool (the pixels toggling a may change)."""
+  out = {}
+  for a in ATTRIBUTES:
+    xs, cfs, masks = [], [], []
+    for seed in seeds:
+      params = faces.with_attributes(faces.sample_face(seed), **{a: False})
+      face = faces.render(params, size)
+      xs.append(face.image)
+      masks.append(face.masks[a])
+      cfs.append(faces.counterfactual(params, a, size).image)
+    out[a] = (np.stack(xs), np.stack(cfs), np.stack(masks))
+  return out
+
+
+def flip_rates(params: dict, pairs: dict) -> dict[str, float]:
+  """Per attribute: the fraction of pairs where the judge says "absent" on x and "present" on
+  x_cf (`counterfactual_pairs`); key `mean` is their mean."""
+  out = {}
+  for a, (x, x_cf, _) in pairs.items():
+    col = ATTRIBUTES.index(a)
+    before = judge_lib.predict(params, x)[:, col] > 0.5
+    after = judge_lib.predict(params, x_cf)[:, col] > 0.5
+    out[a] = float(np.mean(~before & after))
+  out["mean"] = float(np.mean(list(out.values())))
+  return out
+
+
+def noise_false_positives(params: dict, pairs: dict, sigma: float, seed: int = 0
+                          ) -> dict[str, float]:
+  """Per attribute a: the fraction of faces without a that the judge calls a once Gaussian
+  colour noise of std `sigma` is added inside a's mask (where a DFI edit for a paints)."""
+  rng = np.random.default_rng(seed)
+  out = {}
+  for a, (x, _, mask) in pairs.items():
+    noisy = np.clip(x + sigma * rng.standard_normal(x.shape) * mask[..., None], 0, 1)
+    out[a] = float(np.mean(judge_lib.predict(params, noisy)[:, ATTRIBUTES.index(a)]
+                           > 0.5))
+  out["mean"] = float(np.mean(list(out.values())))
+  return out
+
+
+def measure(params: dict, config) -> dict:
+  """Held-out measurements of a judge on faces from `config.eval_seed`.
+
+  Returns a JSON-able dict: `accuracy` per size (`config.eval_sizes`) per attribute (and the
+  same faces at 64² with N(0, σ) pixel noise for σ in `config.eval_noise`), `size_agreement`
+  (fraction of labels equal at every size), `flip_rate` on counterfactual pairs at 64²
+  (`config.cf_count` identities per attribute, seeds after the accuracy faces), and
+  `noise_false_positive` per σ in `config.eval_region_noise` (Gaussian colour noise of std σ in
+  the attribute's mask of a face without it: the fraction called as having it).
+  """
+  seeds = range(config.eval_seed, config.eval_seed + config.eval_count)
+  rng = np.random.default_rng(config.seed)
+  result: dict[str, Any] = dict(accuracy={}, eval_seeds=[seeds.start, seeds.stop])
+  verdicts = []
+  for size in config.eval_sizes:
+    images, labels = faces.generate(seeds, size)
+    result["accuracy"][f"{size}"] = judge_lib.accuracy(params, images, labels)
+    verdicts.append(judge_lib.predict(params, images) > 0.5)
+    if size == judge_lib.INPUT_SIZE:
+      for sigma in config.eval_noise:
+        noisy = np.clip(images + sigma * rng.standard_normal(images.shape), 0, 1)
+        result["accuracy"][f"{size}+noise{sigma:g}"] = judge_lib.accuracy(params, noisy, labels)
+  result["size_agreement"] = float(np.mean(np.all([v == verdicts[0] for v in verdicts], 0)))
+  cf_seeds = range(seeds.stop, seeds.stop + config.cf_count)
+  pairs = counterfactual_pairs(cf_seeds, judge_lib.INPUT_SIZE)
+  result["cf_seeds"] = [cf_seeds.start, cf_seeds.stop]
+  result["flip_rate"] = flip_rates(params, pairs)
+  result["noise_false_positive"] = {
+      f"{sigma:g}": noise_false_positives(params, pairs, sigma, config.seed)
+      for sigma in config.eval_region_noise}
+  return result
+
+
+def package_versions() -> dict[str, str]:
+  out = {}
+  for name in ("jax", "jaxlib", "flax", "optax", "numpy", "pillow"):
+    try:
+      out[name] = importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+      out[name] = "absent"
+  return out
+
+
+def train_and_save(config, out, command: str, progress: bool = True) -> dict:
+  """Renders the pool, trains, measures and writes the judge file `out` (atomically).
+
+  Returns the provenance written.
+  """
+  t0, cpu0 = time.perf_counter(), time.process_time()
+  ranges = seed_ranges(config.train_seed, config.train_counts)
+  parts = [render(range(lo, hi), size, regions=True,
+                  desc=f"render {size}²" if progress else None)
+           for (lo, hi), size in zip(ranges, config.train_sizes)]
+  pool = Pool(*(np.concatenate(arrays) for arrays in zip(*parts)))
+  render_seconds, render_cpu = time.perf_counter() - t0, time.process_time() - cpu0
+  params, info = fit(config, pool, progress=progress)
+  t1 = time.perf_counter()
+  measured = measure(params, config)
+  prov = judge_lib.provenance_for(
+      params, command,
+      description=(f"attribute judge: {len(config.channels)}-conv CNN trained {config.steps} "
+                   f"steps on {len(pool.images)} generated faces"),
+      training=config.to_dict(),
+      train_seeds={f"{size}": list(r) for size, r in zip(config.train_sizes, ranges)},
+      render_seconds=render_seconds, render_cpu_seconds=render_cpu,
+      train_seconds=info["train_seconds"], train_cpu_seconds=info["train_cpu_seconds"],
+      measure_seconds=time.perf_counter() - t1, final_loss=info["final_loss"],
+      held_out=measured, packages=package_versions(),
+      environment=dict(xla_flags=os.environ.get("XLA_FLAGS", ""),
+                       cpus=len(os.sched_getaffinity(0)), devices=[str(d) for d in jax.devices()]),
+      parameters=int(sum(np.size(v) for v in jax.tree.leaves(params))))
+  judge_lib.save(out, params, prov, dtype=config.store_dtype)
+  return prov
+
+
+def report(provenance: dict) -> str:
+  """A short plain-text table of a judge file's held-out measurements (its provenance)."""
+  held = provenance["held_out"]
+  region = held["noise_false_positive"]
+  columns = list(held["accuracy"]) + ["flip"] + [f"FP noise{k}" for k in region]
+  lines = ["attribute   " + " ".join(f"{c:>13}" for c in columns)]
+  for a in list(ATTRIBUTES) + ["mean"]:
+    cells = [held["accuracy"][c][a] for c in held["accuracy"]]
+    cells += [held["flip_rate"][a]] + [region[k][a] for k in region]
+    lines.append(f"{a:<11} " + " ".join(f"{v:13.3f}" for v in cells))
+  lines.append(f"labels equal at every size: {held['size_agreement']:.3f}; training "
+               f"{provenance['train_seconds']:.0f} s "
+               f"({provenance['train_cpu_seconds']:.0f} s CPU), "
+               f"rendering {provenance['render_seconds']:.0f} s")
+  return "\n".join(lines)

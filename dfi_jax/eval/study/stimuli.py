@@ -1,0 +1,425 @@
+"""Two-alternative forced-choice (2AFC) stimuli for the perceptual study (paper Table 1).
+
+Each main trial shows, for one test image and one edit, DFI's output and one baseline's output
+side by side (sides drawn from a seeded RNG) under the question "Which image looks more like a
+person <who is older>, while still being the same person?". Attention checks ask the same question
+of an edit against a block-scrambled copy of itself: the intact face is the only one that is
+"still the same person", so a rater who is looking gets it right whatever the edit's quality.
+
+A study folder (one per shard) holds:
+
+  index.html, study.js, style.css   the rating page; opens from file://, no server
+  trials.js                         `window.STUDY = {study_id, shard_index, num_shards, trials}`:
+                                    what the page shows (id, prompt, left/right image), no answers
+  trials.json, trials.csv           the manifest: every trial with which side is DFI (main) or
+                                    which side is correct (attention), and the source files
+  images/<sha256[:16]>.<ext>        the stimuli, named by content so a name says nothing about
+                                    the method (and identical images are stored once)
+
+Inputs are run directories of `python -m experiments.transform` (`metrics.json`,
+`edits/<image>__<attribute>__d<δ>.png`); baselines come from `<run>/baselines/
+<image>__<attribute>__<method>.png` when a run has them, and from folders of
+`<image>__<attribute>.png` (one folder per method).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import os
+from pathlib import Path
+from typing import NamedTuple, Sequence
+
+import numpy as np
+from PIL import Image
+
+from dfi_jax.data import image_io
+from dfi_jax.runs import state as run_state
+
+PAGE_DIR = Path(__file__).parent / "page"
+PAGE_FILES = ("index.html", "study.js", "style.css")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+MANIFEST_COLUMNS = ("id", "kind", "attribute", "image", "run", "delta", "baseline", "left",
+                    "right", "left_method", "right_method", "dfi_side", "correct_side",
+                    "left_source", "right_source")
+# How the question names each of the six edits; other attributes read "who is <attribute>".
+PHRASES = {
+    "older": "who is older",
+    "smiling": "who is smiling",
+    "mouth_open": "with their mouth open",
+    "eyes_open": "with their eyes open",
+    "eyeglasses": "wearing eyeglasses",
+    "moustache": "with a moustache",
+}
+
+
+class StudyError(ValueError):
+  """A missing or malformed input; the message is the one line a user sees."""
+
+
+class Stimulus(NamedTuple):
+  """One image a rater may see. `run` is '' for images from a baseline folder."""
+  run: str
+  image: str
+  attribute: str
+  method: str          # "dfi" or the baseline's name
+  delta: float | None  # DFI's δ; None for baselines
+  path: Path
+
+
+def prompt(attribute: str) -> str:
+  """The 2AFC question for `attribute`."""
+  phrase = PHRASES.get(attribute, "who is " + attribute.replace("_", " "))
+  return f"Which image looks more like a person {phrase}, while still being the same person?"
+
+
+def _split_name(path: Path, parts: int, where: str) -> list[str]:
+  fields = path.stem.rsplit("__", parts - 1)
+  if len(fields) != parts or not all(fields):
+    raise StudyError(f"{path}: expected a name of the form {where}")
+  return fields
+
+
+def dfi_stimuli(run_dir: str | os.PathLike, label: str,
+                deltas: Sequence[float] = ()) -> list[Stimulus]:
+  """DFI's edits listed in `<run_dir>/metrics.json`, at `deltas` (default: the run's largest δ)."""
+  run_dir = Path(run_dir)
+  if (run_dir / "metrics.json").exists():  # a named pipe would block the read forever
+    image_io.check_input_file(run_dir / "metrics.json")
+  try:
+    record = json.loads((run_dir / "metrics.json").read_text())
+    names = record["outputs"]["edits"]
+  except OSError as e:
+    raise StudyError(f"{run_dir}: not a transform run directory ({e.strerror}: "
+                     "metrics.json)") from None
+  except (ValueError, KeyError, TypeError) as e:
+    raise StudyError(f"{run_dir}/metrics.json: no outputs.edits list ({e})") from None
+  found = []
+  for name in names:
+    path = run_dir / name
+    image, attribute, tag = _split_name(path, 3, "<image>__<attribute>__d<delta>.png")
+    try:
+      delta = float(tag[1:]) if tag.startswith("d") else None
+    except ValueError:
+      delta = None
+    if delta is None:
+      raise StudyError(f"{path}: expected a name of the form <image>__<attribute>__d<delta>.png")
+    if not path.exists():
+      raise StudyError(f"{path}: listed in metrics.json but missing")
+    image_io.check_input_file(path)
+    found.append(Stimulus(label, image, attribute, "dfi", delta, path))
+  if not found:
+    raise StudyError(f"{run_dir}/metrics.json: the run wrote no edits")
+  available = sorted({s.delta for s in found})
+  wanted = [float(d) for d in deltas] or [available[-1]]
+  missing = [d for d in wanted if d not in available]
+  if missing:
+    raise StudyError(f"{run_dir}: no edits at δ={missing}; the run has δ={available}")
+  return [s for s in found if s.delta in wanted]
+
+
+def run_baselines(run_dir: str | os.PathLike, label: str) -> list[Stimulus]:
+  """`<run_dir>/baselines/<image>__<attribute>__<method>.<ext>`, if the run wrote any."""
+  folder = Path(run_dir) / "baselines"
+  if not folder.is_dir():
+    return []
+  out = []
+  for path in sorted(folder.iterdir()):
+    if path.suffix.lower() in IMAGE_EXTENSIONS:
+      image_io.check_input_file(path)
+      image, attribute, method = _split_name(path, 3, "<image>__<attribute>__<method>.png")
+      out.append(Stimulus(label, image, attribute, method, None, path))
+  return out
+
+
+def folder_baselines(folder: str | os.PathLike, method: str) -> list[Stimulus]:
+  """Another method's outputs: `<folder>/<image>__<attribute>.<ext>` (png or jpeg)."""
+  folder = Path(folder)
+  if not folder.is_dir():
+    raise StudyError(f"{folder}: baseline folder not found")
+  if not method or method == "dfi" or "__" in method:
+    raise StudyError(f"{folder}: bad method name {method!r} (non-empty, not 'dfi', no '__')")
+  out = []
+  for path in sorted(folder.iterdir()):
+    if path.suffix.lower() in IMAGE_EXTENSIONS:
+      image_io.check_input_file(path)
+      image, attribute = _split_name(path, 2, "<image>__<attribute>.png")
+      out.append(Stimulus("", image, attribute, method, None, path))
+  if not out:
+    raise StudyError(f"{folder}: no .png/.jpg images named <image>__<attribute>.png")
+  return out
+
+
+def main_trials(dfi: Sequence[Stimulus], baselines: Sequence[Stimulus],
+                seed: int) -> tuple[list[dict], list[str]]:
+  """Pairs each DFI edit with every baseline of the same image and attribute.
+
+  A run's own baselines match only that run's edits; folder baselines match any run. Trials are
+  numbered in a fixed order (attribute, image, run, δ, method) and each gets DFI's side from
+  `np.random.default_rng(seed)`, so every host builds the same list. Returns the trials and one
+  line per DFI edit that found no baseline of some method.
+  """
+  by_key: dict[tuple, Stimulus] = {}
+  for b in baselines:
+    key = (b.run, b.image, b.attribute, b.method)
+    if key in by_key:
+      raise StudyError(f"two baselines for {key[1]} / {key[2]} / {key[3]}: "
+                       f"{by_key[key].path} and {b.path}")
+    by_key[key] = b
+  methods = sorted({b.method for b in baselines})
+  rng = np.random.default_rng(seed)
+  trials, unmatched = [], []
+  for s in sorted(dfi, key=lambda s: (s.attribute, s.image, s.run, s.delta)):
+    for m in methods:
+      other = by_key.get((s.run, s.image, s.attribute, m)) or by_key.get(
+          ("", s.image, s.attribute, m))
+      if other is None:
+        unmatched.append(f"{s.run}: {s.image} / {s.attribute} / δ={s.delta:g}: no {m} baseline")
+        continue
+      dfi_left = bool(rng.random() < 0.5)
+      left, right = (s, other) if dfi_left else (other, s)
+      trials.append(dict(
+          id=f"m{len(trials):05d}", kind="main", attribute=s.attribute, image=s.image,
+          run=s.run, delta=s.delta, baseline=m, left_method=left.method,
+          right_method=right.method, dfi_side="left" if dfi_left else "right",
+          correct_side=None, left_source=str(left.path), right_source=str(right.path)))
+  return trials, unmatched
+
+
+def shard_trials(trials: Sequence[dict], num_shards: int, shard_index: int) -> list[dict]:
+  """Every `num_shards`-th trial from `shard_index`: shards are disjoint and cover the list."""
+  if num_shards < 1 or not 0 <= shard_index < num_shards:
+    raise StudyError(f"--shard_index={shard_index} --num_shards={num_shards}: expected "
+                     "0 <= shard_index < num_shards")
+  return list(trials[shard_index::num_shards])
+
+
+def scramble(image: np.ndarray, rng: np.random.Generator, tiles: int = 6) -> np.ndarray:
+  """`[H, W, 3]` image cut into `tiles`×`tiles` blocks put back in a random (non-identity) order.
+
+  The result has the image's shape, so the foil cannot be told apart by its size.
+  """
+  h, w = image.shape[0] // tiles, image.shape[1] // tiles
+  if h < 1 or w < 1:
+    raise StudyError(f"image of shape {image.shape} is too small to scramble into {tiles}² tiles")
+  blocks = [image[i * h:(i + 1) * h, j * w:(j + 1) * w]
+            for i in range(tiles) for j in range(tiles)]
+  order = np.arange(len(blocks))
+  while np.array_equal(order, np.arange(len(blocks))):
+    order = rng.permutation(len(blocks))
+  rows = [np.concatenate([blocks[order[i * tiles + j]] for j in range(tiles)], axis=1)
+          for i in range(tiles)]
+  foil = image.copy()  # strips left over when tiles does not divide the size stay as they were
+  foil[:tiles * h, :tiles * w] = np.concatenate(rows, axis=0)
+  return foil
+
+
+def num_attention(num_main: int, fraction: float, minimum: int) -> int:
+  return max(minimum, math.ceil(fraction * num_main)) if num_main else 0
+
+
+def _png_bytes(image: np.ndarray) -> bytes:
+  buf = io.BytesIO()
+  Image.fromarray(image_io.to_uint8(image)).save(buf, format="PNG", compress_level=6)
+  return buf.getvalue()
+
+
+def _check_replace(out: Path, manifest: dict, overwrite: bool) -> None:
+  """Refuses to replace another study (its collected answers would no longer match its trials)
+  or to write into a folder that holds something else, unless `overwrite`; rebuilding the same
+  study is allowed (nothing changes)."""
+  if overwrite or not out.exists():
+    return
+  if not out.is_dir():
+    raise StudyError(f"{out}: is a file; expected a folder")
+  existing = out / "trials.json"
+  if not existing.exists():
+    if any(out.iterdir()):
+      raise StudyError(f"{out} is not empty and holds no study; choose a new --out_dir or pass "
+                       "--overwrite to write into it")
+    return
+  try:
+    old = json.loads(existing.read_text())
+  except (OSError, ValueError):
+    old = None
+  if old != json.loads(json.dumps(manifest)):
+    what = (f"study {old.get('study_id')}" if isinstance(old, dict) else
+            "a study whose trials.json is unreadable")
+    raise StudyError(f"{out} holds {what}, not this one; replacing it would orphan the answers "
+                     "collected for it: choose a new --out_dir or pass --overwrite")
+
+
+def shard_dir(out_dir: str | os.PathLike, num_shards: int, shard_index: int) -> Path:
+  """`out_dir` itself for one shard, else `out_dir/shard_<k>_of_<n>`."""
+  out_dir = Path(out_dir)
+  return out_dir if num_shards == 1 else out_dir / f"shard_{shard_index:03d}_of_{num_shards:03d}"
+
+
+def _labels(run_dirs: Sequence[Path]) -> list[str]:
+  labels: list[str] = []
+  for r in run_dirs:
+    base = Path(os.path.abspath(r)).name or "run"
+    label, n = base, 1
+    while label in labels:
+      label, n = f"{base}-{n}", n + 1
+    labels.append(label)
+  return labels
+
+
+def study_id(trials: Sequence[dict], seed: int) -> str:
+  """A short id of the whole (unsharded) main-trial list: the same on every host."""
+  digest = hashlib.sha256()
+  for t in trials:
+    fields = [t["id"], t["run"], t["image"], t["attribute"], t["delta"], t["baseline"],
+              t["dfi_side"]]
+    for side in ("left_source", "right_source"):
+      fields.append(hashlib.sha256(Path(t[side]).read_bytes()).hexdigest())
+    digest.update(json.dumps(fields).encode())
+  digest.update(str(seed).encode())
+  return digest.hexdigest()[:12]
+
+
+def build_study(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *,
+                baseline_dirs: Sequence[str | os.PathLike] = (),
+                baseline_names: Sequence[str] = (), deltas: Sequence[float] = (),
+                seed: int = 0, num_shards: int = 1, shard_index: int = 0,
+                attention_fraction: float = 0.1, min_attention: int = 3,
+                overwrite: bool = False) -> dict:
+  """Writes one shard's study folder (see the module docstring); returns its manifest.
+
+  Rerunning the same command is cheap and safe: images already stored are skipped, and the
+  manifest and page are replaced atomically, so an interrupted run leaves either the old folder
+  or the new one. Another study in the folder is replaced only with `overwrite`.
+  """
+  out_dir = run_state.check_output_path(out_dir, "out_dir")
+  if not run_dirs:
+    raise StudyError("no run directories given (--runs)")
+  if baseline_names and len(baseline_names) != len(baseline_dirs):
+    raise StudyError(f"{len(baseline_names)} baseline names for {len(baseline_dirs)} folders")
+  if not 0 <= attention_fraction <= 1 or min_attention < 0:
+    raise StudyError(f"attention_fraction={attention_fraction}, min_attention={min_attention}: "
+                     "expected a fraction in [0, 1] and a count >= 0")
+  run_dirs = [Path(r) for r in run_dirs]
+  labels = _labels(run_dirs)
+  dfi, baselines = [], []
+  for r, label in zip(run_dirs, labels):
+    dfi += dfi_stimuli(r, label, deltas)
+    baselines += run_baselines(r, label)
+  names = list(baseline_names) or [Path(os.path.abspath(d)).name for d in baseline_dirs]
+  for d, name in zip(baseline_dirs, names):
+    baselines += folder_baselines(d, name)
+  if not baselines:
+    raise StudyError("no baseline images: the runs have no baselines/ folder and no "
+                     "--baseline_dirs were given")
+  everything, unmatched = main_trials(dfi, baselines, seed)
+  if not everything:
+    raise StudyError("no DFI edit has a baseline of the same image and attribute; e.g. "
+                     + (unmatched[0] if unmatched else "no edits"))
+  mine = shard_trials(everything, num_shards, shard_index)
+  sid = study_id(everything, seed)
+
+  out = shard_dir(out_dir, num_shards, shard_index)
+  stored: dict[str, bytes] = {}  # images/<name> -> content, written once the study is checked
+
+  def store(data: bytes, ext: str) -> str:
+    name = f"images/{hashlib.sha256(data).hexdigest()[:16]}{ext.lower()}"
+    stored[name] = data
+    return name
+
+  def copy(source: str) -> str:
+    path = Path(source)
+    return store(path.read_bytes(), path.suffix)
+
+  shard_rng = np.random.default_rng([seed, num_shards, shard_index])
+  trials = []
+  for t in mine:
+    trials.append(dict(t, prompt=prompt(t["attribute"]), left=copy(t["left_source"]),
+                       right=copy(t["right_source"])))
+  n_attention = num_attention(len(mine), attention_fraction, min_attention)
+  picks = shard_rng.choice(len(mine), size=n_attention, replace=n_attention > len(mine))
+  for n, k in enumerate(picks):
+    t = mine[int(k)]
+    side = "left" if shard_rng.random() < 0.5 else "right"
+    source = t[f"{side}_source"]
+    intact_method = t[f"{side}_method"]
+    foil = store(_png_bytes(scramble(image_io.load_image(source), shard_rng)), ".png")
+    intact = copy(source)
+    correct = "left" if shard_rng.random() < 0.5 else "right"
+    pair = (intact, foil) if correct == "left" else (foil, intact)
+    methods = (intact_method, "foil") if correct == "left" else ("foil", intact_method)
+    trials.append(dict(
+        id=f"a{shard_index:03d}_{n:04d}", kind="attention", attribute=t["attribute"],
+        image=t["image"], run=t["run"], delta=t["delta"] if intact_method == "dfi" else None,
+        baseline=None, prompt=prompt(t["attribute"]), left=pair[0], right=pair[1],
+        left_method=methods[0], right_method=methods[1], dfi_side=None, correct_side=correct,
+        left_source=source if correct == "left" else None,
+        right_source=source if correct == "right" else None))
+  order = shard_rng.permutation(len(trials))
+  trials = [trials[int(i)] for i in order]
+
+  manifest = dict(
+      study_id=sid, seed=seed, num_shards=num_shards, shard_index=shard_index,
+      num_main_trials_total=len(everything), num_main_trials=len(mine),
+      num_attention_trials=n_attention,
+      attention="intact edit against a block-scrambled copy of itself; correct = intact",
+      runs=[dict(label=l, path=os.path.abspath(r)) for r, l in zip(run_dirs, labels)],
+      methods=sorted({t["baseline"] for t in everything}),
+      deltas=sorted({t["delta"] for t in everything}),
+      unmatched=unmatched, trials=trials)
+  _check_replace(out, manifest, overwrite)
+  images_dir = out / "images"
+  try:
+    images_dir.mkdir(parents=True, exist_ok=True)
+  except OSError as e:
+    raise StudyError(f"{out}: cannot create it ({e.strerror})") from None
+  for name, data in stored.items():
+    if not (out / name).exists():  # content-addressed: present means written in full
+      image_io.atomic_write_bytes(out / name, data)
+  _write_page(out, manifest)
+  _write_csv(out / "trials.csv", trials)
+  image_io.atomic_write_json(out / "trials.json", manifest)
+  return manifest
+
+
+def page_trials(manifest: dict) -> dict:
+  """What `trials.js` gives the page: no methods, sides or sources."""
+  return dict(study_id=manifest["study_id"], shard_index=manifest["shard_index"],
+              num_shards=manifest["num_shards"],
+              trials=[dict(id=t["id"], attribute=t["attribute"], prompt=t["prompt"],
+                           left=t["left"], right=t["right"]) for t in manifest["trials"]])
+
+
+def _write_page(out: Path, manifest: dict) -> None:
+  for name in PAGE_FILES:
+    image_io.atomic_write_bytes(out / name, (PAGE_DIR / name).read_bytes())
+  data = json.dumps(page_trials(manifest), indent=1, sort_keys=True)
+  image_io.atomic_write_text(out / "trials.js", "// Generated by dfi_jax.eval.study.stimuli.\n"
+                             f"window.STUDY = {data};\nwindow.TRIALS = window.STUDY.trials;\n")
+
+
+def _write_csv(path: Path, trials: Sequence[dict]) -> None:
+  buf = io.StringIO()
+  writer = csv.DictWriter(buf, fieldnames=MANIFEST_COLUMNS, extrasaction="ignore",
+                          lineterminator="\n")
+  writer.writeheader()
+  for t in trials:
+    writer.writerow({k: "" if t.get(k) is None else t[k] for k in MANIFEST_COLUMNS})
+  image_io.atomic_write_text(path, buf.getvalue())
+
+
+def write_shard_index(out_dir: str | os.PathLike, study: str,
+                      shards: Sequence[tuple[int, int]]) -> Path:
+  """`out_dir/index.html`: one link per shard's rating page (`shard_dir`), with its counts of
+  main and attention trials (`shards[k]`), for a study built one shard per host."""
+  n = len(shards)
+  rows = [[f"{shard_dir('.', n, k).as_posix()}/index.html", main, attention]
+          for k, (main, attention) in enumerate(shards)]
+  path = Path(out_dir) / "index.html"
+  image_io.write_index_html(path, f"Study {study}: {n} shards", [dict(
+      heading="Shards (one rater pool each)",
+      text="Open one shard's page per rater pool; study_analyze reads them all from this folder.",
+      table=dict(columns=["page", "main trials", "attention checks"], rows=rows))])
+  return path

@@ -1,0 +1,1 @@
+"""Networks: the VGG16/VGG19 feature network, its weights format, training, and ported checkpoints."""

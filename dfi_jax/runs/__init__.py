@@ -1,0 +1,1 @@
+"""Runs: the edit, inpaint, high-resolution and sweep runs, their state, and the Python API."""

@@ -1,0 +1,157 @@
+"""DFI from Python: edit photos held as arrays, the bank loaded once.
+
+  import dfi_jax
+  editor = dfi_jax.load_editor()  # the features, the bank and its φ: once
+  edited = dfi_jax.edit(photo, ["eyeglasses", "smiling"], deltas=[1.0, 3.0], editor=editor)
+  edited["eyeglasses"]  # [2, H, W, 3] float32: the photo at δ = 1 and 3
+
+The same pipeline as `python -m experiments.transform --inputs=…`: each face found is aligned
+to the bank's landmark frame, edited there, and its change pasted back into the full-size photo
+(`config.align == "face"`; `"none"` fits the whole photo into the bank's square instead);
+neighbours are the K nearest bank images in φ space. Nothing is written to disk.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from dfi_jax.runs import edit as edit_run
+from dfi_jax.dfi import feature_bank
+from dfi_jax.dfi import features as features_lib
+from dfi_jax.data import image_io
+from dfi_jax.dfi import interpolate
+from dfi_jax.data import landmarks as landmarks_lib
+from dfi_jax.dfi import neighbours as neighbours_lib
+from dfi_jax.runs import photos as photos_lib
+from dfi_jax.dfi import reconstruct
+from dfi_jax.runs import state as run_state
+from dfi_jax.data import sources
+
+
+class Editor(NamedTuple):
+  """What `load_editor` prepares once for many `edit` calls."""
+  config: ml_collections.ConfigDict
+  network: edit_run.Network
+  bank: sources.Bank
+  bank_phi: jax.Array  # [N, D] φ of every bank image
+  frame: photos_lib.Frame | None  # the bank's landmark frame (align == "face")
+  detector: landmarks_lib.Detector | None
+
+
+def default_config(variant: str = "demo") -> ml_collections.ConfigDict:
+  """`experiments/configs/synthetic.py`'s settings (`demo`, `tiny`, `eval` or `official`)."""
+  from experiments.configs import synthetic  # pylint: disable=import-outside-toplevel
+  return synthetic.get_config(variant)
+
+
+def load_editor(config: ml_collections.ConfigDict | str | None = None,
+                weights: str | None = None) -> Editor:
+  """The network, the bank, the bank's φ and (for faces) the detector and the bank's frame.
+
+  Args:
+    config: a run config (any of `experiments/configs/`), or a variant name of the default one.
+    weights: overrides `config.weights`: '' = ImageNet VGG16 (the default), 'random', or a file.
+
+  Raises:
+    RunError: a bad setting (the message names the field).
+  """
+  config = default_config(config or "demo") if config is None or isinstance(config, str) \
+      else ml_collections.ConfigDict(config)
+  if weights is not None:
+    config.weights = weights
+  edit_run.validate(config)
+  photos_lib.check(config, ["(array)"])
+  network = edit_run.load_network(config)
+  bank = sources.load_bank(config)
+  phi = features_lib.make_phi(network.net)
+  bank_phi = jnp.asarray(features_lib.compute_features(phi, network.params, bank.images,
+                                                       config.feature_batch))
+  frame = detector = None
+  if config.align == "face":
+    detector = landmarks_lib.load_detector()
+    frame = photos_lib.bank_frame(config, bank.images, detector)
+  return Editor(config, network, bank, bank_phi, frame, detector)
+
+
+def _test_images(editor: Editor, image: np.ndarray) -> sources.TestImages:
+  config = editor.config
+  if editor.frame is None:
+    square, placement = image_io.fit_square(image, config.image_size)
+    return sources.TestImages(["image"], square[None], originals=[image],
+                              placements=[placement])
+  found = photos_lib.find_faces(config, image, editor.detector, "the image")
+  photos = photos_lib.Photos(["(array)"], ["image"], [image], [found])
+  return photos_lib.photo_tests(config, photos, editor.frame)
+
+
+def edit(image: np.ndarray, attributes: Sequence[str], deltas: Sequence[float] | None = None,
+         *, editor: Editor | None = None, weights: str | None = None) -> dict[str, np.ndarray]:
+  """Adds each attribute to the face(s) of `image`.
+
+  Args:
+    image: `[H, W, 3]` float in [0, 1], or uint8.
+    attributes: names among the bank's edits (generated faces: older, mouth_open, eyes_open,
+      smiling, moustache, eyeglasses).
+    deltas: edit strengths (default: the config's).
+    editor: from `load_editor` (made here when None: slow, loads the bank every call).
+    weights: for the editor made here (see `load_editor`).
+
+  Returns:
+    attribute -> `[len(deltas), H, W, 3]` float32 in [0, 1]: the photo with every face edited.
+
+  Raises:
+    RunError: no face found, or an unknown attribute.
+  """
+  editor = editor if editor is not None else load_editor(weights=weights)
+  config = editor.config
+  deltas = [float(d) for d in (config.deltas if deltas is None else deltas)]
+  x = np.asarray(image)
+  if x.ndim != 3 or x.shape[-1] != 3:
+    raise ValueError(f"image has shape {x.shape}; expected [H, W, 3]")
+  x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else np.clip(x.astype(np.float32), 0, 1)
+  edits = edit_run.select_edits(editor.bank, attributes)
+  if not deltas:
+    raise run_state.RunError("deltas: expected at least one number")
+  tests = _test_images(editor, x)
+  network = editor.network
+  phi = features_lib.make_phi(network.net)
+  phi_x = features_lib.compute_features(phi, network.params, tests.images, config.feature_batch)
+  masks = {}
+  for e in edits:
+    masks[e.name] = neighbours_lib.candidate_masks(editor.bank.attributes, e,
+                                                   editor.bank.attribute_names)
+    neighbours_lib.check_candidates(*masks[e.name], config.k, e.name)
+  found = feature_bank.find_neighbours(config, editor.bank, feature_bank.from_phi(
+      editor.bank_phi), tests, edits, masks, phi_x)  # φ-space KNN: all of the bank
+  targets = jnp.concatenate([interpolate.edit_targets(
+      jnp.asarray(phi_x), interpolate.scale_vector(feature_bank.attribute_vector(found, e.name),
+                                                   config.scaling), deltas) for e in edits], 1)
+  size = config.image_size
+  spec = features_lib.feature_spec(network.net, network.params, (size, size))
+  reverse_map = reconstruct.cached(network.net, spec, reconstruct.config_for_run(config))
+  faces = len(tests.names)
+  z = np.tile(tests.images, (len(edits), 1, 1, 1))  # items: edit-major, then face
+  out = {e.name: [] for e in edits}
+  for s in range(len(deltas)):  # each δ warm-started from the previous one's result
+    for b in range(0, len(z), config.batch_size):
+      batch = slice(b, b + config.batch_size)
+      result = reverse_map(network.params, targets[s, batch], z[batch],
+                           config.iterations if s == 0 else config.next_iterations)
+      if not np.all(result.finite):
+        raise run_state.RunError(f"δ={deltas[s]:g}: the reverse map's loss became non-finite")
+      z[batch] = np.asarray(result.images)
+    for n, e in enumerate(edits):
+      out[e.name].append(_to_photo(tests, z[n * faces:(n + 1) * faces]))
+  return {name: np.stack(images) for name, images in out.items()}
+
+
+def _to_photo(tests: sources.TestImages, results: np.ndarray) -> np.ndarray:
+  """Every test image's result put back into the one photo they came from."""
+  if tests.faces is None:
+    return edit_run.photo_result(tests, 0, results[0])
+  return photos_lib.paste(tests.originals[0], list(tests.images), list(results), tests.faces)

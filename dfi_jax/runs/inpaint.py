@@ -1,0 +1,462 @@
+"""Inpainting with DFI (paper Figs 5-6, the official demo3), on generated faces or a folder.
+
+The hole of a test image is filled with grey (0.5). Its K nearest bank images (squared L2 in
+φ between the masked test image and the *masked* bank images) give the source set (those
+images masked) and the target set (the same images unmasked); w = mean φ(unmasked) − mean
+φ(masked), the target is φ(x_masked) + δ·w (official δ = 2.8 with mean-square scaling), and the
+reverse map starts from x_masked. Only the hole is replaced in the output.
+
+Data (`config.data`):
+  synthetic  held-out generated faces against a bank of generated faces.
+  images     a folder of images, no labels needed (UT-Zappos50K shoes, your own): every
+             JPEG/PNG/... under `config.bank_dir`, in sorted path order, fitted into the
+             working square (`fit`: "pad" with the image's border colour, which keeps a
+             catalogue photo's white background white; "crop" the centre; "stretch"). The
+             test images are the first `num_test` under `config.test_dir` (keep them out of
+             `bank_dir`, or each is its own nearest neighbour), or else `num_test` images
+             spread evenly through the listing and held out of the bank.
+             `procedural_shoes > 0` with no `bank_dir` first draws that many shoes
+             (`dfi_jax.data.shoes`) into `workdir/procedural_shoes/`.
+Test images are complete, so the true hole content is known and the RMSE inside the hole is
+reported for DFI, the grey fill and the neighbour-mean fill.
+
+The bank is streamed: masked φ in batches with a running top-K per test image, then φ of only
+the neighbours; neither the folder's pixels nor its φ are held whole. Resuming: `run.json`
+fingerprints the settings, the weights and the bank listing; the neighbours and each finished
+reverse map are kept under `state/`, so a rerun skips what is done (and, when everything is,
+all φ).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+from typing import NamedTuple, Sequence
+
+import jax.numpy as jnp
+import numpy as np
+from tqdm import tqdm
+
+from dfi_jax.dfi import bank as bank_lib
+from dfi_jax.runs import edit as edit_run
+from dfi_jax.dfi import features as features_lib
+from dfi_jax.data import image_io
+from dfi_jax.dfi import interpolate
+from dfi_jax.dfi import reconstruct
+from dfi_jax.runs import state as run_state
+from dfi_jax.data import shoes
+from dfi_jax.data import sources
+from dfi_jax.data.datasets import common
+from dfi_jax.data.datasets.common import DatasetError
+from dfi_jax.data.datasets.folder import IMAGE_EXTENSIONS
+
+GREY = 0.5
+DATA = ("synthetic", "images")
+FITS = ("pad", "crop", "stretch")
+NEIGHBOURS_STATE = "neighbours"
+
+
+def centre_square(size: int, fraction: float) -> np.ndarray:
+  """`[size, size]` bool hole: a centred square of side `fraction`·size (demo3: 0.5)."""
+  if not 0 < fraction < 1:
+    raise ValueError(f"hole fraction must be in (0, 1), got {fraction}")
+  side = max(1, int(round(size * fraction)))
+  top = (size - side) // 2
+  hole = np.zeros((size, size), bool)
+  hole[top:top + side, top:top + side] = True
+  return hole
+
+
+def load_hole(path: str, size: int) -> np.ndarray:
+  """A user's mask image (white = hole), resized to `size`², as `[size, size]` bool."""
+  mask = image_io.resize(image_io.load_image(path), (size, size)).mean(-1) > 0.5
+  if not mask.any():
+    raise ValueError(f"--config.hole_mask={path}: the mask has no white (hole) pixels")
+  return mask
+
+
+def apply_hole(images: np.ndarray, hole: np.ndarray) -> np.ndarray:
+  """`[..., H, W, 3]` with the `[H, W]` hole filled grey."""
+  return np.where(hole[..., None], np.float32(GREY), images).astype(np.float32)
+
+
+def hole_error(result: np.ndarray, truth: np.ndarray, hole: np.ndarray) -> float:
+  """Root-mean-square error inside the hole."""
+  return float(np.sqrt(np.mean((result - truth)[hole] ** 2)))
+
+
+# --- a folder of images --------------------------------------------------------------------
+
+
+def list_images(folder: Path, check: bool = False) -> list[str]:
+  """Sorted paths (relative, '/'-separated) of the images under `folder`.
+
+  `check`: refuse, before any work, one that is not a regular file (a named pipe would block
+  the run forever) or whose name is not valid UTF-8 (image_io.check_input_file).
+  """
+  found = []
+  for root, dirs, files in os.walk(folder):
+    dirs.sort()
+    for f in files:
+      if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith("."):
+        if check:
+          image_io.check_input_file(Path(root, f))
+        found.append(Path(root, f).relative_to(folder).as_posix())
+  return sorted(found)
+
+
+def fit_image(image: np.ndarray, size: int, fit: str) -> np.ndarray:
+  """`[H, W, 3]` -> `[size, size, 3]` float32: "pad" (to a square of the border's median
+  colour, then resize), "crop" (the centre square) or "stretch"."""
+  h, w = image.shape[:2]
+  if fit == "pad":
+    border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
+    side = max(h, w)
+    square = np.empty((side, side, 3), np.float32)
+    square[...] = np.median(border, axis=0)
+    top, left = (side - h) // 2, (side - w) // 2
+    square[top:top + h, left:left + w] = image
+    image = square
+  elif fit == "crop":
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    image = image[top:top + side, left:left + side]
+  return image_io.resize(image, (size, size))
+
+
+def listing_digest(folder: Path, names: Sequence[str]) -> str:
+  """sha256 over each image's relative path and byte size (cheap for 50k files)."""
+  h = hashlib.sha256()
+  for n in names:
+    h.update(f"{n}\t{(folder / n).stat().st_size}\n".encode())
+  return h.hexdigest()
+
+
+def procedural_note(folder: Path) -> str:
+  """What the folder's images are, as far as this project can tell."""
+  if (folder / shoes.MARKER).exists():
+    return (f"PROCEDURAL shoes drawn by dfi_jax.data.shoes ({folder / shoes.MARKER}), not "
+            "UT-Zappos50K photographs")
+  return f"images from {folder}"
+
+
+class Data(NamedTuple):
+  kind: str  # "synthetic" | "images"
+  note: str  # what the images are (procedural or not), for logs and outputs
+  bank: object  # [N, S, S, 3] float32 array or LazyImages
+  bank_names: list[str]
+  test_names: list[str]  # output file stems
+  truth: np.ndarray  # [B, S, S, 3] float32: the complete test images
+  fingerprint: dict  # what determines the data, for run.json
+
+
+def _stem(name: str) -> str:
+  return os.path.splitext(name)[0].replace("/", "__")
+
+
+def folder_data(config, workdir: Path) -> Data:
+  size, fit = config.image_size, config.fit
+  bank_dir = config.bank_dir
+  if not bank_dir and config.procedural_shoes > 0:
+    bank_dir = workdir / "procedural_shoes"
+    if not (bank_dir / shoes.MARKER).exists() or \
+        len(list_images(bank_dir)) != config.procedural_shoes:
+      shoes.write_folder(bank_dir, config.procedural_shoes, config.bank_seed,
+                         config.procedural_width)
+  if not bank_dir:
+    raise DatasetError("--config.bank_dir is empty: set it to a folder of images (e.g. "
+                       "UT-Zappos50K's shoes), or --config.procedural_shoes=N to draw N")
+  folder = Path(bank_dir).expanduser()
+  if not folder.is_dir():
+    raise DatasetError(f"--config.bank_dir={folder}: not a directory")
+  names = list_images(folder, check=True)
+  if not names:
+    raise DatasetError(f"--config.bank_dir={folder}: no images in it (expected files ending "
+                       f"in {', '.join(IMAGE_EXTENSIONS)})")
+  if config.test_dir:
+    test_folder = Path(config.test_dir).expanduser()
+    if not test_folder.is_dir():
+      raise DatasetError(f"--config.test_dir={test_folder}: not a directory")
+    test_names = list_images(test_folder, check=True)[:config.num_test]
+    if not test_names:
+      raise DatasetError(f"--config.test_dir={test_folder}: no images in it")
+    test_paths = [test_folder / n for n in test_names]
+    bank_names = names
+  else:
+    if config.num_test >= len(names):
+      raise DatasetError(f"--config.bank_dir={folder} has {len(names)} images: too few to hold "
+                         f"out --config.num_test={config.num_test} and keep a bank")
+    # Spread through the listing, not its tail: a catalogue sorted by category would otherwise
+    # give test images of one category only.
+    held = set(np.linspace(0, len(names) - 1, config.num_test).round().astype(int).tolist())
+    test_names = [names[i] for i in sorted(held)]
+    test_paths = [folder / n for n in test_names]
+    bank_names = [n for i, n in enumerate(names) if i not in held]
+  if config.k > len(bank_names):
+    raise DatasetError(f"--config.k={config.k} but the bank has {len(bank_names)} images")
+
+  def read(i: int) -> np.ndarray:
+    return fit_image(image_io.load_image(folder / bank_names[i]), size, fit)
+
+  truth = np.stack([fit_image(image_io.load_image(p), size, fit) for p in test_paths])
+  stems = [_stem(n) for n in test_names]
+  if len({s.casefold() for s in stems}) != len(stems):  # a.jpg and a.png, or A.jpg and a.jpg
+    stems = [f"{i:03d}_{s}" for i, s in enumerate(stems)]
+  fingerprint = dict(bank=listing_digest(folder, bank_names), bank_images=len(bank_names),
+                     tests=[dict(name=n, sha256=run_state.file_sha256(p))
+                            for n, p in zip(test_names, test_paths)])
+  return Data("images", procedural_note(folder), common.LazyImages(len(bank_names), size, read),
+              bank_names, stems, truth, fingerprint)
+
+
+def synthetic_data(config) -> Data:
+  bank = sources.load_bank(config)
+  tests = sources.synthetic_tests(config, ())
+  if config.k > len(bank.images):
+    raise ValueError(f"--config.k={config.k} but the bank has {len(bank.images)} images")
+  return Data("synthetic", "PROCEDURAL generated faces (dfi_jax.data.faces)", bank.images, bank.names,
+              tests.names, tests.images, {})
+
+
+# --- neighbours and attribute vectors, streamed over the bank --------------------------------
+
+
+def _phi(phi, params, images: np.ndarray, batch: int) -> np.ndarray:
+  """φ of `[n <= batch, S, S, 3]` padded to `batch` (one compiled shape) -> `[n, D]`."""
+  n = len(images)
+  padded = np.concatenate([images, np.repeat(images[-1:], batch - n, axis=0)]) \
+      if n < batch else images
+  return np.asarray(phi(params, jnp.asarray(padded, jnp.float32)))[:n]
+
+
+def nearest_masked(phi, params, bank, hole: np.ndarray, phi_x: np.ndarray, k: int, batch: int,
+                   progress=None) -> np.ndarray:
+  """`[B, k]` int32: for each `[B, D]` query, the bank images whose *masked* φ is nearest
+  (squared L2; ties by index), with a running top-k over bank batches."""
+  q = np.asarray(phi_x, np.float32)
+  q_sq = np.sum(q * q, axis=1, keepdims=True)
+  best_d = np.full((len(q), 0), np.inf, np.float32)
+  best_i = np.zeros((len(q), 0), np.int64)
+  for start in range(0, len(bank), batch):
+    images = apply_hole(bank[start:start + batch], hole)
+    f = _phi(phi, params, images, batch)
+    d = np.sum(f * f, axis=1)[None] - 2.0 * q @ f.T + q_sq
+    cand_d = np.concatenate([best_d, d.astype(np.float32)], axis=1)
+    cand_i = np.concatenate([best_i, np.broadcast_to(np.arange(start, start + len(f)),
+                                                     d.shape)], axis=1)
+    order = np.lexsort((cand_i, cand_d), axis=1)[:, :k]
+    best_d = np.take_along_axis(cand_d, order, 1)
+    best_i = np.take_along_axis(cand_i, order, 1)
+    if progress is not None:
+      progress(len(f))
+  return best_i.astype(np.int32)
+
+
+class NeighbourMeans(NamedTuple):
+  phi_unmasked: np.ndarray  # [B, D] mean φ of each query's neighbours
+  phi_masked: np.ndarray  # [B, D] the same images with the hole
+  pixels: np.ndarray  # [B, S, S, 3] their mean image
+
+
+def neighbour_means(phi, params, bank, hole: np.ndarray, neighbours: np.ndarray, batch: int,
+                    with_phi: bool = True, progress=None) -> NeighbourMeans:
+  """Means over each row of `[B, K]` `neighbours`, reading each used bank image once."""
+  used = np.unique(neighbours)
+  b, k = neighbours.shape
+  # weights[q, j] = (times used[j] is among q's neighbours) / K
+  weights = np.zeros((b, len(used)), np.float64)
+  for q in range(b):
+    np.add.at(weights[q], np.searchsorted(used, neighbours[q]), 1.0 / k)
+  pixels = phi_un = phi_m = None
+  for start in range(0, len(used), batch):
+    images = bank[used[start:start + batch]]
+    w = weights[:, start:start + batch]
+    flat = w @ images.reshape(len(images), -1).astype(np.float64)
+    pixels = flat if pixels is None else pixels + flat
+    if with_phi:
+      un = w @ _phi(phi, params, images, batch).astype(np.float64)
+      m = w @ _phi(phi, params, apply_hole(images, hole), batch).astype(np.float64)
+      phi_un = un if phi_un is None else phi_un + un
+      phi_m = m if phi_m is None else phi_m + m
+    if progress is not None:
+      progress(len(images))
+  as32 = lambda a: None if a is None else a.astype(np.float32)  # noqa: E731
+  return NeighbourMeans(as32(phi_un), as32(phi_m),
+                        pixels.reshape((b,) + hole.shape + (3,)).astype(np.float32))
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+# The fields inpaint.py adds to synthetic.py's (edit_run.RULES checks those).
+RULES = dict(
+    data=run_state.choice(DATA),
+    deltas=run_state.Rule(lambda v: run_state.numbers().ok(v) and len(v) == 1,
+                          "one finite number: inpainting takes one δ (official 2.8)"),
+    hole_fraction=run_state.Rule(lambda v: run_state.number().ok(v) and 0 < v < 1,
+                                 "a number in (0, 1)"),
+    hole_mask=run_state.text(), grid_scale=run_state.integer(1), bank_dir=run_state.text(),
+    test_dir=run_state.text(), fit=run_state.choice(FITS),
+    procedural_shoes=run_state.integer(0), procedural_width=run_state.integer(1))
+
+
+def validate(config) -> None:
+  run_state.split_lists(config)
+  run_state.check_config(config, RULES)
+  # The edit run's checks, except `data`: "images" needs no attribute bank.
+  checked = config.copy_and_resolve_references()
+  checked.data = "synthetic"
+  edit_run.validate(checked)
+  edit_run.check_inputs(config)
+  if config.hole_mask:
+    image_io.check_input_file(config.hole_mask, f"--config.hole_mask={config.hole_mask}")
+  if config.bank_dir and (Path(config.bank_dir).expanduser() / bank_lib.MANIFEST).exists():
+    raise run_state.RunError(
+        f"--config.bank_dir={config.bank_dir} holds a feature bank (experiments.build_bank); "
+        "inpainting ranks the bank by φ of the images with the hole, which such a bank does not "
+        "store: give the folder of images (read as a stream, never held whole)")
+
+
+def run(config, workdir: str | Path) -> dict:
+  """Inpaints the test images; writes inpainted/*.png, grid.png, index.html, metrics.json.
+
+  Every setting and input is checked before the workdir is touched (run_state's order).
+  """
+  t_start = time.perf_counter()
+  validate(config)
+  with run_state.locked(workdir) as held:
+    return _run(config, held, t_start)
+
+
+def _run(config, workdir: Path, t_start: float) -> dict:
+  timings = {}
+  network = edit_run.load_network(config)
+  size = config.image_size
+  hole = load_hole(config.hole_mask, size) if config.hole_mask else \
+      centre_square(size, config.hole_fraction)
+  data = folder_data(config, workdir) if config.data == "images" else synthetic_data(config)
+  print(f"weights: {network.path} — {network.provenance['description']}", flush=True)
+  print(f"data: {data.note}; {len(data.bank_names)} bank images, {len(data.test_names)} test "
+        f"images, hole of {int(hole.sum())} pixels", flush=True)
+  inputs = [config.hole_mask] if config.hole_mask else []
+  # grid_scale only draws the grid: a rerun with another one redraws it without recomputing.
+  settings = {k: v for k, v in config.to_dict().items() if k != "grid_scale"}
+  claim = run_state.claim(workdir, run_state.describe(
+      dict(config=settings, data=data.fingerprint), network.path, inputs, ()))
+  done = {n: run_state.load_result(claim, n, size) for n in data.test_names}
+  done = {n: r for n, r in done.items() if r is not None}
+  if claim.resuming:
+    print(f"resuming the run in {workdir}: {len(done)} of {len(data.test_names)} finished",
+          flush=True)
+
+  phi = features_lib.make_phi(network.net)
+  spec = features_lib.feature_spec(network.net, network.params, (size, size))
+  x = apply_hole(data.truth, hole)
+  batch = config.feature_batch
+  t0 = time.perf_counter()
+  shape = (len(x), config.k)
+  nb = run_state.load_state(claim, NEIGHBOURS_STATE, dict(neighbours=shape))
+  nb = None if nb is None else nb["neighbours"]
+  todo = [i for i, n in enumerate(data.test_names) if n not in done]
+  phi_x = features_lib.compute_features(phi, network.params, x, batch) \
+      if todo or nb is None else None
+  if nb is None:
+    with tqdm(total=len(data.bank), desc="bank φ (masked)", unit="img") as bar:
+      nb = nearest_masked(phi, network.params, data.bank, hole, phi_x, config.k, batch,
+                          bar.update)
+    run_state.save_state(claim, NEIGHBOURS_STATE, neighbours=nb)
+  with tqdm(total=len(np.unique(nb)), desc="neighbours φ", unit="img") as bar:
+    means = neighbour_means(phi, network.params, data.bank, hole, nb, batch,
+                            with_phi=bool(todo), progress=bar.update)
+  timings["bank_s"] = time.perf_counter() - t0
+
+  # Source = the nearest images masked, target = the same images unmasked.
+  t0 = time.perf_counter()
+  results = np.zeros_like(x)
+  for n, r in done.items():
+    results[data.test_names.index(n)] = r["image"]
+  if todo:
+    w = interpolate.scale_vector(jnp.asarray(means.phi_unmasked - means.phi_masked),
+                                 config.scaling)
+    targets = interpolate.edit_targets(jnp.asarray(phi_x), w, config.deltas)[0]
+    rm = reconstruct.cached(network.net, spec, reconstruct.config_for_run(config))
+    failed = []
+    with tqdm(total=config.iterations * len(todo), desc="reverse map", unit="it·img") as bar:
+      for b in range(0, len(todo), config.batch_size):
+        rows = todo[b:b + config.batch_size]
+        res = rm(network.params, targets[np.asarray(rows)], x[rows], config.iterations,
+                 progress=lambda k, n=len(rows): bar.update(k * n))
+        for j, i in enumerate(rows):
+          if not res.finite[j]:
+            failed.append(data.test_names[i])
+            continue
+          # Only the hole is replaced: pixels outside it are the input's.
+          results[i] = np.where(hole[..., None], res.images[j], data.truth[i])
+          (workdir / "inpainted").mkdir(exist_ok=True)
+          image_io.save_png(workdir / "inpainted" / f"{data.test_names[i]}.png", results[i])
+          run_state.save_result(claim, data.test_names[i], results[i], res.loss[j],
+                                res.evaluations[j])
+    if failed:
+      raise ValueError(f"inpainting {failed}: loss became non-finite; no image written for "
+                       "them (the others are kept)")
+  timings["reverse_map_s"] = time.perf_counter() - t0
+  timings["reverse_maps_run"] = len(todo)
+  run_state.commit(claim)
+  return write_outputs(config, workdir, network, data, hole, x, results, means.pixels, nb,
+                       timings, t_start)
+
+
+def write_outputs(config, workdir, network, data, hole, x, results, neighbour_pixels, nb,
+                  timings, t_start) -> dict:
+  neighbour_mean = np.where(hole[..., None], neighbour_pixels, data.truth).astype(np.float32)
+  rows, per_image = [], []
+  scale = config.grid_scale  # README pictures: 64² tiles are too small to see on a page
+  for i, name in enumerate(data.test_names):
+    rows.append([t.repeat(scale, 0).repeat(scale, 1)
+                 for t in (x[i], results[i], neighbour_mean[i], data.truth[i])])
+    per_image.append(dict(
+        image=name, file=f"inpainted/{name}.png",
+        rmse_dfi=hole_error(results[i], data.truth[i], hole),
+        rmse_grey=hole_error(x[i], data.truth[i], hole),
+        rmse_neighbour_mean=hole_error(neighbour_mean[i], data.truth[i], hole),
+        neighbours=[data.bank_names[j] for j in nb[i][:5]]))
+  image_io.save_grid(workdir / "grid.png", rows, row_labels=data.test_names,
+                     col_labels=["input (hole)", "DFI", "neighbour mean", "truth"])
+  summary = {k: float(np.mean([r[k] for r in per_image]))
+             for k in ("rmse_dfi", "rmse_grey", "rmse_neighbour_mean")}
+  timings["total_s"] = time.perf_counter() - t_start
+  record = dict(settings=config.to_dict(), data=dict(kind=data.kind, note=data.note,
+                                                     bank_images=len(data.bank_names)),
+                weights=dict(path=network.path, provenance=network.provenance),
+                hole_pixels=int(hole.sum()), summary=summary, per_image=per_image,
+                timings=timings, versions=edit_run.package_versions(),
+                outputs=dict(grid="grid.png", index="index.html",
+                             inpainted=[r["file"] for r in per_image]))
+  write_index(workdir, config, network, data, hole, summary, per_image)
+  image_io.atomic_write_json(workdir / "metrics.json", edit_run._jsonable(record))  # pylint: disable=protected-access
+  return record
+
+
+def write_index(workdir, config, network, data, hole, summary, per_image) -> None:
+  prov = network.provenance
+  hole_text = (f"mask {config.hole_mask}" if config.hole_mask else
+               f"centre square, {config.hole_fraction:g} of the side")
+  fmt = lambda r: [f"{r['rmse_dfi']:.4f}", f"{r['rmse_neighbour_mean']:.4f}",  # noqa: E731
+                   f"{r['rmse_grey']:.4f}"]
+  sections = [
+      dict(heading="Settings", text=(
+          f"Data: {data.note} ({len(data.bank_names)} bank images). Hole: {hole_text} "
+          f"({int(hole.sum())} pixels at {config.image_size}²). Weights: {prov['description']}. "
+          f"K={config.k} nearest by masked φ, scaling {config.scaling}, δ={config.deltas[0]:g}, "
+          f"λ={config.tv_weight}, β={config.tv_beta}, {config.iterations} iterations "
+          f"({config.solver})."),
+           figures=[dict(src="grid.png", caption="rows: test images; columns: input with the "
+                         "hole, DFI, the neighbours' mean image in the hole, the true image")]),
+      dict(heading="RMSE inside the hole (pixel values in [0, 1])", table=dict(
+          columns=["image", "DFI", "neighbour mean", "grey fill"],
+          rows=[[r["image"], *fmt(r)] for r in per_image] + [["mean", *fmt(summary)]])),
+      dict(heading="Inpainted images", figures=[dict(src=r["file"], caption=r["image"])
+                                                 for r in per_image])]
+  image_io.write_index_html(workdir / "index.html", "DFI inpainting", sections)

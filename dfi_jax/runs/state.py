@@ -1,0 +1,414 @@
+"""Resumable runs: settings checked first, one live run per workdir, fingerprinted state.
+
+The order every run follows, so a failure is one early line and never strands work:
+
+1. `check_config` (every field) and the inputs' kind and name (`image_io.check_input_file`),
+   before anything is written.
+2. `locked(workdir)`: refuses an empty path, a non-empty folder that holds no dfi_jax run, and a
+   workdir a live run holds (an `fcntl.flock` on `.dfi_jax.lock`, released by the kernel when
+   its process dies, so a killed run leaves nothing stuck); removes only dead writers' temp
+   files (`image_io.stale_temp_writer`); if the run fails before writing anything, the folder
+   it created is removed again.
+3. `claim`: `run.json` records the fingerprint of everything that determines the results (the
+   config, the weights file's sha256, the input files' sha256, the edits); another run's
+   settings are refused with the fields that differ. The claim is written (`commit`) only with
+   the run's first result, so a run that did no work leaves no claim behind.
+4. Each finished item is kept as `state/<item>.npz` (its arrays and the fingerprint it was made
+   with, written atomically) and is reused only under the same fingerprint, even with `run.json`
+   gone; a damaged one is named on stderr and recomputed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import io
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
+
+import numpy as np
+
+from dfi_jax.data import image_io
+
+MANIFEST = "run.json"
+STATE_DIR = "state"
+LOCK = ".dfi_jax.lock"
+
+
+class RunError(ValueError):
+  """A bad setting or input; the message is the one line a user sees."""
+
+
+# --- settings ------------------------------------------------------------------------------
+
+
+class Rule(NamedTuple):
+  """What one config field must be: `ok(value)`, else `expected` names it for the user."""
+  ok: Callable[[Any], bool]
+  expected: str
+
+
+def _is_int(v) -> bool:
+  return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+  return (isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+          and math.isfinite(v))
+
+
+def integer(low: int | None = None, high: int | None = None) -> Rule:
+  bounds = (f" >= {low}" if high is None else f" in [{low}, {high}]") if low is not None else ""
+  return Rule(lambda v: _is_int(v) and (low is None or v >= low) and (high is None or v <= high),
+              "a positive integer" if (low, high) == (1, None) else f"an integer{bounds}")
+
+
+def number(low: float | None = None, high: float | None = None, open_low: bool = False) -> Rule:
+  def ok(v):
+    return (_is_number(v) and (low is None or (v > low if open_low else v >= low))
+            and (high is None or v <= high))
+  bound = "" if low is None else f" {'>' if open_low else '>='} {low:g}"
+  if high is not None:
+    bound += f"{' and' if bound else ''} <= {high:g}"
+  return Rule(ok, f"a finite number{bound}")
+
+
+def choice(options: Sequence) -> Rule:
+  return Rule(lambda v: isinstance(v, (str, int)) and v in tuple(options),
+              f"one of {tuple(options)}")
+
+
+def text() -> Rule:
+  return Rule(lambda v: isinstance(v, str), "a string")
+
+
+def boolean() -> Rule:
+  return Rule(lambda v: isinstance(v, (bool, np.bool_)), "True or False")
+
+
+def numbers(low: float | None = None, open_low: bool = False, tag=str) -> Rule:
+  """A non-empty list of finite numbers, no two alike once formatted by `tag` (file names)."""
+  item = number(low, open_low=open_low)
+  def ok(v):
+    return (isinstance(v, (tuple, list)) and len(v) > 0 and all(item.ok(d) for d in v)
+            and len({tag(d) for d in v}) == len(v))
+  return Rule(ok, f"a non-empty list of {item.expected[2:].replace('number', 'numbers')}, "
+              "each given once")
+
+
+def names(options: Sequence[str] | None = None, allow_empty: bool = False) -> Rule:
+  """A list of distinct strings (from `options` when given)."""
+  def ok(v):
+    return (isinstance(v, (tuple, list)) and (allow_empty or len(v) > 0)
+            and all(isinstance(n, str) and n and (options is None or n in options) for n in v)
+            and len(set(v)) == len(v))
+  among = f" among {tuple(options)}" if options is not None else ""
+  return Rule(ok, f"a {'' if allow_empty else 'non-empty '}list of distinct names{among}")
+
+
+def split_lists(config) -> None:
+  """`--config.taps=a,b` arrives as the one-element tuple ('a,b'): split such strings."""
+  for field in ("taps", "attributes", "test_names"):
+    value = config.get(field)
+    if isinstance(value, (tuple, list)) and any(isinstance(v, str) and "," in v for v in value):
+      with config.unlocked():
+        config[field] = tuple(p.strip() for v in value for p in str(v).split(",") if p.strip())
+
+
+def check_config(config, rules: dict[str, Rule]) -> None:
+  """Checks every field of `config` that `rules` names; raises RunError naming the first bad one.
+
+  Fields `rules` does not name are left to their readers (dataset loaders check their own).
+  """
+  for field, rule in rules.items():
+    if field not in config:
+      continue
+    value = config[field]
+    if not rule.ok(value):
+      shown = list(value) if isinstance(value, tuple) else value
+      raise RunError(f"--config.{field}={shown!r}: expected {rule.expected}")
+
+
+def check_unique(names: Sequence[str], what: str) -> None:
+  """Refuses two items that would write one file (compared case-insensitively, as macOS and
+  Windows file systems compare names)."""
+  seen: dict[str, str] = {}
+  for n in names:
+    key = n.casefold()
+    if key in seen:
+      raise RunError(f"{what}: {seen[key]!r} and {n!r} would write the same file; "
+                     "each must be given once")
+    seen[key] = n
+
+
+# --- the workdir ---------------------------------------------------------------------------
+
+
+def check_output_path(value: str | os.PathLike | None, flag: str) -> Path:
+  """`--flag`'s path, refusing an empty one (it would write into the current directory) and a
+  name that is not valid UTF-8 (it could not be written into the run's outputs)."""
+  raw = "" if value is None else os.fspath(value)
+  if not str(raw).strip():
+    raise RunError(f"--{flag} is empty; expected a path (an empty one would write into the "
+                   "current directory)")
+  try:
+    image_io.check_utf8_name(raw, f"--{flag}")
+  except image_io.InputError as e:
+    raise RunError(str(e)) from None
+  return Path(raw)
+
+
+def _holder(fd: int) -> str:
+  with contextlib.suppress(OSError, ValueError):
+    os.lseek(fd, 0, os.SEEK_SET)
+    return f"pid {int(os.read(fd, 32).decode().strip())}"
+  return "pid unknown"
+
+
+@contextlib.contextmanager
+def hold_lock(path: Path, label: str, keep: bool = True) -> Iterator[None]:
+  """An exclusive `flock` on `path` for the duration; refuses with one line while another
+  process holds it. The kernel drops the lock when its holder dies, even by `kill -9`.
+
+  `keep=False` removes the lock file on release; a waiter that opened it before then notices
+  the file is gone (inode check) and locks the new one, so two holders never overlap.
+  """
+  for _ in range(5):
+    try:
+      fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+      raise RunError(f"{label}: cannot create the lock file {path} ({e.strerror})") from None
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      holder = _holder(fd)
+      os.close(fd)
+      raise RunError(f"{label} is in use by another run ({holder}); wait for it to finish or "
+                     "use another path") from None
+    except OSError as e:  # a file system without locks (some network mounts): go on unguarded
+      warn(f"{label}: cannot lock {path} ({e.strerror}); a second run at once would not be "
+           "refused")
+      break
+    try:
+      same = os.stat(path).st_ino == os.fstat(fd).st_ino
+    except OSError:
+      same = False
+    if same:
+      break
+    os.close(fd)
+  else:
+    raise RunError(f"{label}: its lock file {path} keeps being replaced; try again")
+  with contextlib.suppress(OSError):  # who holds it, for the refusal above (informational)
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+  try:
+    yield
+  finally:
+    if not keep:
+      with contextlib.suppress(OSError):
+        os.unlink(path)
+    os.close(fd)
+
+
+def _holds_a_run(path: Path, markers: Sequence[str]) -> bool:
+  return (any((path / m).exists() for m in (MANIFEST, STATE_DIR, *markers))
+          or any(path.glob(".dfi_jax*.lock")))
+
+
+def _remove_if_unused(path: Path, lock: Path) -> None:
+  """Removes a folder this process created if it holds nothing but empty folders and the lock."""
+  for p in path.rglob("*"):
+    if not p.is_dir() and p != lock:
+      return
+  for p in sorted(path.rglob("*"), key=lambda p: -len(p.parts)) + [path]:
+    with contextlib.suppress(OSError):
+      if p.is_dir():
+        p.rmdir()
+      else:
+        p.unlink()
+
+
+@contextlib.contextmanager
+def locked(workdir: str | os.PathLike, flag: str = "workdir", markers: Sequence[str] = (),
+           lock: str = LOCK) -> Iterator[Path]:
+  """Holds `workdir` for this process (see the module docstring, step 2); yields its Path.
+
+  `markers`: other file names that show a folder holds this tool's output (e.g. `bank.json`).
+  `lock`: the lock file's name (`.dfi_jax*.lock`; one per host where hosts share a folder).
+  """
+  path = check_output_path(workdir, flag)
+  label = f"--{flag}={path}"
+  # The topmost folder this run makes (None: the workdir exists).
+  created = next((p for p in reversed([path, *path.parents]) if not p.exists()), None)
+  try:
+    path.mkdir(parents=True, exist_ok=True)
+  except OSError as e:
+    raise RunError(f"{label}: cannot create it ({e.strerror})") from None
+  if not os.access(path, os.W_OK | os.X_OK):
+    raise RunError(f"{label}: not writable")
+  if created is None and any(path.iterdir()) and not _holds_a_run(path, markers):
+    raise RunError(f"{label} is a non-empty folder that holds no dfi_jax run; use a new or "
+                   "empty folder")
+  with hold_lock(path / lock, label):
+    try:
+      remove_stale_temp_files(path)
+      yield path
+    except BaseException:
+      if created is not None:
+        _remove_if_unused(created, path / lock)
+      raise
+
+
+def remove_stale_temp_files(workdir: Path) -> list[Path]:
+  """Deletes the temp files of writers that died on this host (`kill -9` mid-write); a live
+  writer's, another host's and any file not made by `image_io.atomic_write_bytes` stay."""
+  removed = []
+  for p in Path(workdir).rglob(".*.tmp"):
+    if image_io.stale_temp_writer(p.name) and p.is_file():
+      with contextlib.suppress(OSError):
+        p.unlink()
+        removed.append(p)
+  return removed
+
+
+def kept_message(workdir: str | os.PathLike) -> str:
+  """What an interrupted run leaves for the next one, in words."""
+  n = sum(1 for _ in Path(workdir).glob(f"**/{STATE_DIR}/*.npz")) if str(workdir) else 0
+  if not n:
+    return "no finished item was kept"
+  return f"{n} finished item(s) kept under {workdir}; the same command resumes from them"
+
+
+# --- the claim -----------------------------------------------------------------------------
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      h.update(block)
+  return h.hexdigest()
+
+
+def describe(settings: dict, weights_path: str, inputs: Sequence[str], edits: Sequence) -> dict:
+  """What determines a run's results (JSON-able)."""
+  return dict(settings=settings, weights_sha256=file_sha256(weights_path),
+              inputs=[dict(path=str(p), sha256=file_sha256(p)) for p in inputs],
+              edits=[list(e) for e in edits])
+
+
+def _flatten(d, prefix=""):
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(_flatten(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = v
+  return out
+
+
+class Claim(NamedTuple):
+  """A workdir claimed for one run: its description, that description's fingerprint, and
+  whether `run.json` already recorded it (resuming)."""
+  workdir: Path
+  description: dict
+  fingerprint: str
+  resuming: bool
+
+
+def warn(message: str) -> None:
+  print(f"warning: {' '.join(message.split())}", file=sys.stderr, flush=True)
+
+
+def claim(workdir: Path, description: dict) -> Claim:
+  """Checks `description` against the run `workdir` records (see the module docstring, step 3).
+
+  Writes nothing. Raises RunError naming the differing fields for another run's settings.
+  """
+  path = workdir / MANIFEST
+  described = json.loads(json.dumps(description))  # tuples -> lists, as stored
+  fingerprint = hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
+  resuming = False
+  if path.exists():
+    try:
+      old = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+      warn(f"{path} is damaged ({e}); replacing it (finished items under {STATE_DIR}/ are "
+           "reused only if they were made with these settings)")
+      old = described
+    if old != described:
+      a, b = _flatten(old), _flatten(described)
+      diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+      shown = ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in diff[:4])
+      raise RunError(f"--workdir={workdir} holds a run with other settings ({shown}"
+                     f"{', …' if len(diff) > 4 else ''}); use a new --workdir")
+    resuming = True
+  return Claim(workdir, described, fingerprint, resuming)
+
+
+def commit(run: Claim) -> None:
+  """Records the claim in `run.json` unless it is there: called before a run's first output."""
+  path = run.workdir / MANIFEST
+  with contextlib.suppress(OSError, ValueError):
+    if json.loads(path.read_text()) == run.description:
+      return
+  image_io.atomic_write_json(path, run.description)
+
+
+# --- state ---------------------------------------------------------------------------------
+
+
+def state_path(workdir: Path, item: str) -> Path:
+  return workdir / STATE_DIR / f"{item}.npz"
+
+
+def read_state_file(path: Path, shapes: dict[str, tuple]) -> dict | None:
+  """The arrays of a state file with these keys and shapes; None if absent. A damaged file (not
+  a readable .npz, or other keys or shapes) is named on stderr and treated as absent, so the
+  item is recomputed and the file replaced."""
+  if not path.exists():
+    return None
+  try:
+    with np.load(path, allow_pickle=False) as npz:
+      found = {k: npz[k] for k in npz.files}
+    bad = [k for k, shape in shapes.items()
+           if k not in found or (shape is not None and found[k].shape != tuple(shape))]
+    if bad:
+      raise ValueError(f"{bad[0]!r} missing or of another shape")
+  except Exception as e:  # pylint: disable=broad-except  # any damage: zip, zlib, EOF, format
+    warn(f"{path} is damaged ({type(e).__name__}: {e}); recomputing it")
+    return None
+  return found
+
+
+def load_state(run: Claim, item: str, shapes: dict[str, tuple]) -> dict | None:
+  """A finished item's arrays if it was made under `run`'s fingerprint, else None."""
+  found = read_state_file(state_path(run.workdir, item), dict(shapes, fingerprint=()))
+  if found is None or str(found.pop("fingerprint")) != run.fingerprint:
+    return None
+  return found
+
+
+def save_state(run: Claim, item: str, **arrays: np.ndarray) -> None:
+  """Keeps a finished item (with the fingerprint it was made under), atomically."""
+  commit(run)
+  buffer = io.BytesIO()
+  np.savez(buffer, fingerprint=np.asarray(run.fingerprint), **arrays)
+  path = state_path(run.workdir, item)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  image_io.atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_result(run: Claim, item: str, size: int) -> dict | None:
+  """A finished reverse map's `{image [size, size, 3] float32, loss, evaluations}`, or None."""
+  return load_state(run, item, dict(image=(size, size, 3), loss=(), evaluations=()))
+
+
+def save_result(run: Claim, item: str, image: np.ndarray, loss: float, evaluations: int) -> None:
+  save_state(run, item, image=np.asarray(image, np.float32), loss=np.float32(loss),
+             evaluations=np.int64(evaluations))

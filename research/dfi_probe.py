@@ -1,0 +1,246 @@
+"""Fast probe of DFI edit quality for feature-research sweeps (not the shipped pipeline).
+
+  python -m research.dfi_probe --weights=FILE [--taps=conv3_1,conv4_1] [--tv=0.001,0.01]
+      [--scaling=none] [--deltas=0.5,1,1.5,2] [--neighbours=attributes] [--k=100]
+      [--num_test=2] [--iterations=100] [--out=runs/fr/probe]
+
+Same bank, held-out test faces, neighbours, attribute vector, loss (reconstruct.make_objective)
+and counterfactual metrics as `experiments.transform`, but the reverse map is SciPy's L-BFGS-B
+(the official solver) on the joint problem of all (image, attribute) items with one jitted
+value-and-grad per iteration, and the bank is rendered once per process. On this 2-core
+machine that is several times faster than the pipeline's vmapped jaxopt solver, which is what
+makes sweeps over δ, λ, taps and neighbour rules affordable. Winners are confirmed with the
+real `experiments.transform`.
+
+Prints one line per (λ, scaling, neighbours, δ) with r inside / change outside per attribute
+and the best-δ pixel baseline's, and writes a grid per setting under --out.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.optimize
+from absl import flags
+
+from dfi_jax.data import faces
+from dfi_jax.dfi import features as features_lib
+from dfi_jax.data import image_io
+from dfi_jax.dfi import interpolate
+from dfi_jax.eval import metrics as metrics_lib
+from dfi_jax.nets import model as model_lib
+from dfi_jax.dfi import neighbours as neighbours_lib
+from dfi_jax.nets import pretrained
+from dfi_jax.dfi import reconstruct
+from dfi_jax.nets import weights as weights_lib
+from experiments import cli
+
+_WEIGHTS = flags.DEFINE_string("weights", "", "Weights: '' = ImageNet VGG16, 'random', or a file.")
+_TAPS = flags.DEFINE_list("taps", ["conv3_1", "conv4_1", "conv5_1"], "Taps.")
+_SIZE = flags.DEFINE_integer("image_size", 64, "Image side.")
+_BANK = flags.DEFINE_integer("bank_size", 800, "Bank faces.")
+_NUM_TEST = flags.DEFINE_integer("num_test", 2, "Held-out test faces.")
+_K = flags.DEFINE_integer("k", 100, "Neighbours per set.")
+_NEIGHBOURS = flags.DEFINE_list("neighbours", ["attributes"], "attributes and/or features.")
+_SCALING = flags.DEFINE_list("scaling", ["none"], "mean_square / none / unit (swept).")
+_DELTAS = flags.DEFINE_list("deltas", ["0.5", "1", "1.5", "2"], "δ sweep (warm-started).")
+_TV = flags.DEFINE_list("tv", ["0.001"], "λ values (0-255 units), swept.")
+_BETA = flags.DEFINE_float("beta", 2.0, "TV β.")
+_ITERS = flags.DEFINE_integer("iterations", 100, "L-BFGS-B iterations for the first δ.")
+_NEXT = flags.DEFINE_integer("next_iterations", 0, "…for each further δ (0 = same).")
+_ATTRS = flags.DEFINE_list("attributes", list(faces.ATTRIBUTES), "Attributes.")
+_OUT = flags.DEFINE_string("out", "runs/fr/probe", "Output folder.")
+_TAG = flags.DEFINE_string("tag", "", "Name prefix of this probe's outputs.")
+_W_MODE = flags.DEFINE_string(
+    "w_mode", "neighbours", "neighbours: the pipeline's w; oracle: w = φ(x_cf) − φ(x) (a "
+    "diagnostic: can the features + reverse map reach the counterfactual at all?); paired: w = "
+    "mean over --paired other identities of φ(face with a) − φ(same face without a).")
+_PAIRED = flags.DEFINE_integer("paired", 32, "Identities for --w_mode=paired.")
+
+PIXEL_DELTAS = (0.25, 0.5, 0.75, 1.0)
+TEST_SEED = 10_000_000
+
+
+def bank_cache(size: int, n: int):
+  path = Path("runs/fr/cache") / f"bank_{size}_{n}.npz"
+  if path.exists():
+    z = np.load(path)
+    return z["images"], z["attributes"]
+  images, attributes = faces.generate(range(n), size)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  np.savez(path, images=images, attributes=attributes)
+  return images, attributes
+
+
+def tests(size: int, n: int, attributes):
+  chosen, seed = [], TEST_SEED
+  while len(chosen) < n:
+    p = faces.sample_face(seed)
+    if not any(p.attributes):
+      chosen.append(p)
+    seed += 1
+  rendered = [faces.render(p, size) for p in chosen]
+  x = np.stack([r.image for r in rendered])
+  cfs = {a: np.stack([faces.counterfactual(p, a, size).image for p in chosen])
+         for a in attributes}
+  masks = {a: np.stack([r.masks[a] for r in rendered]) for a in attributes}
+  attrs = np.stack([np.asarray(p.attributes, bool) for p in chosen])
+  return [f"face{p.seed}" for p in chosen], x, attrs, cfs, masks
+
+
+def paired_vector(phi, params, attribute: str, size: int, n: int) -> jax.Array:
+  """Mean of φ(face with `attribute`) − φ(same face without) over `n` bank-range identities."""
+  col = faces.ATTRIBUTES.index(attribute)
+  chosen, seed = [], 5_000_000
+  while len(chosen) < n:
+    p = faces.sample_face(seed)
+    if not p.attributes[col]:
+      chosen.append(p)
+    seed += 1
+  x = np.stack([faces.render(p, size).image for p in chosen])
+  on = np.stack([faces.counterfactual(p, attribute, size).image for p in chosen])
+  d = features_lib.compute_features(phi, params, on, 32) - features_lib.compute_features(
+      phi, params, x, 32)
+  return jnp.asarray(d.mean(0))
+
+
+def lbfgsb(value_and_grad, z0: np.ndarray, iterations: int) -> tuple[np.ndarray, float]:
+  shape = z0.shape
+
+  def fun(v):
+    val, g = value_and_grad(jnp.asarray(v.reshape(shape), jnp.float32))
+    return float(val), np.asarray(g, np.float64).ravel()
+
+  res = scipy.optimize.minimize(fun, z0.astype(np.float64).ravel(), jac=True,
+                                method="L-BFGS-B", bounds=[(0.0, 1.0)] * z0.size,
+                                options=dict(maxiter=iterations, maxcor=10))
+  return np.clip(res.x.reshape(shape), 0, 1).astype(np.float32), float(res.fun)
+
+
+def probe(weights: str, taps, size, bank_size, num_test, k, neighbour_rules, scalings, deltas,
+          tvs, beta, iterations, next_iterations, attributes, out: Path, tag: str,
+          w_mode: str = "neighbours", paired: int = 32) -> list[dict]:
+  params, prov = weights_lib.load_weights(pretrained.resolve(weights))
+  net = weights_lib.model_for(prov, taps=tuple(taps))
+  phi = features_lib.make_phi(net)
+  spec = features_lib.feature_spec(net, params, (size, size))
+  bank_images, bank_attributes = bank_cache(size, bank_size)
+  t0 = time.perf_counter()
+  bank = jnp.asarray(features_lib.compute_features(phi, params, bank_images, 32))
+  bank_s = time.perf_counter() - t0
+  names, x, x_attrs, cfs, masks = tests(size, num_test, attributes)
+  phi_x = jnp.asarray(features_lib.compute_features(phi, params, x, 32))
+  columns = neighbours_lib.attribute_index(attributes, faces.ATTRIBUTES)
+  variables = {"params": params, "backward": model_lib.backward_kernels(params)}
+  records = []
+  for rule, scaling, tv in itertools.product(neighbour_rules, scalings, tvs):
+    tv = float(tv)
+    items, targets, nbs = [], [], {}
+    for a, col in zip(attributes, columns):
+      source, target = neighbours_lib.candidate_masks(
+          bank_attributes, neighbours_lib.Edit(a, a), faces.ATTRIBUTES)
+      if rule == "attributes":
+        nb = neighbours_lib.attribute_neighbours(bank_attributes, x_attrs, source, target, k)
+      else:
+        nb = neighbours_lib.feature_neighbours(bank, phi_x, source, target, k)
+      nbs[a] = nb
+      if w_mode == "neighbours":
+        w = interpolate.attribute_vector(bank, nb)
+      elif w_mode == "oracle":
+        w = jnp.asarray(features_lib.compute_features(phi, params, cfs[a], 32)) - phi_x
+      else:
+        w = jnp.broadcast_to(paired_vector(phi, params, a, size, paired), phi_x.shape)
+      w = interpolate.scale_vector(w, scaling)
+      targets.append(interpolate.edit_targets(phi_x, w, deltas))
+      items += [(i, a) for i in range(num_test)]
+    targets = jnp.concatenate(targets, axis=1)  # [S, items, D]
+    objective = reconstruct.make_objective(net, spec, reconstruct.ReverseMapConfig(
+        tv_weight=tv, tv_beta=beta))
+    joint = jax.jit(jax.value_and_grad(
+        lambda z, t: jnp.sum(jax.vmap(objective, in_axes=(0, 0, None))(z, t, variables))))
+    x_items = x[[i for i, _ in items]]
+    z = x_items
+    results = []
+    t0 = time.perf_counter()
+    for s, delta in enumerate(deltas):
+      n_it = iterations if s == 0 or not next_iterations else next_iterations
+      z, loss = lbfgsb(lambda v, t=targets[s]: joint(v, t), z, n_it)
+      results.append(z)
+    solve_s = time.perf_counter() - t0
+    # Pixel baseline (best δ per image, as the pipeline) and metrics.
+    base = {}
+    for j, (i, a) in enumerate(items):
+      nb = nbs[a]
+      src, tgt = np.asarray(nb.source[i]), np.asarray(nb.target[i])
+      cands = [(metrics_lib.counterfactual_ratio(
+          metrics_lib.pixel_baseline(x[i], bank_images, src, tgt, d), x[i], cfs[a][i],
+          masks[a][i]), d) for d in PIXEL_DELTAS]
+      r, d = min(cands)
+      b = metrics_lib.pixel_baseline(x[i], bank_images, src, tgt, d)
+      base[j] = (r, metrics_lib.outside_change(b, x[i], masks[a][i]))
+    label = f"{tag}{rule if w_mode == 'neighbours' else w_mode}_{scaling}_tv{tv:g}"
+    for s, delta in enumerate(deltas):
+      rows = []
+      for j, (i, a) in enumerate(items):
+        e = results[s][j]
+        rows.append(dict(attribute=a, image=names[i],
+                         r=metrics_lib.counterfactual_ratio(e, x[i], cfs[a][i], masks[a][i]),
+                         outside=metrics_lib.outside_change(e, x[i], masks[a][i]),
+                         baseline_r=base[j][0], baseline_outside=base[j][1]))
+      summ = metrics_lib.summarise(rows, attributes)
+      rec = dict(weights=weights, w_mode=w_mode, taps=list(taps), size=size, k=k, neighbours=rule,
+                 scaling=scaling, tv=tv, beta=beta, delta=float(delta), iterations=iterations,
+                 num_test=num_test, solve_s=solve_s, bank_s=bank_s, summary=summ,
+                 grid=str(out / f"{label}.png"))
+      records.append(rec)
+      print(f"{label} δ={delta:g}: " + " | ".join(
+          f"{a[:6]} {v['r']:.2f}/{v['outside']:.3f}" for a, v in summ.items())
+          + f"   [mean r {np.mean([v['r'] for v in summ.values()]):.2f}, "
+          f"max r {max(v['r'] for v in summ.values()):.2f}]  ({solve_s:.0f}s)", flush=True)
+    print("  pixel baseline: " + " | ".join(
+        f"{a[:6]} {v['baseline_r']:.2f}/{v['baseline_outside']:.3f}" for a, v in summ.items()),
+        flush=True)
+    grid_rows = []
+    for i in range(num_test):
+      row = [x[i]]
+      for s in range(len(deltas)):
+        row += [results[s][items.index((i, a))] for a in attributes]
+      row += [cfs[a][i] for a in attributes]
+      grid_rows.append(row)
+    out.mkdir(parents=True, exist_ok=True)
+    # Every edit as data, so other judges (experiments.judge_probe) can score it later.
+    np.savez_compressed(out / f"{label}.npz", edits=np.stack(results), inputs=x,
+                        items=np.array([f"{i}:{a}" for i, a in items]),
+                        deltas=np.asarray(deltas, np.float32), names=np.array(names),
+                        **{f"cf_{a}": cfs[a] for a in attributes},
+                        **{f"mask_{a}": masks[a] for a in attributes})
+    image_io.save_grid(out / f"{label}.png", grid_rows, row_labels=names,
+                       col_labels=["input"] + [f"{a[:5]} {d:g}" for d in deltas
+                                               for a in attributes]
+                       + [f"true {a[:5]}" for a in attributes])
+  with open(out / f"{tag}records.jsonl", "a") as f:
+    for rec in records:
+      f.write(json.dumps(rec) + "\n")
+  return records
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise ValueError(f"unexpected arguments {argv[1:]}")
+  probe(_WEIGHTS.value, _TAPS.value, _SIZE.value, _BANK.value, _NUM_TEST.value, _K.value,
+        _NEIGHBOURS.value, _SCALING.value, [float(d) for d in _DELTAS.value], _TV.value,
+        _BETA.value, _ITERS.value, _NEXT.value, _ATTRS.value, Path(_OUT.value), _TAG.value,
+        _W_MODE.value, _PAIRED.value)
+
+
+if __name__ == "__main__":
+  cli.run_main(main)
