@@ -58,6 +58,7 @@ from dfi_jax.eval import metrics as metrics_lib
 from dfi_jax.nets import model as model_lib
 from dfi_jax.dfi import neighbours as neighbours_lib
 from dfi_jax.dfi import reconstruct
+from dfi_jax.data import banks
 from dfi_jax.data import sources
 from experiments import cli
 
@@ -189,7 +190,7 @@ def main(argv):
   network = edit_run.load_network(config)
   phi = features_lib.make_phi(network.net)
   spec = features_lib.feature_spec(network.net, network.params, (size, size))
-  bank_data = sources.load_bank(config)
+  bank_data = banks.load_bank(config)
   edits = edit_run.select_edits(bank_data, config.attributes)
   tests = sources.load_tests(config, bank_data, edits)
   test_params = sources.test_face_params(config)

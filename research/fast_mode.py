@@ -32,6 +32,7 @@ from dfi_jax.dfi import interpolate
 from dfi_jax.eval import metrics as metrics_lib
 from dfi_jax.dfi import neighbours as neighbours_lib
 from dfi_jax.dfi import reconstruct
+from dfi_jax.data import banks
 from dfi_jax.data import sources
 from experiments import cli
 
@@ -46,7 +47,7 @@ _CHUNK = flags.DEFINE_integer("chunk", 1, "Iterations between loss readings.")
 def edit_problems(config, network, spec):
   """Held-out faces' edit targets for the first δ: `(tests, items, x [B,S,S,3], phi_x [B,D],
   targets [B,D])`, neighbours and w exactly as the edit run makes them (φ-space KNN)."""
-  bank_data = sources.load_bank(config)
+  bank_data = banks.load_bank(config)
   edits = edit_run.select_edits(bank_data, config.attributes)
   phi = features_lib.make_phi(network.net)
   tests = sources.load_tests(config, bank_data, edits)

@@ -22,6 +22,7 @@ from PIL import Image
 pytest.importorskip("tensorflow_datasets")
 
 from dfi_jax.data import image_io  # noqa: E402
+from dfi_jax.data import banks
 from dfi_jax.data import sources  # noqa: E402
 from dfi_jax.data.datasets import celeb_a  # noqa: E402
 from dfi_jax.data.datasets import common  # noqa: E402
@@ -97,12 +98,12 @@ def test_reading_needs_no_tensorflow(prepared):
   data_dir, _ = prepared
   code = f"""
 import importlib.util, sys
-from dfi_jax.data import sources
+from dfi_jax.data import banks
 for name in ("lfw_demo1", "celeb_a"):
   spec = importlib.util.spec_from_file_location(name, "experiments/configs/" + name + ".py")
   m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
   c = m.get_config("tiny"); c.data_dir = {str(data_dir)!r}
-  bank = sources.load_bank(c)
+  bank = banks.load_bank(c)
   assert bank.images[[0, len(bank.images) - 1]].shape == (2, 32, 32, 3)
 assert "tensorflow" not in sys.modules, "reading imported TensorFlow"
 print("ok")
@@ -114,7 +115,7 @@ print("ok")
 def test_lfw_bank_is_the_join_in_attribute_file_order(prepared, fake_dir):
   data_dir, _ = prepared
   config = load_config("lfw_demo1", data_dir=str(data_dir), image_size=40)
-  bank = sources.load_bank(config)
+  bank = banks.load_bank(config)
   table = lfw_attributes.parse(fake_dir / "lfw_manual" / "lfw_attributes.txt")
   binary = lfw_attributes.binarise(table)
   assert bank.names == table.names[:-1]  # the last row has no image
@@ -140,7 +141,7 @@ def test_celeb_a_bank_names_attributes_and_crop(prepared, fake_dir):
   partition = dict(l.split() for l in (manual / "list_eval_partition.txt").read_text().split("\n")
                    if l)
   for split, code in (("train", "0"), ("test", "2")):
-    bank = sources.load_bank(load_config("celeb_a", data_dir=str(data_dir), split=split))
+    bank = banks.load_bank(load_config("celeb_a", data_dir=str(data_dir), split=split))
     assert sorted(bank.names) == sorted(n for n, p in partition.items() if p == code)
     rows = np.asarray([want[n] for n in bank.names])
     np.testing.assert_array_equal(bank.attributes[:, :40], rows)
@@ -172,7 +173,7 @@ def test_demo1_tiny_run_writes_the_official_grid_layout(prepared, tmp_path):
 def test_test_image_without_attributes_is_a_clear_error_and_photos_still_work(prepared, tmp_path):
   data_dir, _ = prepared
   config = load_config("lfw_demo1", data_dir=str(data_dir))
-  bank = sources.load_bank(config)
+  bank = banks.load_bank(config)
   with pytest.raises(ValueError, match="Unlabelled_Person_0001.*not in the bank.*--inputs"):
     sources.bank_tests(bank, ["Unlabelled_Person_0001"])
   photo = tmp_path / "me.png"
@@ -184,7 +185,7 @@ def test_test_image_without_attributes_is_a_clear_error_and_photos_still_work(pr
 def test_not_prepared_says_which_command(tmp_path):
   for name, dataset in (("lfw_demo1", "lfw"), ("celeb_a", "celeb_a")):
     with pytest.raises(DatasetError, match=f"not prepared.*prepare_data --dataset={dataset}"):
-      sources.load_bank(load_config(name, data_dir=str(tmp_path)))
+      banks.load_bank(load_config(name, data_dir=str(tmp_path)))
 
 
 # ------------------------------------------------------------------------- manual-file errors
@@ -246,7 +247,7 @@ def test_folder_bank_streams_and_reports_missing(fake_dir, tmp_path, capsys):
   csv.write_text(csv.read_text() + "shots/gone.png,1,true,0,0.5\n")
   Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folder_dir / "shots" / "extra.png")
   config = load_config("folder", folder=str(folder_dir), csv=str(csv), group_column="eyeglasses")
-  bank = sources.load_bank(config)
+  bank = banks.load_bank(config)
   out = capsys.readouterr().out
   assert ("40 images with attributes; 1 listed in" in out and "shots/gone.png" in out
           and "1 images in the folder not in the CSV: shots/extra.png" in out), out
@@ -261,10 +262,10 @@ def test_folder_bank_streams_and_reports_missing(fake_dir, tmp_path, capsys):
 
 def test_note_when_test_image_is_outside_the_edits_gender_set(prepared, capsys):
   data_dir, _ = prepared
-  probe = sources.load_bank(load_config("lfw_demo1", data_dir=str(data_dir)))
+  probe = banks.load_bank(load_config("lfw_demo1", data_dir=str(data_dir)))
   outside = probe.names[int(np.flatnonzero(probe.group == 2)[0])]  # in neither gender set
   capsys.readouterr()
-  sources.load_bank(load_config("lfw_demo1", data_dir=str(data_dir),
+  banks.load_bank(load_config("lfw_demo1", data_dir=str(data_dir),
                                 test_names=(fakes.LFW_TEST_NAMES[0], outside)))
   out = capsys.readouterr().out
   assert f"note: {outside} is in the neither set but 'Senior' is a Male attribute" in out

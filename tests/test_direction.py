@@ -14,6 +14,7 @@ import numpy as np
 from dfi_jax.runs import edit as edit_run
 from dfi_jax.dfi import feature_bank
 from dfi_jax.dfi import features as features_lib
+from dfi_jax.data import banks
 from dfi_jax.data import sources
 from experiments.configs import synthetic
 
@@ -28,7 +29,7 @@ def test_oracle_attribute_vector_brings_every_edit_closer_to_its_counterfactual(
   config.batch_size = 2  # one compiled shape, shared with the other in-process tiny runs
   network = edit_run.load_network(config)
   phi = features_lib.make_phi(network.net)
-  bank = sources.load_bank(config)
+  bank = banks.load_bank(config)
   tests = sources.load_tests(config, bank, edit_run.select_edits(bank, ()))
   phi_x = features_lib.compute_features(phi, network.params, tests.images, config.feature_batch)
   oracle = {a: features_lib.compute_features(phi, network.params, cf, config.feature_batch) - phi_x

@@ -19,6 +19,7 @@ from dfi_jax.dfi import feature_bank
 from dfi_jax.dfi import features as features_lib
 from dfi_jax.dfi import neighbours as neighbours_lib
 from dfi_jax.runs import state as run_state
+from dfi_jax.data import banks
 from dfi_jax.data import sources
 from dfi_jax.nets import weights as weights_lib
 from experiments.configs import synthetic
@@ -93,7 +94,7 @@ def test_the_command_refuses_a_mismatched_bank_before_touching_the_workdir(built
 def test_disk_bank_gives_the_in_memory_neighbours_and_w(built, rule):
   root, network = built
   config = tiny(neighbours=rule)
-  data = sources.load_bank(config)
+  data = banks.load_bank(config)
   edits = edit_run.select_edits(data, ())
   masks = {e.name: neighbours_lib.candidate_masks(data.attributes, e, data.attribute_names)
            for e in edits}
@@ -138,7 +139,7 @@ def test_lazy_bank_images_index_like_an_array():
   pixel baseline index them as arrays."""
   config = tiny()
   lazy = feature_bank.lazy_images(config, config.bank_size)
-  whole = sources.load_bank(config).images
+  whole = banks.load_bank(config).images
   np.testing.assert_array_equal(lazy[[3, 1]], whole[[3, 1]])
   np.testing.assert_array_equal(lazy[:4, :16, 8:], whole[:4, :16, 8:])
   np.testing.assert_array_equal(lazy[2, 5:9], whole[2, 5:9])

@@ -170,13 +170,13 @@ def test_detected_frame_matches_the_generators_on_generated_faces(detector):
 def test_a_folder_banks_frame_comes_from_the_detector(detector, astronaut, tmp_path):
   """Any bank without landmarks (LFW, CelebA, a folder; here the folder fakes, generated faces
   at 32²) gets its frame from the detector; the photo's face is then aligned to it."""
-  from dfi_jax.data import sources  # pylint: disable=import-outside-toplevel
+  from dfi_jax.data import banks  # pylint: disable=import-outside-toplevel
   from dfi_jax.data.datasets import fakes  # pylint: disable=import-outside-toplevel
   from experiments.configs import folder  # pylint: disable=import-outside-toplevel
   fakes.make_folder(tmp_path / "folder")
   config = folder.get_config("tiny")
   config.folder, config.csv = str(tmp_path / "folder"), str(tmp_path / "folder/attributes.csv")
-  bank = sources.load_bank(config)
+  bank = banks.load_bank(config)
   Image.fromarray((astronaut * 255).round().astype(np.uint8)).save(tmp_path / "a.png")
   loaded = photos.load(config, [str(tmp_path / "a.png")])
   tests = photos.tests_for(config, loaded, bank.images)

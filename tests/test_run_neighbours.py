@@ -14,6 +14,7 @@ from dfi_jax.runs import edit as edit_run
 from dfi_jax.data import faces
 from dfi_jax.dfi import feature_bank
 from dfi_jax.dfi import neighbours as neighbours_lib
+from dfi_jax.data import banks
 from dfi_jax.data import sources
 from experiments.configs import synthetic
 
@@ -55,7 +56,7 @@ def setup(neighbours, **overrides):
   config.neighbours = neighbours
   for field, value in overrides.items():
     config[field] = value
-  bank = sources.load_bank(config)
+  bank = banks.load_bank(config)
   edits = edit_run.select_edits(bank, ())
   masks = {e.name: neighbours_lib.candidate_masks(bank.attributes, e, bank.attribute_names)
            for e in edits}

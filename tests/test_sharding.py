@@ -233,6 +233,7 @@ if CHILD:
   from dfi_jax.dfi import neighbours as neighbours_lib
   from dfi_jax.dfi import reconstruct
   from dfi_jax.dfi import sharding
+  from dfi_jax.data import banks
   from dfi_jax.data import sources
   import tiny_bank
 
@@ -381,7 +382,7 @@ def test_run_neighbours_and_w_are_the_same_on_one_and_eight_devices(mesh, tmp_pa
   phi = features_lib.make_phi(network.net)
   for rule in ("features", "attributes"):
     config = run_config(bank_size=59, k=3, neighbours=rule)
-    data = sources.load_bank(config)
+    data = banks.load_bank(config)
     edits = edit_run.select_edits(data, ())
     masks = {e.name: neighbours_lib.candidate_masks(data.attributes, e, data.attribute_names)
              for e in edits}

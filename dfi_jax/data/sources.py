@@ -3,7 +3,7 @@
 A bank is a set of images with binary attributes and the dataset's named edits; test images are
 either held-out generated faces (with counterfactual ground truth), bank images named in the
 config (excluded from their own neighbours, as the official code does), or the user's photos.
-Dataset readers register a bank loader in `BANKS` under the name used by `config.data`.
+Which loader reads which `config.data` is the table in `banks.py`.
 """
 
 from __future__ import annotations
@@ -46,15 +46,6 @@ def synthetic_bank(config) -> Bank:
   images, attributes = faces.generate(seeds, config.image_size)
   return Bank(images, attributes, faces.ATTRIBUTES, [f"face{s}" for s in seeds],
               tuple(Edit(a, a) for a in faces.ATTRIBUTES))
-
-
-BANKS: dict[str, Callable] = {"synthetic": synthetic_bank}
-
-
-def load_bank(config) -> Bank:
-  if config.data not in BANKS:
-    raise ValueError(f"--config.data={config.data!r}: expected one of {sorted(BANKS)}")
-  return BANKS[config.data](config)
 
 
 def test_face_params(config) -> list[faces.FaceParams]:

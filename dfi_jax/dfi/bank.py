@@ -40,6 +40,7 @@ import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 
+from dfi_jax.data import banks
 from dfi_jax.data import faces
 from dfi_jax.dfi import features as features_lib
 from dfi_jax.data import image_io
@@ -179,19 +180,18 @@ def synthetic_stream(num_images: int, image_size: int, first_seed: int = 0) -> I
                           image_size=image_size))
 
 
-# Streaming readers by `config.data`; a dataset module registers its own (e.g. reading
-# array_record ranges). Without one, `stream_from_config` falls back to `sources.load_bank`.
+# Streaming readers by `config.data` (a dataset could add one reading array_record ranges).
+# Without one, `stream_from_config` falls back to `banks.load_bank`.
 STREAMS: dict[str, Callable[..., ImageStream]] = {
     "synthetic": lambda c: synthetic_stream(c.bank_size, c.image_size, c.bank_seed)}
 
 
 def stream_from_config(config) -> ImageStream:
   """The bank images of `config.data`, streamed when a reader is registered in `STREAMS`;
-  otherwise read whole by `sources.load_bank` and sliced (memory then grows with the data)."""
+  otherwise read whole by `banks.load_bank` and sliced (memory then grows with the data)."""
   if config.data in STREAMS:
     return STREAMS[config.data](config)
-  from dfi_jax.data import sources  # only needed for in-memory sources
-  bank = sources.load_bank(config)
+  bank = banks.load_bank(config)
   group = bank.group
 
   def read(a, b):

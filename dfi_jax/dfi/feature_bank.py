@@ -36,6 +36,7 @@ from dfi_jax.data import faces
 from dfi_jax.dfi import features as features_lib
 from dfi_jax.runs import state as run_state
 from dfi_jax.dfi import sharding
+from dfi_jax.data import banks
 from dfi_jax.data import sources
 from dfi_jax.data.datasets import common
 from dfi_jax.dfi.neighbours import Edit, Neighbours
@@ -161,7 +162,7 @@ def lazy_images(config, num_images: int):
     stream = bank_lib.STREAMS[config.data](config)
     return common.LazyImages(num_images, config.image_size,
                              lambda i: stream.read(i, i + 1).images[0])
-  return sources.load_bank(config).images  # dataset banks read their images lazily
+  return banks.load_bank(config).images  # dataset banks read their images lazily
 
 
 def weights_record(network) -> dict:
@@ -178,7 +179,7 @@ def load(config, network, spec: features_lib.FeatureSpec,
   """The run's bank: attributes, names and (lazy) images, and φ — from `config.bank_dir`,
   checked against this run's network (`edit_run.Network`), or computed in memory."""
   if read_manifest(config) is None:
-    data = sources.load_bank(config)
+    data = banks.load_bank(config)
     return data, in_memory(data.images, phi_of_images, spec.dim)
   weights = {k: v for k, v in weights_record(network).items() if k != "description"}
   path = Path(os.path.expanduser(config.bank_dir))

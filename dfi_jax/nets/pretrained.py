@@ -21,6 +21,7 @@ import importlib.util
 import os
 from pathlib import Path
 
+from dfi_jax.nets import porting
 from dfi_jax.nets import weights as weights_lib
 
 IMAGENET = "imagenet"
@@ -66,7 +67,6 @@ def imagenet_weights() -> Path:
   cached = imagenet_cache_path()
   if cached.is_file():
     return cached
-  from dfi_jax.nets import porting  # noqa: PLC0415 (porting imports weights; only needed once)
   source = package_checkpoint()
   sha = porting.sha256_of(source)
   if sha != CHECKPOINT_SHA256:

@@ -30,6 +30,7 @@ from dfi_jax.dfi import neighbours as neighbours_lib
 from dfi_jax.runs import photos as photos_lib
 from dfi_jax.dfi import reconstruct
 from dfi_jax.runs import state as run_state
+from dfi_jax.data import banks
 from dfi_jax.data import sources
 
 
@@ -67,7 +68,7 @@ def load_editor(config: ml_collections.ConfigDict | str | None = None,
   edit_run.validate(config)
   photos_lib.check(config, ["(array)"])
   network = edit_run.load_network(config)
-  bank = sources.load_bank(config)
+  bank = banks.load_bank(config)
   phi = features_lib.make_phi(network.net)
   bank_phi = jnp.asarray(features_lib.compute_features(phi, network.params, bank.images,
                                                        config.feature_batch))

@@ -40,8 +40,8 @@ from dfi_jax.eval import probe as probe_lib
 from dfi_jax.dfi import reconstruct
 from dfi_jax.runs import state as run_state
 from dfi_jax.dfi import sharding
+from dfi_jax.data import banks
 from dfi_jax.data import sources
-import dfi_jax.data.datasets  # noqa: F401  registers the lfw, celeb_a and folder banks
 from dfi_jax.nets import weights as weights_lib
 
 
@@ -89,8 +89,8 @@ RULES = dict(
 def validate(config) -> None:
   """Checks every setting a user can get wrong; raises RunError naming the field."""
   run_state.split_lists(config)
-  if config.data not in sources.BANKS:
-    raise RunError(f"--config.data={config.data!r}: expected one of {sorted(sources.BANKS)}")
+  if config.data not in banks.LOADERS:
+    raise RunError(f"--config.data={config.data!r}: expected one of {sorted(banks.LOADERS)}")
   run_state.check_config(config, RULES)
   smallest = model_lib.min_image_size(config.taps, config.pooling or "floor")
   if config.image_size < smallest:

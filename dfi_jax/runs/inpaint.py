@@ -47,6 +47,7 @@ from dfi_jax.dfi import interpolate
 from dfi_jax.dfi import reconstruct
 from dfi_jax.runs import state as run_state
 from dfi_jax.data import shoes
+from dfi_jax.data import banks
 from dfi_jax.data import sources
 from dfi_jax.data.datasets import common
 from dfi_jax.data.datasets.common import DatasetError
@@ -212,7 +213,7 @@ def folder_data(config, workdir: Path) -> Data:
 
 
 def synthetic_data(config) -> Data:
-  bank = sources.load_bank(config)
+  bank = banks.load_bank(config)
   tests = sources.synthetic_tests(config, ())
   if config.k > len(bank.images):
     raise ValueError(f"--config.k={config.k} but the bank has {len(bank.images)} images")

@@ -15,7 +15,6 @@ Variant `tiny` runs on `python -m dfi_jax.data.datasets.fakes --out=/tmp/dfi_fak
 
 import ml_collections
 
-import dfi_jax.data.datasets  # noqa: F401  registers the "celeb_a" bank
 from dfi_jax.data.datasets import celeb_a
 from dfi_jax.data.datasets import fakes
 from experiments.configs import synthetic

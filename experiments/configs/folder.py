@@ -16,7 +16,6 @@ Variant `tiny` runs on `python -m dfi_jax.data.datasets.fakes --out=/tmp/dfi_fak
 
 import ml_collections
 
-import dfi_jax.data.datasets  # noqa: F401  registers the "folder" bank
 from dfi_jax.data.datasets import fakes
 from experiments.configs import synthetic
 

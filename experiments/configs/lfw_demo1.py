@@ -25,7 +25,6 @@ Variant `tiny` runs on the fakes of `python -m dfi_jax.data.datasets.fakes` in s
 
 import ml_collections
 
-import dfi_jax.data.datasets  # noqa: F401  registers the "lfw" bank
 from dfi_jax.data.datasets import fakes
 from dfi_jax.data.datasets import lfw_attributes
 from experiments.configs import synthetic

@@ -25,6 +25,7 @@ from dfi_jax.data.datasets import common
 from dfi_jax.data.datasets import crop as crop_lib
 from dfi_jax.data.datasets.common import DatasetError
 from dfi_jax.dfi.neighbours import Edit
+from dfi_jax.data.sources import Bank
 
 NAME = "celeb_a"
 SPLITS = ("train", "validation", "test")
@@ -111,7 +112,6 @@ def prepare(manual_dir, data_dir, expected=None) -> dict[str, int]:
 
 def celeb_a_bank(config):
   """The CelebA bank for `config.data = "celeb_a"`: split `config.split` (default train)."""
-  from dfi_jax.data.sources import Bank  # pylint: disable=g-import-not-at-top
   split = config.get("split", "train") or "train"
   if split not in SPLITS:
     raise DatasetError(f"--config.split={split!r}: expected one of {SPLITS}")

@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from dfi_jax.data import faces
+from dfi_jax.data.datasets import celeb_a
 from dfi_jax.data.datasets import common
 
 # Kumar et al.'s 73 attribute names, in the order of the real file's header.
@@ -136,7 +137,6 @@ def make_lfw(manual_dir: str | Path, persons: int = LFW_PERSONS, seed: int = 1) 
 
 def make_celeb_a(manual_dir: str | Path, count: int = 48, seed: int = 2) -> Path:
   """CelebA's five files for `count` images, split 60/20/20 percent."""
-  from dfi_jax.data.datasets import celeb_a  # pylint: disable=g-import-not-at-top
   manual_dir = Path(manual_dir)
   manual_dir.mkdir(parents=True, exist_ok=True)
   images, flags = _faces(count, seed)

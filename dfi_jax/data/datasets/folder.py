@@ -27,6 +27,7 @@ from dfi_jax.data.datasets import crop as crop_lib
 from dfi_jax.data.datasets import lfw_attributes
 from dfi_jax.data.datasets.common import DatasetError
 from dfi_jax.dfi.neighbours import Edit
+from dfi_jax.data.sources import Bank
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -189,7 +190,6 @@ def count_unlisted(folder: Path, listed: set[str], limit: int = 5) -> tuple[int,
 
 def folder_bank(config):
   """The bank for `config.data = "folder"` (see the module docstring)."""
-  from dfi_jax.data.sources import Bank  # pylint: disable=g-import-not-at-top
   folder = Path(config.folder).expanduser()
   if not folder.is_dir():
     raise DatasetError(f"--config.folder={folder}: not a directory")

