@@ -269,7 +269,7 @@ def main(argv):
       rec = dict(arm=arm, delta=None, num_test=len(tests.names), k=config.k,
                  taps=list(config.taps), w_s=w_s, w_summary=wsum, w_rows=w_rows)
       with open(out / "w_records.jsonl", "a") as f:
-        f.write(json.dumps(edit_run._jsonable(rec)) + "\n")
+        f.write(json.dumps(image_io.jsonable(rec)) + "\n")
       continue
     targets = interpolate.edit_targets(phi_x[jnp.asarray([i for i, _ in items])], w, deltas)
     results = np.zeros((len(deltas), len(items), size, size, 3), np.float32)
@@ -313,7 +313,7 @@ def main(argv):
                                                  ).astype(np.float16))
     with open(out / "records.jsonl", "a") as f:
       for r in records[-len(deltas):]:
-        f.write(json.dumps(edit_run._jsonable(r)) + "\n")
+        f.write(json.dumps(image_io.jsonable(r)) + "\n")
     write_table(out / "table.md", table, names, len(tests.names))
 
 

@@ -183,7 +183,7 @@ def main(argv):
                 chunk=_CHUNK.value, rows=rows, curves=curves, verdict=verdict,
                 versions=edit_run.package_versions(),
                 devices=[str(d) for d in jax.devices()])
-  image_io.atomic_write_json(workdir / "fast_mode.json", edit_run._jsonable(record))
+  image_io.atomic_write_json(workdir / "fast_mode.json", image_io.jsonable(record))
   image_io.atomic_write_text(workdir / "fast_mode.md", table(rows, n_iter, len(items)) +
                              f"\n{verdict}\n")
   grid = [[x[j]] + [starts[n][0][j] for n in starts if n != "x (cold)"] +

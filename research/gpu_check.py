@@ -53,7 +53,7 @@ def precision_scope(precision: str):
 
 
 def iterations() -> int:
-  return benchmark._ITERATIONS.value or DEFAULT_ITERATIONS
+  return flags.FLAGS.iterations or DEFAULT_ITERATIONS
 
 
 def spec_for(size: int, batch: int) -> dict:
@@ -138,7 +138,7 @@ def main(argv):
     print(f"| {c['precision']} | {c['loss_rel']:.1e} | {c['grad_rel']:.1e} | "
           f"{c['reverse_map_loss_rel']:.1e} | {'yes' if c['ok'] else 'NO'} |", flush=True)
   runs = []
-  batches = [int(b) for b in benchmark._BATCHES.value] or DEFAULT_BATCHES
+  batches = [int(b) for b in flags.FLAGS.batch_sizes] or DEFAULT_BATCHES
   items = [(p, _SIZE.value, b) for p in _PRECISIONS.value for b in batches]
   if _LARGE.value:
     items += [(p, _LARGE.value, 1) for p in _PRECISIONS.value]
@@ -164,7 +164,7 @@ def main(argv):
     print(f"| {r['precision']} | {r['size']}² | {r['batch']} | {r['s_per_image']:.3f} | "
           f"{r['s_per_image_500']:.3f} | {r['evals_per_iter']:.2f} | {r['tflops']:.1f} | "
           f"{r['compile_s']:.0f} |")
-  json_out = benchmark._JSON_OUT.value
+  json_out = flags.FLAGS.json_out
   if json_out:
     os.makedirs(os.path.dirname(os.path.abspath(json_out)), exist_ok=True)
     with open(json_out, "w") as f:

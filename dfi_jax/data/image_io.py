@@ -11,6 +11,7 @@ leftovers (`stale_temp_writer`) from a live one's and from files that are not ou
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import html
 import io
 import json
@@ -323,6 +324,22 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
   """`atomic_write_bytes` of `text` encoded as UTF-8."""
   atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def jsonable(obj: Any) -> Any:
+  """`obj` as JSON holds it: str keys, lists for tuples, Python numbers for NumPy scalars,
+  None for NaN/infinity, dicts for dataclasses."""
+  if isinstance(obj, dict):
+    return {str(k): jsonable(v) for k, v in obj.items()}
+  if isinstance(obj, (list, tuple)):
+    return [jsonable(v) for v in obj]
+  if isinstance(obj, (np.floating, float)):
+    return float(obj) if np.isfinite(obj) else None
+  if isinstance(obj, np.integer):
+    return int(obj)
+  if dataclasses.is_dataclass(obj):
+    return jsonable(dataclasses.asdict(obj))
+  return obj
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -9,7 +9,7 @@ Which loader reads which `config.data` is the table in `banks.py`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, NamedTuple, Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 import dataclasses
 from typing import NamedTuple, Sequence
 
-import jax.numpy as jnp
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 

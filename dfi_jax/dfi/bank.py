@@ -33,7 +33,7 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterator, NamedTuple, Sequence
+from typing import Callable, Iterator, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -306,9 +306,9 @@ def build(path: str | os.PathLike, stream: ImageStream, phi_fn: Callable, params
                         "build_bank --overwrite, or choose another directory") from None
       old = {}
     old_settings = {k: old.get(k) for k in settings}
-    if old_settings != _jsonable(settings):
+    if old_settings != image_io.jsonable(settings):
       if not overwrite:
-        diff = [k for k in settings if old_settings[k] != _jsonable(settings)[k]]
+        diff = [k for k in settings if old_settings[k] != image_io.jsonable(settings)[k]]
         raise BankError(f"{path} holds a bank built with other settings (different "
                         f"{', '.join(diff)}); choose another directory or overwrite it "
                         "(build_bank --overwrite)")
@@ -316,7 +316,7 @@ def build(path: str | os.PathLike, stream: ImageStream, phi_fn: Callable, params
         for f in (path / "shards").iterdir():
           f.unlink()
   if process_index == 0:
-    image_io.atomic_write_json(manifest_path, _jsonable(dict(settings, complete=False)))
+    image_io.atomic_write_json(manifest_path, image_io.jsonable(dict(settings, complete=False)))
   if barrier is not None:
     barrier("bank_manifest")
 
@@ -343,7 +343,7 @@ def build(path: str | os.PathLike, stream: ImageStream, phi_fn: Callable, params
   complete = all(_shard_done(path, i, min((i + 1) * shard_size, stream.num_images) - i *
                              shard_size) for i in range(settings["num_shards"]))
   if complete and process_index == 0:
-    image_io.atomic_write_json(manifest_path, _jsonable(dict(settings, complete=True)))
+    image_io.atomic_write_json(manifest_path, image_io.jsonable(dict(settings, complete=True)))
   return BuildReport(path, built, skipped, complete)
 
 
@@ -381,10 +381,6 @@ def _build_shard(path, i, start, stop, stream, phi_fn, params, reduce_fn, search
             (["group"] if stream.has_group else []))
   image_io.atomic_write_json(paths["marker"], dict(shard=i, start=start, rows=rows,
                                                    names=names, arrays=arrays))
-
-
-def _jsonable(obj):
-  return json.loads(json.dumps(obj))
 
 
 # ---------------------------------------------------------------------------------------

@@ -32,7 +32,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from dfi_jax.dfi import bank as bank_lib
-from dfi_jax.data import faces
 from dfi_jax.dfi import features as features_lib
 from dfi_jax.runs import state as run_state
 from dfi_jax.dfi import sharding

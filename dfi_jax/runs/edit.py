@@ -11,7 +11,6 @@ share of the items and process 0 writes the outputs (`sharding.hold_workdir`).
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.metadata
 import os
 import platform
@@ -468,7 +467,7 @@ def write_outputs(config, workdir, network, tests, attributes, items, results, l
   )
   record["settings"]["attributes"] = list(attributes)
   write_index(workdir, config, network, tests, attributes, items, files, summary, failures)
-  image_io.atomic_write_json(workdir / "metrics.json", _jsonable(record))
+  image_io.atomic_write_json(workdir / "metrics.json", image_io.jsonable(record))
   return record
 
 
@@ -592,16 +591,3 @@ def preference_ratio(fraction) -> str:
     return "all : 0"
   return f"{fraction / (1 - fraction):.2f} : 1"
 
-
-def _jsonable(obj):
-  if isinstance(obj, dict):
-    return {str(k): _jsonable(v) for k, v in obj.items()}
-  if isinstance(obj, (list, tuple)):
-    return [_jsonable(v) for v in obj]
-  if isinstance(obj, (np.floating, float)):
-    return float(obj) if np.isfinite(obj) else None
-  if isinstance(obj, np.integer):
-    return int(obj)
-  if dataclasses.is_dataclass(obj):
-    return _jsonable(dataclasses.asdict(obj))
-  return obj

@@ -137,7 +137,7 @@ def _run(config, workdir: Path, candidates, t_start: float) -> dict:
                 per_image=per_image, peak_rss_mb=peak_rss_mb(),
                 timings=dict(total_s=time.perf_counter() - t_start),
                 versions=edit_run.package_versions())
-  image_io.atomic_write_json(workdir / "metrics.json", edit_run._jsonable(record))
+  image_io.atomic_write_json(workdir / "metrics.json", image_io.jsonable(record))
   return record
 
 

@@ -436,7 +436,7 @@ def write_outputs(config, workdir, network, data, hole, x, results, neighbour_pi
                 outputs=dict(grid="grid.png", index="index.html",
                              inpainted=[r["file"] for r in per_image]))
   write_index(workdir, config, network, data, hole, summary, per_image)
-  image_io.atomic_write_json(workdir / "metrics.json", edit_run._jsonable(record))  # pylint: disable=protected-access
+  image_io.atomic_write_json(workdir / "metrics.json", image_io.jsonable(record))
   return record
 
 

@@ -142,7 +142,7 @@ def binarise(table: Table, rule: str = "official") -> np.ndarray:
       out[:, j] = v > 0
     else:
       positive = np.flatnonzero(v > 0)
-      out[positive[lfw_attributes._top_two_thirds(v[positive])], j] = True  # pylint: disable=protected-access
+      out[positive[lfw_attributes.top_two_thirds(v[positive])], j] = True
   return out
 
 

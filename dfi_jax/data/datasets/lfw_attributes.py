@@ -111,7 +111,7 @@ def parse(path: str | os.PathLike) -> KumarTable:
   return KumarTable(names, score_names, np.asarray(rows, np.float32))
 
 
-def _top_two_thirds(values: np.ndarray) -> np.ndarray:
+def top_two_thirds(values: np.ndarray) -> np.ndarray:
   """Indices of the first ⌊2n/3⌋ of `values` ranked highest first, ties in index order."""
   order = np.argsort(-values, kind="stable")
   return order[:len(order) * 2 // 3]
@@ -124,12 +124,12 @@ def binarise(table: KumarTable) -> Binary:
   members: dict[str, np.ndarray] = {}
   for j, name in enumerate(table.score_names):
     positive = np.flatnonzero(scores[:, j] > 0)
-    members[name] = positive[_top_two_thirds(scores[positive, j])]
+    members[name] = positive[top_two_thirds(scores[positive, j])]
   if "Male" not in table.score_names:
     raise DatasetError("lfw_attributes.txt has no 'Male' column; cannot derive Female")
   male = scores[:, table.score_names.index("Male")]
   negative = np.flatnonzero(male < 0)
-  members["Female"] = negative[_top_two_thirds(-male[negative])]
+  members["Female"] = negative[top_two_thirds(-male[negative])]
   names = tuple(sorted(members))
   attributes = np.zeros((n, len(names)), bool)
   for j, name in enumerate(names):
