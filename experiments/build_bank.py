@@ -66,7 +66,7 @@ def main(argv):
   if _SHARD_SIZE.value < 0 or _BATCH.value < 0:
     raise ValueError(f"--shard_size={_SHARD_SIZE.value}, --batch_size={_BATCH.value}: "
                      "expected integers >= 0 (0: automatic)")
-  config = _CONFIG.value
+  config = run_state.split_lists(_CONFIG.value)
   edit_run.validate(config)
   edit_run.check_inputs(config)
   search = bank_lib.parse_search(_SEARCH.value, seed=config.seed)

@@ -25,8 +25,7 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing --out fi
 def main(argv):
   if len(argv) > 1:
     raise ValueError(f"unexpected arguments {argv[1:]}")
-  c = _CONFIG.value
-  run_state.split_lists(c)
+  c = run_state.split_lists(_CONFIG.value)
   run_state.check_config(c, train.CONFIG_RULES)
   out = cli.check_new_output(_OUT.value, _OVERWRITE.value)
   command = "python -m experiments.train_features " + " ".join(shlex.quote(a) for a in sys.argv[1:])

@@ -50,6 +50,7 @@ from ml_collections import config_flags
 
 from dfi_jax.dfi import align
 from dfi_jax.runs import edit as edit_run
+from dfi_jax.runs import state as run_state
 from dfi_jax.data import faces
 from dfi_jax.dfi import features as features_lib
 from dfi_jax.data import image_io
@@ -177,7 +178,7 @@ def main(argv):
   if _PICTURE.value:
     return picture(Path(_PICTURE.value), [Path(o) for o in _OUT.value.split(",")], _ARMS.value,
                    [int(i) for i in _PICTURE_FACES.value], _PICTURE_DELTA.value)
-  config = _CONFIG.value
+  config = run_state.split_lists(_CONFIG.value)
   edit_run.validate(config)
   deltas = [float(d) for d in _DELTAS.value]
   bad = [a for a in _ARMS.value if a not in ARMS]

@@ -26,6 +26,7 @@ from ml_collections import config_flags
 
 from dfi_jax.dfi import decoder as decoder_lib
 from dfi_jax.runs import edit as edit_run
+from dfi_jax.runs import state as run_state
 from dfi_jax.dfi import features as features_lib
 from dfi_jax.data import image_io
 from dfi_jax.dfi import interpolate
@@ -93,7 +94,7 @@ def first_reaching(steps, losses, level):
 def main(argv):
   if len(argv) > 1:
     raise ValueError(f"unexpected arguments {argv[1:]}")
-  config, workdir = _CONFIG.value, Path(_WORKDIR.value)
+  config, workdir = run_state.split_lists(_CONFIG.value), Path(_WORKDIR.value)
   bad = [m for m in _MODES.value if m not in decoder_lib.START_MODES]
   if bad:
     raise ValueError(f"--modes: {bad} unknown; expected some of {decoder_lib.START_MODES}")

@@ -15,6 +15,7 @@ import ml_collections
 from ml_collections import config_flags
 
 from dfi_jax.runs import edit as edit_run
+from dfi_jax.runs import state as run_state
 from experiments.configs import synthetic
 
 CONV_NAMES = {f"conv{b}_{i}" for b, n in ((1, 2), (2, 2), (3, 4), (4, 4), (5, 4))
@@ -138,3 +139,16 @@ def test_config_overrides_parse_or_fail_cleanly(field, value):
     return  # experiments.cli turns each of these into one line on stderr
   assert field != "nosuchfield", "an unknown field was accepted"
   check(config, {field: verdict(field, config[field])})
+
+
+def test_validate_reads_the_config_without_changing_it():
+  """`validate` checks "a,b" lists split, but leaves the caller's config as it was; the run
+  uses the split copy `run_state.split_lists` returns."""
+  config = synthetic.get_config("tiny")
+  config.taps = ("conv1_1,conv3_1",)
+  before = config.to_dict()
+  edit_run.validate(config)
+  assert config.to_dict() == before
+  split = run_state.split_lists(config)
+  assert split.taps == ("conv1_1", "conv3_1") and config.taps == ("conv1_1,conv3_1",)
+  assert run_state.split_lists(split) is split  # nothing left to split: no copy

@@ -65,6 +65,7 @@ def load_editor(config: ml_collections.ConfigDict | str | None = None,
       else ml_collections.ConfigDict(config)
   if weights is not None:
     config.weights = weights
+  config = run_state.split_lists(config)
   edit_run.validate(config)
   photos_lib.check(config, ["(array)"])
   network = edit_run.load_network(config)

@@ -86,8 +86,9 @@ RULES = dict(
 
 
 def validate(config) -> None:
-  """Checks every setting a user can get wrong; raises RunError naming the field."""
-  run_state.split_lists(config)
+  """Checks every setting a user can get wrong; raises RunError naming the field. `config` is
+  read, never changed; lists given as "a,b" are checked split (`run_state.split_lists`)."""
+  config = run_state.split_lists(config)
   if config.data not in banks.LOADERS:
     raise RunError(f"--config.data={config.data!r}: expected one of {sorted(banks.LOADERS)}")
   run_state.check_config(config, RULES)
@@ -228,6 +229,7 @@ def run(config, workdir: str | os.PathLike, inputs: Sequence[str] = (),
   Every setting and input is checked before the workdir is touched (run_state's order).
   """
   t_start = time.perf_counter()
+  config = run_state.split_lists(config)
 
   def check():
     validate(config)

@@ -91,6 +91,7 @@ def run(config, workdir: str | Path) -> dict:
   `state/`, so a rerun of the same command resumes (run_state).
   """
   t_start = time.perf_counter()
+  config = run_state.split_lists(config)
   candidates = [faces.sample_face(s) for s in range(config.bank_seed,
                                                     config.bank_seed + config.bank_size)]
   validate(config, candidates)

@@ -304,7 +304,8 @@ RULES = dict(
 
 
 def validate(config) -> None:
-  run_state.split_lists(config)
+  """Every setting and input, before anything is written; `config` is read, never changed."""
+  config = run_state.split_lists(config)
   run_state.check_config(config, RULES)
   # The edit run's checks, except `data`: "images" needs no attribute bank.
   checked = config.copy_and_resolve_references()
@@ -326,6 +327,7 @@ def run(config, workdir: str | Path) -> dict:
   Every setting and input is checked before the workdir is touched (run_state's order).
   """
   t_start = time.perf_counter()
+  config = run_state.split_lists(config)
   validate(config)
   with run_state.locked(workdir) as held:
     return _run(config, held, t_start)

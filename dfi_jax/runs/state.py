@@ -111,13 +111,20 @@ def names(options: Sequence[str] | None = None, allow_empty: bool = False) -> Ru
   return Rule(ok, f"a {'' if allow_empty else 'non-empty '}list of distinct names{among}")
 
 
-def split_lists(config) -> None:
-  """`--config.taps=a,b` arrives as the one-element tuple ('a,b'): split such strings."""
+def split_lists(config):
+  """`--config.taps=a,b` arrives as the one-element tuple ('a,b'): `config` with such strings
+  split (a copy when any is; `config` itself is never changed)."""
+  split = {}
   for field in ("taps", "attributes", "test_names"):
     value = config.get(field)
     if isinstance(value, (tuple, list)) and any(isinstance(v, str) and "," in v for v in value):
-      with config.unlocked():
-        config[field] = tuple(p.strip() for v in value for p in str(v).split(",") if p.strip())
+      split[field] = tuple(p.strip() for v in value for p in str(v).split(",") if p.strip())
+  if not split:
+    return config
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    config.update(split)
+  return config
 
 
 def check_config(config, rules: dict[str, Rule]) -> None:
