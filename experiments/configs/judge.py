@@ -46,7 +46,7 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
   c.augmentation = judge_train.Augmentation()._asdict()
   c.store_dtype = "float16"
   if c.variant == "tiny":
-    # Also tests/test_judge.py's random-label control: small batches learn `older` within
+    # Also tests/eval/test_judge.py's random-label control: small batches learn `older` within
     # a few hundred steps, bigger ones barely leave the label priors.
     c.channels = (8, 16, 16, 32)
     c.train_sizes = (64,)

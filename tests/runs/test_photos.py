@@ -308,7 +308,7 @@ def test_the_run_record_lists_the_alignment(photo_run):
 def test_the_readme_python_example_runs(astronaut):
   """README's "From Python" block, run as written but with the tiny editor (seconds, not
   minutes with ImageNet VGG16)."""
-  readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+  readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
   block = readme.split("### From Python")[1].split("```python\n")[1].split("```")[0]
   assert block.count("dfi_jax.load_editor()") == 1
   scope = {}

@@ -22,7 +22,7 @@ from dfi_jax.runs import state as run_state
 from dfi_jax.nets import weights as weights_lib
 from experiments.configs import synthetic
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY_RUN = "experiments/configs/synthetic.py:tiny"  # taps conv2_1, conv3_1 at 32²
 TINY_TAPS = ("conv2_1", "conv3_1")
 

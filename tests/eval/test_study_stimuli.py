@@ -13,7 +13,7 @@ import pytest
 from dfi_jax.data import image_io
 from dfi_jax.eval.study import stimuli
 from dfi_jax.eval.study.stimuli import StudyError
-from dfi_jax.eval.study.testing import fake_run
+from fake_runs import fake_run
 
 IMAGES = ["face1", "face2", "face3", "face4"]
 ATTRIBUTES = ["older", "smiling", "eyeglasses"]
@@ -175,14 +175,14 @@ def test_command_line(run):
   out = subprocess.run(
       [sys.executable, "-m", "experiments.study_stimuli", f"--runs={run / 'run'}",
        f"--baseline_dirs={run / 'pixel'}", f"--out_dir={run / 'cli'}", "--num_shards=2",
-       "--shard_index=1"], capture_output=True, text=True, cwd=Path(__file__).parents[1])
+       "--shard_index=1"], capture_output=True, text=True, cwd=Path(__file__).parents[2])
   assert out.returncode == 0, out.stderr
   assert "6 of 12 comparisons + 3 attention checks (vs pixel)" in out.stdout
   assert (run / "cli" / "shard_001_of_002" / "index.html").is_file()
   bad = subprocess.run(
       [sys.executable, "-m", "experiments.study_stimuli", f"--runs={run / 'nope'}",
        f"--out_dir={run / 'cli'}"], capture_output=True, text=True,
-      cwd=Path(__file__).parents[1])
+      cwd=Path(__file__).parents[2])
   assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "nope" in bad.stderr
 
 

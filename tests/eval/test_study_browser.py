@@ -16,7 +16,7 @@ import pytest
 
 from dfi_jax.eval.study import analysis
 from dfi_jax.eval.study import stimuli
-from dfi_jax.eval.study.testing import fake_run
+from fake_runs import fake_run
 
 IMAGES = [f"face{i}" for i in range(5)]
 # Which images each rater prefers DFI on, per attribute: alice 4/5 older, 1/5 smiling.

@@ -44,7 +44,7 @@ from dfi_jax.nets import weights as weights_lib
 from dfi_jax.data.datasets import folder as folder_dataset
 from dfi_jax.eval.study import analysis
 from dfi_jax.eval.study import stimuli
-from dfi_jax.eval.study.testing import fake_run
+from fake_runs import fake_run
 from experiments import cli
 from experiments.configs import decoder as decoder_config
 from experiments.configs import features as features_config
@@ -52,7 +52,7 @@ from experiments.configs import highres as highres_config
 from experiments.configs import inpaint as inpaint_config
 from experiments.configs import synthetic
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ATTRIBUTE = ["smiling"]
 
 

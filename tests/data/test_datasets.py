@@ -32,7 +32,7 @@ from dfi_jax.data.datasets import lfw  # noqa: E402
 from dfi_jax.data.datasets import lfw_attributes  # noqa: E402
 from dfi_jax.data.datasets.common import DatasetError  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HAS_TF = importlib.util.find_spec("tensorflow") is not None
 ENV = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="3")
 

@@ -17,7 +17,7 @@ from dfi_jax.nets import pretrained
 from dfi_jax.nets import weights as weights_lib
 from experiments.configs import judge as judge_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ATTRIBUTES = judge_lib.ATTRIBUTES
 # Faces no run and no judge training or measurement uses (training: 40,000,000…, the
 # provenance's measurements: 50,000,000…).

@@ -15,7 +15,7 @@ from PIL import Image
 
 from experiments.configs import synthetic
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ARGS = ["--config=experiments/configs/synthetic.py:tiny", "--config.batch_size=4"]
 
 

@@ -2,7 +2,7 @@
 
 The bank must match the run (one line naming the field otherwise) and gives the neighbours and w
 of the in-memory bank. Whole runs on a disk bank, compared with the in-memory run on one device,
-are in tests/test_sharding.py (8 devices; 2 processes, opt-in).
+are in tests/dfi/test_sharding.py (8 devices; 2 processes, opt-in).
 """
 
 import json
@@ -25,7 +25,7 @@ from dfi_jax.nets import weights as weights_lib
 from experiments.configs import synthetic
 import tiny_bank
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def tiny(**overrides):

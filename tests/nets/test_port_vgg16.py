@@ -23,8 +23,8 @@ from dfi_jax.nets import weights as weights_lib
 from dfi_jax.nets.porting import PortError
 import vgg_reference
 
-FIXTURES = Path(__file__).parent / "fixtures" / "port"
-REPO = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "port"
+REPO = Path(__file__).resolve().parents[2]
 TAPS = ("conv3_1", "conv4_1", "conv5_1")
 TOL = 1e-5
 

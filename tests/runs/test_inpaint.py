@@ -15,7 +15,7 @@ from dfi_jax.runs import state as run_state
 from dfi_jax.data import shoes
 from experiments.configs import inpaint as inpaint_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_centre_square_and_user_masks(tmp_path):

@@ -144,7 +144,7 @@ def test_write_and_command_line(tmp_path):
   out = subprocess.run(
       [sys.executable, "-m", "experiments.study_analyze", f"--study={tmp_path / 'study'}",
        f"--responses={tmp_path / 'resp'}", f"--out_dir={tmp_path / 'out'}"],
-      capture_output=True, text=True, cwd=Path(__file__).parents[1])
+      capture_output=True, text=True, cwd=Path(__file__).parents[2])
   assert out.returncode == 0, out.stderr
   assert "| older | pixel | 1 | 10 | 8 | 4.00 [" in out.stdout
   assert "Raters: 2, kept 1, dropped 1" in out.stdout

@@ -19,7 +19,7 @@ import pytest
 
 CHILD = os.environ.get("DFI_TEST_FAKE_DEVICES") == "8"
 in_child = pytest.mark.skipif(not CHILD, reason="runs in the 8-device child process")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_config(**overrides):

@@ -57,7 +57,7 @@ def test_command_line_smoke_run_writes_table_and_json(tmp_path):
       [sys.executable, "-m", "research.benchmark",
        "--config=experiments/configs/benchmark.py:tiny", "--in_process", "--batch_sizes=1",
        "--solvers=torch;scipy", f"--json_out={out}"], capture_output=True, text=True,
-      timeout=600, cwd=pathlib.Path(__file__).resolve().parents[1])
+      timeout=600, cwd=pathlib.Path(__file__).resolve().parents[2])
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert "| 32² | 1 | scipy |" in proc.stdout
   record = json.loads(out.read_text())
