@@ -27,7 +27,7 @@ from dfi_jax.dfi import bank as bank_lib
 from dfi_jax.runs import edit as edit_run
 from dfi_jax.dfi import feature_bank
 from dfi_jax.dfi import features as features_lib
-from dfi_jax.runs import state as run_state
+from dfi_jax import run_state
 from dfi_jax.dfi import sharding
 from experiments import cli
 

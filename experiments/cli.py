@@ -17,7 +17,7 @@ from absl import logging
 import ml_collections
 
 from dfi_jax.data import image_io
-from dfi_jax.runs import state as run_state
+from dfi_jax import run_state
 
 # Errors a user can cause: RunError, WeightsError and ImageError are ValueErrors; OSError covers
 # unreadable files and a full disk; AttributeError is ml_collections' unknown config field.

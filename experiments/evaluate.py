@@ -14,7 +14,7 @@ from ml_collections import config_flags
 from dfi_jax.runs import edit as edit_run
 from dfi_jax.data import image_io
 from dfi_jax.eval import metrics
-from dfi_jax.runs import state as run_state
+from dfi_jax import run_state
 from experiments import cli
 
 _CONFIG = config_flags.DEFINE_config_file(

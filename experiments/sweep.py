@@ -8,7 +8,7 @@ Any `--config.FIELD=VALUE` applies to every setting. Writes DIR/sweep_<attribute
 from absl import flags
 from ml_collections import config_flags
 
-from dfi_jax.runs import state as run_state
+from dfi_jax import run_state
 from dfi_jax.runs import sweep
 from experiments import cli
 

@@ -27,7 +27,7 @@ from dfi_jax.dfi import features as features_lib
 from dfi_jax.data import image_io
 from dfi_jax.nets import pretrained
 from dfi_jax.dfi import reconstruct
-from dfi_jax.runs import state as run_state
+from dfi_jax import run_state
 from dfi_jax.nets import weights as weights_lib
 from experiments import cli
 

@@ -12,7 +12,7 @@ from absl import flags
 from ml_collections import config_flags
 from tqdm import tqdm
 
-from dfi_jax.runs import state as run_state
+from dfi_jax import run_state
 from dfi_jax.nets import train
 from dfi_jax.nets import weights
 from experiments import cli

@@ -15,7 +15,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from dfi_jax.runs import edit as edit_run
-from dfi_jax.runs import state as run_state
+from dfi_jax import run_state
 from experiments import cli
 
 _CONFIG = config_flags.DEFINE_config_file(

@@ -50,7 +50,7 @@ from ml_collections import config_flags
 
 from dfi_jax.dfi import align
 from dfi_jax.runs import edit as edit_run
-from dfi_jax.runs import state as run_state
+from dfi_jax import run_state
 from dfi_jax.data import faces
 from dfi_jax.dfi import features as features_lib
 from dfi_jax.data import image_io

@@ -186,7 +186,7 @@ def random_bank(path: str, n: int, dim: int, dtype: str) -> None:
   import numpy as np
   from dfi_jax.dfi import bank as bank_lib
   from dfi_jax.dfi import features as features_lib
-  from dfi_jax.dfi.neighbours import Edit
+  from dfi_jax.data.sources import Edit
   block = 4096
 
   def read(a, b):  # the row index travels in the "image"

@@ -15,7 +15,15 @@ import numpy as np
 
 from dfi_jax.data import faces
 from dfi_jax.data import image_io
-from dfi_jax.dfi.neighbours import Edit
+
+
+class Edit(NamedTuple):
+  """An edit from attribute `source_attribute` (None: any image lacking `target_attribute`)
+  to `target_attribute`. The official rule: source = has a and lacks b, target = has b and
+  lacks a, for a = `source_attribute`, b = `target_attribute`."""
+  name: str
+  target_attribute: str
+  source_attribute: str | None = None
 
 
 class Bank(NamedTuple):

@@ -44,7 +44,8 @@ from dfi_jax.data import banks
 from dfi_jax.data import faces
 from dfi_jax.dfi import features as features_lib
 from dfi_jax.data import image_io
-from dfi_jax.dfi.neighbours import Edit, Neighbours
+from dfi_jax.data.sources import Edit
+from dfi_jax.dfi.neighbours import Neighbours
 
 FORMAT = "dfi_jax-bank-v1"
 DTYPES = ("float32", "bfloat16")

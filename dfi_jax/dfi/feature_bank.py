@@ -33,12 +33,13 @@ import numpy as np
 
 from dfi_jax.dfi import bank as bank_lib
 from dfi_jax.dfi import features as features_lib
-from dfi_jax.runs import state as run_state
+from dfi_jax import run_state
 from dfi_jax.dfi import sharding
 from dfi_jax.data import banks
 from dfi_jax.data import sources
 from dfi_jax.data.datasets import common
-from dfi_jax.dfi.neighbours import Edit, Neighbours
+from dfi_jax.data.sources import Edit
+from dfi_jax.dfi.neighbours import Neighbours
 
 RunError = run_state.RunError
 

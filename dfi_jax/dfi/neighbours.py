@@ -20,20 +20,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dfi_jax.data.sources import Edit
+
 
 class Neighbours(NamedTuple):
   """Bank indices: `source` and `target`, each `[B, K]` int32, nearest first."""
   source: jax.Array
   target: jax.Array
-
-
-class Edit(NamedTuple):
-  """An edit from attribute `source_attribute` (None: any image lacking `target_attribute`)
-  to `target_attribute`. The official rule: source = has a and lacks b, target = has b and
-  lacks a, for a = `source_attribute`, b = `target_attribute`."""
-  name: str
-  target_attribute: str
-  source_attribute: str | None = None
 
 
 def attribute_index(names: Sequence[str], valid: Sequence[str]) -> list[int]:

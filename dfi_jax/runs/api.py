@@ -29,7 +29,7 @@ from dfi_jax.data import landmarks as landmarks_lib
 from dfi_jax.dfi import neighbours as neighbours_lib
 from dfi_jax.runs import photos as photos_lib
 from dfi_jax.dfi import reconstruct
-from dfi_jax.runs import state as run_state
+from dfi_jax import run_state
 from dfi_jax.data import banks
 from dfi_jax.data import sources
 

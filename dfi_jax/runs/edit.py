@@ -37,7 +37,7 @@ from dfi_jax.runs import photos as photos_lib
 from dfi_jax.nets import pretrained
 from dfi_jax.eval import probe as probe_lib
 from dfi_jax.dfi import reconstruct
-from dfi_jax.runs import state as run_state
+from dfi_jax import run_state
 from dfi_jax.dfi import sharding
 from dfi_jax.data import banks
 from dfi_jax.data import sources

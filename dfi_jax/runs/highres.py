@@ -29,7 +29,7 @@ from dfi_jax.data import image_io
 from dfi_jax.dfi import interpolate
 from dfi_jax.eval import metrics as metrics_lib
 from dfi_jax.dfi import reconstruct
-from dfi_jax.runs import state as run_state
+from dfi_jax import run_state
 from dfi_jax.data import sources
 
 

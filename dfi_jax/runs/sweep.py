@@ -16,7 +16,7 @@ import numpy as np
 from dfi_jax.runs import edit as edit_run
 from dfi_jax.dfi import feature_bank
 from dfi_jax.data import image_io
-from dfi_jax.runs import state as run_state
+from dfi_jax import run_state
 
 
 def parse_axis(text: str) -> tuple[str, list]:

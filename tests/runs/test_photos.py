@@ -17,7 +17,7 @@ from dfi_jax.runs import edit as edit_run
 from dfi_jax.data import faces
 from dfi_jax.data import landmarks
 from dfi_jax.runs import photos
-from dfi_jax.runs import state as run_state
+from dfi_jax import run_state
 from experiments.configs import synthetic
 
 skimage_data = pytest.importorskip("skimage.data", reason="the test extra installs scikit-image")

@@ -35,7 +35,7 @@ from dfi_jax.runs import highres
 from dfi_jax.data import image_io
 from dfi_jax.runs import inpaint
 from dfi_jax.dfi import reconstruct
-from dfi_jax.runs import state as run_state
+from dfi_jax import run_state
 from dfi_jax.data import shoes
 from dfi_jax.data import sources
 from dfi_jax.runs import sweep

@@ -24,8 +24,7 @@ import numpy as np
 from dfi_jax.data.datasets import common
 from dfi_jax.data.datasets import crop as crop_lib
 from dfi_jax.data.datasets.common import DatasetError
-from dfi_jax.dfi.neighbours import Edit
-from dfi_jax.data.sources import Bank
+from dfi_jax.data.sources import Bank, Edit
 
 NAME = "celeb_a"
 SPLITS = ("train", "validation", "test")

@@ -20,7 +20,7 @@ from typing import Callable, NamedTuple, Sequence
 import numpy as np
 from PIL import Image
 
-from dfi_jax.runs import state as run_state
+from dfi_jax import run_state
 
 
 class DatasetError(ValueError):

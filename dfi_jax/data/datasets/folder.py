@@ -26,8 +26,7 @@ from dfi_jax.data.datasets import common
 from dfi_jax.data.datasets import crop as crop_lib
 from dfi_jax.data.datasets import lfw_attributes
 from dfi_jax.data.datasets.common import DatasetError
-from dfi_jax.dfi.neighbours import Edit
-from dfi_jax.data.sources import Bank
+from dfi_jax.data.sources import Bank, Edit
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 

@@ -24,7 +24,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 from dfi_jax.data.datasets.common import DatasetError
-from dfi_jax.dfi.neighbours import Edit
+from dfi_jax.data.sources import Edit
 
 NUM_SCORES = 73
 ATTRIBUTES_URL = "https://www.cs.columbia.edu/CAVE/databases/pubfig/download/lfw_attributes.txt"

@@ -37,7 +37,7 @@ import numpy as np
 from PIL import Image
 
 from dfi_jax.data import image_io
-from dfi_jax.runs import state as run_state
+from dfi_jax import run_state
 
 PAGE_DIR = Path(__file__).parent / "page"
 PAGE_FILES = ("index.html", "study.js", "style.css")
