@@ -260,36 +260,14 @@ def provenance_for(spec: DecoderSpec, weights_path: str | os.PathLike, weights_p
 
 def save(path: str | os.PathLike, params: dict, provenance: dict) -> Path:
   """Writes `params` (float32) and `provenance` atomically (temp file + rename) to `path`."""
-  path = Path(path)
-  missing = [k for k in REQUIRED if k not in provenance]
-  if missing:
-    raise DecoderError(f"provenance for {path} lacks {missing}")
-  arrays = {"/".join(k): np.asarray(v, np.float32)
-            for k, v in traverse_util.flatten_dict(jax.device_get(params)).items()}
-  return weights_lib.write_npz(path, arrays, dict(provenance, format=FORMAT))
+  return weights_lib.save_tree(path, params, provenance, FORMAT, REQUIRED, DecoderError,
+                               "float32")
 
 
 def load(path: str | os.PathLike) -> tuple[dict, DecoderSpec, dict]:
   """Reads a decoder file: `(params, spec, provenance)`; raises `DecoderError` (one line)."""
-  path = Path(path)
-  if not path.is_file():
-    what = "is a directory" if path.is_dir() else "not found"
-    raise DecoderError(f"decoder file {path} {what}: expected a .npz made by "
-                       "`python -m experiments.train_decoder`")
-  try:
-    arrays, meta = weights_lib.read_npz(path)
-  except (OSError, ValueError) as e:
-    raise DecoderError(f"{path} is not a readable dfi_jax decoder file ({e})") from None
-  if meta is None:
-    raise DecoderError(f"{path} is not a dfi_jax decoder file (no provenance record)")
-  flat = {tuple(k.split("/")): v for k, v in arrays.items()}
-  if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-    fmt = meta.get("format") if isinstance(meta, dict) else None
-    raise DecoderError(f"{path}: format {fmt!r}, expected {FORMAT!r} "
-                       "(a decoder from `python -m experiments.train_decoder`)")
-  missing = [k for k in REQUIRED if k not in meta]
-  if missing:
-    raise DecoderError(f"{path}: provenance lacks {missing}")
+  flat, meta = weights_lib.load_tree(path, FORMAT, REQUIRED, DecoderError, "decoder",
+                                     "python -m experiments.train_decoder")
   fspec = features_lib.FeatureSpec(tuple(meta["taps"]),
                                    tuple(tuple(int(v) for v in s) for s in meta["shapes"]))
   spec = DecoderSpec(fspec, int(meta["image_size"]), int(meta["channels"]))

@@ -228,38 +228,18 @@ def provenance_for(params: dict, made_by: str, **extra: Any) -> dict:
 def save(path: str | os.PathLike, params: dict, provenance: dict,
          dtype: str = "float16") -> Path:
   """Writes `params` (stored as `dtype`) and `provenance` atomically (temp file + rename)."""
-  path = Path(path)
-  missing = [k for k in REQUIRED if k not in provenance]
-  if missing:
-    raise JudgeError(f"provenance for {path} lacks {missing}")
-  arrays = {"/".join(k): np.asarray(v, dtype)
-            for k, v in traverse_util.flatten_dict(jax.device_get(params)).items()}
-  return weights_lib.write_npz(path, arrays, dict(provenance, format=FORMAT))
+  return weights_lib.save_tree(path, params, provenance, FORMAT, REQUIRED, JudgeError, dtype)
 
 
 def load(path: str | os.PathLike | None = None) -> tuple[dict, dict]:
   """Reads a judge file (default: the shipped `DEFAULT_JUDGE`): `(params, provenance)`, params
   as float32 NumPy arrays. Raises `JudgeError` (one line) for a file that is not a judge."""
   path = Path(DEFAULT_JUDGE if path is None else path)
-  if not path.is_file():
-    what = "is a directory" if path.is_dir() else "not found"
-    raise JudgeError(f"judge file {path} {what}: expected a .npz made by "
-                     "`python -m experiments.train_judge`")
-  try:
-    arrays, meta = weights_lib.read_npz(path)
-  except (OSError, ValueError) as e:
-    raise JudgeError(f"{path} is not a readable dfi_jax judge file ({e})") from None
-  if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-    fmt = meta.get("format") if isinstance(meta, dict) else None
-    raise JudgeError(f"{path}: format {fmt!r}, expected {FORMAT!r} "
-                     "(a judge from `python -m experiments.train_judge`)")
-  missing = [k for k in REQUIRED if k not in meta]
-  if missing:
-    raise JudgeError(f"{path}: provenance lacks {missing}")
+  flat, meta = weights_lib.load_tree(path, FORMAT, REQUIRED, JudgeError, "judge",
+                                     "python -m experiments.train_judge")
   if tuple(meta["attributes"]) != ATTRIBUTES or int(meta["input_size"]) != INPUT_SIZE:
     raise JudgeError(f"{path}: made for attributes {meta['attributes']} at "
                      f"{meta['input_size']}², expected {list(ATTRIBUTES)} at {INPUT_SIZE}²")
-  flat = {tuple(k.split("/")): v for k, v in arrays.items()}
   want = traverse_util.flatten_dict(param_shapes(meta["channels"]))
   if {k: v.shape for k, v in want.items()} != {k: v.shape for k, v in flat.items()}:
     raise JudgeError(f"{path}: parameters do not match the recorded channels {meta['channels']}")

@@ -25,10 +25,11 @@ import json
 import os
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import jax
 import numpy as np
+from flax import traverse_util
 
 from dfi_jax.data import image_io
 from dfi_jax.nets import model as model_lib
@@ -129,6 +130,43 @@ def read_npz(path: str | os.PathLike) -> tuple[dict, dict | None]:
   except (zipfile.BadZipFile, EOFError) as e:
     raise ValueError(str(e)) from None
   return arrays, meta
+
+
+def save_tree(path: str | os.PathLike, params: dict, provenance: dict, fmt: str,
+              required: Sequence[str], error: type[Exception], dtype: str) -> Path:
+  """Writes a nested params tree (a Flax module's), stored as `dtype`, with `provenance` under
+  format `fmt`, atomically; raises `error` when `provenance` lacks a `required` key."""
+  path = Path(path)
+  missing = [k for k in required if k not in provenance]
+  if missing:
+    raise error(f"provenance for {path} lacks {missing}")
+  arrays = {"/".join(k): np.asarray(v, dtype)
+            for k, v in traverse_util.flatten_dict(jax.device_get(params)).items()}
+  return write_npz(path, arrays, dict(provenance, format=fmt))
+
+
+def load_tree(path: str | os.PathLike, fmt: str, required: Sequence[str],
+              error: type[Exception], what: str, command: str) -> tuple[dict, dict]:
+  """Reads a `save_tree` file: `(flat params {key tuple: float32 array}, provenance)`, checked
+  to be format `fmt` with every `required` provenance key. Raises `error` (one line naming
+  `path`); `what` names the kind of file, `command` the one that makes it."""
+  path = Path(path)
+  if not path.is_file():
+    state = "is a directory" if path.is_dir() else "not found"
+    raise error(f"{what} file {path} {state}: expected a .npz made by `{command}`")
+  try:
+    arrays, meta = read_npz(path)
+  except (OSError, ValueError) as e:
+    raise error(f"{path} is not a readable dfi_jax {what} file ({e})") from None
+  if meta is None:
+    raise error(f"{path} is not a dfi_jax {what} file (no provenance record)")
+  if not isinstance(meta, dict) or meta.get("format") != fmt:
+    found = meta.get("format") if isinstance(meta, dict) else None
+    raise error(f"{path}: format {found!r}, expected {fmt!r} (a {what} from `{command}`)")
+  missing = [k for k in required if k not in meta]
+  if missing:
+    raise error(f"{path}: provenance lacks {missing}")
+  return {tuple(k.split("/")): v for k, v in arrays.items()}, meta
 
 
 def load_weights(path: str | os.PathLike) -> tuple[dict, dict]:

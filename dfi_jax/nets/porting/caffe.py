@@ -25,8 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from dfi_jax.nets.porting.common import (
-    Checkpoint, PortError, SourceConv, architecture_of_names, batch_norm_error, not_vgg_error,
-    variant_error, variant_of_names)
+    Checkpoint, PortError, SourceConv, checked_architecture, not_vgg_error)
 
 # NetParameter field -> allowed wire types (used to tell a Caffe file from other bytes).
 _NET_FIELDS = {1: (2,), 2: (2,), 3: (2,), 4: (0, 2), 5: (0,), 6: (2,), 7: (0,), 8: (2,),
@@ -205,14 +204,7 @@ def _checkpoint(buf, where: str) -> Checkpoint:
   if not spans:
     raise not_vgg_error(where, "convB_C convolution layers",
                         [f"{n} ({k})" for n, k, b in layers if b])
-  if batch_norm:
-    raise batch_norm_error(where, len(spans), batch_norm[0])
-  variant = variant_of_names(spans)
-  if variant:
-    raise variant_error(where, variant, len(spans))
-  arch = architecture_of_names(spans)
-  if other:
-    raise PortError(f"{where}: extra layers not in {arch.upper()}: " + ", ".join(other[:6]))
+  arch = checked_architecture(where, spans, other, batch_norm=batch_norm)
   for name, blobs in spans.items():
     if len(blobs) != 2:
       raise PortError(f"{where}: {name} has {len(blobs)} blobs, expected 2 (kernel, bias)")

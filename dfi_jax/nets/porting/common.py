@@ -128,6 +128,21 @@ def architecture_of_names(names) -> str:
   return "vgg16"
 
 
+def checked_architecture(where: str, convs, other, owner: str = "", batch_norm=()) -> str:
+  """`architecture_of_names(convs)` after the checks every reader makes, in this order: batch
+  norm layers, a VGG variant other than 16/19, layers outside the architecture (`other`;
+  `owner` names whose architecture, e.g. "Keras's ")."""
+  if batch_norm:
+    raise batch_norm_error(where, len(convs), batch_norm[0])
+  variant = variant_of_names(convs)
+  if variant:
+    raise variant_error(where, variant, len(convs))
+  arch = architecture_of_names(convs)
+  if other:
+    raise PortError(f"{where}: extra layers not in {owner}{arch.upper()}: " + ", ".join(other[:6]))
+  return arch
+
+
 def variant_error(where: str, variant: str, count: int, batch_norm: bool = False) -> PortError:
   kind = f"{variant}-BN (batch-norm)" if batch_norm else variant
   need = ("plain VGG16 or VGG19 without batch norm" if batch_norm else

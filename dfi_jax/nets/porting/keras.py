@@ -15,8 +15,7 @@ import os
 import numpy as np
 
 from dfi_jax.nets.porting.common import (
-    Checkpoint, PortError, SourceConv, architecture_of_names, batch_norm_error, keras_name,
-    not_vgg_error, variant_error, variant_of_names)
+    Checkpoint, PortError, SourceConv, checked_architecture, keras_name, not_vgg_error)
 
 # The with-top file's classifier: ignored, and recorded as such.
 TOP_LAYERS = ("fc1", "fc2", "predictions")
@@ -76,15 +75,7 @@ def _checkpoint(f, where: str) -> Checkpoint:
 
   if not convs:
     raise not_vgg_error(where, "blockB_convC layers with weights", layer_names)
-  if batch_norm:
-    raise batch_norm_error(where, len(convs), batch_norm[0])
-  variant = variant_of_names(convs)
-  if variant:
-    raise variant_error(where, variant, len(convs))
-  arch = architecture_of_names(convs)
-  if other:
-    raise PortError(f"{where}: extra layers not in Keras's {arch.upper()}: "
-                    + ", ".join(other[:6]))
+  arch = checked_architecture(where, convs, other, "Keras's ", batch_norm)
   notes = ("classifier (fully connected) layers ignored: " + ", ".join(ignored),) if ignored else ()
   return Checkpoint("keras", "Keras blockB_convC (HWIO)", "HWIO", convs, tuple(ignored), notes,
                     naming="keras", architecture=arch)

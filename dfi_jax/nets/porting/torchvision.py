@@ -30,8 +30,8 @@ import numpy as np
 
 from dfi_jax.nets import model as model_lib
 from dfi_jax.nets.porting.common import (
-    SUPPORTED, VGG_CFGS, Checkpoint, PortError, SourceConv, architecture_of_names,
-    batch_norm_error, not_vgg_error, torchvision_conv_indices, variant_error, variant_of_names)
+    SUPPORTED, VGG_CFGS, Checkpoint, PortError, SourceConv, batch_norm_error,
+    checked_architecture, not_vgg_error, torchvision_conv_indices, variant_error)
 
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
@@ -424,12 +424,7 @@ def _checkpoint(tensors: dict, where: str, notes: list[str]) -> Checkpoint:
     convs = {name_of[i]: _conv(where, name_of[i], features[i]) for i in sorted(features)}
     return Checkpoint("torchvision", "torchvision features.N (OIHW)", "OIHW", convs, ignored,
                       tuple(notes), naming="torchvision", architecture=arch)
-  variant = variant_of_names(named)
-  if variant:
-    raise variant_error(where, variant, len(named))
-  arch = architecture_of_names(named)
-  if other:
-    raise PortError(f"{where}: extra layers not in {arch.upper()}: " + ", ".join(other[:6]))
+  arch = checked_architecture(where, named, other)
   order = sorted(named, key=lambda n: tuple(int(x) for x in n[4:].split("_")))
   convs = {n: _conv(where, n, named[n]) for n in order}
   return Checkpoint("torchvision", "named convB_C keys (OIHW)", "OIHW", convs, ignored,
