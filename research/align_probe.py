@@ -44,7 +44,6 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # SciPy's BLAS threads would
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.optimize
 from absl import flags
 from ml_collections import config_flags
 
@@ -62,6 +61,7 @@ from dfi_jax.dfi import reconstruct
 from dfi_jax.data import banks
 from dfi_jax.data import sources
 from experiments import cli
+from research import scipy_reference
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "experiments/configs/synthetic.py:eval", "Config file (FILE or FILE:variant).")
@@ -130,16 +130,8 @@ def scipy_reverse_map(network, spec, rm_config):
 
   def solve(params, targets, z0, iterations):
     del params  # bound above
-    shape = z0.shape
-
-    def fun(v):
-      val, g = joint(jnp.asarray(v.reshape(shape), jnp.float32), targets)
-      return float(val), np.asarray(g, np.float64).ravel()
-
-    res = scipy.optimize.minimize(fun, np.asarray(z0, np.float64).ravel(), jac=True,
-                                  method="L-BFGS-B", bounds=[(0.0, 1.0)] * z0.size,
-                                  options=dict(maxiter=iterations, maxcor=10))
-    return SimpleNamespace(images=np.clip(res.x.reshape(shape), 0, 1).astype(np.float32))
+    z, _ = scipy_reference.lbfgsb(lambda z: joint(z, targets), z0, iterations)
+    return SimpleNamespace(images=z)
 
   return solve
 

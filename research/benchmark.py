@@ -39,6 +39,7 @@ from ml_collections import config_flags
 import numpy as np
 
 from experiments import cli
+from research import scipy_reference
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "experiments/configs/benchmark.py", "Config file (FILE or FILE:variant).")
@@ -156,7 +157,6 @@ def run_jax(spec: dict, problem: dict, name: str, overrides: dict) -> dict:
 def run_scipy(spec: dict, problem: dict, overrides: dict) -> dict:
   import jax
   import jax.numpy as jnp
-  import scipy.optimize
   from dfi_jax.nets import model as model_lib
   history = overrides.get("history", 10)
   variables = {"params": problem["params"],
@@ -171,19 +171,15 @@ def run_scipy(spec: dict, problem: dict, overrides: dict) -> dict:
   for i in range(len(z0)):
     target = jnp.asarray(targets[i])
 
-    def fun(flat):
-      v, g = fg(jnp.asarray(flat.reshape(z0[i].shape), jnp.float32), target, variables)
-      v = float(v)
+    def value_and_grad(z):
+      v, g = fg(z, target, variables)
       if len(z0) == 1:
-        trajectory.append((time.perf_counter() - t0, None, v))
-      return v, np.asarray(g, np.float64).ravel()
+        trajectory.append((time.perf_counter() - t0, None, float(v)))
+      return v, g
 
-    res = scipy.optimize.minimize(
-        fun, z0[i].ravel().astype(np.float64), jac=True, method="L-BFGS-B",
-        bounds=scipy.optimize.Bounds(0.0, 1.0),
-        options=dict(maxiter=spec["iterations"], maxcor=history, ftol=0.0, gtol=0.0,
-                     maxfun=10 * spec["iterations"]))
-    images.append(res.x.reshape(z0[i].shape).astype(np.float32))
+    image, res = scipy_reference.lbfgsb(value_and_grad, z0[i], spec["iterations"], history,
+                                        ftol=0.0, gtol=0.0, maxfun=10 * spec["iterations"])
+    images.append(image)
     evaluations += res.nfev
   wall = time.perf_counter() - t0
   return dict(wall_s=wall, compile_s=compile_s, images=np.stack(images),

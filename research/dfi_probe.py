@@ -29,7 +29,6 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.optimize
 from absl import flags
 
 from dfi_jax.data import faces
@@ -43,6 +42,7 @@ from dfi_jax.nets import pretrained
 from dfi_jax.dfi import reconstruct
 from dfi_jax.nets import weights as weights_lib
 from experiments import cli
+from research import scipy_reference
 
 _WEIGHTS = flags.DEFINE_string("weights", "", "Weights: '' = ImageNet VGG16, 'random', or a file.")
 _TAPS = flags.DEFINE_list("taps", ["conv3_1", "conv4_1", "conv5_1"], "Taps.")
@@ -113,19 +113,6 @@ def paired_vector(phi, params, attribute: str, size: int, n: int) -> jax.Array:
   return jnp.asarray(d.mean(0))
 
 
-def lbfgsb(value_and_grad, z0: np.ndarray, iterations: int) -> tuple[np.ndarray, float]:
-  shape = z0.shape
-
-  def fun(v):
-    val, g = value_and_grad(jnp.asarray(v.reshape(shape), jnp.float32))
-    return float(val), np.asarray(g, np.float64).ravel()
-
-  res = scipy.optimize.minimize(fun, z0.astype(np.float64).ravel(), jac=True,
-                                method="L-BFGS-B", bounds=[(0.0, 1.0)] * z0.size,
-                                options=dict(maxiter=iterations, maxcor=10))
-  return np.clip(res.x.reshape(shape), 0, 1).astype(np.float32), float(res.fun)
-
-
 def probe(weights: str, taps, size, bank_size, num_test, k, neighbour_rules, scalings, deltas,
           tvs, beta, iterations, next_iterations, attributes, out: Path, tag: str,
           w_mode: str = "neighbours", paired: int = 32) -> list[dict]:
@@ -173,7 +160,8 @@ def probe(weights: str, taps, size, bank_size, num_test, k, neighbour_rules, sca
     t0 = time.perf_counter()
     for s, delta in enumerate(deltas):
       n_it = iterations if s == 0 or not next_iterations else next_iterations
-      z, loss = lbfgsb(lambda v, t=targets[s]: joint(v, t), z, n_it)
+      z, res = scipy_reference.lbfgsb(lambda v, t=targets[s]: joint(v, t), z, n_it)
+      loss = float(res.fun)
       results.append(z)
     solve_s = time.perf_counter() - t0
     # Pixel baseline (best δ per image, as the pipeline) and metrics.
