@@ -1,0 +1,195 @@
+"""Building a bank: φ of a stream, shard by shard, resumable, with the manifest written last."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterator, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import ml_dtypes
+import numpy as np
+
+from dfi_jax.data import image_io
+from dfi_jax.dfi import features as features_lib
+from dfi_jax.dfi.bank.layout import BankError, DTYPES, FORMAT, MANIFEST, shard_paths
+from dfi_jax.dfi.bank.search import SearchReduction, reduce_for_search, search_dim
+from dfi_jax.dfi.bank.streams import ImageStream
+
+
+# ---------------------------------------------------------------------------------------
+# Building.
+
+
+class BuildReport(NamedTuple):
+  path: Path
+  built: list[int]  # shard indices computed by this call
+  skipped: list[int]  # already on disk (resumed)
+  complete: bool
+
+
+@contextlib.contextmanager
+def _atomic_npy(path: Path, dtype, shape) -> Iterator[np.ndarray]:
+  """A memory-mapped `.npy` under a temp name, renamed to `path` only if the block succeeds."""
+  fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+  os.close(fd)
+  try:
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+    yield out
+    out.flush()
+    del out
+    with open(tmp, "rb+") as f:
+      os.fsync(f.fileno())
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+  except BaseException:
+    with contextlib.suppress(OSError):
+      os.unlink(tmp)
+    raise
+
+
+def _settings(stream, spec, reduction, dtype, shard_size, weights: dict) -> dict:
+  return dict(format=FORMAT, num_images=stream.num_images, shard_size=shard_size,
+              num_shards=-(-stream.num_images // shard_size), dtype=dtype,
+              feature_dim=spec.dim, taps=list(spec.taps),
+              tap_shapes=[list(s) for s in spec.shapes],
+              search=dict(kind=reduction.kind, size=reduction.size, seed=reduction.seed,
+                          dim=search_dim(reduction, spec)),
+              attribute_names=list(stream.attribute_names),
+              edits=[[e.name, e.target_attribute, e.source_attribute] for e in stream.edits],
+              has_group=stream.has_group,
+              source=stream.description, weights=weights)
+
+
+def _shard_done(path: Path, i: int, rows: int) -> bool:
+  paths = shard_paths(path, i)
+  try:
+    marker = json.loads(paths["marker"].read_text())
+    return marker["rows"] == rows and all(
+        np.load(paths[k], mmap_mode="r").shape[0] == rows for k in marker["arrays"])
+  except (OSError, ValueError, KeyError):
+    return False
+
+
+def build(path: str | os.PathLike, stream: ImageStream, phi_fn: Callable, params,
+          spec: features_lib.FeatureSpec, *, shard_size: int = 256, dtype: str = "float32",
+          search: SearchReduction = SearchReduction(), batch_size: int = 32,
+          weights: dict | None = None, process_index: int = 0, process_count: int = 1,
+          barrier: Callable[[str], None] | None = None, overwrite: bool = False,
+          progress: Callable[[int], None] | None = None,
+          stop_after: int | None = None) -> BuildReport:
+  """Computes φ for every image of `stream` and writes the bank to `path`, resuming.
+
+  Args:
+    phi_fn: `(params, images [b, S, S, 3]) -> [b, D]` (e.g. `features.make_phi(net)`).
+    shard_size: images per shard (resume granularity; at 200² φ, 64 images ≈ 265 MB).
+    dtype: on-disk dtype of φ, `float32` or `bfloat16` (search features stay float32).
+    batch_size: images per φ call (one compile: the last batch is padded).
+    weights: what produced φ (path, provenance); a resumed build must match it.
+    process_index, process_count: this host builds shards `i % process_count ==
+      process_index`; process 0 writes the manifest; `barrier(name)` syncs hosts.
+    overwrite: replace a bank built with other settings instead of raising.
+    progress: called with images done (finished shards count at once on resume).
+    stop_after: build at most this many shards, then return (tests simulate interruption).
+  """
+  if dtype not in DTYPES:
+    raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+  if shard_size <= 0 or batch_size <= 0:
+    raise ValueError(f"shard_size and batch_size must be positive, got {shard_size}, "
+                     f"{batch_size}")
+  if stream.num_images <= 0:
+    raise ValueError("the dataset has no images")
+  path = Path(path)
+  settings = _settings(stream, spec, search, dtype, shard_size, weights or {})
+  (path / "shards").mkdir(parents=True, exist_ok=True)
+  manifest_path = path / MANIFEST
+  if manifest_path.exists():
+    try:
+      old = json.loads(manifest_path.read_text())
+      if not isinstance(old, dict):
+        raise ValueError("not a JSON object")
+    except (OSError, ValueError) as e:
+      if not overwrite:
+        raise BankError(f"{manifest_path} is damaged ({e}); rebuild the bank there with "
+                        "build_bank --overwrite, or choose another directory") from None
+      old = {}
+    old_settings = {k: old.get(k) for k in settings}
+    if old_settings != image_io.jsonable(settings):
+      if not overwrite:
+        diff = [k for k in settings if old_settings[k] != image_io.jsonable(settings)[k]]
+        raise BankError(f"{path} holds a bank built with other settings (different "
+                        f"{', '.join(diff)}); choose another directory or overwrite it "
+                        "(build_bank --overwrite)")
+      if process_index == 0:
+        for f in (path / "shards").iterdir():
+          f.unlink()
+  if process_index == 0:
+    image_io.atomic_write_json(manifest_path, image_io.jsonable(dict(settings, complete=False)))
+  if barrier is not None:
+    barrier("bank_manifest")
+
+  reduce_fn = jax.jit(lambda x: reduce_for_search(x, spec, search))
+  store = np.float32 if dtype == "float32" else np.uint16
+  built, skipped = [], []
+  for i in range(settings["num_shards"]):
+    if i % process_count != process_index:
+      continue
+    start, stop = i * shard_size, min((i + 1) * shard_size, stream.num_images)
+    if _shard_done(path, i, stop - start):
+      skipped.append(i)
+      if progress is not None:
+        progress(stop - start)
+      continue
+    if stop_after is not None and len(built) >= stop_after:
+      break
+    _build_shard(path, i, start, stop, stream, phi_fn, params, reduce_fn, search, spec,
+                 store, dtype, batch_size, progress)
+    built.append(i)
+
+  if barrier is not None:
+    barrier("bank_shards")
+  complete = all(_shard_done(path, i, min((i + 1) * shard_size, stream.num_images) - i *
+                             shard_size) for i in range(settings["num_shards"]))
+  if complete and process_index == 0:
+    image_io.atomic_write_json(manifest_path, image_io.jsonable(dict(settings, complete=True)))
+  return BuildReport(path, built, skipped, complete)
+
+
+def _build_shard(path, i, start, stop, stream, phi_fn, params, reduce_fn, search, spec, store,
+                 dtype, batch_size, progress) -> None:
+  paths = shard_paths(path, i)
+  rows, names = stop - start, []
+  d = search_dim(search, spec)
+  with contextlib.ExitStack() as files:
+    phi_out = files.enter_context(_atomic_npy(paths["phi"], store, (rows, spec.dim)))
+    attr_out = files.enter_context(
+        _atomic_npy(paths["attributes"], bool, (rows, len(stream.attribute_names))))
+    search_out = (files.enter_context(_atomic_npy(paths["search"], np.float32, (rows, d)))
+                  if search.kind != "none" else None)
+    group_out = (files.enter_context(_atomic_npy(paths["group"], np.int32, (rows,)))
+                 if stream.has_group else None)
+    for a in range(start, stop, batch_size):
+      b = min(a + batch_size, stop)
+      images, attributes, batch_names, group = stream.read(a, b)
+      if len(images) < batch_size:  # pad: one compiled shape for every batch
+        images = np.concatenate([images, np.repeat(images[-1:], batch_size - len(images), 0)])
+      phi = phi_fn(params, jnp.asarray(images, jnp.float32))
+      if search_out is not None:
+        search_out[a - start:b - start] = np.asarray(reduce_fn(phi))[:b - a]
+      phi = np.asarray(phi)[:b - a]
+      phi_out[a - start:b - start] = (phi if dtype == "float32" else
+                                      phi.astype(ml_dtypes.bfloat16).view(np.uint16))
+      attr_out[a - start:b - start] = np.asarray(attributes, bool)
+      if group_out is not None:
+        group_out[a - start:b - start] = np.asarray(group, np.int32)
+      names += list(batch_names)
+      if progress is not None:
+        progress(b - a)
+  arrays = (["phi", "attributes"] + (["search"] if search.kind != "none" else []) +
+            (["group"] if stream.has_group else []))
+  image_io.atomic_write_json(paths["marker"], dict(shard=i, start=start, rows=rows,
+                                                   names=names, arrays=arrays))
