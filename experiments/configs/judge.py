@@ -17,7 +17,7 @@ hundred faces, seconds).
 
 import ml_collections
 
-from dfi_jax.eval import judge_train
+from dfi_jax.eval import judge_augment
 
 
 def get_config(arg: str = "default") -> ml_collections.ConfigDict:
@@ -43,7 +43,7 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
   c.warmup = 300
   c.weight_decay = 1e-4
   c.seed = 0
-  c.augmentation = judge_train.Augmentation()._asdict()
+  c.augmentation = judge_augment.Augmentation()._asdict()
   c.store_dtype = "float16"
   if c.variant == "tiny":
     # Also tests/eval/test_judge.py's random-label control: small batches learn `older` within

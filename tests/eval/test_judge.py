@@ -12,6 +12,7 @@ import pytest
 
 from dfi_jax.data import faces
 from dfi_jax.eval import judge as judge_lib
+from dfi_jax.eval import judge_augment
 from dfi_jax.eval import judge_train
 from dfi_jax.nets import pretrained
 from dfi_jax.nets import weights as weights_lib
@@ -98,10 +99,10 @@ def test_random_label_control():
 def test_augment_keeps_shapes_and_does_nothing_at_zero_strength():
   images = faces.generate(range(FRESH_SEED + 3000, FRESH_SEED + 3008), 64)[0]
   # Strengths are traced, so one compilation serves every call (all pass the same arguments).
-  augment = jax.jit(judge_train.augment)
-  key, bank = jax.random.key(0), judge_train.noise_bank(jax.random.key(1), 64, count=4)
+  augment = jax.jit(judge_augment.augment)
+  key, bank = jax.random.key(0), judge_augment.noise_bank(jax.random.key(1), 64, count=4)
   nowhere = np.zeros(images.shape[:3], bool)
-  off = judge_train.Augmentation(**{f: 0.0 for f in judge_train.Augmentation._fields})
+  off = judge_augment.Augmentation(**{f: 0.0 for f in judge_augment.Augmentation._fields})
   np.testing.assert_allclose(augment(key, images, off, bank, nowhere), images, atol=1e-5)
   # Mirroring alone: every image comes back as itself or its mirror image, some of each.
   mirrored = np.asarray(augment(key, images, off._replace(p_flip=0.5), bank, nowhere))
@@ -115,7 +116,7 @@ def test_augment_keeps_shapes_and_does_nothing_at_zero_strength():
                              region))
   changed = np.abs(noisy - images).max(-1) > 1e-6
   assert changed[region].mean() > 0.5 and not changed[~region].any()
-  out = np.asarray(augment(key, images, judge_train.Augmentation(), bank, region))
+  out = np.asarray(augment(key, images, judge_augment.Augmentation(), bank, region))
   assert out.shape == images.shape and out.dtype == np.float32
   assert out.min() >= 0.0 and out.max() <= 1.0 and np.abs(out - images).mean() > 0.01
 
