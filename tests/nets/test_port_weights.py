@@ -27,7 +27,7 @@ import pytest
 
 from dfi_jax.nets import porting
 from dfi_jax.nets import weights as weights_lib
-from dfi_jax.nets.porting import PortError, common, torchvision
+from dfi_jax.nets.porting import PortError, common, torch_pickle
 import vgg_reference
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "port"
@@ -422,7 +422,7 @@ def _tensor(storage_id, offset, size, stride, old_style=False):
 def _legacy_file(entries: bytes, storages: dict) -> bytes:
   """A legacy torch.save file written by hand; `storages`: key -> array."""
   out = io.BytesIO()
-  for obj in (torchvision.MAGIC_NUMBER, torchvision.LEGACY_PROTOCOL,
+  for obj in (torch_pickle.MAGIC_NUMBER, torch_pickle.LEGACY_PROTOCOL,
               {"protocol_version": 1001, "little_endian": True, "type_sizes": {}}):
     pickle.dump(obj, out, protocol=2)
   out.write(b"\x80\x02" + _global("collections", "OrderedDict") + b")R(" + entries + b"u.")
@@ -443,7 +443,7 @@ def test_legacy_old_style_tensors_views_and_half(tmp_path):
              + _str("c") + _tensor(_storage_id("HalfStorage", "2", 6), 0, (3, 2), (2, 1)))
   path = tmp_path / "old.pth"
   path.write_bytes(_legacy_file(entries, {"1": root, "2": half}))
-  with torchvision.open_checkpoint(path) as state:
+  with torch_pickle.open_checkpoint(path) as state:
     np.testing.assert_array_equal(state["a"].array(),
                                   np.lib.stride_tricks.as_strided(
                                       root[3:], (2, 3), (4, 8)))
@@ -473,7 +473,7 @@ def test_code_in_pickle_is_refused_not_run(tmp_path, container):
       z.writestr("archive/version", "3\n")
   else:
     head = io.BytesIO()
-    for obj in (torchvision.MAGIC_NUMBER, torchvision.LEGACY_PROTOCOL, {}):
+    for obj in (torch_pickle.MAGIC_NUMBER, torch_pickle.LEGACY_PROTOCOL, {}):
       pickle.dump(obj, head, protocol=2)
     path.write_bytes(head.getvalue() + payload)
   with pytest.raises(PortError, match="refusing to unpickle os.system"):

