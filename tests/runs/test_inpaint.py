@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from dfi_jax.runs import inpaint
+from dfi_jax.runs import inpaint_data
 from dfi_jax.dfi import reconstruct
 from dfi_jax import run_state
 from dfi_jax.data import shoes
@@ -19,18 +20,18 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_centre_square_and_user_masks(tmp_path):
-  hole = inpaint.centre_square(200, 0.5)
+  hole = inpaint_data.centre_square(200, 0.5)
   assert hole.sum() == 100 * 100 and hole[50:150, 50:150].all()
   with pytest.raises(ValueError, match="hole fraction"):
-    inpaint.centre_square(64, 1.0)
+    inpaint_data.centre_square(64, 1.0)
   mask = np.zeros((20, 30), np.uint8)
   mask[5:10, 5:20] = 255
   Image.fromarray(mask).save(tmp_path / "m.png")
-  loaded = inpaint.load_hole(str(tmp_path / "m.png"), 32)
+  loaded = inpaint_data.load_hole(str(tmp_path / "m.png"), 32)
   assert loaded.shape == (32, 32) and 0 < loaded.sum() < 32 * 32
   Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "empty.png")
   with pytest.raises(ValueError, match="no white"):
-    inpaint.load_hole(str(tmp_path / "empty.png"), 32)
+    inpaint_data.load_hole(str(tmp_path / "empty.png"), 32)
 
 
 def test_tiny_inpainting_run(tmp_path):
@@ -62,19 +63,19 @@ def test_procedural_shoes_folder(tmp_path):
   assert [p.read_bytes() for p in paths] == [p.read_bytes() for p in again]
   assert len({shoes.sample_shoe(s) for s in range(20)}) == 20
   assert {shoes.sample_shoe(s).category for s in range(40)} == set(shoes.CATEGORIES)
-  assert inpaint.list_images(tmp_path / "one") == sorted(
+  assert inpaint_data.list_images(tmp_path / "one") == sorted(
       p.relative_to(tmp_path / "one").as_posix() for p in paths)
 
 
 def test_fit_image_pads_with_the_border_colour():
   wide = np.ones((30, 40, 3), np.float32)
   wide[10:20, 5:35] = 0.0
-  square = inpaint.fit_image(wide, 32, "pad")
+  square = inpaint_data.fit_image(wide, 32, "pad")
   assert square.shape == (32, 32, 3)
   assert square[0].min() > 0.99 and square[-1].min() > 0.99  # white, not the mean colour
   assert square[16, 16].max() < 0.05
-  assert inpaint.fit_image(wide, 32, "crop")[16, 0].max() < 0.05  # crop keeps the dark band
-  assert inpaint.fit_image(wide, 32, "stretch").shape == (32, 32, 3)
+  assert inpaint_data.fit_image(wide, 32, "crop")[16, 0].max() < 0.05  # crop keeps the dark band
+  assert inpaint_data.fit_image(wide, 32, "stretch").shape == (32, 32, 3)
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +89,7 @@ def test_shoes_tiny_end_to_end(shoes_run):
   workdir, config, record = shoes_run
   bank = workdir / "procedural_shoes"
   assert (bank / shoes.MARKER).exists()
-  assert len(inpaint.list_images(bank)) == config.procedural_shoes
+  assert len(inpaint_data.list_images(bank)) == config.procedural_shoes
   assert record["data"]["kind"] == "images" and "PROCEDURAL" in record["data"]["note"]
   assert record["data"]["bank_images"] == config.procedural_shoes - config.num_test
   summary = record["summary"]
@@ -109,9 +110,9 @@ def test_shoes_tiny_end_to_end(shoes_run):
     assert r["image"].replace("__", "/") + ".jpg" not in r["neighbours"]
   for name in names:
     out = np.asarray(Image.open(workdir / "inpainted" / f"{name}.png"), np.float32) / 255
-    truth = inpaint.fit_image(np.asarray(Image.open(bank / (name.replace("__", "/") + ".jpg")),
+    truth = inpaint_data.fit_image(np.asarray(Image.open(bank / (name.replace("__", "/") + ".jpg")),
                                          np.float32) / 255, 32, "pad")
-    outside = ~inpaint.centre_square(32, 0.5)
+    outside = ~inpaint_data.centre_square(32, 0.5)
     assert out.shape == (32, 32, 3)
     assert np.abs(out - truth)[outside].max() < 1.5 / 255  # only the hole is replaced
   saved = json.loads((workdir / "metrics.json").read_text())
@@ -166,7 +167,7 @@ def test_shoes_user_mask(shoes_run, tmp_path):
   config.hole_mask = str(tmp_path / "toe.png")
   config.iterations = 2
   record = inpaint.run(config, tmp_path / "run")
-  hole = inpaint.load_hole(str(tmp_path / "toe.png"), 32)
+  hole = inpaint_data.load_hole(str(tmp_path / "toe.png"), 32)
   assert record["hole_pixels"] == hole.sum() and hole[25, 5] and not hole[5, 25]
   assert all(np.isfinite(v) for v in record["summary"].values())
 
