@@ -46,7 +46,6 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.optimize
 from absl import flags
-from ml_collections import config_flags
 
 from dfi_jax import align
 from dfi_jax import edit_run
@@ -61,8 +60,8 @@ from dfi_jax import reconstruct
 from dfi_jax import sources
 from experiments import cli
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", "experiments/configs/synthetic.py:eval", "Config file (FILE or FILE:variant).")
+_CONFIG = cli.define_config_file(
+    "experiments/configs/synthetic.py:eval", "Config file (FILE or FILE:variant).")
 _OUT = flags.DEFINE_string("out", "runs/align", "Output folder.")
 _ARMS = flags.DEFINE_list("arms", ["none", "similarity", "affine", "geometry"],
                           "Ways to make w: none, similarity, affine, geometry.")
