@@ -20,7 +20,6 @@ from pathlib import Path
 import jax
 from absl import flags
 from jax.sharding import NamedSharding, PartitionSpec as P
-from ml_collections import config_flags
 from tqdm import tqdm
 
 from dfi_jax.dfi import bank as bank_lib
@@ -31,8 +30,8 @@ from dfi_jax import run_state
 from dfi_jax.dfi import sharding
 from experiments import cli
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", "experiments/configs/synthetic.py", "Config file (FILE or FILE:variant).")
+_CONFIG = cli.define_config_file(
+    "experiments/configs/synthetic.py", "Config file (FILE or FILE:variant).")
 _BANK_DIR = flags.DEFINE_string("bank_dir", None, "Bank directory (e.g. runs/banks/NAME).",
                                 required=True)
 _SHARD_SIZE = flags.DEFINE_integer("shard_size", 0, "Images per shard (0: ≈256 MB of φ).")

@@ -15,6 +15,7 @@ from absl import app
 from absl import flags
 from absl import logging
 import ml_collections
+from ml_collections import config_flags
 
 from dfi_jax.data import image_io
 from dfi_jax import run_state
@@ -46,6 +47,26 @@ def _config_name(argv) -> str:
   return files[-1] if files else "(the default)"
 
 
+def _bad_override(e: Exception) -> NoReturn:
+  fail(f"bad flag or config override: {type(e).__name__}: {e}; see the config file's fields")
+
+
+def define_config_file(default: str, help_text: str = "Config file (FILE or FILE:variant).",
+                       name: str = "config"):
+  """`config_flags.DEFINE_config_file`, with a bad override of the *default* file on one line.
+
+  Without `--config=` on the command line, ml_collections applies `--config.X=…` overrides
+  while the flag is defined (at import, before `parse_flags` runs), so an unknown field or a
+  badly typed value would otherwise end in a traceback.
+  """
+  try:
+    return config_flags.DEFINE_config_file(name, default, help_text)
+  except USER_ERRORS as e:
+    _bad_override(e)
+  except Exception as e:  # pylint: disable=broad-except  # the config file is the user's code
+    fail(f"--{name}={default}: the config file raised {type(e).__name__}: {e}")
+
+
 def parse_flags(argv):
   """absl's parser, with bad flags, config overrides and config files reported on one line."""
   for path in _config_files(argv):
@@ -64,7 +85,7 @@ def parse_flags(argv):
       lines = [lines[0].split("Traceback")[0].rstrip(" :"), lines[-1]]
     fail(": ".join(lines) if len(lines) > 1 else str(e))
   except USER_ERRORS as e:  # e.g. --config.nosuchfield=1
-    fail(f"bad flag or config override: {type(e).__name__}: {e}; see the config file's fields")
+    _bad_override(e)
   except Exception as e:  # pylint: disable=broad-except  # the config file is the user's code
     fail(f"--config={_config_name(argv)}: the config file raised {type(e).__name__}: {e}")
   finally:

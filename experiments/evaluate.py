@@ -9,7 +9,6 @@ its share; process 0 writes the outputs and the table.
 """
 
 from absl import flags
-from ml_collections import config_flags
 
 from dfi_jax.runs import edit as edit_run
 from dfi_jax.data import image_io
@@ -17,8 +16,8 @@ from dfi_jax.eval import metrics
 from dfi_jax import run_state
 from experiments import cli
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", "experiments/configs/synthetic.py:eval", "Config file (FILE or FILE:variant).")
+_CONFIG = cli.define_config_file(
+    "experiments/configs/synthetic.py:eval", "Config file (FILE or FILE:variant).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
 _DISTRIBUTED = cli.define_distributed_flags()
 

@@ -4,14 +4,13 @@ Writes DIR/grid.png, one PNG per edit and DIR/metrics.json (counterfactual r, pe
 """
 
 from absl import flags
-from ml_collections import config_flags
 
 from dfi_jax.runs import highres
 from dfi_jax import run_state
 from experiments import cli
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", "experiments/configs/highres.py", "Config file (FILE or FILE:variant).")
+_CONFIG = cli.define_config_file(
+    "experiments/configs/highres.py", "Config file (FILE or FILE:variant).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
 
 

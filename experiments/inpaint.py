@@ -8,14 +8,13 @@ command into the same workdir resumes.
 """
 
 from absl import flags
-from ml_collections import config_flags
 
 from dfi_jax.runs import inpaint
 from dfi_jax import run_state
 from experiments import cli
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", "experiments/configs/inpaint.py", "Config file (FILE or FILE:variant).")
+_CONFIG = cli.define_config_file(
+    "experiments/configs/inpaint.py", "Config file (FILE or FILE:variant).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
 
 

@@ -6,14 +6,13 @@ Any `--config.FIELD=VALUE` applies to every setting. Writes DIR/sweep_<attribute
 """
 
 from absl import flags
-from ml_collections import config_flags
 
 from dfi_jax import run_state
 from dfi_jax.runs import sweep
 from experiments import cli
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", "experiments/configs/synthetic.py", "Config file (FILE or FILE:variant).")
+_CONFIG = cli.define_config_file(
+    "experiments/configs/synthetic.py", "Config file (FILE or FILE:variant).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
 _AXIS = flags.DEFINE_string("axis", None, "FIELD:V1,V2,… (columns).", required=True)
 _AXIS2 = flags.DEFINE_string("axis2", None, "FIELD:V1,V2,… (rows), optional.")

@@ -18,7 +18,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from absl import flags
-from ml_collections import config_flags
 from tqdm import tqdm
 
 from dfi_jax.dfi import decoder as decoder_lib
@@ -31,8 +30,8 @@ from dfi_jax import run_state
 from dfi_jax.nets import weights as weights_lib
 from experiments import cli
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", "experiments/configs/decoder.py", "Config file (FILE or FILE:variant).")
+_CONFIG = cli.define_config_file(
+    "experiments/configs/decoder.py", "Config file (FILE or FILE:variant).")
 _OUT = flags.DEFINE_string("out", None, "Decoder file to write (.npz).", required=True)
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing --out file.")
 

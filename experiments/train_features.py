@@ -9,7 +9,6 @@ import sys
 
 import jax
 from absl import flags
-from ml_collections import config_flags
 from tqdm import tqdm
 
 from dfi_jax import run_state
@@ -17,8 +16,8 @@ from dfi_jax.nets import train
 from dfi_jax.nets import weights
 from experiments import cli
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", "experiments/configs/features.py", "Config file (FILE or FILE:variant).")
+_CONFIG = cli.define_config_file(
+    "experiments/configs/features.py", "Config file (FILE or FILE:variant).")
 _OUT = flags.DEFINE_string("out", None, "Weights file to write (.npz).", required=True)
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing --out file.")
 

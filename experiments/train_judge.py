@@ -12,13 +12,12 @@ import sys
 from pathlib import Path
 
 from absl import flags
-from ml_collections import config_flags
 
 from dfi_jax.eval import judge_train
 from experiments import cli
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", "experiments/configs/judge.py", "Config file (FILE or FILE:variant).")
+_CONFIG = cli.define_config_file(
+    "experiments/configs/judge.py", "Config file (FILE or FILE:variant).")
 _OUT = flags.DEFINE_string("out", None, "Judge file to write (.npz).", required=True)
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing --out file.")
 

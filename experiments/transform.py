@@ -12,14 +12,13 @@
 """
 
 from absl import flags
-from ml_collections import config_flags
 
 from dfi_jax.runs import edit as edit_run
 from dfi_jax import run_state
 from experiments import cli
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", "experiments/configs/synthetic.py", "Config file (FILE or FILE:variant).")
+_CONFIG = cli.define_config_file(
+    "experiments/configs/synthetic.py", "Config file (FILE or FILE:variant).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
 _INPUTS = flags.DEFINE_list("inputs", [], "Image files to edit (any Pillow-readable image).")
 _ATTRIBUTES = flags.DEFINE_list("attributes", [], "Attributes to add (default: config's).")

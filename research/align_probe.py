@@ -45,7 +45,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import flags
-from ml_collections import config_flags
 
 from dfi_jax.dfi import align
 from dfi_jax.runs import edit as edit_run
@@ -63,8 +62,8 @@ from dfi_jax.data import sources
 from experiments import cli
 from research import scipy_reference
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", "experiments/configs/synthetic.py:eval", "Config file (FILE or FILE:variant).")
+_CONFIG = cli.define_config_file(
+    "experiments/configs/synthetic.py:eval", "Config file (FILE or FILE:variant).")
 _OUT = flags.DEFINE_string("out", "runs/align", "Output folder.")
 _ARMS = flags.DEFINE_list("arms", ["none", "similarity", "affine", "geometry"],
                           "Ways to make w: none, similarity, affine, geometry.")

@@ -35,14 +35,13 @@ import sys
 import time
 
 from absl import flags
-from ml_collections import config_flags
 import numpy as np
 
 from experiments import cli
 from research import scipy_reference
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", "experiments/configs/benchmark.py", "Config file (FILE or FILE:variant).")
+_CONFIG = cli.define_config_file(
+    "experiments/configs/benchmark.py", "Config file (FILE or FILE:variant).")
 _JSON_OUT = flags.DEFINE_string("json_out", "", "Write all runs and the table here (JSON).")
 _SIZES = flags.DEFINE_list("sizes", [], "Image sides (overrides the config).")
 _BATCHES = flags.DEFINE_list("batch_sizes", [], "Batch sizes (overrides the config).")

@@ -22,7 +22,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import flags
-from ml_collections import config_flags
 
 from dfi_jax.dfi import decoder as decoder_lib
 from dfi_jax.runs import edit as edit_run
@@ -37,8 +36,8 @@ from dfi_jax.data import banks
 from dfi_jax.data import sources
 from experiments import cli
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", "experiments/configs/synthetic.py", "Edit-run config (FILE or FILE:variant).")
+_CONFIG = cli.define_config_file(
+    "experiments/configs/synthetic.py", "Edit-run config (FILE or FILE:variant).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
 _DECODER = flags.DEFINE_string("decoder", None, "Decoder file (.npz) to measure.", required=True)
 _MODES = flags.DEFINE_list("modes", list(decoder_lib.START_MODES), "Decoder starts to measure.")

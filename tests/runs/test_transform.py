@@ -102,6 +102,17 @@ def test_bad_input_is_one_clear_line(tmp_path, args, message):
   assert "Traceback" not in proc.stderr
 
 
+def test_bad_override_of_the_default_config_is_one_clear_line(tmp_path):
+  """Without --config=, ml_collections applies overrides while the flag is defined (at import)."""
+  proc = subprocess.run([sys.executable, "-m", "experiments.transform",
+                         f"--workdir={tmp_path / 'out'}", "--config.nosuchfield=1"], cwd=ROOT,
+                        capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 1
+  lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
+  assert len(lines) == 1 and "bad flag or config override" in lines[0], proc.stderr[-1500:]
+  assert "nosuchfield" in lines[0] and not (tmp_path / "out").exists()
+
+
 def test_a_photo_without_a_face_is_one_clear_line(tmp_path):
   Image.fromarray(np.full((60, 90, 3), 128, np.uint8)).save(tmp_path / "wall.png")
   proc = transform(tmp_path / "out", f"--inputs={tmp_path / 'wall.png'}")
