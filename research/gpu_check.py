@@ -26,7 +26,8 @@ import time
 from absl import flags
 import numpy as np
 
-from research import benchmark
+from research import benchmark  # noqa: F401  defines --batch_sizes, --iterations, --json_out
+from research import solvers
 from experiments import cli
 
 _SIZE = flags.DEFINE_integer("size", 200, "Image side for the batch timings.")
@@ -73,7 +74,7 @@ def check(device, cpu, precision: str) -> dict:
   from dfi_jax.nets import model as model_lib
   from dfi_jax.dfi import reconstruct
   size = min(_SIZE.value, 200)
-  problem = benchmark.make_problem(spec_for(size, 2))
+  problem = solvers.make_problem(spec_for(size, 2))
   fg = jax.jit(jax.vmap(jax.value_and_grad(problem["objective"]), in_axes=(0, 0, None)))
   out = {}
   for name, dev in (("device", device), ("cpu", cpu)):
@@ -100,7 +101,7 @@ def check(device, cpu, precision: str) -> dict:
 def time_run(device, precision: str, size: int, batch: int) -> dict:
   import jax
   from dfi_jax.dfi import reconstruct
-  problem = benchmark.make_problem(spec_for(size, batch))
+  problem = solvers.make_problem(spec_for(size, batch))
   n = iterations()
   rm = reconstruct.ReverseMap(problem["net"], problem["fspec"], reconstruct.ReverseMapConfig(chunk=n))
   args = [jax.device_put(x, device) for x in (problem["params"], problem["targets"],
@@ -113,7 +114,7 @@ def time_run(device, precision: str, size: int, batch: int) -> dict:
     result = rm(*args, n)
     wall = time.perf_counter() - t0
   evals = float(np.mean(result.evaluations))
-  gflop = benchmark.conv_gflop(size, TAPS, _WIDTH.value)
+  gflop = solvers.conv_gflop(size, TAPS, _WIDTH.value)
   return dict(precision=precision, size=size, batch=batch, iterations=n, wall_s=wall,
               compile_s=compile_s, s_per_image=wall / batch,
               s_per_image_500=wall / batch * 500 / n, evals_per_iter=evals / n,

@@ -1,4 +1,4 @@
-"""research/benchmark.py: a tiny smoke run, the FLOP count, solver specs (no timing asserts)."""
+"""research/benchmark.py and solvers.py: a tiny smoke run, FLOPs, solver specs (no timing asserts)."""
 
 import json
 import pathlib
@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from research import benchmark
+from research import solvers
 
 TINY = dict(seed=0, size=32, batch=1, iterations=4, chunk=2, width=1 / 16,
             taps=["conv2_1", "conv3_1"], tv_weight=0.001, tv_beta=2.0)
@@ -16,37 +16,37 @@ TINY = dict(seed=0, size=32, batch=1, iterations=4, chunk=2, width=1 / 16,
 
 def test_vgg19_flops_match_the_issue():
   taps = ("conv3_1", "conv4_1", "conv5_1")
-  assert benchmark.conv_gflop(200, taps) == pytest.approx(28.83, abs=0.01)
-  assert benchmark.conv_gflop(64, taps) == pytest.approx(2.96, abs=0.01)
+  assert solvers.conv_gflop(200, taps) == pytest.approx(28.83, abs=0.01)
+  assert solvers.conv_gflop(64, taps) == pytest.approx(2.96, abs=0.01)
 
 
 def test_solver_specs_parse_and_reject_unknown_fields():
-  assert benchmark.parse_solver("jaxopt_lbfgsb:linesearch=zoom,maxls=5,fast_backward=0") == (
+  assert solvers.parse_solver("jaxopt_lbfgsb:linesearch=zoom,maxls=5,fast_backward=0") == (
       "jaxopt_lbfgsb", dict(linesearch="zoom", maxls=5, fast_backward=False))
   with pytest.raises(ValueError, match="nosuch"):
-    benchmark.parse_solver("optax_lbfgs:nosuch=1")
+    solvers.parse_solver("optax_lbfgs:nosuch=1")
   with pytest.raises(ValueError, match="unknown solver"):
-    benchmark.parse_solver("adam")
+    solvers.parse_solver("adam")
 
 
 def test_time_to_loss_is_the_first_reading_at_or_below_the_goal():
   trajectory = [(1.0, 10, 5.0), (2.0, 20, 3.0), (3.0, 30, 2.0)]
-  assert benchmark.time_to_loss(trajectory, 3.0) == 2.0
-  assert benchmark.time_to_loss(trajectory, 1.0) is None
+  assert solvers.time_to_loss(trajectory, 3.0) == 2.0
+  assert solvers.time_to_loss(trajectory, 1.0) is None
 
 
 def test_worker_runs_and_scores_with_the_shared_objective():
-  out = benchmark.worker(dict(TINY, solver="optax_lbfgs"))
+  out = solvers.worker(dict(TINY, solver="optax_lbfgs"))
   assert out["iterations"] == 4 and out["finite"]
   assert out["loss"] < out["start_loss"]
   assert [p[1] for p in out["trajectory"]] == [2, 4]
-  scipy_out = benchmark.worker(dict(TINY, solver="scipy"))
+  scipy_out = solvers.worker(dict(TINY, solver="scipy"))
   assert scipy_out["start_loss"] == pytest.approx(out["start_loss"])
   assert scipy_out["loss"] < scipy_out["start_loss"]
 
 
 def test_torch_peer_has_the_identical_objective():  # torch: in the test extra
-  out = benchmark.worker(dict(TINY, solver="torch"))
+  out = solvers.worker(dict(TINY, solver="torch"))
   assert out["torch_start_loss"] == pytest.approx(out["start_loss"], rel=1e-4)
   assert out["evaluations"] == out["iterations"] == 4
 
