@@ -26,6 +26,7 @@ from absl import flags
 from dfi_jax.dfi import decoder as decoder_lib
 from dfi_jax.runs import edit as edit_run
 from dfi_jax import run_state
+from dfi_jax import versions
 from dfi_jax.dfi import features as features_lib
 from dfi_jax.data import image_io
 from dfi_jax.dfi import interpolate
@@ -181,7 +182,7 @@ def main(argv):
   record = dict(decoder=fast.path, decoder_sha256=fast.sha256, config=config.to_dict(),
                 faces=tests.names, items=[list(it) for it in items], iterations=n_iter,
                 chunk=_CHUNK.value, rows=rows, curves=curves, verdict=verdict,
-                versions=edit_run.package_versions(),
+                versions=versions.package_versions(),
                 devices=[str(d) for d in jax.devices()])
   image_io.atomic_write_json(workdir / "fast_mode.json", image_io.jsonable(record))
   image_io.atomic_write_text(workdir / "fast_mode.md", table(rows, n_iter, len(items)) +

@@ -50,3 +50,8 @@ def edit_targets(phi_x: jax.Array, w: jax.Array, deltas: Sequence[float]) -> jax
   """`[B, D]` φ(x) and scaled w -> `[S, B, D]` targets φ(x) + δ_s·w for each δ of the sweep."""
   d = jnp.asarray(deltas, jnp.float32)[:, None, None]
   return phi_x[None] + d * w[None]
+
+
+def delta_tag(delta: float) -> str:
+  """How output names spell an edit strength δ: `d1`, `d2.5`, `d-1`."""
+  return f"d{delta:g}"

@@ -12,7 +12,6 @@ training pool (20,000,000…) and the decoder's validation faces (30,000,000…)
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import time
 from typing import Any, Callable, NamedTuple
@@ -23,6 +22,7 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
+from dfi_jax import versions
 from dfi_jax.data import faces
 from dfi_jax.eval import judge as judge_lib
 from dfi_jax.eval.judge_augment import Augmentation, augment, noise_bank
@@ -257,16 +257,6 @@ def measure(params: dict, config) -> dict:
   return result
 
 
-def package_versions() -> dict[str, str]:
-  out = {}
-  for name in ("jax", "jaxlib", "flax", "optax", "numpy", "pillow"):
-    try:
-      out[name] = importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-      out[name] = "absent"
-  return out
-
-
 def train_and_save(config, out, command: str, progress: bool = True) -> dict:
   """Renders the pool, trains, measures and writes the judge file `out` (atomically).
 
@@ -291,7 +281,8 @@ def train_and_save(config, out, command: str, progress: bool = True) -> dict:
       render_seconds=render_seconds, render_cpu_seconds=render_cpu,
       train_seconds=info["train_seconds"], train_cpu_seconds=info["train_cpu_seconds"],
       measure_seconds=time.perf_counter() - t1, final_loss=info["final_loss"],
-      held_out=measured, packages=package_versions(),
+      held_out=measured, packages=versions.package_versions(
+          ("jax", "jaxlib", "flax", "optax", "numpy", "pillow"), "absent", python=False),
       environment=dict(xla_flags=os.environ.get("XLA_FLAGS", ""),
                        cpus=len(os.sched_getaffinity(0)), devices=[str(d) for d in jax.devices()]),
       parameters=int(sum(np.size(v) for v in jax.tree.leaves(params))))

@@ -28,6 +28,7 @@ from dfi_jax.dfi import interpolate
 from dfi_jax.data import landmarks as landmarks_lib
 from dfi_jax.dfi import neighbours as neighbours_lib
 from dfi_jax.runs import photos as photos_lib
+from dfi_jax.runs import report
 from dfi_jax.dfi import reconstruct
 from dfi_jax import run_state
 from dfi_jax.data import banks
@@ -155,5 +156,5 @@ def edit(image: np.ndarray, attributes: Sequence[str], deltas: Sequence[float] |
 def _to_photo(tests: sources.TestImages, results: np.ndarray) -> np.ndarray:
   """Every test image's result put back into the one photo they came from."""
   if tests.faces is None:
-    return edit_run.photo_result(tests, 0, results[0])
+    return report.photo_result(tests, 0, results[0])
   return photos_lib.paste(tests.originals[0], list(tests.images), list(results), tests.faces)

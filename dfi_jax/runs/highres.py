@@ -30,6 +30,7 @@ from dfi_jax.dfi import interpolate
 from dfi_jax.eval import metrics as metrics_lib
 from dfi_jax.dfi import reconstruct
 from dfi_jax import run_state
+from dfi_jax import versions
 from dfi_jax.data import sources
 
 
@@ -137,7 +138,7 @@ def _run(config, workdir: Path, candidates, t_start: float) -> dict:
                 weights=dict(path=network.path, provenance=network.provenance),
                 per_image=per_image, peak_rss_mb=peak_rss_mb(),
                 timings=dict(total_s=time.perf_counter() - t_start),
-                versions=edit_run.package_versions())
+                versions=versions.package_versions())
   image_io.atomic_write_json(workdir / "metrics.json", image_io.jsonable(record))
   return record
 

@@ -38,6 +38,7 @@ import numpy as np
 from tqdm import tqdm
 
 from dfi_jax import run_state
+from dfi_jax import versions
 from dfi_jax.data import image_io
 from dfi_jax.dfi import bank as bank_lib
 from dfi_jax.dfi import features as features_lib
@@ -264,7 +265,7 @@ def write_outputs(config, workdir, network, data, hole, x, results, neighbour_pi
                                                      bank_images=len(data.bank_names)),
                 weights=dict(path=network.path, provenance=network.provenance),
                 hole_pixels=int(hole.sum()), summary=summary, per_image=per_image,
-                timings=timings, versions=edit_run.package_versions(),
+                timings=timings, versions=versions.package_versions(),
                 outputs=dict(grid="grid.png", index="index.html",
                              inpainted=[r["file"] for r in per_image]))
   write_index(workdir, config, network, data, hole, summary, per_image)

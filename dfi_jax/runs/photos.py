@@ -28,6 +28,7 @@ from PIL import Image, ImageDraw
 import scipy.spatial
 
 from dfi_jax.dfi import align
+from dfi_jax.dfi.interpolate import delta_tag
 from dfi_jax.data import faces
 from dfi_jax.data import image_io
 from dfi_jax.data import landmarks as landmarks_lib
@@ -304,10 +305,6 @@ def to_photo(tests: sources.TestImages, i: int, result: np.ndarray) -> np.ndarra
 # Outputs: per photo and edit, the photo with all its faces edited; side-by-sides; the aligned
 # crops with their landmarks; animations of the δ sweep.
 
-def _delta_tag(delta: float) -> str:
-  return f"d{delta:g}"
-
-
 def _photo_rows(tests: sources.TestImages) -> dict[str, list[int]]:
   rows: dict[str, list[int]] = {}
   for i, face in enumerate(tests.faces):
@@ -325,7 +322,7 @@ def output_files(config, tests: sources.TestImages, attributes: Sequence[str]) -
   out: dict[str, list[str]] = {}
   if tests.faces is not None:
     rows = _photo_rows(tests)
-    out["group_edits"] = [f"photos/{p}__{a}__{_delta_tag(d)}.png" for p, r in rows.items()
+    out["group_edits"] = [f"photos/{p}__{a}__{delta_tag(d)}.png" for p, r in rows.items()
                           if len(r) > 1 for a in attributes for d in config.deltas]
     out["side_by_side"] = [f"photos/{p}__{a}__side_by_side.png" for p in rows
                            for a in attributes]
@@ -398,7 +395,7 @@ def save_outputs(workdir: Path, config, tests: sources.TestImages, items, result
                          [results[s, column[(i, a)]] for i in done],
                          [tests.faces[i] for i in done])
           if len(rows) > 1:
-            image_io.save_png(workdir / "photos" / f"{photo}__{a}__{_delta_tag(d)}.png", edited)
+            image_io.save_png(workdir / "photos" / f"{photo}__{a}__{delta_tag(d)}.png", edited)
           sweep.append(edited)
         panels = [_shrink(x) for x in sweep]
         image_io.save_grid(workdir / "photos" / f"{photo}__{a}__side_by_side.png", [panels],

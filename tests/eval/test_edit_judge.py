@@ -10,6 +10,7 @@ import pytest
 from ml_collections import ConfigDict
 
 from dfi_jax.runs import edit as edit_run
+from dfi_jax.runs import report
 from dfi_jax.data import faces
 from dfi_jax.data import sources
 from experiments.configs import synthetic
@@ -41,8 +42,8 @@ def test_the_choice_prefers_the_edit_that_adds_the_attribute(dfi_is_true):
                for j, item in enumerate(items)}
   rows = [dict(image=tests.names[i], attribute=a) for i, a in items]
   config = ConfigDict(dict(judge="default", deltas=(1.0,)))
-  record = edit_run.add_judge_scores(config, rows, tests, items, results,
-                                     np.ones((1, len(items)), bool), baselines)
+  record = report.add_judge_scores(config, rows, tests, items, results,
+                                   np.ones((1, len(items)), bool), baselines)
   success = np.mean([r["judge_success"] for r in rows])
   base_success = np.mean([r["baseline_judge_success"] for r in rows])
   prefers = np.mean([r["judge_prefers_dfi"] for r in rows])
