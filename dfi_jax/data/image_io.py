@@ -17,6 +17,7 @@ import io
 import json
 import os
 import re
+import signal
 import socket
 import stat
 import tempfile
@@ -293,6 +294,37 @@ def stale_temp_writer(name: str) -> bool:
   return False
 
 
+_HELD = (signal.SIGINT, signal.SIGTERM)
+
+
+def temp_file_beside(path: Path) -> tuple[int, str]:
+  """`(fd, name)` of a new temp file in `path`'s folder, named for this writer.
+
+  Ctrl-C or SIGTERM (turned into an exception by the CLIs) is held while the file is made, so
+  it is raised either before the file exists or here with the file removed — never between
+  its creation and the caller's cleanup, which would leave a stray temp file.
+  """
+  # The name is cut so the temp name stays under the file system's 255 bytes.
+  prefix, suffix = f".{path.name[:80]}.", f".w{os.getpid()}@{_host()}.tmp"
+  can_hold = hasattr(signal, "pthread_sigmask")
+  old = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD) if can_hold else None
+  try:
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
+  except BaseException:
+    if can_hold:
+      signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    raise
+  try:
+    if can_hold:
+      signal.pthread_sigmask(signal.SIG_SETMASK, old)  # a held signal's handler runs here
+  except BaseException:
+    os.close(fd)
+    with contextlib.suppress(OSError):
+      os.unlink(tmp)
+    raise
+  return fd, tmp
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
   """Writes `data` to `path` via a temp file in the same directory and `os.replace`.
 
@@ -305,9 +337,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     mode = path.stat().st_mode & 0o7777
   except OSError:
     mode = 0o644
-  # The name is cut so the temp name stays under the file system's 255 bytes.
-  fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:80]}.",
-                             suffix=f".w{os.getpid()}@{_host()}.tmp", dir=path.parent)
+  fd, tmp = temp_file_beside(path)
   try:
     with os.fdopen(fd, "wb") as f:
       f.write(data)

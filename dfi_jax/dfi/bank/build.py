@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable, Iterator, NamedTuple
 
@@ -35,9 +34,9 @@ class BuildReport(NamedTuple):
 @contextlib.contextmanager
 def _atomic_npy(path: Path, dtype, shape) -> Iterator[np.ndarray]:
   """A memory-mapped `.npy` under a temp name, renamed to `path` only if the block succeeds."""
-  fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-  os.close(fd)
+  fd, tmp = image_io.temp_file_beside(path)
   try:
+    os.close(fd)
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
     yield out
     out.flush()
