@@ -17,10 +17,9 @@ import io
 import json
 import os
 import re
-import signal
+import secrets
 import socket
 import stat
-import tempfile
 import urllib.parse
 import warnings
 from pathlib import Path
@@ -294,35 +293,16 @@ def stale_temp_writer(name: str) -> bool:
   return False
 
 
-_HELD = (signal.SIGINT, signal.SIGTERM)
+def temp_path_beside(path: Path) -> Path:
+  """A fresh temp name in `path`'s folder, named for this writer; the file is not made.
 
-
-def temp_file_beside(path: Path) -> tuple[int, str]:
-  """`(fd, name)` of a new temp file in `path`'s folder, named for this writer.
-
-  Ctrl-C or SIGTERM (turned into an exception by the CLIs) is held while the file is made, so
-  it is raised either before the file exists or here with the file removed — never between
-  its creation and the caller's cleanup, which would leave a stray temp file.
+  Writers make the file *inside* their cleanup's `try` (exclusive create), so an exception at
+  any point — Ctrl-C or SIGTERM turned into one by the CLIs — finds the name to remove.
+  (`tempfile.mkstemp` returns the name only after making the file: a signal in between left
+  a stray temp file.)
   """
   # The name is cut so the temp name stays under the file system's 255 bytes.
-  prefix, suffix = f".{path.name[:80]}.", f".w{os.getpid()}@{_host()}.tmp"
-  can_hold = hasattr(signal, "pthread_sigmask")
-  old = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD) if can_hold else None
-  try:
-    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
-  except BaseException:
-    if can_hold:
-      signal.pthread_sigmask(signal.SIG_SETMASK, old)
-    raise
-  try:
-    if can_hold:
-      signal.pthread_sigmask(signal.SIG_SETMASK, old)  # a held signal's handler runs here
-  except BaseException:
-    os.close(fd)
-    with contextlib.suppress(OSError):
-      os.unlink(tmp)
-    raise
-  return fd, tmp
+  return path.parent / f".{path.name[:80]}.{secrets.token_hex(5)}.w{os.getpid()}@{_host()}.tmp"
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -337,14 +317,16 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     mode = path.stat().st_mode & 0o7777
   except OSError:
     mode = 0o644
-  fd, tmp = temp_file_beside(path)
+  tmp = temp_path_beside(path)
   try:
-    with os.fdopen(fd, "wb") as f:
+    with open(tmp, "xb") as f:  # exclusive: never another writer's file
       f.write(data)
       f.flush()
       os.fsync(f.fileno())
     os.chmod(tmp, mode)
     os.replace(tmp, path)
+  except FileExistsError:  # the random name is taken: not ours to remove
+    raise
   except BaseException:
     with contextlib.suppress(OSError):
       os.unlink(tmp)

@@ -16,7 +16,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -283,30 +282,58 @@ def test_a_signal_during_a_write_leaves_the_old_file_and_no_temp(tmp_path, monke
   assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
 
 
+def _interrupt_at_each_instruction(write, code, folder):
+  """Runs `write()` once per bytecode instruction of `code`'s frames, raising KeyboardInterrupt
+  (what the CLIs turn Ctrl-C and SIGTERM into) just before that instruction, and checks that no
+  temp file is ever left behind. Returns how many places were tried."""
+  def tracer(frame, event, arg):  # pylint: disable=unused-argument
+    if frame.f_code is not code:
+      return None
+    frame.f_trace_opcodes = True
+    return local
+
+  def local(frame, event, arg):  # pylint: disable=unused-argument
+    if event == "opcode" and not state["raised"]:
+      state["seen"] += 1
+      if state["seen"] == state["at"]:
+        state["raised"] = True
+        raise KeyboardInterrupt("SIGTERM")
+    return local
+
+  for at in range(1, 10_000):
+    state = dict(at=at, seen=0, raised=False)
+    sys.settrace(tracer)
+    try:
+      write()
+    except KeyboardInterrupt:
+      pass
+    finally:
+      sys.settrace(None)
+    left = [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]
+    assert not left, f"interrupted at instruction {at}: {left} left behind"
+    if not state["raised"]:  # ran to the end untouched: every instruction was tried
+      return at
+  raise AssertionError("never ran to the end")
+
+
 @pytest.mark.parametrize("writer", ["atomic_write_json", "bank_shard"])
-def test_a_signal_just_as_the_temp_file_is_made_leaves_no_temp(tmp_path, monkeypatch, writer):
-  """The CI run that found it: SIGTERM right after mkstemp, before the writer's cleanup knew the
-  name, left `.00002.phi.npy.*.tmp` in a bank (build_bank's SIGTERM test, 1 run in ~10)."""
-  made = tempfile.mkstemp
+def test_an_interrupt_at_any_instruction_of_a_write_leaves_no_temp(tmp_path, writer):
+  """CI found one: SIGTERM right after `mkstemp` made the file but before the writer's cleanup
+  knew its name left `.00002.phi.npy.*.tmp` in a bank (build_bank's SIGTERM test)."""
+  if writer == "atomic_write_json":
+    code = image_io.atomic_write_bytes.__code__
 
-  def mkstemp_then_sigterm(*args, **kwargs):
-    fd_name = made(*args, **kwargs)
-    os.kill(os.getpid(), signal.SIGTERM)  # as the CLIs do: the handler raises KeyboardInterrupt
-    return fd_name
+    def write():
+      image_io.atomic_write_json(tmp_path / "metrics.json", {"new": 1})
+  else:
+    bank_build = importlib.import_module("dfi_jax.dfi.bank.build")  # `bank.build` is a function
+    code = bank_build._atomic_npy.__wrapped__.__code__
 
-  old_handler = signal.signal(signal.SIGTERM, cli._terminated)
-  monkeypatch.setattr(image_io.tempfile, "mkstemp", mkstemp_then_sigterm)
-  try:
-    with pytest.raises(KeyboardInterrupt):
-      if writer == "atomic_write_json":
-        image_io.atomic_write_json(tmp_path / "metrics.json", {"new": 1})
-      else:
-        bank_build = importlib.import_module("dfi_jax.dfi.bank.build")  # `bank.build` is a function
-        with bank_build._atomic_npy(tmp_path / "00002.phi.npy", np.float32, (2, 3)) as out:
-          out[:] = 1
-  finally:
-    signal.signal(signal.SIGTERM, old_handler)
-  assert list(tmp_path.iterdir()) == []
+    def write():
+      with bank_build._atomic_npy(tmp_path / "00002.phi.npy", np.float32, (2, 3)) as out:
+        out[:] = 1
+  tried = _interrupt_at_each_instruction(write, code, tmp_path)
+  assert tried > 20
 
 
 # --- 2. every setting and input checked before the workdir is claimed -------------------------

@@ -34,9 +34,8 @@ class BuildReport(NamedTuple):
 @contextlib.contextmanager
 def _atomic_npy(path: Path, dtype, shape) -> Iterator[np.ndarray]:
   """A memory-mapped `.npy` under a temp name, renamed to `path` only if the block succeeds."""
-  fd, tmp = image_io.temp_file_beside(path)
+  tmp = image_io.temp_path_beside(path)
   try:
-    os.close(fd)
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
     yield out
     out.flush()
