@@ -23,6 +23,7 @@ from tqdm import tqdm
 from dfi_jax.dfi import decoder as decoder_lib
 from dfi_jax.data import faces
 from dfi_jax.dfi import features as features_lib
+from dfi_jax.data import figures
 from dfi_jax.data import image_io
 from dfi_jax.nets import pretrained
 from dfi_jax.dfi import reconstruct
@@ -133,8 +134,8 @@ def train(c, out: Path) -> None:
   decoder_lib.save(out, state.params, prov)
   preview = out.with_suffix(".png")
   n = min(8, c.valid_size)
-  image_io.save_grid(preview, [list(valid[:n]), list(held_out["decoded"][:n])],
-                     row_labels=["input x", "D(phi(x))"])
+  figures.save_grid(preview, [list(valid[:n]), list(held_out["decoded"][:n])],
+                    row_labels=["input x", "D(phi(x))"])
   if resume_path.exists():
     resume_path.unlink()
   print(f"wrote {out} and {preview} in {seconds:.0f} s of training: held-out pixel MSE "

@@ -51,6 +51,7 @@ from dfi_jax.runs import edit as edit_run
 from dfi_jax import run_state
 from dfi_jax.data import faces
 from dfi_jax.dfi import features as features_lib
+from dfi_jax.data import figures
 from dfi_jax.data import image_io
 from dfi_jax.dfi import interpolate
 from dfi_jax.eval import metrics as metrics_lib
@@ -333,7 +334,7 @@ def picture(path: Path, outs: Sequence[Path], arms: Sequence[str], face_ids: Seq
         first["counterfactuals"][e, f].astype(np.float32) for e in range(len(names))])
     labels.append(f"face {f}: true")
   path.parent.mkdir(parents=True, exist_ok=True)
-  image_io.save_grid(path, rows, row_labels=labels, col_labels=["input"] + names)
+  figures.save_grid(path, rows, row_labels=labels, col_labels=["input"] + names)
 
 
 def write_table(path: Path, table, names, num_test: int) -> None:

@@ -33,7 +33,7 @@ from absl import flags
 
 from dfi_jax.data import faces
 from dfi_jax.dfi import features as features_lib
-from dfi_jax.data import image_io
+from dfi_jax.data import figures
 from dfi_jax.dfi import interpolate
 from dfi_jax.eval import metrics as metrics_lib
 from dfi_jax.nets import model as model_lib
@@ -211,10 +211,10 @@ def probe(weights: str, taps, size, bank_size, num_test, k, neighbour_rules, sca
                         deltas=np.asarray(deltas, np.float32), names=np.array(names),
                         **{f"cf_{a}": cfs[a] for a in attributes},
                         **{f"mask_{a}": masks[a] for a in attributes})
-    image_io.save_grid(out / f"{label}.png", grid_rows, row_labels=names,
-                       col_labels=["input"] + [f"{a[:5]} {d:g}" for d in deltas
+    figures.save_grid(out / f"{label}.png", grid_rows, row_labels=names,
+                      col_labels=["input"] + [f"{a[:5]} {d:g}" for d in deltas
                                                for a in attributes]
-                       + [f"true {a[:5]}" for a in attributes])
+                      + [f"true {a[:5]}" for a in attributes])
   with open(out / f"{tag}records.jsonl", "a") as f:
     for rec in records:
       f.write(json.dumps(rec) + "\n")

@@ -28,6 +28,7 @@ from dfi_jax.runs import edit as edit_run
 from dfi_jax import run_state
 from dfi_jax import versions
 from dfi_jax.dfi import features as features_lib
+from dfi_jax.data import figures
 from dfi_jax.data import image_io
 from dfi_jax.dfi import interpolate
 from dfi_jax.eval import metrics as metrics_lib
@@ -191,7 +192,7 @@ def main(argv):
           [finals[n][j] for n in finals] for j in range(len(items))]
   labels = (["x"] + [f"z0 {n.split('(')[1][:-1]}" for n in starts if n != "x (cold)"] +
             [f"end {n.split('(')[1][:-1]}" for n in finals])
-  image_io.save_grid(workdir / "fast_mode.png", grid, col_labels=labels)
+  figures.save_grid(workdir / "fast_mode.png", grid, col_labels=labels)
   print(table(rows, n_iter, len(items)))
   print(verdict)
 

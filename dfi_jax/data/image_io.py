@@ -1,4 +1,4 @@
-"""Image files in and out: robust loading, resizing, square fitting, grids, atomic writes, HTML.
+"""Image files in and out: robust loading, resizing, square fitting, atomic writes, PNG.
 
 Images in memory are `[H, W, 3]` `float32` RGB in `[0, 1]`. Loading accepts anything Pillow
 can decode and turns every failure into an `ImageError` whose one-line message names the file.
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import html
 import io
 import json
 import os
@@ -20,13 +19,12 @@ import re
 import secrets
 import socket
 import stat
-import urllib.parse
 import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageOps
 
 _LANCZOS = Image.Resampling.LANCZOS
 # Pillow modes converted before reading as 8-bit L / LA / RGB / RGBA.
@@ -52,12 +50,12 @@ class Placement(NamedTuple):
   orig_width: int
 
 
-def _one_line(text: Any) -> str:
+def one_line(text: Any) -> str:
   return " ".join(str(text).split())
 
 
 def _err(path: Any, what: str) -> ImageError:
-  return ImageError(f"{os.fspath(path)}: {_one_line(what)}")
+  return ImageError(f"{os.fspath(path)}: {one_line(what)}")
 
 
 def check_utf8_name(path: str | os.PathLike, label: str | None = None) -> None:
@@ -195,7 +193,7 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
       raise _err(path, f"truncated or corrupt image ({type(e).__name__}: {e})") from e
 
 
-def _as_float_image(image: np.ndarray, what: str = "image") -> np.ndarray:
+def as_float_image(image: np.ndarray, what: str = "image") -> np.ndarray:
   """`[H, W, 3]` float (checked finite) or `uint8` -> `float32`; `uint8` is divided by 255."""
   x = np.asarray(image)
   if x.ndim != 3 or x.shape[-1] != 3 or x.shape[0] < 1 or x.shape[1] < 1:
@@ -213,7 +211,7 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
 
   Values outside `[0, 1]` are clipped; NaN or infinite values raise `ValueError`.
   """
-  x = _as_float_image(image)  # Checks the shape and finiteness.
+  x = as_float_image(image)  # Checks the shape and finiteness.
   if np.asarray(image).dtype == np.uint8:
     return np.array(image, np.uint8)
   return np.round(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
@@ -224,7 +222,7 @@ def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
   Each channel is resampled by Pillow in 32-bit float (`F` mode), antialiased when shrinking.
   """
-  x = _as_float_image(image)
+  x = as_float_image(image)
   h, w = (int(s) for s in size)
   if h < 1 or w < 1:
     raise ValueError(f"resize size {tuple(size)}; expected (height, width) >= 1")
@@ -244,7 +242,7 @@ def fit_square(image: np.ndarray, size: int) -> tuple[np.ndarray, Placement]:
   Returns:
     The `[size, size, 3]` `float32` square and its `Placement`, for `unfit_square`.
   """
-  x = _as_float_image(image)
+  x = as_float_image(image)
   if size < 1:
     raise ValueError(f"fit_square size {size}; expected >= 1")
   oh, ow = x.shape[:2]
@@ -260,7 +258,7 @@ def fit_square(image: np.ndarray, size: int) -> tuple[np.ndarray, Placement]:
 
 def unfit_square(square: np.ndarray, placement: Placement) -> np.ndarray:
   """Crops the content of a `fit_square` square back out at the original size, `[H, W, 3]`."""
-  x = _as_float_image(square, "square")
+  x = as_float_image(square, "square")
   p = Placement(*placement)
   if p.top < 0 or p.left < 0 or p.top + p.height > x.shape[0] or p.left + p.width > x.shape[1]:
     raise ValueError(f"square of shape {x.shape} does not contain placement {p}")
@@ -372,128 +370,3 @@ def save_png(path: str | os.PathLike, image: np.ndarray) -> None:
   buf = io.BytesIO()
   Image.fromarray(to_uint8(image)).save(buf, format="PNG", compress_level=6)
   atomic_write_bytes(path, buf.getvalue())
-
-
-def make_grid(rows: list[list[np.ndarray]], pad: int = 2, background: float = 1.0) -> np.ndarray:
-  """Tiles equal-size `[h, w, 3]` images into one `float32` image.
-
-  `pad` pixels of `background` surround every tile (outer border included). Rows may differ in
-  length; missing tiles are `background`. The result is
-  `[pad + n_rows * (h + pad), pad + n_cols * (w + pad), 3]`, `n_cols` the longest row.
-  """
-  tiles = [[_as_float_image(t, f"tile [{i}][{j}]") for j, t in enumerate(r)]
-           for i, r in enumerate(rows)]
-  shapes = {t.shape for r in tiles for t in r}
-  if len(shapes) != 1:
-    raise ValueError(f"grid tiles have shapes {sorted(shapes)}; expected one shared [h, w, 3]")
-  if pad < 0:
-    raise ValueError(f"grid pad {pad}; expected >= 0")
-  h, w, _ = shapes.pop()
-  n_cols = max(len(r) for r in tiles)
-  grid = np.full((pad + len(tiles) * (h + pad), pad + n_cols * (w + pad), 3), background,
-                 np.float32)
-  for i, r in enumerate(tiles):
-    for j, t in enumerate(r):
-      y, x = pad + i * (h + pad), pad + j * (w + pad)
-      grid[y:y + h, x:x + w] = t
-  return grid
-
-
-def _label_fits(draw: ImageDraw.ImageDraw, font: Any, text: str,
-                max_w: int) -> tuple[str, int, int]:
-  """`text` made drawable by `font` and shortened with '...' to fit `max_w`; (text, w, h)."""
-  text = _one_line(text)
-  try:
-    draw.textbbox((0, 0), text, font=font)
-  except (UnicodeError, ValueError):
-    text = text.encode("ascii", "replace").decode("ascii")
-  short = text
-  while True:
-    l, t, r, b = draw.textbbox((0, 0), short, font=font)
-    if r - l <= max_w or not short:
-      return short, r - l, b - t
-    text = text[:-1]
-    short = text + "..." if text else ""
-
-
-def save_grid(path: str | os.PathLike, rows: list[list[np.ndarray]],
-              row_labels: list[str] | None = None, col_labels: list[str] | None = None,
-              pad: int = 2) -> None:
-  """`make_grid` on white with optional labels in a header row / left column, saved as PNG.
-
-  Labels use Pillow's default font; column labels longer than a tile are shortened with '...'.
-  """
-  grid = to_uint8(make_grid(rows, pad=pad, background=1.0))
-  h, w = np.asarray(next(t for r in rows for t in r)).shape[:2]
-  n_cols = max(len(r) for r in rows)
-  if row_labels is not None and len(row_labels) != len(rows):
-    raise ValueError(f"{os.fspath(path)}: {len(row_labels)} row labels for {len(rows)} rows")
-  if col_labels is not None and len(col_labels) != n_cols:
-    raise ValueError(f"{os.fspath(path)}: {len(col_labels)} column labels for {n_cols} columns")
-  font = ImageFont.load_default()
-  probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-  margin = 4
-  rlab = [_label_fits(probe, font, s, 10**6) for s in row_labels or []]
-  clab = [_label_fits(probe, font, s, w) for s in col_labels or []]
-  left = max((lw for _, lw, _ in rlab), default=-2 * margin) + 2 * margin
-  head = max((lh for _, _, lh in clab), default=-2 * margin) + 2 * margin
-  canvas = Image.new("RGB", (left + grid.shape[1], head + grid.shape[0]), (255, 255, 255))
-  canvas.paste(Image.fromarray(grid), (left, head))
-  draw = ImageDraw.Draw(canvas)
-  for j, (text, tw, _) in enumerate(clab):
-    draw.text((left + pad + j * (w + pad) + (w - tw) // 2, margin), text, fill=(0, 0, 0), font=font)
-  for i, (text, _, th) in enumerate(rlab):
-    draw.text((margin, head + pad + i * (h + pad) + (h - th) // 2), text, fill=(0, 0, 0), font=font)
-  save_png(path, np.asarray(canvas))
-
-
-_CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:72em;padding:0 1em}
-p{white-space:pre-wrap}.figs{display:flex;flex-wrap:wrap;gap:1em}figure{margin:0}
-img{max-width:100%;image-rendering:pixelated}figcaption{font-size:90%;color:#333}
-table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:.25em .6em}"""
-_SECTION_KEYS = {"heading", "text", "figures", "table"}
-
-
-def _esc(value: Any) -> str:
-  return html.escape(str(value), quote=True)
-
-
-def write_index_html(path: str | os.PathLike, title: str, sections: list[dict]) -> None:
-  """Atomically writes a self-contained static HTML page (inline CSS, no JavaScript).
-
-  Args:
-    path: the `.html` file.
-    title: page title and top heading.
-    sections: `{"heading": str, "text": str (optional), "figures": [{"src": relative path,
-      "caption": str}] (optional), "table": {"columns": [...], "rows": [[...]]} (optional)}`.
-      All text is HTML-escaped; `src` is percent-encoded as a relative URL; cells use `str()`.
-  """
-  out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-         f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body>",
-         f"<h1>{_esc(title)}</h1>"]
-  for k, sec in enumerate(sections):
-    unknown = set(sec) - _SECTION_KEYS
-    if "heading" not in sec or unknown:
-      raise ValueError(f"{os.fspath(path)}: section {k} has keys {sorted(sec)}; expected "
-                       f"'heading' and optionally {sorted(_SECTION_KEYS - {'heading'})}")
-    out.append(f"<section><h2>{_esc(sec['heading'])}</h2>")
-    if sec.get("text"):
-      out.append(f"<p>{_esc(sec['text'])}</p>")
-    if sec.get("figures"):
-      out.append('<div class="figs">')
-      for fig in sec["figures"]:
-        src, cap = _esc(urllib.parse.quote(str(fig["src"]))), _esc(fig.get("caption", ""))
-        out.append(f'<figure><a href="{src}"><img src="{src}" alt="{cap}"></a>'
-                   f"<figcaption>{cap}</figcaption></figure>")
-      out.append("</div>")
-    if sec.get("table"):
-      table = sec["table"]
-      out.append("<table><thead><tr>" + "".join(f"<th>{_esc(c)}</th>" for c in table["columns"])
-                 + "</tr></thead><tbody>")
-      for row in table.get("rows", []):
-        out.append("<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in row) + "</tr>")
-      out.append("</tbody></table>")
-    out.append("</section>")
-  out.append("</body></html>")
-  atomic_write_text(path, "\n".join(out) + "\n")

@@ -25,6 +25,7 @@ from dfi_jax.dfi import align
 from dfi_jax.runs import edit as edit_run
 from dfi_jax.data import faces
 from dfi_jax.dfi import features as features_lib
+from dfi_jax.data import figures
 from dfi_jax.data import image_io
 from dfi_jax.dfi import interpolate
 from dfi_jax.eval import metrics as metrics_lib
@@ -133,7 +134,7 @@ def _run(config, workdir: Path, candidates, t_start: float) -> dict:
                                                                face.masks[attribute])))
     rows.append(row)
   run_state.commit(claim)
-  image_io.save_grid(workdir / "grid.png", rows, col_labels=["input"] + list(config.attributes))
+  figures.save_grid(workdir / "grid.png", rows, col_labels=["input"] + list(config.attributes))
   record = dict(settings=config.to_dict(),
                 weights=dict(path=network.path, provenance=network.provenance),
                 per_image=per_image, peak_rss_mb=peak_rss_mb(),

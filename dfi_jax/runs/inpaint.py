@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 from dfi_jax import run_state
 from dfi_jax import versions
+from dfi_jax.data import figures
 from dfi_jax.data import image_io
 from dfi_jax.dfi import bank as bank_lib
 from dfi_jax.dfi import features as features_lib
@@ -256,8 +257,8 @@ def write_outputs(config, workdir, network, data, hole, x, results, neighbour_pi
         rmse_grey=hole_error(x[i], data.truth[i], hole),
         rmse_neighbour_mean=hole_error(neighbour_mean[i], data.truth[i], hole),
         neighbours=[data.bank_names[j] for j in nb[i][:5]]))
-  image_io.save_grid(workdir / "grid.png", rows, row_labels=data.test_names,
-                     col_labels=["input (hole)", "DFI", "neighbour mean", "truth"])
+  figures.save_grid(workdir / "grid.png", rows, row_labels=data.test_names,
+                    col_labels=["input (hole)", "DFI", "neighbour mean", "truth"])
   summary = {k: float(np.mean([r[k] for r in per_image]))
              for k in ("rmse_dfi", "rmse_grey", "rmse_neighbour_mean")}
   timings["total_s"] = time.perf_counter() - t_start
@@ -293,4 +294,4 @@ def write_index(workdir, config, network, data, hole, summary, per_image) -> Non
           rows=[[r["image"], *fmt(r)] for r in per_image] + [["mean", *fmt(summary)]])),
       dict(heading="Inpainted images", figures=[dict(src=r["file"], caption=r["image"])
                                                  for r in per_image])]
-  image_io.write_index_html(workdir / "index.html", "DFI inpainting", sections)
+  figures.write_index_html(workdir / "index.html", "DFI inpainting", sections)

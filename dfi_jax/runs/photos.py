@@ -30,6 +30,7 @@ import scipy.spatial
 from dfi_jax.dfi import align
 from dfi_jax.dfi.interpolate import delta_tag
 from dfi_jax.data import faces
+from dfi_jax.data import figures
 from dfi_jax.data import image_io
 from dfi_jax.data import landmarks as landmarks_lib
 from dfi_jax import run_state
@@ -398,8 +399,8 @@ def save_outputs(workdir: Path, config, tests: sources.TestImages, items, result
             image_io.save_png(workdir / "photos" / f"{photo}__{a}__{delta_tag(d)}.png", edited)
           sweep.append(edited)
         panels = [_shrink(x) for x in sweep]
-        image_io.save_grid(workdir / "photos" / f"{photo}__{a}__side_by_side.png", [panels],
-                           col_labels=["input"] + [f"{a} d={d:g}" for d in deltas])
+        figures.save_grid(workdir / "photos" / f"{photo}__{a}__side_by_side.png", [panels],
+                          col_labels=["input"] + [f"{a} d={d:g}" for d in deltas])
         if anim:
           (workdir / "animations").mkdir(exist_ok=True)
           save_animation(workdir / "animations" / f"{photo}__{a}.{anim}", panels)

@@ -11,6 +11,7 @@ import numpy as np
 
 from dfi_jax import run_state
 from dfi_jax import versions
+from dfi_jax.data import figures
 from dfi_jax.data import image_io
 from dfi_jax.data import sources
 from dfi_jax.dfi.interpolate import delta_tag
@@ -116,8 +117,8 @@ def write_outputs(config, workdir, network, tests, attributes, items, results, l
     if tests.counterfactuals is not None:
       row += [tests.counterfactuals[a][i] for a in attributes]
     grid_rows.append(row)
-  image_io.save_grid(workdir / "grid.png", grid_rows, row_labels=tests.names,
-                     col_labels=col_labels)
+  figures.save_grid(workdir / "grid.png", grid_rows, row_labels=tests.names,
+                    col_labels=col_labels)
 
   timings["total_s"] = time.perf_counter() - t_start
   record = dict(
@@ -250,7 +251,7 @@ def write_index(workdir, config, network, tests, attributes, items, files, summa
   sections += photos_lib.index_sections(config, tests, attributes)
   if failures:
     sections.append(dict(heading="Failures", text="; ".join(failures)))
-  image_io.write_index_html(workdir / "index.html", "DFI edits", sections)
+  figures.write_index_html(workdir / "index.html", "DFI edits", sections)
 
 
 def _pct(value) -> str:

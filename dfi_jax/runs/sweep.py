@@ -15,6 +15,7 @@ import numpy as np
 
 from dfi_jax.runs import edit as edit_run
 from dfi_jax.dfi import feature_bank
+from dfi_jax.data import figures
 from dfi_jax.data import image_io
 from dfi_jax import run_state
 
@@ -76,7 +77,7 @@ def _figures(config, workdir: Path, axis, rows_axis, attributes, settings) -> li
     record = edit_run.run(sub_config, workdir / name, (), attributes)
     results[key] = (workdir / name, record)
   first = next(iter(results.values()))[1]
-  figures = []
+  written = []
   for attribute in first["settings"]["attributes"]:
     rows, row_labels = [], []
     for image in first["images"]:
@@ -91,7 +92,7 @@ def _figures(config, workdir: Path, axis, rows_axis, attributes, settings) -> li
         rows.append(row)
         row_labels.append(image + (f" {rows_axis[0]}={v2}" if axis2 else ""))
     path = workdir / f"sweep_{attribute}.png"
-    image_io.save_grid(path, rows, row_labels=row_labels,
-                       col_labels=[f"{axis[0]}={v}" for v in axis[1]])
-    figures.append(path)
-  return figures
+    figures.save_grid(path, rows, row_labels=row_labels,
+                      col_labels=[f"{axis[0]}={v}" for v in axis[1]])
+    written.append(path)
+  return written

@@ -36,6 +36,7 @@ import numpy as np
 from PIL import Image
 
 from dfi_jax import run_state
+from dfi_jax.data import figures
 from dfi_jax.data import image_io
 from dfi_jax.eval.study.trials import (
     Stimulus, StudyError, main_trials, num_attention, scramble, shard_dir, shard_trials,
@@ -320,7 +321,7 @@ def write_shard_index(out_dir: str | os.PathLike, study: str,
   rows = [[f"{shard_dir('.', n, k).as_posix()}/index.html", main, attention]
           for k, (main, attention) in enumerate(shards)]
   path = Path(out_dir) / "index.html"
-  image_io.write_index_html(path, f"Study {study}: {n} shards", [dict(
+  figures.write_index_html(path, f"Study {study}: {n} shards", [dict(
       heading="Shards (one rater pool each)",
       text="Open one shard's page per rater pool; study_analyze reads them all from this folder.",
       table=dict(columns=["page", "main trials", "attention checks"], rows=rows))])
