@@ -45,6 +45,12 @@ ATTRIBUTES: tuple[str, ...] = faces.ATTRIBUTES
 INPUT_SIZE = 64
 GROUPS = 8  # GroupNorm groups (fewer when a width is not a multiple)
 DEFAULT_JUDGE = weights_lib.ASSET_DIR / "judge.npz"
+DEFAULT = "default"  # the `judge` setting naming the shipped judge ('' = no judge)
+
+
+def path_for(setting: str) -> str:
+  """The judge file a run's `judge` setting names: the shipped one for `default`, else itself."""
+  return str(DEFAULT_JUDGE) if setting == DEFAULT else setting
 
 
 class JudgeError(ValueError):

@@ -97,13 +97,12 @@ def check_inputs(config, inputs: Sequence[str] = ()) -> None:
   for path in inputs:
     image_io.check_input_file(path, f"--inputs={path}")
   run_state.check_unique([os.path.realpath(p) for p in inputs], "--inputs")
-  for field in ("weights", "decoder", "judge"):
+  names = {"weights": pretrained.NAMED, "decoder": ("",), "judge": ("", judge_lib.DEFAULT)}
+  for field, named in names.items():  # names are not files
     path = config.get(field, "")
-    if path in pretrained.NAMED + ("default",):  # names, not files
-      continue
-    if os.path.exists(path) and not os.path.isdir(path):  # missing: named on loading
-      image_io.check_input_file(path, f"--config.{field}={path}")
-  if config.get("judge", "") not in ("", "default"):  # read now, not after the reverse maps
+    if path not in named and os.path.exists(path) and not os.path.isdir(path):
+      image_io.check_input_file(path, f"--config.{field}={path}")  # missing: named on loading
+  if config.get("judge", "") not in names["judge"]:  # read now, not after the reverse maps
     try:
       judge_lib.load(config.judge)
     except (judge_lib.JudgeError, OSError) as e:
@@ -133,7 +132,7 @@ def judged_attributes(config, tests: sources.TestImages,
     print("own photos: neighbours by φ distance over the whole bank (no attribute labels)",
           flush=True)
     return tests
-  path = judge_lib.DEFAULT_JUDGE if config.judge == "default" else config.judge
+  path = judge_lib.path_for(config.judge)
   params, _ = judge_lib.load(path)
   labels = judge_lib.predict(params, tests.images) > 0.5
   for name, row in zip(tests.names, labels):

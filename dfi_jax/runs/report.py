@@ -157,7 +157,7 @@ def add_judge_scores(config, per_image, tests, items, results, finite, baselines
   other attribute beats one that does not; otherwise the higher probability of the added
   attribute wins (a tie is 0.5).
   """
-  path = judge_lib.DEFAULT_JUDGE if config.judge == "default" else config.judge
+  path = judge_lib.path_for(config.judge)
   try:
     params, provenance = judge_lib.load(path)
   except (judge_lib.JudgeError, OSError) as e:
