@@ -36,12 +36,10 @@ import json
 import os
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Sequence
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # SciPy's BLAS threads would steal XLA's
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import flags
@@ -55,8 +53,8 @@ from dfi_jax.data import figures
 from dfi_jax.data import image_io
 from dfi_jax.dfi import interpolate
 from dfi_jax.eval import metrics as metrics_lib
-from dfi_jax.nets import model as model_lib
 from dfi_jax.dfi import neighbours as neighbours_lib
+from dfi_jax.dfi import pipeline
 from dfi_jax.dfi import reconstruct
 from dfi_jax.data import banks
 from dfi_jax.data import sources
@@ -119,23 +117,6 @@ def geometry_vectors(phi, params, bank_params, test_params, size, neighbour_sets
                                  batch_size)
 
 
-def scipy_reverse_map(network, spec, rm_config):
-  """`(params, targets [n, D], z0 [n, S, S, 3], iterations) -> result with .images`: SciPy's
-  L-BFGS-B (box [0, 1]) on the sum of the pipeline's objectives (reconstruct.make_objective)."""
-  objective = reconstruct.make_objective(network.net, spec, rm_config)
-  variables = {"params": network.params,
-               "backward": model_lib.backward_kernels(network.params)}
-  joint = jax.jit(jax.value_and_grad(
-      lambda z, t: jnp.sum(jax.vmap(objective, in_axes=(0, 0, None))(z, t, variables))))
-
-  def solve(params, targets, z0, iterations):
-    del params  # bound above
-    z, _ = scipy_reference.lbfgsb(lambda z: joint(z, targets), z0, iterations)
-    return SimpleNamespace(images=z)
-
-  return solve
-
-
 def w_diagnostics(w, oracle, spec, items, names, test_names):
   """Per item: ‖w − w*‖ / ‖w*‖ (0 = the true counterfactual's φ difference w*, 1 = no better
   than w = 0), overall and per tap, and cos(w, w*)."""
@@ -181,8 +162,9 @@ def main(argv):
   size = config.image_size
   t0 = time.perf_counter()
   network = edit_run.load_network(config)
-  phi = features_lib.make_phi(network.net)
-  spec = features_lib.feature_spec(network.net, network.params, (size, size))
+  rm_config = reconstruct.config_for_run(config)
+  pipe = pipeline.make(network.net, network.params, size, rm_config)
+  phi, spec = pipe.phi, pipe.spec
   bank_data = banks.load_bank(config)
   edits = edit_run.select_edits(bank_data, config.attributes)
   tests = sources.load_tests(config, bank_data, edits)
@@ -209,16 +191,10 @@ def main(argv):
   setup_s = time.perf_counter() - t0
   print(f"setup {setup_s:.0f} s ({len(tests.names)} faces, bank {len(bank)})", flush=True)
 
-  rm_config = reconstruct.ReverseMapConfig(
-      tv_weight=config.tv_weight, tv_beta=config.tv_beta, solver=config.solver,
-      linesearch=config.linesearch, linesearch_init=config.linesearch_init, chunk=config.chunk)
-  if _SOLVER.value == "pipeline":
-    rm = reconstruct.ReverseMap(network.net, spec, rm_config)
-  else:
-    rm = scipy_reverse_map(network, spec, rm_config)
+  solve = (None if _SOLVER.value == "pipeline" else
+           scipy_reference.joint_solve(network.net, spec, rm_config, network.params))
   names = [e.name for e in edits]
   items = [(i, a) for a in range(len(edits)) for i in range(len(tests.names))]
-  x_items = tests.images[[i for i, _ in items]]
   unaligned_pixels = [np.stack([
       bank_data.images[np.asarray(nb.target[i])].mean(0)
       - bank_data.images[np.asarray(nb.source[i])].mean(0) for i in range(len(tests.names))])
@@ -264,16 +240,11 @@ def main(argv):
       with open(out / "w_records.jsonl", "a") as f:
         f.write(json.dumps(image_io.jsonable(rec)) + "\n")
       continue
-    targets = interpolate.edit_targets(phi_x[jnp.asarray([i for i, _ in items])], w, deltas)
-    results = np.zeros((len(deltas), len(items), size, size, 3), np.float32)
-    t_rm = time.perf_counter()
-    for s in range(len(deltas)):
-      iters = config.iterations if s == 0 else config.next_iterations
-      for b in range(0, len(items), config.batch_size):
-        sl = slice(b, b + config.batch_size)
-        z0 = x_items[sl] if s == 0 else results[s - 1, sl]
-        results[s, sl] = rm(network.params, targets[s, sl], z0, iters).images
-    rm_s = time.perf_counter() - t_rm
+    edited = pipeline.edit(
+        pipe, tests.images, lambda _, vec=vec: vec.w, deltas, pipeline.iterations_for(
+            deltas, config.iterations, config.next_iterations),
+        scaling=config.scaling, batch_size=config.batch_size, phi_x=phi_x, solve=solve)
+    results, rm_s = edited.edits.images, edited.seconds["reverse_map_s"]
     for s, delta in enumerate(deltas):
       rows = []
       for j, (i, e) in enumerate(items):

@@ -36,9 +36,9 @@ from dfi_jax.dfi import features as features_lib
 from dfi_jax.data import figures
 from dfi_jax.dfi import interpolate
 from dfi_jax.eval import metrics as metrics_lib
-from dfi_jax.nets import model as model_lib
 from dfi_jax.dfi import neighbours as neighbours_lib
 from dfi_jax.nets import pretrained
+from dfi_jax.dfi import pipeline
 from dfi_jax.dfi import reconstruct
 from dfi_jax.nets import weights as weights_lib
 from experiments import cli
@@ -118,52 +118,47 @@ def probe(weights: str, taps, size, bank_size, num_test, k, neighbour_rules, sca
           w_mode: str = "neighbours", paired: int = 32) -> list[dict]:
   params, prov = weights_lib.load_weights(pretrained.resolve(weights))
   net = weights_lib.model_for(prov, taps=tuple(taps))
-  phi = features_lib.make_phi(net)
-  spec = features_lib.feature_spec(net, params, (size, size))
+  pipe = pipeline.make(net, params, size, reconstruct.ReverseMapConfig())
+  phi, spec = pipe.phi, pipe.spec
   bank_images, bank_attributes = bank_cache(size, bank_size)
   t0 = time.perf_counter()
   bank = jnp.asarray(features_lib.compute_features(phi, params, bank_images, 32))
   bank_s = time.perf_counter() - t0
   names, x, x_attrs, cfs, masks = tests(size, num_test, attributes)
   phi_x = jnp.asarray(features_lib.compute_features(phi, params, x, 32))
-  columns = neighbours_lib.attribute_index(attributes, faces.ATTRIBUTES)
-  variables = {"params": params, "backward": model_lib.backward_kernels(params)}
+  neighbours_lib.attribute_index(attributes, faces.ATTRIBUTES)  # unknown names fail here
   records = []
   for rule, scaling, tv in itertools.product(neighbour_rules, scalings, tvs):
     tv = float(tv)
-    items, targets, nbs = [], [], {}
-    for a, col in zip(attributes, columns):
-      source, target = neighbours_lib.candidate_masks(
-          bank_attributes, neighbours_lib.Edit(a, a), faces.ATTRIBUTES)
-      if rule == "attributes":
-        nb = neighbours_lib.attribute_neighbours(bank_attributes, x_attrs, source, target, k)
-      else:
-        nb = neighbours_lib.feature_neighbours(bank, phi_x, source, target, k)
-      nbs[a] = nb
-      if w_mode == "neighbours":
-        w = interpolate.attribute_vector(bank, nb)
-      elif w_mode == "oracle":
-        w = jnp.asarray(features_lib.compute_features(phi, params, cfs[a], 32)) - phi_x
-      else:
-        w = jnp.broadcast_to(paired_vector(phi, params, a, size, paired), phi_x.shape)
-      w = interpolate.scale_vector(w, scaling)
-      targets.append(interpolate.edit_targets(phi_x, w, deltas))
-      items += [(i, a) for i in range(num_test)]
-    targets = jnp.concatenate(targets, axis=1)  # [S, items, D]
-    objective = reconstruct.make_objective(net, spec, reconstruct.ReverseMapConfig(
-        tv_weight=tv, tv_beta=beta))
-    joint = jax.jit(jax.value_and_grad(
-        lambda z, t: jnp.sum(jax.vmap(objective, in_axes=(0, 0, None))(z, t, variables))))
-    x_items = x[[i for i, _ in items]]
-    z = x_items
-    results = []
-    t0 = time.perf_counter()
-    for s, delta in enumerate(deltas):
-      n_it = iterations if s == 0 or not next_iterations else next_iterations
-      z, res = scipy_reference.lbfgsb(lambda v, t=targets[s]: joint(v, t), z, n_it)
-      loss = float(res.fun)
-      results.append(z)
-    solve_s = time.perf_counter() - t0
+    nbs = {}
+
+    def directions(phi_x, rule=rule):  # per attribute: its neighbours' (or the oracle's) w
+      ws = []
+      for a in attributes:
+        source, target = neighbours_lib.candidate_masks(
+            bank_attributes, neighbours_lib.Edit(a, a), faces.ATTRIBUTES)
+        if rule == "attributes":
+          nb = neighbours_lib.attribute_neighbours(bank_attributes, x_attrs, source, target, k)
+        else:
+          nb = neighbours_lib.feature_neighbours(bank, phi_x, source, target, k)
+        nbs[a] = nb
+        if w_mode == "neighbours":
+          ws.append(interpolate.attribute_vector(bank, nb))
+        elif w_mode == "oracle":
+          ws.append(jnp.asarray(features_lib.compute_features(phi, params, cfs[a], 32)) - phi_x)
+        else:
+          ws.append(jnp.broadcast_to(paired_vector(phi, params, a, size, paired), phi_x.shape))
+      return ws
+
+    items = [(i, a) for a in attributes for i in range(num_test)]
+    solve = scipy_reference.joint_solve(net, spec, reconstruct.ReverseMapConfig(
+        tv_weight=tv, tv_beta=beta), params)
+    edited = pipeline.edit(
+        pipe, x, directions, deltas, pipeline.iterations_for(
+            deltas, iterations, next_iterations or iterations),
+        scaling=scaling, batch_size=len(items), phi_x=phi_x, solve=solve)
+    results = list(edited.edits.images)
+    solve_s = edited.seconds["reverse_map_s"]
     # Pixel baseline (best δ per image, as the pipeline) and metrics.
     base = {}
     for j, (i, a) in enumerate(items):

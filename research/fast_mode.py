@@ -15,6 +15,7 @@ Wall times are only comparable within one run on an otherwise idle machine; iter
 same from either start, so the iteration counts are the robust result.
 """
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from dfi_jax.data import image_io
 from dfi_jax.dfi import interpolate
 from dfi_jax.eval import metrics as metrics_lib
 from dfi_jax.dfi import neighbours as neighbours_lib
+from dfi_jax.dfi import pipeline
 from dfi_jax.dfi import reconstruct
 from dfi_jax.data import banks
 from dfi_jax.data import sources
@@ -46,44 +48,40 @@ _MODES = flags.DEFINE_list("modes", list(decoder_lib.START_MODES), "Decoder star
 _CHUNK = flags.DEFINE_integer("chunk", 1, "Iterations between loss readings.")
 
 
-def edit_problems(config, network, spec):
-  """Held-out faces' edit targets for the first δ: `(tests, items, x [B,S,S,3], phi_x [B,D],
-  targets [B,D])`, neighbours and w exactly as the edit run makes them (φ-space KNN)."""
+def edit_problems(config, pipe: pipeline.Pipeline):
+  """Held-out faces and their edits' unscaled w: `(tests, items, phi_x [B, D], ws)`, the
+  neighbours and w exactly as the edit run makes them (φ-space KNN over the bank in memory)."""
   bank_data = banks.load_bank(config)
   edits = edit_run.select_edits(bank_data, config.attributes)
-  phi = features_lib.make_phi(network.net)
   tests = sources.load_tests(config, bank_data, edits)
-  phi_tests = features_lib.compute_features(phi, network.params, tests.images,
+  phi_tests = features_lib.compute_features(pipe.phi, pipe.params, tests.images,
                                             config.feature_batch)
-  bank = jnp.asarray(features_lib.compute_features(phi, network.params, bank_data.images,
+  bank = jnp.asarray(features_lib.compute_features(pipe.phi, pipe.params, bank_data.images,
                                                    config.feature_batch))
-  items, targets = [], []
-  for e in edits:
-    masks = neighbours_lib.candidate_masks(bank_data.attributes, e, bank_data.attribute_names)
-    nb = neighbours_lib.feature_neighbours(bank, phi_tests, *masks, config.k, tests.bank_index)
-    w = interpolate.scale_vector(interpolate.attribute_vector(bank, nb), config.scaling)
-    targets.append(interpolate.edit_targets(jnp.asarray(phi_tests), w, config.deltas[:1])[0])
-    items += [(i, e.name) for i in range(len(tests.names))]
-  index = np.asarray([i for i, _ in items])
-  return (tests, items, tests.images[index], phi_tests[index],
-          np.asarray(jnp.concatenate(targets)))
+  masks = neighbours_lib.edit_masks(bank_data.attributes, edits, bank_data.attribute_names,
+                                    config.k)
+  ws = [interpolate.attribute_vector(bank, neighbours_lib.feature_neighbours(
+      bank, phi_tests, *masks[e.name], config.k, tests.bank_index)) for e in edits]
+  items = [(i, e.name) for e in edits for i in range(len(tests.names))]
+  return tests, items, phi_tests, ws
 
 
-def loss_curve(reverse_map, params, targets, z0, iterations, chunk):
-  """Runs the reverse map, reading the loss every `chunk` iterations.
+def recording(pipe: pipeline.Pipeline, curve: dict) -> pipeline.Solve:
+  """`pipe`'s reverse map as a `pipeline.Solve` that reads the loss after every chunk into
+  `curve`: steps `[C]`, losses `[C, b]`, seconds `[C]` since the start."""
 
-  Returns `(steps [C], losses [C, B], seconds [C] since the start, final images)`.
-  """
-  steps, losses, seconds = [], [], []
-  t0 = time.perf_counter()
+  def solve(targets, z0, iterations, progress=None):
+    curve.update(steps=[], losses=[], seconds=[])
+    t0 = time.perf_counter()
 
-  def on_chunk(done, value):
-    steps.append(done)
-    losses.append(np.array(value))
-    seconds.append(time.perf_counter() - t0)
+    def on_chunk(done, value):
+      curve["steps"].append(done)
+      curve["losses"].append(np.array(value))
+      curve["seconds"].append(time.perf_counter() - t0)
 
-  res = reverse_map(params, targets, z0, iterations, on_chunk=on_chunk)
-  return np.asarray(steps), np.stack(losses), np.asarray(seconds), res.images
+    return pipe.reverse_map(pipe.params, targets, z0, iterations, progress, on_chunk=on_chunk)
+
+  return solve
 
 
 def first_reaching(steps, losses, level):
@@ -106,18 +104,18 @@ def main(argv):
     config.decoder = _DECODER.value
   workdir.mkdir(parents=True, exist_ok=True)
   network = edit_run.load_network(config)
-  size = config.image_size
-  spec = features_lib.feature_spec(network.net, network.params, (size, size))
-  fast = edit_run.load_fast_mode(config, network, spec)
-  tests, items, x, phi_x, targets = edit_problems(config, network, spec)
+  pipe = pipeline.make(network.net, network.params, config.image_size, dataclasses.replace(
+      reconstruct.config_for_run(config), chunk=_CHUNK.value))
+  fast = edit_run.load_fast_mode(config, network, pipe.spec)
+  tests, items, phi_tests, ws = edit_problems(config, pipe)
+  deltas = config.deltas[:1]
+  targets = np.asarray(pipeline.targets(phi_tests, ws, config.scaling, deltas)[0])
+  index = np.asarray([i for i, _ in items])
+  x, phi_x = tests.images[index], phi_tests[index]
   n_iter = config.iterations
-  rm_config = reconstruct.ReverseMapConfig(
-      tv_weight=config.tv_weight, tv_beta=config.tv_beta, solver=config.solver,
-      linesearch=config.linesearch, linesearch_init=config.linesearch_init, chunk=_CHUNK.value)
-  reverse_map = reconstruct.ReverseMap(network.net, spec, rm_config)
-  objective = jax.jit(jax.vmap(reverse_map.objective, in_axes=(0, 0, None)))
+  objective = jax.jit(jax.vmap(pipe.reverse_map.objective, in_axes=(0, 0, None)))
   variables = {"params": network.params}
-  reverse_map(network.params, targets, x, _CHUNK.value)  # compile outside the timings
+  pipe.reverse_map(network.params, targets, x, _CHUNK.value)  # compile outside the timings
   print(f"{len(items)} reverse maps ({len(tests.names)} faces x {len(items) // len(tests.names)} "
         f"edits, δ={config.deltas[0]:g}), {n_iter} iterations, {config.solver}", flush=True)
 
@@ -130,8 +128,13 @@ def main(argv):
 
   rows, curves, finals, level = [], {}, {}, None
   for name, (z0, decode_s) in starts.items():
-    steps, losses, seconds, images = loss_curve(reverse_map, network.params, targets, z0,
-                                                n_iter, _CHUNK.value)
+    curve = {}  # the edit run's sequence from this start, its loss read every chunk
+    edited = pipeline.edit(
+        pipe, tests.images, lambda _: ws, deltas, [n_iter], scaling=config.scaling,
+        batch_size=len(items), phi_x=phi_tests, solve=recording(pipe, curve),
+        first_start=lambda t, start, phi, z0=z0: z0)
+    steps, losses = np.asarray(curve["steps"]), np.stack(curve["losses"])
+    seconds, images = np.asarray(curve["seconds"]), edited.edits.images[0]
     if level is None:
       level = losses[-1]  # equal loss: where the cold start ends, per image
     # ... and on average over the batch (robust to a few images that never get there).

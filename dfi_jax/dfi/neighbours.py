@@ -59,6 +59,16 @@ def check_candidates(source: np.ndarray, target: np.ndarray, k: int, name: str) 
                      f"candidates in the bank; lower K or enlarge the bank")
 
 
+def edit_masks(bank_attributes: np.ndarray, edits: Sequence[Edit], names: Sequence[str],
+               k: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  """Edit name -> its `[N]` source and target candidate masks, each checked to hold `k`."""
+  masks = {}
+  for e in edits:
+    masks[e.name] = candidate_masks(bank_attributes, e, names)
+    check_candidates(*masks[e.name], k, e.name)
+  return masks
+
+
 def _first_k(distance: jax.Array, candidate: jax.Array, k: int) -> jax.Array:
   # Non-candidates sort last; top_k keeps the lower index first among equal keys.
   key = jnp.where(candidate, distance, jnp.inf)

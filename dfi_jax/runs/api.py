@@ -24,9 +24,9 @@ from dfi_jax.runs import edit as edit_run
 from dfi_jax.dfi import feature_bank
 from dfi_jax.dfi import features as features_lib
 from dfi_jax.data import image_io
-from dfi_jax.dfi import interpolate
 from dfi_jax.data import landmarks as landmarks_lib
 from dfi_jax.dfi import neighbours as neighbours_lib
+from dfi_jax.dfi import pipeline
 from dfi_jax.runs import photos as photos_lib
 from dfi_jax.runs import report
 from dfi_jax.dfi import reconstruct
@@ -39,6 +39,7 @@ class Editor(NamedTuple):
   """What `load_editor` prepares once for many `edit` calls."""
   config: ml_collections.ConfigDict
   network: edit_run.Network
+  pipeline: pipeline.Pipeline  # φ and the compiled reverse map at the config's image size
   bank: sources.Bank
   bank_phi: jax.Array  # [N, D] φ of every bank image
   frame: photos_lib.Frame | None  # the bank's landmark frame (align == "face")
@@ -71,14 +72,15 @@ def load_editor(config: ml_collections.ConfigDict | str | None = None,
   photos_lib.check(config, ["(array)"])
   network = edit_run.load_network(config)
   bank = banks.load_bank(config)
-  phi = features_lib.make_phi(network.net)
-  bank_phi = jnp.asarray(features_lib.compute_features(phi, network.params, bank.images,
+  pipe = pipeline.make(network.net, network.params, config.image_size,
+                       reconstruct.config_for_run(config))
+  bank_phi = jnp.asarray(features_lib.compute_features(pipe.phi, network.params, bank.images,
                                                        config.feature_batch))
   frame = detector = None
   if config.align == "face":
     detector = landmarks_lib.load_detector()
     frame = photos_lib.bank_frame(config, bank.images, detector)
-  return Editor(config, network, bank, bank_phi, frame, detector)
+  return Editor(config, network, pipe, bank, bank_phi, frame, detector)
 
 
 def _test_images(editor: Editor, image: np.ndarray) -> sources.TestImages:
@@ -121,35 +123,25 @@ def edit(image: np.ndarray, attributes: Sequence[str], deltas: Sequence[float] |
   if not deltas:
     raise run_state.RunError("deltas: expected at least one number")
   tests = _test_images(editor, x)
-  network = editor.network
-  phi = features_lib.make_phi(network.net)
-  phi_x = features_lib.compute_features(phi, network.params, tests.images, config.feature_batch)
-  masks = {}
-  for e in edits:
-    masks[e.name] = neighbours_lib.candidate_masks(editor.bank.attributes, e,
-                                                   editor.bank.attribute_names)
-    neighbours_lib.check_candidates(*masks[e.name], config.k, e.name)
-  found = feature_bank.find_neighbours(config, editor.bank, feature_bank.from_phi(
-      editor.bank_phi), tests, edits, masks, phi_x)  # φ-space KNN: all of the bank
-  targets = jnp.concatenate([interpolate.edit_targets(
-      jnp.asarray(phi_x), interpolate.scale_vector(feature_bank.attribute_vector(found, e.name),
-                                                   config.scaling), deltas) for e in edits], 1)
-  size = config.image_size
-  spec = features_lib.feature_spec(network.net, network.params, (size, size))
-  reverse_map = reconstruct.cached(network.net, spec, reconstruct.config_for_run(config))
-  faces = len(tests.names)
-  z = np.tile(tests.images, (len(edits), 1, 1, 1))  # items: edit-major, then face
-  out = {e.name: [] for e in edits}
-  for s in range(len(deltas)):  # each δ warm-started from the previous one's result
-    for b in range(0, len(z), config.batch_size):
-      batch = slice(b, b + config.batch_size)
-      result = reverse_map(network.params, targets[s, batch], z[batch],
-                           config.iterations if s == 0 else config.next_iterations)
-      if not np.all(result.finite):
-        raise run_state.RunError(f"δ={deltas[s]:g}: the reverse map's loss became non-finite")
-      z[batch] = np.asarray(result.images)
-    for n, e in enumerate(edits):
-      out[e.name].append(_to_photo(tests, z[n * faces:(n + 1) * faces]))
+  masks = neighbours_lib.edit_masks(editor.bank.attributes, edits, editor.bank.attribute_names,
+                                    config.k)
+
+  def directions(phi_x):  # φ-space KNN over all of the bank
+    found = feature_bank.find_neighbours(config, editor.bank, feature_bank.from_phi(
+        editor.bank_phi), tests, edits, masks, phi_x)
+    return [feature_bank.attribute_vector(found, e.name) for e in edits]
+
+  iterations = pipeline.iterations_for(deltas, config.iterations, config.next_iterations)
+  edited = pipeline.edit(editor.pipeline, tests.images, directions, deltas, iterations,
+                         scaling=config.scaling, batch_size=config.batch_size,
+                         feature_batch=config.feature_batch)
+  failed = ~edited.edits.finite.all(axis=1)
+  if failed.any():
+    raise run_state.RunError(f"δ={deltas[int(np.argmax(failed))]:g}: the reverse map's loss "
+                             "became non-finite")
+  faces = len(tests.names)  # items: edit-major, then face
+  out = {e.name: [_to_photo(tests, edited.edits.images[s, n * faces:(n + 1) * faces])
+                  for s in range(len(deltas))] for n, e in enumerate(edits)}
   return {name: np.stack(images) for name, images in out.items()}
 
 

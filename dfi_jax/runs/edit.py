@@ -31,6 +31,7 @@ from dfi_jax.dfi import features as features_lib
 from dfi_jax.dfi import interpolate
 from dfi_jax.dfi.interpolate import delta_tag
 from dfi_jax.dfi import neighbours as neighbours_lib
+from dfi_jax.dfi import pipeline
 from dfi_jax.dfi import reconstruct
 from dfi_jax.dfi import sharding
 from dfi_jax.eval import judge as judge_lib
@@ -199,7 +200,8 @@ def _run(config, workdir: Path, inputs: Sequence[str], attributes: Sequence[str]
   timings: dict[str, float] = {}
   network = load_network(config)
   size = config.image_size
-  spec = features_lib.feature_spec(network.net, network.params, (size, size))
+  pipe = pipeline.make(network.net, network.params, size, reconstruct.config_for_run(config))
+  phi, spec = pipe.phi, pipe.spec
   fast = load_fast_mode(config, network, spec)  # before any long computation
   # Own photos are read first, so a bad file fails before any long computation.
   photos = photos_lib.load(config, inputs) if inputs else None
@@ -207,7 +209,6 @@ def _run(config, workdir: Path, inputs: Sequence[str], attributes: Sequence[str]
 
   # The bank: images with attributes, and their φ (on disk, or computed when read).
   t0 = time.perf_counter()
-  phi = features_lib.make_phi(network.net)
 
   def bank_phi(images):
     with tqdm(total=len(images), desc="bank φ", unit="img") as bar:
@@ -216,11 +217,8 @@ def _run(config, workdir: Path, inputs: Sequence[str], attributes: Sequence[str]
 
   bank_data, bank = feature_bank.load(config, network, spec, bank_phi)
   edits = select_edits(bank_data, attributes or config.attributes)
-  masks = {}
-  for e in edits:
-    masks[e.name] = neighbours_lib.candidate_masks(bank_data.attributes, e,
-                                                   bank_data.attribute_names)
-    neighbours_lib.check_candidates(*masks[e.name], config.k, e.name)
+  masks = neighbours_lib.edit_masks(bank_data.attributes, edits, bank_data.attribute_names,
+                                    config.k)
   settings = config.to_dict()
   if fast is not None:  # the file's content, not just its path, decides the results
     settings["decoder_sha256"] = fast.sha256
@@ -234,74 +232,59 @@ def _run(config, workdir: Path, inputs: Sequence[str], attributes: Sequence[str]
   if photos and config.neighbours == "attributes":
     tests = judged_attributes(config, tests, bank_data)
   agree()  # every host got this far (many hosts: see sharding.hold_workdir)
-  phi_x = features_lib.compute_features(phi, network.params, tests.images,
-                                        config.feature_batch)
-  found = feature_bank.find_neighbours(config, bank_data, bank, tests, edits, masks, phi_x)
-  neighbour_sets = found.sets
   timings["bank_s"] = time.perf_counter() - t0
+  found = None
 
-  # Attribute vectors and targets for every (test image, edit).
-  aligned = None
-  if config.get("align_neighbours", False):  # neighbours warped onto each test face (align.py)
-    aligned = align.run_vectors(config, phi, network.params, bank_data.images,
-                                [neighbour_sets[e.name] for e in edits])
-  items, targets = [], []
-  for n_edit, e in enumerate(edits):
-    w = (feature_bank.attribute_vector(found, e.name) if aligned is None
-         else jnp.asarray(aligned.w[n_edit]))
-    w = interpolate.scale_vector(w, config.scaling)
-    targets.append(interpolate.edit_targets(jnp.asarray(phi_x), w, config.deltas))
-    items += [(i, e.name) for i in range(len(tests.names))]
-  targets = jnp.concatenate(targets, axis=1)  # [S, items, D]
+  def directions(phi_x):  # the bank's neighbours of each test image, and w per edit
+    nonlocal found
+    found = feature_bank.find_neighbours(config, bank_data, bank, tests, edits, masks, phi_x)
+    if config.get("align_neighbours", False):  # neighbours warped onto each test face
+      aligned = align.run_vectors(config, phi, network.params, bank_data.images,
+                                  [found.sets[e.name] for e in edits])
+      return [jnp.asarray(w) for w in aligned.w]
+    return [feature_bank.attribute_vector(found, e.name) for e in edits]
+
+  # Each (test image, edit) for each δ; the first δ from x, each next one from the previous
+  # result; items finished by an earlier, interrupted run are kept.
+  items = [(i, e.name) for e in edits for i in range(len(tests.names))]
   attributes = [e.name for e in edits]
-
-  # Reverse maps: the first δ from x, each next δ warm-started from the previous result.
-  reverse_map = reconstruct.cached(network.net, spec, reconstruct.config_for_run(config))
-  x_index = np.asarray([i for i, _ in items])
-  x_items = tests.images[x_index]
-  iterations = [config.iterations] + [config.next_iterations] * (len(config.deltas) - 1)
-  shape = (len(config.deltas), len(items))
-  results = np.zeros(shape + (size, size, 3), np.float32)
-  losses = np.full(shape, np.nan, np.float32)
-  finite = np.zeros(shape, bool)
-  evaluations = np.zeros(shape, np.int64)
   keys = [[f"{tests.names[i]}__{a}__{delta_tag(d)}" for i, a in items] for d in config.deltas]
   run_state.check_unique([k for row in keys for k in row], "edits")
-  for s, j in np.ndindex(*shape):  # items finished by an earlier, interrupted run
+  kept = pipeline.empty(len(config.deltas), len(items), (size, size, 3))
+  for s, j in np.ndindex(*kept.finite.shape):
     done = run_state.load_result(claim, keys[s][j], size)
     if done is not None:
-      results[s, j], losses[s, j] = done["image"], done["loss"]
-      evaluations[s, j], finite[s, j] = done["evaluations"], True
-  t0 = time.perf_counter()
-  # Each host's share of the (image, edit) items, batches split over its devices.
+      kept.images[s, j], kept.loss[s, j] = done["image"], done["loss"]
+      kept.evaluations[s, j], kept.finite[s, j] = done["evaluations"], True
+  iterations = pipeline.iterations_for(config.deltas, config.iterations, config.next_iterations)
+  # Each host's share of the items, batches split over its devices.
   mine, devices = sharding.share(len(items)), sharding.local_mesh()
+
+  def solve(targets, z0, n, progress):
+    return sharding.reverse_maps(pipe.reverse_map, devices, network.params, targets, z0, n,
+                                 progress=progress)
+
+  def first_start(targets, z0, phi_x):  # fast mode: the decoder's image
+    return decoder_lib.warm_start(fast.params, fast.spec, targets, z0, phi_x,
+                                  mode=decoder_lib.DEFAULT_START)
+
+  def on_finished(s, j, edits):
+    save_edit(workdir, tests, items[j], config.deltas[s], edits.images[s, j])
+    run_state.save_result(claim, keys[s][j], edits.images[s, j], edits.loss[s, j],
+                          edits.evaluations[s, j])
+
   with tqdm(total=sum(iterations) * len(mine), desc="reverse map", unit="it·img") as bar:
-    for s, delta in enumerate(config.deltas):
-      for b in range(0, len(mine), config.batch_size):
-        sl = mine[b:b + config.batch_size]
-        n = len(sl)
-        if finite[s, sl].all():
-          bar.update(iterations[s] * n)
-          continue
-        if s > 0 and not finite[s - 1, sl].all():  # a failed previous δ fails this one too
-          bar.update(iterations[s] * n)
-          continue
-        z0 = x_items[sl] if s == 0 else results[s - 1, sl]
-        if s == 0 and fast is not None:
-          z0 = decoder_lib.warm_start(fast.params, fast.spec, targets[s, sl], z0,
-                                      phi_x[x_index[sl]], mode=decoder_lib.DEFAULT_START)
-        res = sharding.reverse_maps(reverse_map, devices, network.params, targets[s, sl], z0,
-                                    iterations[s], progress=lambda k, n=n: bar.update(k * n))
-        results[s, sl], losses[s, sl] = res.images, res.loss
-        finite[s, sl], evaluations[s, sl] = res.finite, res.evaluations
-        for j in sl:
-          if finite[s, j]:
-            save_edit(workdir, tests, items[j], delta, results[s, j])
-            run_state.save_result(claim, keys[s][j], results[s, j], losses[s, j],
-                                  evaluations[s, j])
-  timings["reverse_map_s"] = time.perf_counter() - t0
+    edited = pipeline.edit(
+        pipe, tests.images, directions, config.deltas, iterations, scaling=config.scaling,
+        batch_size=config.batch_size, feature_batch=config.feature_batch, solve=solve,
+        first_start=first_start if fast is not None else None, rows=mine, kept=kept,
+        on_finished=on_finished, progress=bar.update)
+  neighbour_sets = found.sets
+  timings["bank_s"] += edited.seconds["directions_s"]
+  timings["reverse_map_s"] = edited.seconds["reverse_map_s"]
   timings["reverse_map_per_image_s"] = (timings["reverse_map_s"]
                                         / max(1, len(mine) * len(config.deltas)))
+  results, losses, finite, evaluations = edited.edits
   results, losses, finite, evaluations = sharding.gather_items(
       mine, (results, losses, finite, evaluations), axis=1)
 

@@ -24,10 +24,9 @@ import numpy as np
 from dfi_jax.dfi import align
 from dfi_jax.runs import edit as edit_run
 from dfi_jax.data import faces
-from dfi_jax.dfi import features as features_lib
 from dfi_jax.data import figures
 from dfi_jax.data import image_io
-from dfi_jax.dfi import interpolate
+from dfi_jax.dfi import pipeline
 from dfi_jax.eval import metrics as metrics_lib
 from dfi_jax.dfi import reconstruct
 from dfi_jax import run_state
@@ -104,16 +103,14 @@ def run(config, workdir: str | Path) -> dict:
 def _run(config, workdir: Path, candidates, t_start: float) -> dict:
   network = edit_run.load_network(config)
   size = config.image_size
-  phi = features_lib.make_phi(network.net)
-  spec = features_lib.feature_spec(network.net, network.params, (size, size))
+  pipe = pipeline.make(network.net, network.params, size, reconstruct.config_for_run(config))
   claim = run_state.claim(workdir, run_state.describe(config.to_dict(), network.path, (), ()))
-  rm = reconstruct.cached(network.net, spec, reconstruct.config_for_run(config))
   rows, per_image = [], []
   for params in sources.test_face_params(config):
     face = faces.render(params, size)
     x = face.image
     mask = align.hull_mask(face.landmarks, size)
-    phi_x = np.asarray(phi(network.params, jnp.asarray(x[None])))
+    phi_x = np.asarray(pipe.phi(network.params, jnp.asarray(x[None])))
     row = [x]
     for attribute in config.attributes:
       name = f"face{params.seed}__{attribute}"
@@ -121,8 +118,7 @@ def _run(config, workdir: Path, candidates, t_start: float) -> dict:
       if done is not None:
         blended = done["image"]
       else:
-        blended = _edit(config, network, phi, rm, candidates, params, face, mask, phi_x,
-                        attribute)
+        blended = _edit(config, pipe, candidates, params, face, mask, phi_x, attribute)
         run_state.save_state(claim, name, image=blended)
       image_io.save_png(workdir / f"{name}.png", blended)
       row.append(blended)
@@ -144,29 +140,31 @@ def _run(config, workdir: Path, candidates, t_start: float) -> dict:
   return record
 
 
-def _edit(config, network, phi, rm, candidates, params, face, mask, phi_x, attribute):
+def _edit(config, pipe: pipeline.Pipeline, candidates, params, face, mask, phi_x, attribute):
   """One attribute's edit of one face: `[size, size, 3]` float32, blended into the input."""
   size, x = config.image_size, face.image
-  means = []
-  for pool in _pools(config, candidates, attribute, np.asarray(params.attributes)):
-    fits = []
-    for c in pool:
-      # Landmarks don't depend on size: render at 64² for the fit, scale up.
-      lm = faces.render(c, 64).landmarks * (size / 64.0)
-      matrix, residual = align.similarity_fit(lm, face.landmarks)
-      fits.append((residual, c.seed, c, matrix))
-    fits.sort(key=lambda f: f[:2])
-    total = np.zeros(phi_x.shape[-1], np.float64)
-    for _, _, c, matrix in fits[:config.k]:
-      warped = align.warp(faces.render(c, size).image, matrix, size)
-      total += np.asarray(phi(network.params, jnp.asarray(warped[None])))[0]
-    means.append(total / config.k)
-  w = interpolate.scale_vector(jnp.asarray((means[1] - means[0])[None], jnp.float32),
-                               config.scaling)
-  target = interpolate.edit_targets(jnp.asarray(phi_x), w, config.deltas[:1])[0]
-  result = rm(network.params, target, x[None], config.iterations)
-  if not result.finite[0]:
+
+  def directions(phi_x):  # w from the best-fitting candidates warped onto the face
+    means = []
+    for pool in _pools(config, candidates, attribute, np.asarray(params.attributes)):
+      fits = []
+      for c in pool:
+        # Landmarks don't depend on size: render at 64² for the fit, scale up.
+        lm = faces.render(c, 64).landmarks * (size / 64.0)
+        matrix, residual = align.similarity_fit(lm, face.landmarks)
+        fits.append((residual, c.seed, c, matrix))
+      fits.sort(key=lambda f: f[:2])
+      total = np.zeros(phi_x.shape[-1], np.float64)
+      for _, _, c, matrix in fits[:config.k]:
+        warped = align.warp(faces.render(c, size).image, matrix, size)
+        total += np.asarray(pipe.phi(pipe.params, jnp.asarray(warped[None])))[0]
+      means.append(total / config.k)
+    return [(means[1] - means[0])[None].astype(np.float32)]
+
+  edited = pipeline.edit(pipe, x[None], directions, config.deltas[:1], [config.iterations],
+                         scaling=config.scaling, batch_size=1, phi_x=phi_x)
+  if not edited.edits.finite[0, 0]:
     raise ValueError(f"face{params.seed} / {attribute}: loss became non-finite; "
                      "no image written")
-  edited = colour_match(result.images[0], x, mask)
+  edited = colour_match(edited.edits.images[0, 0], x, mask)
   return (x + mask[..., None] * (edited - x)).astype(np.float32)

@@ -43,7 +43,7 @@ from dfi_jax.data import figures
 from dfi_jax.data import image_io
 from dfi_jax.dfi import bank as bank_lib
 from dfi_jax.dfi import features as features_lib
-from dfi_jax.dfi import interpolate
+from dfi_jax.dfi import pipeline
 from dfi_jax.dfi import reconstruct
 from dfi_jax.runs import edit as edit_run
 from dfi_jax.runs.inpaint_data import (
@@ -186,8 +186,8 @@ def _run(config, workdir: Path, t_start: float) -> dict:
     print(f"resuming the run in {workdir}: {len(done)} of {len(data.test_names)} finished",
           flush=True)
 
-  phi = features_lib.make_phi(network.net)
-  spec = features_lib.feature_spec(network.net, network.params, (size, size))
+  pipe = pipeline.make(network.net, network.params, size, reconstruct.config_for_run(config))
+  phi = pipe.phi
   x = apply_hole(data.truth, hole)
   batch = config.feature_batch
   t0 = time.perf_counter()
@@ -213,26 +213,20 @@ def _run(config, workdir: Path, t_start: float) -> dict:
   for n, r in done.items():
     results[data.test_names.index(n)] = r["image"]
   if todo:
-    w = interpolate.scale_vector(jnp.asarray(means.phi_unmasked - means.phi_masked),
-                                 config.scaling)
-    targets = interpolate.edit_targets(jnp.asarray(phi_x), w, config.deltas)[0]
-    rm = reconstruct.cached(network.net, spec, reconstruct.config_for_run(config))
-    failed = []
+    def on_finished(s, i, edits):  # only the hole is replaced: pixels outside are the input's
+      del s  # one δ
+      results[i] = np.where(hole[..., None], edits.images[0, i], data.truth[i])
+      (workdir / "inpainted").mkdir(exist_ok=True)
+      image_io.save_png(workdir / "inpainted" / f"{data.test_names[i]}.png", results[i])
+      run_state.save_result(claim, data.test_names[i], results[i], edits.loss[0, i],
+                            edits.evaluations[0, i])
+
     with tqdm(total=config.iterations * len(todo), desc="reverse map", unit="it·img") as bar:
-      for b in range(0, len(todo), config.batch_size):
-        rows = todo[b:b + config.batch_size]
-        res = rm(network.params, targets[np.asarray(rows)], x[rows], config.iterations,
-                 progress=lambda k, n=len(rows): bar.update(k * n))
-        for j, i in enumerate(rows):
-          if not res.finite[j]:
-            failed.append(data.test_names[i])
-            continue
-          # Only the hole is replaced: pixels outside it are the input's.
-          results[i] = np.where(hole[..., None], res.images[j], data.truth[i])
-          (workdir / "inpainted").mkdir(exist_ok=True)
-          image_io.save_png(workdir / "inpainted" / f"{data.test_names[i]}.png", results[i])
-          run_state.save_result(claim, data.test_names[i], results[i], res.loss[j],
-                                res.evaluations[j])
+      edited = pipeline.edit(
+          pipe, x, lambda _: [means.phi_unmasked - means.phi_masked], config.deltas,
+          [config.iterations], scaling=config.scaling, batch_size=config.batch_size,
+          phi_x=phi_x, rows=todo, on_finished=on_finished, progress=bar.update)
+    failed = [data.test_names[i] for i in todo if not edited.edits.finite[0, i]]
     if failed:
       raise ValueError(f"inpainting {failed}: loss became non-finite; no image written for "
                        "them (the others are kept)")

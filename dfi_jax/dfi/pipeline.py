@@ -1,0 +1,169 @@
+"""The DFI sequence, once: φ(x) → neighbours → w → scale → targets φ(x) + δ·w → reverse maps.
+
+Every run and probe edits through `edit`; they differ only in the arguments:
+
+* where w comes from (`directions`): the sharded feature bank's neighbours (`feature_bank`),
+  neighbours warped onto each test face (`align`), inpainting's masked neighbours, warped
+  high-resolution candidates, a probe's oracle;
+* how one batch is solved (`solve`): the compiled `reconstruct.ReverseMap` (default), the same
+  split over devices (`sharding.reverse_maps`), or a probe's SciPy reference;
+* what is already done (`kept`: a resumed run's items), where the first δ starts
+  (`first_start`: fast mode's decoder), and what happens to each finished image
+  (`on_finished`: a run saves it).
+
+Items are edit-major: item `j` is test image `j % B` under direction `j // B`. The δ sweep is a
+chain: the first δ starts from x, each next δ from the previous δ's result; an item whose
+previous δ failed (non-finite loss) is not run again.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dfi_jax.dfi import features as features_lib
+from dfi_jax.dfi import interpolate
+from dfi_jax.dfi import reconstruct
+
+# `(targets [b, D], z0 [b, H, W, 3], iterations, progress) -> reconstruct.ReverseMapResult`
+Solve = Callable[..., reconstruct.ReverseMapResult]
+
+
+class Pipeline(NamedTuple):
+  """A network's φ and its reverse map at one image size."""
+  phi: Callable[[dict, jax.Array], jax.Array]  # `features.make_phi`: [B, S, S, 3] -> [B, D]
+  params: dict
+  spec: features_lib.FeatureSpec
+  reverse_map: reconstruct.ReverseMap
+
+
+def make(net, params, image_size: int, config: reconstruct.ReverseMapConfig) -> Pipeline:
+  """φ and the (process-wide cached) compiled reverse map of `net` for `image_size`² images."""
+  spec = features_lib.feature_spec(net, params, (image_size, image_size))
+  return Pipeline(features_lib.make_phi(net), params, spec,
+                  reconstruct.cached(net, spec, config))
+
+
+class Edits(NamedTuple):
+  """Reverse-map results of every (δ, item)."""
+  images: np.ndarray  # [S, n, H, W, 3] float32 in [0, 1]
+  loss: np.ndarray  # [S, n] float32, NaN where not run
+  finite: np.ndarray  # [S, n] bool: done (now or kept) with a finite loss
+  evaluations: np.ndarray  # [S, n] int64 objective evaluations
+
+
+def empty(num_deltas: int, n: int, image_shape: Sequence[int]) -> Edits:
+  """Nothing done yet: `[num_deltas, n]` items of `image_shape` (`(H, W, 3)`)."""
+  shape = (num_deltas, n)
+  return Edits(np.zeros(shape + tuple(image_shape), np.float32),
+               np.full(shape, np.nan, np.float32), np.zeros(shape, bool),
+               np.zeros(shape, np.int64))
+
+
+def targets(phi_x: jax.Array, directions: Sequence[jax.Array], scaling: str,
+            deltas: Sequence[float]) -> jax.Array:
+  """`[B, D]` φ(x) and E unscaled `[B, D]` directions -> `[S, E·B, D]` targets (edit-major):
+  each w scaled (`interpolate.scale_vector`), then φ(x) + δ_s·w for each δ."""
+  phi_x = jnp.asarray(phi_x)
+  return jnp.concatenate([
+      interpolate.edit_targets(phi_x, interpolate.scale_vector(jnp.asarray(w), scaling), deltas)
+      for w in directions], axis=1)
+
+
+def reverse_maps(solve: Solve, targets: jax.Array, x: np.ndarray, iterations: Sequence[int],
+                 batch_size: int, *, rows: Sequence[int] | None = None, kept: Edits | None = None,
+                 first_start: Callable | None = None,
+                 on_finished: Callable[[int, int, Edits], None] | None = None,
+                 progress: Callable[[int], None] | None = None) -> Edits:
+  """The δ chain over `[S, n, D]` targets from `[n, H, W, 3]` inputs x.
+
+  Args:
+    solve: one batch's reverse map (see `Solve`).
+    iterations: per δ (the first δ's, then each next one's).
+    batch_size: items per `solve` call.
+    rows: the items this process maps (default all; a host's share on many hosts).
+    kept: results already done (`finite` marks them); they are not recomputed.
+    first_start: `(targets [b, D], z0 [b, H, W, 3], rows [b]) -> z0`: the first δ's start.
+    on_finished: called as `(s, j, edits)` for each item finished here with a finite loss.
+    progress: called with iterations × images done (skipped items count as done).
+
+  Returns:
+    Every item's result (kept, computed here, or untouched where another process maps it).
+  """
+  n = len(x)
+  rows = np.arange(n) if rows is None else np.asarray(rows, np.int64)
+  out = kept if kept is not None else empty(len(iterations), n, x.shape[1:])
+  tick = progress or (lambda k: None)
+  for s in range(len(iterations)):
+    for b in range(0, len(rows), batch_size):
+      sl = rows[b:b + batch_size]
+      if out.finite[s, sl].all() or (s > 0 and not out.finite[s - 1, sl].all()):
+        tick(iterations[s] * len(sl))  # done, or its previous δ failed: this one fails too
+        continue
+      z0 = x[sl] if s == 0 else out.images[s - 1, sl]
+      if s == 0 and first_start is not None:
+        z0 = first_start(targets[s, sl], z0, sl)
+      res = solve(targets[s, sl], z0, iterations[s],
+                  lambda k, m=len(sl): tick(k * m))
+      out.images[s, sl], out.loss[s, sl] = res.images, res.loss
+      out.finite[s, sl], out.evaluations[s, sl] = res.finite, res.evaluations
+      if on_finished is not None:
+        for j in sl:
+          if out.finite[s, j]:
+            on_finished(s, int(j), out)
+  return out
+
+
+class Edited(NamedTuple):
+  edits: Edits  # [S, E·B] items, edit-major
+  phi_x: np.ndarray  # [B, D] φ of the inputs
+  seconds: dict  # directions_s (φ(x), neighbours, w), reverse_map_s
+
+
+def edit(pipe: Pipeline, x: np.ndarray, directions: Callable[[np.ndarray], Sequence],
+         deltas: Sequence[float], iterations: Sequence[int], *, scaling: str, batch_size: int,
+         feature_batch: int = 32, phi_x: np.ndarray | None = None, solve: Solve | None = None,
+         first_start: Callable | None = None, **chain) -> Edited:
+  """DFI on `[B, S, S, 3]` images x: the whole sequence.
+
+  Args:
+    pipe: from `make`.
+    directions: `φ(x) [B, D] -> E unscaled w's, each [B, D]` (its neighbours and means).
+    deltas, iterations: the δ sweep and each δ's iterations (same length).
+    scaling: `interpolate.SCALINGS`.
+    phi_x: φ(x) when already computed (else computed here in batches of `feature_batch`).
+    solve: one batch's reverse map (default `pipe.reverse_map`).
+    first_start: `(targets [b, D], z0 [b, S, S, 3], φ(x) [b, D]) -> z0` for the first δ.
+    chain: `reverse_maps`'s rows, kept, on_finished, progress.
+
+  Returns:
+    `Edited`: results `[len(deltas), E·B]`, φ(x), and the seconds of each part.
+  """
+  if len(iterations) != len(deltas):
+    raise ValueError(f"{len(deltas)} deltas but {len(iterations)} iteration counts")
+  t0 = time.perf_counter()
+  if phi_x is None:
+    phi_x = features_lib.compute_features(pipe.phi, pipe.params, x, feature_batch)
+  ws = list(directions(phi_x))
+  goal = targets(phi_x, ws, scaling, deltas)
+  seconds = dict(directions_s=time.perf_counter() - t0)
+  t0 = time.perf_counter()
+  solve = solve or (lambda t, z0, it, progress=None: pipe.reverse_map(
+      pipe.params, t, z0, it, progress))
+  start = None
+  if first_start is not None:
+    phi_items = np.asarray(phi_x)
+    start = lambda t, z0, sl: first_start(t, z0, phi_items[sl % len(x)])  # noqa: E731
+  edits = reverse_maps(solve, goal, np.tile(x, (len(ws), 1, 1, 1)), iterations, batch_size,
+                       first_start=start, **chain)
+  seconds["reverse_map_s"] = time.perf_counter() - t0
+  return Edited(edits, np.asarray(phi_x), seconds)
+
+
+def iterations_for(deltas: Sequence[float], first: int, next_: int) -> list[int]:
+  """A run's iterations per δ: `first` for the first δ, `next_` for each next (warm-started)."""
+  return [first] + [next_] * (len(deltas) - 1)
