@@ -27,6 +27,7 @@ from dfi_jax.runs import edit as edit_run
 from dfi_jax.dfi import feature_bank
 from dfi_jax.dfi import features as features_lib
 from dfi_jax import run_state
+from dfi_jax import workdir_lock
 from dfi_jax.dfi import sharding
 from experiments import cli
 
@@ -69,9 +70,9 @@ def main(argv):
   edit_run.validate(config)
   edit_run.check_inputs(config)
   search = bank_lib.parse_search(_SEARCH.value, seed=config.seed)
-  lock = (run_state.LOCK if jax.process_count() == 1
+  lock = (workdir_lock.LOCK if jax.process_count() == 1
           else sharding.host_lock(jax.process_index()))
-  with run_state.locked(_BANK_DIR.value, "bank_dir", (bank_lib.MANIFEST,), lock) as bank_dir:
+  with workdir_lock.locked(_BANK_DIR.value, "bank_dir", (bank_lib.MANIFEST,), lock) as bank_dir:
     build(config, bank_dir, search)
 
 

@@ -28,6 +28,7 @@ from dfi_jax.data import image_io
 from dfi_jax.nets import pretrained
 from dfi_jax.dfi import reconstruct
 from dfi_jax import run_state
+from dfi_jax import workdir_lock
 from dfi_jax.nets import weights as weights_lib
 from experiments import cli
 
@@ -63,7 +64,7 @@ def main(argv):
       image_io.check_input_file(c[field], f"--config.{field}={c[field]}")
   out.parent.mkdir(parents=True, exist_ok=True)
   # One training per --out at a time: two would write the same resume file.
-  with run_state.hold_lock(out.parent / f".{out.name}.lock", f"--out={out}", keep=False):
+  with workdir_lock.hold_lock(out.parent / f".{out.name}.lock", f"--out={out}", keep=False):
     train(c, out)
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("dfi_jax", "experiments", "research")
 # Lower layers never import higher ones: runs → eval → dfi → nets, data → the shared base.
-LAYERS = {"dfi_jax.run_state": 0, "dfi_jax.versions": 0, "dfi_jax.data.image_io": 0,
-          "dfi_jax.nets": 1, "dfi_jax.data": 1, "dfi_jax.dfi": 2, "dfi_jax.eval": 3, "dfi_jax.runs": 4}
+LAYERS = {"dfi_jax.run_state": 0, "dfi_jax.workdir_lock": 0, "dfi_jax.versions": 0,
+          "dfi_jax.data.image_io": 0, "dfi_jax.nets": 1, "dfi_jax.data": 1, "dfi_jax.dfi": 2, "dfi_jax.eval": 3, "dfi_jax.runs": 4}
 
 
 def modules(root: Path = ROOT) -> dict[str, Path]:

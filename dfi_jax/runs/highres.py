@@ -30,6 +30,7 @@ from dfi_jax.dfi import pipeline
 from dfi_jax.eval import metrics as metrics_lib
 from dfi_jax.dfi import reconstruct
 from dfi_jax import run_state
+from dfi_jax import workdir_lock
 from dfi_jax import versions
 from dfi_jax.data import sources
 
@@ -96,7 +97,7 @@ def run(config, workdir: str | Path) -> dict:
   candidates = [faces.sample_face(s) for s in range(config.bank_seed,
                                                     config.bank_seed + config.bank_size)]
   validate(config, candidates)
-  with run_state.locked(workdir) as held:
+  with workdir_lock.locked(workdir) as held:
     return _run(config, held, candidates, t_start)
 
 

@@ -38,6 +38,7 @@ import numpy as np
 from tqdm import tqdm
 
 from dfi_jax import run_state
+from dfi_jax import workdir_lock
 from dfi_jax import versions
 from dfi_jax.data import figures
 from dfi_jax.data import image_io
@@ -161,7 +162,7 @@ def run(config, workdir: str | Path) -> dict:
   t_start = time.perf_counter()
   config = run_state.split_lists(config)
   validate(config)
-  with run_state.locked(workdir) as held:
+  with workdir_lock.locked(workdir) as held:
     return _run(config, held, t_start)
 
 

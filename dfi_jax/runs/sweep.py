@@ -18,6 +18,7 @@ from dfi_jax.dfi import feature_bank
 from dfi_jax.data import figures
 from dfi_jax.data import image_io
 from dfi_jax import run_state
+from dfi_jax import workdir_lock
 
 
 def parse_axis(text: str) -> tuple[str, list]:
@@ -49,7 +50,7 @@ def run_sweep(config, workdir: str | Path, axis: tuple[str, list],
   """Runs every setting and writes one figure per attribute; returns the figure paths.
 
   Every setting is built and checked before the first run starts, and the sweep's folder is
-  held for this process (run_state.locked); each setting's run resumes like any edit run.
+  held for this process (workdir_lock.locked); each setting's run resumes like any edit run.
   """
   rows_axis = axis2 or ("", [None])
   run_state.check_unique([f"{axis[0]}={v}" for v in axis[1]], "--axis")
@@ -65,7 +66,7 @@ def run_sweep(config, workdir: str | Path, axis: tuple[str, list],
       edit_run.validate(settings[(v2, v)][1])
       edit_run.check_inputs(settings[(v2, v)][1])
       feature_bank.read_manifest(settings[(v2, v)][1])  # a bank built for every setting
-  with run_state.locked(workdir) as held:
+  with workdir_lock.locked(workdir) as held:
     return _figures(config, held, axis, rows_axis, attributes, settings)
 
 

@@ -147,7 +147,7 @@ def test_two_hosts_edit_resume_and_study(tmp_path):
   file on one host stops both with one line; a deleted item is recomputed with its batch only;
   `study_stimuli --distributed` writes a shard per host and process 0 the page linking them."""
   from dfi_jax.runs import edit as edit_run
-  from dfi_jax import run_state
+  from dfi_jax import workdir_lock
   from dfi_jax.eval.study import analysis
   import tiny_bank
   tiny_bank.build(run_config(), tmp_path / "bank")
@@ -159,7 +159,7 @@ def test_two_hosts_edit_resume_and_study(tmp_path):
                    f"--config.bank_dir={tmp_path / 'bank'}")
 
   workdir.mkdir()  # another run holds the workdir: both hosts stop, each with one line
-  with run_state.hold_lock(workdir / run_state.LOCK, "test"):
+  with workdir_lock.hold_lock(workdir / workdir_lock.LOCK, "test"):
     (code0, out0), (code1, out1) = two_hosts(transform, devices=2)
   assert code0 == code1 == 1, out0 + out1
   assert len(_error_lines(out0)) == 1 and "is in use by another run" in out0, out0

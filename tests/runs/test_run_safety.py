@@ -37,6 +37,7 @@ from dfi_jax.data import image_io
 from dfi_jax.runs import inpaint
 from dfi_jax.dfi import reconstruct
 from dfi_jax import run_state
+from dfi_jax import workdir_lock
 from dfi_jax.data import shoes
 from dfi_jax.data import sources
 from dfi_jax.runs import sweep
@@ -152,40 +153,40 @@ def test_atomic_write_temp_names_identify_their_writer(tmp_path, monkeypatch):
 
 def test_a_workdir_held_by_a_live_run_is_refused(tmp_path):
   workdir = tmp_path / "busy"
-  with run_state.locked(workdir):
+  with workdir_lock.locked(workdir):
     with pytest.raises(run_state.RunError, match=rf"--workdir={workdir} is in use by another "
                        rf"run \(pid {os.getpid()}\)"):
       edit_run.run(tiny(), workdir, attributes=ATTRIBUTE)
-  assert sorted(p.name for p in workdir.iterdir()) == [run_state.LOCK]
+  assert sorted(p.name for p in workdir.iterdir()) == [workdir_lock.LOCK]
 
 
 def test_a_killed_holder_leaves_no_stuck_lock(tmp_path):
   workdir = tmp_path / "w"
   holder = subprocess.Popen(
-      [sys.executable, "-c", "import sys, time; from dfi_jax import run_state\n"
-       f"with run_state.locked({str(workdir)!r}):\n  print('held', flush=True); time.sleep(600)"],
+      [sys.executable, "-c", "import sys, time; from dfi_jax import workdir_lock\n"
+       f"with workdir_lock.locked({str(workdir)!r}):\n  print('held', flush=True); time.sleep(600)"],
       cwd=ROOT, stdout=subprocess.PIPE, text=True)
   try:
     assert holder.stdout.readline().strip() == "held"
     with pytest.raises(run_state.RunError, match=f"in use by another run \\(pid {holder.pid}\\)"):
-      with run_state.locked(workdir):
+      with workdir_lock.locked(workdir):
         pass
   finally:
     holder.kill()
     holder.wait()
-  with run_state.locked(workdir) as held:  # kill -9 released it
+  with workdir_lock.locked(workdir) as held:  # kill -9 released it
     assert held == workdir
 
 
 def test_a_lock_file_removed_on_release_is_made_afresh(tmp_path):
   """`keep=False` unlinks the lock on release; a later holder locks a fresh file."""
   lock = tmp_path / ".out.lock"
-  with run_state.hold_lock(lock, "--out", keep=False):
+  with workdir_lock.hold_lock(lock, "--out", keep=False):
     assert lock.exists()
   assert not lock.exists()
-  with run_state.hold_lock(lock, "--out", keep=False):
+  with workdir_lock.hold_lock(lock, "--out", keep=False):
     with pytest.raises(run_state.RunError, match="in use"):
-      with run_state.hold_lock(lock, "--out"):
+      with workdir_lock.hold_lock(lock, "--out"):
         pass
 
 
@@ -200,8 +201,8 @@ def test_a_foreign_non_empty_folder_is_refused(tmp_path):
 def test_a_file_system_without_locks_warns_and_goes_on(tmp_path, monkeypatch, capsys):
   def no_locks(fd, operation):
     raise OSError(errno.ENOLCK, "No locks available")
-  monkeypatch.setattr(run_state.fcntl, "flock", no_locks)
-  with run_state.locked(tmp_path / "w") as held:
+  monkeypatch.setattr(workdir_lock.fcntl, "flock", no_locks)
+  with workdir_lock.locked(tmp_path / "w") as held:
     assert held == tmp_path / "w"
   assert "cannot lock" in capsys.readouterr().err
 
@@ -220,7 +221,7 @@ def test_two_runs_at_once_then_ctrl_c(tmp_path):
   args = [f"--workdir={workdir}", "--config=experiments/configs/synthetic.py:tiny",
           "--config.batch_size=4", "--config.iterations=100", "--config.next_iterations=100"]
   first = run_cli("experiments.transform", *args)
-  lock = workdir / run_state.LOCK
+  lock = workdir / workdir_lock.LOCK
 
   def wait_for(condition):
     deadline = time.time() + 300
@@ -245,7 +246,7 @@ def test_two_runs_at_once_then_ctrl_c(tmp_path):
   assert last_line(err) == (f"interrupted (Ctrl-C): {kept} finished item(s) kept under "
                             f"{workdir}; the same command resumes from them")
   assert kept >= 4 and (workdir / "run.json").exists() and not list(workdir.rglob("*.tmp"))
-  with run_state.locked(workdir):  # nothing stuck: the rerun may start
+  with workdir_lock.locked(workdir):  # nothing stuck: the rerun may start
     pass
 
 
@@ -654,7 +655,7 @@ def test_empty_output_paths_are_refused(tmp_path, monkeypatch):
                lambda: inpaint.run(inpaint_config.get_config("tiny"), ""),
                lambda: highres.run(highres_config.get_config("tiny"), ""),
                lambda: sweep.run_sweep(tiny(), "", ("k", [3])),
-               lambda: run_state.locked("", "bank_dir").__enter__()):
+               lambda: workdir_lock.locked("", "bank_dir").__enter__()):
     with pytest.raises(run_state.RunError, match=r"^--\w+ is empty; expected a path"):
       call()
   with pytest.raises(ValueError, match="--out is empty"):

@@ -11,6 +11,7 @@ import jax
 import numpy as np
 
 from dfi_jax import run_state
+from dfi_jax import workdir_lock
 
 
 class DistributedSettings(NamedTuple):
@@ -123,16 +124,16 @@ class Held(NamedTuple):
 def host_lock(process_index: int) -> str:
   """The lock file a process holds in a shared folder: process 0 the run's own lock (so no other
   run, one host or many, uses the folder at once), every other process its own."""
-  return run_state.LOCK if process_index == 0 else f".dfi_jax.host{process_index}.lock"
+  return workdir_lock.LOCK if process_index == 0 else f".dfi_jax.host{process_index}.lock"
 
 
 @contextlib.contextmanager
 def hold_workdir(workdir, flag: str = "workdir",
                  check: Callable[[], None] | None = None) -> Iterator[Held]:
-  """`run_state.locked(workdir)` for a run that every host starts with the same command, after
+  """`workdir_lock.locked(workdir)` for a run that every host starts with the same command, after
   `check()` (the settings and inputs, before anything is written).
 
-  One host: exactly `run_state.locked`; `agree` does nothing. Many hosts: process 0 takes the
+  One host: exactly `workdir_lock.locked`; `agree` does nothing. Many hosts: process 0 takes the
   folder first (it creates it and holds `.dfi_jax.lock`), then every other process holds
   `.dfi_jax.host<i>.lock` in its view of the folder — the same folder on a shared file system,
   its own otherwise — and writes there only the items it computes. A refusal on any host stops
@@ -144,7 +145,7 @@ def hold_workdir(workdir, flag: str = "workdir",
   if jax.process_count() == 1:
     if check is not None:
       check()
-    with run_state.locked(workdir, flag) as path:
+    with workdir_lock.locked(workdir, flag) as path:
       yield Held(path, lambda: None)
     return
   error = None
@@ -161,7 +162,7 @@ def hold_workdir(workdir, flag: str = "workdir",
       error = None
       if (me == 0) == (turn == 0):
         try:
-          path = stack.enter_context(run_state.locked(workdir, flag, lock=host_lock(me)))
+          path = stack.enter_context(workdir_lock.locked(workdir, flag, lock=host_lock(me)))
         except Exception as e:  # pylint: disable=broad-except  # told to every host, re-raised
           error = e
       all_succeeded(error)
