@@ -39,6 +39,7 @@ from dfi_jax.eval import probe as probe_lib
 from dfi_jax.nets import model as model_lib
 from dfi_jax.nets import pretrained
 from dfi_jax.nets import weights as weights_lib
+from dfi_jax.runs import photo_outputs
 from dfi_jax.runs import photos as photos_lib
 from dfi_jax.runs.report import edit_file, save_edit, write_outputs
 
@@ -295,7 +296,7 @@ def _run(config, workdir: Path, inputs: Sequence[str], attributes: Sequence[str]
                                     for j in mine]), timings=timings, failures=[], written=False)
   keep_gathered(workdir, claim, tests, items, keys, mine, results, losses, finite, evaluations,
                 config.deltas)
-  photos_lib.save_outputs(workdir, config, tests, items, results, finite)
+  photo_outputs.save_outputs(workdir, config, tests, items, results, finite)
   return write_outputs(config, workdir, network, tests, attributes, items, results, losses,
                        finite, evaluations, neighbour_sets, bank_data, timings, t_start)
 

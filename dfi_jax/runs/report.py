@@ -18,6 +18,7 @@ from dfi_jax.dfi.interpolate import delta_tag
 from dfi_jax.eval import judge as judge_lib
 from dfi_jax.eval import metrics as metrics_lib
 from dfi_jax.eval import probe as probe_lib
+from dfi_jax.runs import photo_outputs
 from dfi_jax.runs import photos as photos_lib
 
 
@@ -135,7 +136,7 @@ def write_outputs(config, workdir, network, tests, attributes, items, results, l
                    originals=[f"originals/{n}.png" for n in tests.names],
                    baselines=dict(pixel=sorted(f"baselines/{tests.names[i]}__{a}__pixel.png"
                                                for i, a in items)),
-                   **photos_lib.output_files(config, tests, attributes)),
+                   **photo_outputs.output_files(config, tests, attributes)),
       timings=timings,
       versions=versions.package_versions(),
       devices=[str(d) for d in jax.devices()],
@@ -248,7 +249,7 @@ def write_index(workdir, config, network, tests, attributes, items, files, summa
             for s, d in enumerate(config.deltas) for j, (i, b) in enumerate(items)
             if b == a and (s, j) in files]
     sections.append(dict(heading=f"Edit: {a}", figures=figs))
-  sections += photos_lib.index_sections(config, tests, attributes)
+  sections += photo_outputs.index_sections(config, tests, attributes)
   if failures:
     sections.append(dict(heading="Failures", text="; ".join(failures)))
   figures.write_index_html(workdir / "index.html", "DFI edits", sections)

@@ -16,6 +16,7 @@ from dfi_jax.dfi import align
 from dfi_jax.runs import edit as edit_run
 from dfi_jax.data import faces
 from dfi_jax.data import landmarks
+from dfi_jax.runs import photo_outputs
 from dfi_jax.runs import photos
 from dfi_jax import run_state
 from experiments.configs import synthetic
@@ -203,7 +204,7 @@ def test_a_missing_detector_is_named_before_any_work(monkeypatch, tmp_path):
 def test_animation_plays_the_sweep_forwards_and_back(tmp_path):
   frames = [np.full((8, 8, 3), v, np.float32) for v in (0.0, 0.5, 1.0)]
   for kind in ("gif", "webp"):
-    photos.save_animation(tmp_path / f"a.{kind}", frames)
+    photo_outputs.save_animation(tmp_path / f"a.{kind}", frames)
     with Image.open(tmp_path / f"a.{kind}") as anim:
       assert anim.format == kind.upper() and anim.n_frames == 4  # 0, .5, 1, .5
       values = []

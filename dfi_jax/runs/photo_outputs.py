@@ -1,0 +1,149 @@
+"""What an own-photo run writes besides the edit grid: per photo and edit, the photo with all its
+faces edited (`photos.paste`); side-by-sides of the δ sweep; the aligned crops with their
+landmarks; animations of the sweep (GIF or WebP)."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from dfi_jax.data import figures
+from dfi_jax.data import image_io
+from dfi_jax.data import sources
+from dfi_jax.dfi.interpolate import delta_tag
+from dfi_jax.runs.photos import crop_points, paste
+
+PANEL = 512  # longest side of a photo in side-by-sides and animations
+FRAME_MS = 500  # per frame of an animation
+
+
+def _photo_rows(tests: sources.TestImages) -> dict[str, list[int]]:
+  rows: dict[str, list[int]] = {}
+  for i, face in enumerate(tests.faces):
+    rows.setdefault(face.photo_name, []).append(i)
+  return rows
+
+
+def _image_names(tests: sources.TestImages) -> list[str]:
+  """Per photo (aligned faces) or per test image: the names animations are written under."""
+  return list(_photo_rows(tests)) if tests.faces is not None else list(tests.names)
+
+
+def output_files(config, tests: sources.TestImages, attributes: Sequence[str]) -> dict:
+  """The files `save_outputs` writes (relative to the workdir), by kind."""
+  out: dict[str, list[str]] = {}
+  if tests.faces is not None:
+    rows = _photo_rows(tests)
+    out["group_edits"] = [f"photos/{p}__{a}__{delta_tag(d)}.png" for p, r in rows.items()
+                          if len(r) > 1 for a in attributes for d in config.deltas]
+    out["side_by_side"] = [f"photos/{p}__{a}__side_by_side.png" for p in rows
+                           for a in attributes]
+    out["aligned"] = [f"photos/{n}__aligned.png" for n in tests.names]
+  if config.get("animate", ""):
+    out["animations"] = [f"animations/{n}__{a}.{config.animate}" for n in _image_names(tests)
+                         for a in attributes]
+  return out
+
+
+def _shrink(image: np.ndarray, side: int = PANEL) -> np.ndarray:
+  h, w = image.shape[:2]
+  scale = side / max(h, w)
+  if scale >= 1:
+    return image
+  return image_io.resize(image, (max(1, round(h * scale)), max(1, round(w * scale))))
+
+
+def aligned_figure(tests: sources.TestImages, i: int, scale: int = 4) -> np.ndarray:
+  """Test image i's crop enlarged `scale`× (nearest) with its 68 landmarks (green) and the
+  frame's points it was fitted to (red rings): `[S·scale, S·scale, 3]` uint8."""
+  pixels = image_io.to_uint8(tests.images[i])
+  size = pixels.shape[0]
+  img = Image.fromarray(pixels).resize((size * scale, size * scale), Image.Resampling.NEAREST)
+  draw = ImageDraw.Draw(img)
+  for x, y in (crop_points(tests.faces[i]) + 0.5) * scale:
+    draw.ellipse((x - 1.5, y - 1.5, x + 1.5, y + 1.5), fill=(40, 230, 60))
+  for x, y in (tests.faces[i].target + 0.5) * scale:
+    draw.ellipse((x - 4, y - 4, x + 4, y + 4), outline=(240, 40, 40), width=2)
+  return np.asarray(img)
+
+
+def save_animation(path: str | os.PathLike, frames: Sequence[np.ndarray],
+                   duration_ms: int = FRAME_MS) -> None:
+  """Writes `[H, W, 3]` float frames as a looping animated GIF or WebP (by the suffix),
+  atomically; the sequence plays forwards then back."""
+  images = [Image.fromarray(image_io.to_uint8(f)) for f in frames]
+  loop = images + images[-2:0:-1]
+  kind = Path(path).suffix.lower().lstrip(".")
+  buf = io.BytesIO()
+  options = dict(lossless=True) if kind == "webp" else dict(optimize=False)
+  loop[0].save(buf, format={"gif": "GIF", "webp": "WEBP"}[kind], save_all=True,
+               append_images=loop[1:], duration=duration_ms, loop=0, **options)
+  image_io.atomic_write_bytes(path, buf.getvalue())
+
+
+def save_outputs(workdir: Path, config, tests: sources.TestImages, items, results: np.ndarray,
+                 finite: np.ndarray) -> None:
+  """Writes `output_files`' files from the run's results.
+
+  Args:
+    items: `[(test image index, attribute)]`, the columns of `results`.
+    results: `[len(config.deltas), len(items), S, S, 3]`; finite: `[len(deltas), len(items)]`.
+  """
+  deltas = list(config.deltas)
+  attributes = list(dict.fromkeys(a for _, a in items))
+  column = {item: j for j, item in enumerate(items)}
+  anim = config.get("animate", "")
+  if tests.faces is not None:
+    (workdir / "photos").mkdir(exist_ok=True)
+    for i, name in enumerate(tests.names):
+      image_io.save_png(workdir / "photos" / f"{name}__aligned.png", aligned_figure(tests, i))
+    for photo, rows in _photo_rows(tests).items():
+      original = tests.originals[rows[0]]
+      for a in attributes:
+        sweep = [original]
+        for s, d in enumerate(deltas):
+          done = [i for i in rows if finite[s, column[(i, a)]]]
+          edited = paste(original, [tests.images[i] for i in done],
+                         [results[s, column[(i, a)]] for i in done],
+                         [tests.faces[i] for i in done])
+          if len(rows) > 1:
+            image_io.save_png(workdir / "photos" / f"{photo}__{a}__{delta_tag(d)}.png", edited)
+          sweep.append(edited)
+        panels = [_shrink(x) for x in sweep]
+        figures.save_grid(workdir / "photos" / f"{photo}__{a}__side_by_side.png", [panels],
+                          col_labels=["input"] + [f"{a} d={d:g}" for d in deltas])
+        if anim:
+          (workdir / "animations").mkdir(exist_ok=True)
+          save_animation(workdir / "animations" / f"{photo}__{a}.{anim}", panels)
+  elif anim:
+    (workdir / "animations").mkdir(exist_ok=True)
+    for i, name in enumerate(tests.names):
+      for a in attributes:
+        frames = [tests.images[i]] + [results[s, column[(i, a)]] for s in range(len(deltas))
+                                      if finite[s, column[(i, a)]]]
+        big = [np.repeat(np.repeat(f, 4, 0), 4, 1) for f in frames]  # 64² is hard to see
+        save_animation(workdir / "animations" / f"{name}__{a}.{anim}", big)
+
+
+def index_sections(config, tests: sources.TestImages, attributes: Sequence[str]) -> list[dict]:
+  """index.html's sections for `output_files`."""
+  files = output_files(config, tests, attributes)
+  sections = []
+  if tests.faces is not None:
+    sections.append(dict(
+        heading="Your photos",
+        text=("Each face found was aligned to the bank's landmark frame (its eye centres, nose "
+              "tip and mouth corners fitted by a similarity), edited there, and the change "
+              "pasted back through a feathered face mask; pixels outside the mask are the "
+              "photo's own."),
+        figures=[dict(src=f, caption=Path(f).stem.replace("__", " · ")) for f in
+                 files["side_by_side"] + files["group_edits"] + files["aligned"]]))
+  if files.get("animations"):
+    sections.append(dict(heading="The δ sweep, animated", figures=[
+        dict(src=f, caption=Path(f).stem.replace("__", " · ")) for f in files["animations"]]))
+  return sections
