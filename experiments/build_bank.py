@@ -104,8 +104,8 @@ def build(config, bank_dir: Path, search: bank_lib.SearchReduction) -> None:
     report = bank_lib.build(
         bank_dir, stream, phi, network.params, spec, shard_size=shard_size,
         dtype=_DTYPE.value, search=search, batch_size=batch, weights=weights,
-        process_index=jax.process_index(), process_count=hosts,
-        barrier=sharding.barrier, overwrite=_OVERWRITE.value, progress=bar.update)
+        hosts=bank_lib.Hosts(jax.process_index(), hosts, sharding.barrier),
+        overwrite=_OVERWRITE.value, progress=bar.update)
   seconds = time.perf_counter() - t0
   built = sum(min(shard_size, stream.num_images - i * shard_size) for i in report.built)
   if writer:

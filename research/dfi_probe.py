@@ -23,6 +23,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import NamedTuple, Sequence
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
@@ -113,9 +114,31 @@ def paired_vector(phi, params, attribute: str, size: int, n: int) -> jax.Array:
   return jnp.asarray(d.mean(0))
 
 
-def probe(weights: str, taps, size, bank_size, num_test, k, neighbour_rules, scalings, deltas,
-          tvs, beta, iterations, next_iterations, attributes, out: Path, tag: str,
-          w_mode: str = "neighbours", paired: int = 32) -> list[dict]:
+class Probe(NamedTuple):
+  """One probe's settings (the flags): the network, the faces, and the swept settings."""
+  weights: str  # '' = ImageNet VGG16, 'random', or a file
+  taps: Sequence[str]
+  size: int
+  bank_size: int
+  num_test: int
+  k: int
+  neighbour_rules: Sequence[str]  # attributes and/or features (swept)
+  scalings: Sequence[str]  # swept
+  deltas: Sequence[float]  # the warm-started δ sweep
+  tvs: Sequence[float]  # λ values (swept)
+  beta: float
+  iterations: int  # the first δ's
+  next_iterations: int  # each further δ's (0 = the same)
+  attributes: Sequence[str]
+  w_mode: str = "neighbours"  # neighbours | oracle | paired
+  paired: int = 32  # identities for w_mode paired
+
+
+def probe(settings: Probe, out: Path, tag: str) -> list[dict]:
+  """Every combination of the swept settings: edits, r and outside change per attribute and δ,
+  the pixel baseline; writes `out/<tag><label>.{png,npz}` and appends `out/<tag>records.jsonl`."""
+  (weights, taps, size, bank_size, num_test, k, neighbour_rules, scalings, deltas, tvs, beta,
+   iterations, next_iterations, attributes, w_mode, paired) = settings
   params, prov = weights_lib.load_weights(pretrained.resolve(weights))
   net = weights_lib.model_for(prov, taps=tuple(taps))
   pipe = pipeline.make(net, params, size, reconstruct.ReverseMapConfig())
@@ -219,10 +242,10 @@ def probe(weights: str, taps, size, bank_size, num_test, k, neighbour_rules, sca
 def main(argv):
   if len(argv) > 1:
     raise ValueError(f"unexpected arguments {argv[1:]}")
-  probe(_WEIGHTS.value, _TAPS.value, _SIZE.value, _BANK.value, _NUM_TEST.value, _K.value,
-        _NEIGHBOURS.value, _SCALING.value, [float(d) for d in _DELTAS.value], _TV.value,
-        _BETA.value, _ITERS.value, _NEXT.value, _ATTRS.value, Path(_OUT.value), _TAG.value,
-        _W_MODE.value, _PAIRED.value)
+  probe(Probe(_WEIGHTS.value, _TAPS.value, _SIZE.value, _BANK.value, _NUM_TEST.value, _K.value,
+              _NEIGHBOURS.value, _SCALING.value, [float(d) for d in _DELTAS.value], _TV.value,
+              _BETA.value, _ITERS.value, _NEXT.value, _ATTRS.value, _W_MODE.value,
+              _PAIRED.value), Path(_OUT.value), _TAG.value)
 
 
 if __name__ == "__main__":

@@ -248,7 +248,6 @@ def _run(config, workdir: Path, inputs: Sequence[str], attributes: Sequence[str]
   # Each (test image, edit) for each δ; the first δ from x, each next one from the previous
   # result; items finished by an earlier, interrupted run are kept.
   items = [(i, e.name) for e in edits for i in range(len(tests.names))]
-  attributes = [e.name for e in edits]
   keys = [[f"{tests.names[i]}__{a}__{delta_tag(d)}" for i, a in items] for d in config.deltas]
   run_state.check_unique([k for row in keys for k in row], "edits")
   kept = pipeline.empty(len(config.deltas), len(items), (size, size, 3))
@@ -285,26 +284,24 @@ def _run(config, workdir: Path, inputs: Sequence[str], attributes: Sequence[str]
   timings["reverse_map_s"] = edited.seconds["reverse_map_s"]
   timings["reverse_map_per_image_s"] = (timings["reverse_map_s"]
                                         / max(1, len(mine) * len(config.deltas)))
-  results, losses, finite, evaluations = edited.edits
-  results, losses, finite, evaluations = sharding.gather_items(
-      mine, (results, losses, finite, evaluations), axis=1)
+  edits_done = pipeline.Edits(*sharding.gather_items(mine, edited.edits, axis=1))
 
   run_state.commit(claim)
   if not sharding.is_writer():  # process 0 writes the outputs
     timings["total_s"] = time.perf_counter() - t_start
     return dict(outputs=dict(edits=[edit_file(tests, items[j], d) for d in config.deltas
                                     for j in mine]), timings=timings, failures=[], written=False)
-  keep_gathered(workdir, claim, tests, items, keys, mine, results, losses, finite, evaluations,
-                config.deltas)
-  photo_outputs.save_outputs(workdir, config, tests, items, results, finite)
-  return write_outputs(config, workdir, network, tests, attributes, items, results, losses,
-                       finite, evaluations, neighbour_sets, bank_data, timings, t_start)
+  keep_gathered(workdir, claim, tests, items, keys, mine, edits_done, config.deltas)
+  photo_outputs.save_outputs(workdir, config, tests, items, edits_done.images, edits_done.finite)
+  return write_outputs(config, workdir, network, tests, items, edits_done, neighbour_sets,
+                       bank_data, timings, t_start)
 
 
 def keep_gathered(workdir: Path, claim: run_state.Claim, tests: sources.TestImages, items, keys,
-                  mine: np.ndarray, results, losses, finite, evaluations, deltas) -> None:
+                  mine: np.ndarray, edits: pipeline.Edits, deltas) -> None:
   """Process 0 keeps the finished items other hosts computed (their PNGs and state), unless the
   workdir (a shared file system) already holds them; one host: nothing to do."""
+  results, losses, finite, evaluations = edits
   for s, j in np.ndindex(*finite.shape):
     if j in mine or not finite[s, j]:
       continue

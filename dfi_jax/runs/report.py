@@ -14,6 +14,7 @@ from dfi_jax import versions
 from dfi_jax.data import figures
 from dfi_jax.data import image_io
 from dfi_jax.data import sources
+from dfi_jax.dfi import pipeline
 from dfi_jax.dfi.interpolate import delta_tag
 from dfi_jax.eval import judge as judge_lib
 from dfi_jax.eval import metrics as metrics_lib
@@ -50,8 +51,14 @@ def save_edit(workdir: Path, tests: sources.TestImages, item: tuple[int, str], d
   image_io.save_png(path, photo_result(tests, item[0], result))
 
 
-def write_outputs(config, workdir, network, tests, attributes, items, results, losses, finite,
-                  evaluations, neighbour_sets, bank_data, timings, t_start) -> dict:
+def write_outputs(config, workdir: Path, network, tests: sources.TestImages, items,
+                  edits: pipeline.Edits, neighbour_sets, bank_data: sources.Bank, timings: dict,
+                  t_start: float) -> dict:
+  """The edit run's outputs from its `[len(deltas), len(items)]` results (`items`: (test image,
+  attribute), edit-major): originals, pixel baselines, grid.png, index.html, metrics.json (with
+  the probe's and the judge's scores); returns the metrics record."""
+  results, losses, finite, evaluations = edits
+  attributes = list(dict.fromkeys(a for _, a in items))
   bank_images = bank_data.images
   failures, per_image, files, baselines = [], [], {}, {}
   for d in ("baselines", "originals"):

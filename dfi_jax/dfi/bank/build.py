@@ -24,6 +24,14 @@ from dfi_jax.dfi.bank.streams import ImageStream
 # Building.
 
 
+class Hosts(NamedTuple):
+  """Which shards this host builds: `i % count == index`; process 0 writes the manifest;
+  `barrier(name)` waits for every host (`sharding.barrier`)."""
+  index: int = 0
+  count: int = 1
+  barrier: Callable[[str], None] | None = None
+
+
 class BuildReport(NamedTuple):
   path: Path
   built: list[int]  # shard indices computed by this call
@@ -76,8 +84,7 @@ def _shard_done(path: Path, i: int, rows: int) -> bool:
 def build(path: str | os.PathLike, stream: ImageStream, phi_fn: Callable, params,
           spec: features_lib.FeatureSpec, *, shard_size: int = 256, dtype: str = "float32",
           search: SearchReduction = SearchReduction(), batch_size: int = 32,
-          weights: dict | None = None, process_index: int = 0, process_count: int = 1,
-          barrier: Callable[[str], None] | None = None, overwrite: bool = False,
+          weights: dict | None = None, hosts: Hosts = Hosts(), overwrite: bool = False,
           progress: Callable[[int], None] | None = None,
           stop_after: int | None = None) -> BuildReport:
   """Computes φ for every image of `stream` and writes the bank to `path`, resuming.
@@ -88,8 +95,7 @@ def build(path: str | os.PathLike, stream: ImageStream, phi_fn: Callable, params
     dtype: on-disk dtype of φ, `float32` or `bfloat16` (search features stay float32).
     batch_size: images per φ call (one compile: the last batch is padded).
     weights: what produced φ (path, provenance); a resumed build must match it.
-    process_index, process_count: this host builds shards `i % process_count ==
-      process_index`; process 0 writes the manifest; `barrier(name)` syncs hosts.
+    hosts: this host's share of the shards (default: one host builds all).
     overwrite: replace a bank built with other settings instead of raising.
     progress: called with images done (finished shards count at once on resume).
     stop_after: build at most this many shards, then return (tests simulate interruption).
@@ -122,19 +128,18 @@ def build(path: str | os.PathLike, stream: ImageStream, phi_fn: Callable, params
         raise BankError(f"{path} holds a bank built with other settings (different "
                         f"{', '.join(diff)}); choose another directory or overwrite it "
                         "(build_bank --overwrite)")
-      if process_index == 0:
+      if hosts.index == 0:
         for f in (path / "shards").iterdir():
           f.unlink()
-  if process_index == 0:
+  if hosts.index == 0:
     image_io.atomic_write_json(manifest_path, image_io.jsonable(dict(settings, complete=False)))
-  if barrier is not None:
-    barrier("bank_manifest")
+  if hosts.barrier is not None:
+    hosts.barrier("bank_manifest")
 
   reduce_fn = jax.jit(lambda x: reduce_for_search(x, spec, search))
-  store = np.float32 if dtype == "float32" else np.uint16
   built, skipped = [], []
   for i in range(settings["num_shards"]):
-    if i % process_count != process_index:
+    if i % hosts.count != hosts.index:
       continue
     start, stop = i * shard_size, min((i + 1) * shard_size, stream.num_images)
     if _shard_done(path, i, stop - start):
@@ -144,38 +149,45 @@ def build(path: str | os.PathLike, stream: ImageStream, phi_fn: Callable, params
       continue
     if stop_after is not None and len(built) >= stop_after:
       break
-    _build_shard(path, i, start, stop, stream, phi_fn, params, reduce_fn, search, spec,
-                 store, dtype, batch_size, progress)
+    _build_shard(path, i, range(start, stop, batch_size), stream,
+                 lambda images: phi_fn(params, jnp.asarray(images, jnp.float32)),
+                 reduce_fn if search.kind != "none" else None, search_dim(search, spec), spec,
+                 dtype, progress)
     built.append(i)
 
-  if barrier is not None:
-    barrier("bank_shards")
+  if hosts.barrier is not None:
+    hosts.barrier("bank_shards")
   complete = all(_shard_done(path, i, min((i + 1) * shard_size, stream.num_images) - i *
                              shard_size) for i in range(settings["num_shards"]))
-  if complete and process_index == 0:
+  if complete and hosts.index == 0:
     image_io.atomic_write_json(manifest_path, image_io.jsonable(dict(settings, complete=True)))
   return BuildReport(path, built, skipped, complete)
 
 
-def _build_shard(path, i, start, stop, stream, phi_fn, params, reduce_fn, search, spec, store,
-                 dtype, batch_size, progress) -> None:
+def _build_shard(path: Path, i: int, batches: range, stream: ImageStream, phi_of: Callable,
+                 reduce_fn: Callable | None, d: int, spec: features_lib.FeatureSpec, dtype: str,
+                 progress) -> None:
+  """Shard `i`: rows `batches.start:batches.stop` of `stream`, φ (`phi_of`) in batches of
+  `batches.step` (the last padded: one compiled shape), `d`-dim search features when
+  `reduce_fn`; its marker written last."""
+  start, stop, batch_size = batches.start, batches.stop, batches.step
+  store = np.float32 if dtype == "float32" else np.uint16
   paths = shard_paths(path, i)
   rows, names = stop - start, []
-  d = search_dim(search, spec)
   with contextlib.ExitStack() as files:
     phi_out = files.enter_context(_atomic_npy(paths["phi"], store, (rows, spec.dim)))
     attr_out = files.enter_context(
         _atomic_npy(paths["attributes"], bool, (rows, len(stream.attribute_names))))
     search_out = (files.enter_context(_atomic_npy(paths["search"], np.float32, (rows, d)))
-                  if search.kind != "none" else None)
+                  if reduce_fn is not None else None)
     group_out = (files.enter_context(_atomic_npy(paths["group"], np.int32, (rows,)))
                  if stream.has_group else None)
-    for a in range(start, stop, batch_size):
+    for a in batches:
       b = min(a + batch_size, stop)
       images, attributes, batch_names, group = stream.read(a, b)
       if len(images) < batch_size:  # pad: one compiled shape for every batch
         images = np.concatenate([images, np.repeat(images[-1:], batch_size - len(images), 0)])
-      phi = phi_fn(params, jnp.asarray(images, jnp.float32))
+      phi = phi_of(images)
       if search_out is not None:
         search_out[a - start:b - start] = np.asarray(reduce_fn(phi))[:b - a]
       phi = np.asarray(phi)[:b - a]
@@ -187,7 +199,7 @@ def _build_shard(path, i, start, stop, stream, phi_fn, params, reduce_fn, search
       names += list(batch_names)
       if progress is not None:
         progress(b - a)
-  arrays = (["phi", "attributes"] + (["search"] if search.kind != "none" else []) +
+  arrays = (["phi", "attributes"] + (["search"] if reduce_fn is not None else []) +
             (["group"] if stream.has_group else []))
   image_io.atomic_write_json(paths["marker"], dict(shard=i, start=start, rows=rows,
                                                    names=names, arrays=arrays))
