@@ -12,6 +12,7 @@ def test_the_tree_has_no_import_cycle_and_no_import_against_the_layers():
   assert len(edges) > 50  # the whole tree was read
   assert import_graph.cycles(edges) == []
   assert import_graph.upward(edges) == []
+  assert import_graph.deferred() == []
 
 
 def test_the_checks_find_a_cycle_and_an_import_against_the_layers(tmp_path):
@@ -27,3 +28,4 @@ def test_the_checks_find_a_cycle_and_an_import_against_the_layers(tmp_path):
   assert edges["dfi_jax.runs.c"] == {"dfi_jax.dfi"}
   assert import_graph.cycles(edges) == [["dfi_jax.dfi.a", "dfi_jax.runs.b"]]
   assert import_graph.upward(edges) == [("dfi_jax.dfi.a", "dfi_jax.runs.b")]
+  assert import_graph.deferred(tmp_path) == [("dfi_jax.dfi.a", 2)]

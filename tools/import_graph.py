@@ -1,6 +1,7 @@
 """The import graph of dfi_jax/, experiments/ and research/, read from the source (nothing is
 imported): `python tools/import_graph.py` prints its cycles and every import against the
-layer order of README's "Code map", and exits 1 when there is either."""
+layer order of README's "Code map" and every import of the project's own modules inside a
+function of dfi_jax/, and exits 1 when there is any."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("dfi_jax", "experiments", "research")
-# Lower layers never import higher ones: runs → eval → dfi → nets, data → the shared base.
+# Lower layers never import higher ones: the commands (experiments/, research/) → runs → the
+# config files (read by runs, e.g. api's default) → eval → dfi → nets, data → the shared base.
 LAYERS = {"dfi_jax.run_state": 0, "dfi_jax.workdir_lock": 0, "dfi_jax.versions": 0,
-          "dfi_jax.data.image_io": 0, "dfi_jax.nets": 1, "dfi_jax.data": 1, "dfi_jax.dfi": 2, "dfi_jax.eval": 3, "dfi_jax.runs": 4}
+          "dfi_jax.data.image_io": 0, "dfi_jax.nets": 1, "dfi_jax.data": 1, "dfi_jax.dfi": 2,
+          "dfi_jax.eval": 3, "experiments.configs": 4, "dfi_jax.runs": 5, "experiments": 6,
+          "research": 6}
 
 
 def modules(root: Path = ROOT) -> dict[str, Path]:
@@ -98,15 +102,37 @@ def upward(edges: dict[str, set[str]]) -> list[tuple[str, str]]:
                 if layer(a) is not None and layer(b) is not None and layer(b) > layer(a))
 
 
+def deferred(root: Path = ROOT) -> list[tuple[str, int]]:
+  """Imports of the project's own modules inside a function of dfi_jax/ (module, line), other
+  than the package's own lazy `dfi_jax.edit` (dfi_jax/__init__.py): none may hide a cycle."""
+  found = []
+  for name, path in modules(root).items():
+    if not name.startswith("dfi_jax."):  # the package itself: its lazy API is allowed
+      continue
+    for fn in ast.walk(ast.parse(path.read_text(), str(path))):
+      if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        for node in ast.walk(fn):
+          names = []
+          if isinstance(node, ast.ImportFrom):  # a relative import is always the project's own
+            names = ["dfi_jax"] if node.level else [node.module or ""]
+          elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+          if any(n.split(".")[0] in PACKAGES for n in names):
+            found.append((name, node.lineno))
+  return sorted(set(found))
+
+
 def main() -> int:
   edges = graph()
-  found, against = cycles(edges), upward(edges)
+  found, against, inner = cycles(edges), upward(edges), deferred()
   print(f"{len(edges)} modules, {sum(map(len, edges.values()))} imports")
   for component in found:
     print("cycle:", " ↔ ".join(component))
   for a, b in against:
     print(f"against the layers: {a} imports {b}")
-  return 1 if found or against else 0
+  for module, line in inner:
+    print(f"an import inside a function: {module}, line {line}")
+  return 1 if found or against or inner else 0
 
 
 if __name__ == "__main__":

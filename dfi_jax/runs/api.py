@@ -33,6 +33,7 @@ from dfi_jax.dfi import reconstruct
 from dfi_jax import run_state
 from dfi_jax.data import banks
 from dfi_jax.data import sources
+from experiments.configs import synthetic
 
 
 class Editor(NamedTuple):
@@ -48,7 +49,6 @@ class Editor(NamedTuple):
 
 def default_config(variant: str = "demo") -> ml_collections.ConfigDict:
   """`experiments/configs/synthetic.py`'s settings (`demo`, `tiny`, `eval` or `official`)."""
-  from experiments.configs import synthetic  # pylint: disable=import-outside-toplevel
   return synthetic.get_config(variant)
 
 
