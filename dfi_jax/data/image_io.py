@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 _LANCZOS = Image.Resampling.LANCZOS
+_BICUBIC = Image.Resampling.BICUBIC
 # Pillow modes converted before reading as 8-bit L / LA / RGB / RGBA.
 _CONVERT = {"1": "L", "P": "RGBA", "PA": "RGBA", "La": "LA", "RGBa": "RGBA", "RGBX": "RGB",
             "CMYK": "RGB", "YCbCr": "RGB", "HSV": "RGB"}
@@ -217,11 +218,25 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
   return np.round(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-  """Lanczos resize of `[H, W, 3]` float to `size = (height, width)`; `float32` in `[0, 1]`.
+RESAMPLES = ("lanczos", "official")
 
-  Each channel is resampled by Pillow in 32-bit float (`F` mode), antialiased when shrinking.
+
+def resize(image: np.ndarray, size: tuple[int, int], resample: str = "lanczos") -> np.ndarray:
+  """Resizes `[H, W, 3]` to `size = (height, width)`: `float32` in `[0, 1]`.
+
+  `lanczos`: each channel resampled by Pillow in 32-bit float (`F` mode), antialiased when
+  shrinking. `official`: the official code's `imageutils.resize` on the 8-bit image: bicubic
+  when shrinking both ways, Lanczos otherwise.
   """
+  if resample == "official":
+    x = to_uint8(image)
+    h, w = (int(v) for v in size)
+    if (h, w) != x.shape[:2]:
+      method = _BICUBIC if h < x.shape[0] and w < x.shape[1] else _LANCZOS
+      x = np.asarray(Image.fromarray(np.ascontiguousarray(x)).resize((w, h), method))
+    return x.astype(np.float32) / 255.0
+  if resample != "lanczos":
+    raise ValueError(f"resample {resample!r}; expected one of {RESAMPLES}")
   x = as_float_image(image)
   h, w = (int(s) for s in size)
   if h < 1 or w < 1:
@@ -233,25 +248,47 @@ def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
   return np.clip(np.stack(chans, axis=-1), 0.0, 1.0).astype(np.float32)
 
 
-def fit_square(image: np.ndarray, size: int) -> tuple[np.ndarray, Placement]:
-  """Resizes `image` to fit a `size x size` square, keeping its aspect ratio, and pads it.
+FITS = ("pad", "crop", "stretch")
+PADS = ("mean", "border")
 
-  The content is centred; the padding is the per-channel mean colour of the resized content
-  (neutral for feature statistics, unlike reflections, which add mirrored structure).
+
+def fit_square(image: np.ndarray, size: int, fit: str = "pad", pad: str = "mean",
+               resample: str = "lanczos") -> tuple[np.ndarray, Placement]:
+  """Fits `[H, W, 3]` into a `size x size` square: the one way images are made square.
+
+  Args:
+    fit: `pad`: the content resized to fit (aspect kept), centred, and padded with `pad`'s
+      colour; `crop`: the centre square, resized; `stretch`: resized to the square.
+    pad: `mean`: the resized content's per-channel mean (neutral for feature statistics, unlike
+      reflections, which add mirrored structure); `border`: the median of the image's border
+      pixels (keeps a catalogue photo's white background white).
+    resample: see `resize`.
 
   Returns:
-    The `[size, size, 3]` `float32` square and its `Placement`, for `unfit_square`.
+    The `[size, size, 3]` `float32` square and its `Placement` (where the content lies, for
+    `unfit_square`; `crop`: the whole square, from the centre square of the image).
   """
   x = as_float_image(image)
   if size < 1:
     raise ValueError(f"fit_square size {size}; expected >= 1")
+  if fit not in FITS or pad not in PADS:
+    raise ValueError(f"fit {fit!r}, pad {pad!r}; expected one of {FITS}, {PADS}")
   oh, ow = x.shape[:2]
+  if fit == "crop":
+    side = min(oh, ow)
+    top, left = (oh - side) // 2, (ow - side) // 2
+    x, oh, ow = x[top:top + side, left:left + side], side, side
+  if fit != "pad":
+    return resize(x, (size, size), resample), Placement(0, 0, size, size, oh, ow)
   scale = size / max(oh, ow)
   h, w = min(size, max(1, round(oh * scale))), min(size, max(1, round(ow * scale)))
-  content = resize(x, (h, w))
+  content = resize(x, (h, w), resample)
   top, left = (size - h) // 2, (size - w) // 2
   square = np.empty((size, size, 3), np.float32)
-  square[...] = content.mean(axis=(0, 1))
+  if pad == "mean":
+    square[...] = content.mean(axis=(0, 1))
+  else:
+    square[...] = np.median(np.concatenate([x[0], x[-1], x[:, 0], x[:, -1]]), axis=0)
   square[top:top + h, left:left + w] = content
   return square, Placement(top, left, h, w, oh, ow)
 

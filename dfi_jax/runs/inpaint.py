@@ -48,7 +48,7 @@ from dfi_jax.dfi import pipeline
 from dfi_jax.dfi import reconstruct
 from dfi_jax.runs import edit as edit_run
 from dfi_jax.runs.inpaint_data import (
-    DATA, FITS, apply_hole, centre_square, folder_data, hole_error, load_hole, synthetic_data)
+    DATA, apply_hole, centre_square, folder_data, hole_error, load_hole, synthetic_data)
 
 
 NEIGHBOURS_STATE = "neighbours"
@@ -132,7 +132,7 @@ RULES = dict(
     hole_fraction=run_state.Rule(lambda v: run_state.number().ok(v) and 0 < v < 1,
                                  "a number in (0, 1)"),
     hole_mask=run_state.text(), grid_scale=run_state.integer(1), bank_dir=run_state.text(),
-    test_dir=run_state.text(), fit=run_state.choice(FITS),
+    test_dir=run_state.text(), fit=run_state.choice(image_io.FITS),
     procedural_shoes=run_state.integer(0), procedural_width=run_state.integer(1))
 
 

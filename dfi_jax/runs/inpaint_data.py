@@ -22,7 +22,6 @@ from dfi_jax.data.datasets.folder import IMAGE_EXTENSIONS
 
 GREY = 0.5
 DATA = ("synthetic", "images")
-FITS = ("pad", "crop", "stretch")
 
 
 def centre_square(size: int, fraction: float) -> np.ndarray:
@@ -72,25 +71,6 @@ def list_images(folder: Path, check: bool = False) -> list[str]:
           image_io.check_input_file(Path(root, f))
         found.append(Path(root, f).relative_to(folder).as_posix())
   return sorted(found)
-
-
-def fit_image(image: np.ndarray, size: int, fit: str) -> np.ndarray:
-  """`[H, W, 3]` -> `[size, size, 3]` float32: "pad" (to a square of the border's median
-  colour, then resize), "crop" (the centre square) or "stretch"."""
-  h, w = image.shape[:2]
-  if fit == "pad":
-    border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
-    side = max(h, w)
-    square = np.empty((side, side, 3), np.float32)
-    square[...] = np.median(border, axis=0)
-    top, left = (side - h) // 2, (side - w) // 2
-    square[top:top + h, left:left + w] = image
-    image = square
-  elif fit == "crop":
-    side = min(h, w)
-    top, left = (h - side) // 2, (w - side) // 2
-    image = image[top:top + side, left:left + side]
-  return image_io.resize(image, (size, size))
 
 
 def listing_digest(folder: Path, names: Sequence[str]) -> str:
@@ -165,9 +145,11 @@ def folder_data(config, workdir: Path) -> Data:
     raise DatasetError(f"--config.k={config.k} but the bank has {len(bank_names)} images")
 
   def read(i: int) -> np.ndarray:
-    return fit_image(image_io.load_image(folder / bank_names[i]), size, fit)
+    return image_io.fit_square(image_io.load_image(folder / bank_names[i]), size, fit,
+                               pad="border")[0]
 
-  truth = np.stack([fit_image(image_io.load_image(p), size, fit) for p in test_paths])
+  truth = np.stack([image_io.fit_square(image_io.load_image(p), size, fit, pad="border")[0]
+                    for p in test_paths])
   stems = [_stem(n) for n in test_names]
   if len({s.casefold() for s in stems}) != len(stems):  # a.jpg and a.png, or A.jpg and a.jpg
     stems = [f"{i:03d}_{s}" for i, s in enumerate(stems)]

@@ -277,3 +277,30 @@ def test_random_bytes_never_crash(magic, body):
     else:
       assert x.ndim == 3 and x.shape[2] == 3 and x.dtype == np.float32
       assert np.all(np.isfinite(x)) and x.min() >= 0 and x.max() <= 1
+
+
+def test_fit_square_pads_with_the_border_colour_crops_and_stretches():
+  wide = np.ones((30, 40, 3), np.float32)
+  wide[10:20, 5:35] = 0.0
+  square, place = image_io.fit_square(wide, 32, "pad", pad="border")
+  assert square.shape == (32, 32, 3) and place == (4, 0, 24, 32, 30, 40)
+  assert square[0].min() > 0.99 and square[-1].min() > 0.99  # white, not the mean colour
+  assert square[16, 16].max() < 0.05
+  mean = image_io.fit_square(wide, 32, "pad")[0]  # the mean colour: grey bands
+  np.testing.assert_allclose(mean[0, 0], mean[4:28].mean((0, 1)), atol=1e-6)
+  cropped, place = image_io.fit_square(wide, 32, "crop")
+  assert cropped[16, 0].max() < 0.05 and place == (0, 0, 32, 32, 30, 30)  # keeps the dark band
+  np.testing.assert_allclose(cropped, image_io.resize(wide[:, 5:35], (32, 32)))
+  np.testing.assert_allclose(image_io.fit_square(wide, 32, "stretch")[0],
+                             image_io.resize(wide, (32, 32)))
+  with pytest.raises(ValueError, match="fit 'fill'"):
+    image_io.fit_square(wide, 32, "fill")
+
+
+def test_official_resample_is_8_bit_bicubic_when_shrinking_and_lanczos_when_enlarging():
+  rng = np.random.default_rng(0)
+  pixels = rng.integers(0, 256, (40, 50, 3), np.uint8)
+  for size, method in ((20, Image.Resampling.BICUBIC), (60, Image.Resampling.LANCZOS)):
+    want = np.asarray(Image.fromarray(pixels).resize((size, size), method)) / np.float32(255)
+    got = image_io.fit_square(pixels, size, "stretch", resample="official")[0]
+    np.testing.assert_array_equal(got, want.astype(np.float32))

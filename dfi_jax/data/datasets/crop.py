@@ -9,7 +9,7 @@ A `Crop` is a box in the stored image's pixels. Defaults:
 * CelebA aligned (218×178): rows 40:188, columns 15:163, the 148×148 box of the same authors.
 
 The resize follows the official `imageutils.resize`: Lanczos when enlarging, bicubic when
-shrinking, on 8-bit images.
+shrinking, on 8-bit images (`image_io.fit_square`'s `stretch` with `resample="official"`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from __future__ import annotations
 from typing import NamedTuple, Sequence
 
 import numpy as np
-from PIL import Image
+
+from dfi_jax.data import image_io
 
 
 class Crop(NamedTuple):
@@ -62,9 +63,4 @@ def crop_and_resize(image: np.ndarray, crop: Crop, size: int, name: str = "image
       raise ValueError(f"{name}: crop {tuple(crop)} (top, left, height, width) does not fit "
                        f"in the {h}×{w} image; set --config.crop")
     x = x[crop.top:crop.top + crop.height, crop.left:crop.left + crop.width]
-  h, w = x.shape[:2]
-  if (h, w) != (size, size):
-    shrinking = size < min(h, w)
-    method = Image.Resampling.BICUBIC if shrinking else Image.Resampling.LANCZOS
-    x = np.asarray(Image.fromarray(np.ascontiguousarray(x)).resize((size, size), method))
-  return (x.astype(np.float32) / 255.0)
+  return image_io.fit_square(x, size, "stretch", resample="official")[0]

@@ -227,9 +227,9 @@ def folder_bank(config):
       if box.top + box.height > h or box.left + box.width > w:
         raise DatasetError(f"{files[i]}: crop {tuple(box)} does not fit in the {h}×{w} image")
       image = image[box.top:box.top + box.height, box.left:box.left + box.width]
-    if fit == "pad":
-      return image_io.fit_square(image, size)[0]
-    return crop_lib.crop_and_resize(image, crop_lib.NO_CROP, size, names[i])
+    # pad: the own-photo fitting; stretch: the official 8-bit resampling, as LFW and CelebA.
+    return image_io.fit_square(image, size, fit,
+                               resample="lanczos" if fit == "pad" else "official")[0]
 
   return Bank(images=common.LazyImages(len(names), size, read), attributes=attributes[keep],
               attribute_names=table.columns, names=names,
