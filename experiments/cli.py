@@ -113,22 +113,26 @@ def interrupted(e: KeyboardInterrupt, kept: str, prefix: str = "") -> NoReturn:
   fail(f"({e.args[0] if e.args else 'Ctrl-C'}): {kept}", INTERRUPTED, f"{prefix}interrupted ")
 
 
-def run_main(main: Callable, kept: Callable[[], str] | None = None) -> None:
-  """`app.run(main)`, turning user errors into one stderr line and a non-zero exit.
+def call_main(main: Callable, argv: list[str], kept: Callable[[], str] | None = None):
+  """`main(argv)` after the flags are parsed: positional arguments refused (every command takes
+  flags only), user errors as one stderr line and exit 1, Ctrl-C and SIGTERM as one line,
+  `interrupted (…): <kept()>`, and exit 130."""
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # JAX's INFO lines (e.g. "no TPU") are noise here
+  catch_termination()
+  try:
+    if len(argv) > 1:
+      raise ValueError(f"unexpected arguments {argv[1:]}")
+    return main(argv)
+  except USER_ERRORS as e:
+    fail(f"{type(e).__name__}: {e}")
+  except KeyboardInterrupt as e:
+    interrupted(e, kept() if kept is not None else "files already written are complete")
 
-  Ctrl-C and SIGTERM end the run with one line, `interrupted (…): <kept()>`, and exit 130.
-  """
-  def wrapped(argv):
-    if not flags.FLAGS["verbosity"].present:
-      logging.set_verbosity(logging.WARNING)  # JAX's INFO lines (e.g. "no TPU") are noise here
-    catch_termination()
-    try:
-      return main(argv)
-    except USER_ERRORS as e:
-      fail(f"{type(e).__name__}: {e}")
-    except KeyboardInterrupt as e:
-      interrupted(e, kept() if kept is not None else "files already written are complete")
-  app.run(wrapped, flags_parser=parse_flags)
+
+def run_main(main: Callable, kept: Callable[[], str] | None = None) -> None:
+  """`app.run(main)` with `parse_flags` and `call_main`'s handling of arguments and errors."""
+  app.run(lambda argv: call_main(main, argv, kept), flags_parser=parse_flags)
 
 
 def check_new_output(out, overwrite: bool, flag: str = "out") -> Path:

@@ -19,8 +19,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=Tr
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise ValueError(f"unexpected arguments {argv[1:]}")
+  del argv  # cli.run_main refuses positional arguments
   record = inpaint.run(_CONFIG.value, _WORKDIR.value)
   s = record["summary"]
   print(f"data: {record['data']['note']}")

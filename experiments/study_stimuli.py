@@ -39,8 +39,7 @@ _DISTRIBUTED = cli.define_distributed_flags()
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise ValueError(f"unexpected arguments {argv[1:]}")
+  del argv  # cli.run_main refuses positional arguments
   try:
     deltas = [float(d) for d in _DELTAS.value]
   except ValueError:

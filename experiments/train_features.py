@@ -22,8 +22,7 @@ _OUT = flags.DEFINE_string("out", None, "Weights file to write (.npz).", require
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing --out file.")
 
 def main(argv):
-  if len(argv) > 1:
-    raise ValueError(f"unexpected arguments {argv[1:]}")
+  del argv  # cli.run_main refuses positional arguments
   c = run_state.split_lists(_CONFIG.value)
   run_state.check_config(c, train.CONFIG_RULES)
   out = cli.check_new_output(_OUT.value, _OVERWRITE.value)

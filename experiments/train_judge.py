@@ -23,8 +23,7 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing --out fi
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise ValueError(f"unexpected arguments {argv[1:]}")
+  del argv  # cli.run_main refuses positional arguments
   out = Path(_OUT.value)
   if out.suffix != ".npz":
     raise ValueError(f"--out={out}: expected a path ending in .npz")

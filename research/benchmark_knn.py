@@ -294,8 +294,7 @@ def _child(worker: str, devices: int) -> object:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise ValueError(f"unexpected arguments {argv[1:]}")
+  del argv  # cli.run_main refuses positional arguments
   if _WORKER.value:
     kind, *args = _WORKER.value.split(":")
     workers = dict(knn=knn_worker, reverse=reverse_worker, build=lambda n: build_worker(int(n)),

@@ -91,8 +91,7 @@ def first_reaching(steps, losses, level):
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise ValueError(f"unexpected arguments {argv[1:]}")
+  del argv  # cli.run_main refuses positional arguments
   config, workdir = run_state.split_lists(_CONFIG.value), Path(_WORKDIR.value)
   bad = [m for m in _MODES.value if m not in decoder_lib.START_MODES]
   if bad:

@@ -59,6 +59,21 @@ def fixed_input(seed: int = 0) -> np.ndarray:
 
 # -- torch ---------------------------------------------------------------------------------
 
+def _init_convs(module: "nn.Module") -> None:
+  """He-normal kernels, N(0, 0.1) biases: activations of every size, so every tap is checked."""
+  for m in module.modules():
+    if isinstance(m, nn.Conv2d):
+      nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+      nn.init.normal_(m.bias, 0.0, 0.1)
+
+
+def _torchvision_input(images: np.ndarray) -> "torch.Tensor":
+  """NHWC RGB [0, 1] `images` -> NCHW, normalised as torchvision's VGGs expect."""
+  x = torch.from_numpy(images).permute(0, 3, 1, 2)
+  return (x - torch.tensor(TORCHVISION_MEAN).view(1, 3, 1, 1)) / torch.tensor(
+      TORCHVISION_STD).view(1, 3, 1, 1)
+
+
 class TorchVGG(nn.Module):
   """torchvision's VGG layout (features.N, classifier.N) at reduced width."""
 
@@ -81,16 +96,11 @@ class TorchVGG(nn.Module):
     self.classifier = nn.Sequential(nn.Linear(in_ch, 8), nn.ReLU(True), nn.Dropout(),
                                     nn.Linear(8, 8), nn.ReLU(True), nn.Dropout(),
                                     nn.Linear(8, 10))
-    for m in self.modules():
-      if isinstance(m, nn.Conv2d):
-        nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        nn.init.normal_(m.bias, 0.0, 0.1)
+    _init_convs(self)
 
   def taps(self, images: np.ndarray) -> dict[str, np.ndarray]:
     """Post-ReLU activations at TAPS, NHWC, for RGB [0, 1] `images` (torchvision norm)."""
-    x = torch.from_numpy(images).permute(0, 3, 1, 2)
-    x = (x - torch.tensor(TORCHVISION_MEAN).view(1, 3, 1, 1)) / torch.tensor(
-        TORCHVISION_STD).view(1, 3, 1, 1)
+    x = _torchvision_input(images)
     names, out = iter(conv_names(self.cfg)), {}
     with torch.no_grad():
       for layer in self.features:
@@ -123,15 +133,10 @@ class DFIVgg19g(nn.Module):
         blocks.append(nn.Sequential(current))
         current = collections.OrderedDict()
     self.features_1, self.features_2, self.features_3 = blocks
-    for m in self.modules():
-      if isinstance(m, nn.Conv2d):
-        nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        nn.init.normal_(m.bias, 0.0, 0.1)
+    _init_convs(self)
 
   def taps(self, images: np.ndarray) -> dict[str, np.ndarray]:
-    x = torch.from_numpy(images).permute(0, 3, 1, 2)
-    x = (x - torch.tensor(TORCHVISION_MEAN).view(1, 3, 1, 1)) / torch.tensor(
-        TORCHVISION_STD).view(1, 3, 1, 1)
+    x = _torchvision_input(images)
     out = {}
     with torch.no_grad():
       for name, block in zip(TAPS, (self.features_1, self.features_2, self.features_3)):

@@ -146,23 +146,30 @@ def save_tree(path: str | os.PathLike, params: dict, provenance: dict, fmt: str,
 
 
 def load_tree(path: str | os.PathLike, fmt: str, required: Sequence[str],
-              error: type[Exception], what: str, command: str) -> tuple[dict, dict]:
+              error: type[Exception], what: str, command: str,
+              missing_hint: str = "") -> tuple[dict, dict]:
   """Reads a `save_tree` file: `(flat params {key tuple: float32 array}, provenance)`, checked
   to be format `fmt` with every `required` provenance key. Raises `error` (one line naming
-  `path`); `what` names the kind of file, `command` the one that makes it."""
+  `path`); `what` names the kind of file, `command` the one that makes it, `missing_hint` what
+  to do when there is no file (default: make one with `command`)."""
   path = Path(path)
+  made_by = f"expected a .npz made by `{command}`"
+  if not path.exists():
+    raise error(f"{what} file {path} not found: {missing_hint or made_by}")
   if not path.is_file():
-    state = "is a directory" if path.is_dir() else "not found"
-    raise error(f"{what} file {path} {state}: expected a .npz made by `{command}`")
+    raise error(f"{what} file {path} is a directory: {made_by}")
   try:
     arrays, meta = read_npz(path)
   except (OSError, ValueError) as e:
     raise error(f"{path} is not a readable dfi_jax {what} file ({e})") from None
   if meta is None:
-    raise error(f"{path} is not a dfi_jax {what} file (no provenance record)")
-  if not isinstance(meta, dict) or meta.get("format") != fmt:
-    found = meta.get("format") if isinstance(meta, dict) else None
-    raise error(f"{path}: format {found!r}, expected {fmt!r} (a {what} from `{command}`)")
+    raise error(f"{path} is not a dfi_jax {what} file (no provenance record): {made_by}")
+  if not isinstance(meta, dict):
+    raise error(f"{path}: provenance record is a JSON {type(meta).__name__}, expected an "
+                "object")
+  if meta.get("format") != fmt:
+    raise error(f"{path}: format {meta.get('format')!r}, expected {fmt!r} (a {what} from "
+                f"`{command}`)")
   missing = [k for k in required if k not in meta]
   if missing:
     raise error(f"{path}: provenance lacks {missing}")
@@ -171,32 +178,14 @@ def load_tree(path: str | os.PathLike, fmt: str, required: Sequence[str],
 
 def load_weights(path: str | os.PathLike) -> tuple[dict, dict]:
   """Reads a native weights file: `(params, provenance)`; params as float32 NumPy arrays."""
-  path = Path(path)
-  if not path.exists():
-    raise WeightsError(
-        f"weights file {path} not found: put a dfi_jax weights file there (make one with "
-        "`python -m experiments.train_features` or `python -m experiments.port_weights`)")
-  if path.is_dir():
-    raise WeightsError(f"weights file {path} is a directory, expected a .npz file")
-  try:
-    arrays, meta = read_npz(path)
-  except (OSError, ValueError) as e:
-    raise WeightsError(f"{path} is not a readable dfi_jax weights file ({e})") from None
-  if meta is None:
-    raise WeightsError(f"{path} is not a dfi_jax weights file (no provenance record); "
-                       "convert checkpoints with `python -m experiments.port_weights`")
-  if not isinstance(meta, dict):
-    raise WeightsError(f"{path}: provenance record is a JSON {type(meta).__name__}, expected an "
-                       "object")
+  flat, meta = load_tree(
+      path, FORMAT, REQUIRED, WeightsError, "weights",
+      "python -m experiments.train_features` or `python -m experiments.port_weights",
+      missing_hint="put a dfi_jax weights file there (make one with `python -m "
+      "experiments.train_features` or `python -m experiments.port_weights`)")
   params: dict = {}
-  for key, value in arrays.items():
-    layer, _, name = key.partition("/")
-    params.setdefault(layer, {})[name] = value
-  if meta.get("format") != FORMAT:
-    raise WeightsError(f"{path}: format {meta.get('format')!r}, expected {FORMAT!r}")
-  missing = [k for k in REQUIRED if k not in meta]
-  if missing:
-    raise WeightsError(f"{path}: provenance lacks {missing}")
+  for key, value in flat.items():
+    params.setdefault(key[0], {})["/".join(key[1:])] = value
   malformed = [k for k, ok in (  # model_for and the outputs read these
       ("layers", isinstance(meta["layers"], list) and meta["layers"]),
       ("width", isinstance(meta["width"], (int, float)) and meta["width"] > 0),

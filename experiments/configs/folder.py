@@ -21,11 +21,8 @@ from experiments.configs import synthetic
 
 
 def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
-  variant = arg or "demo"
-  if variant not in ("demo", "tiny"):
-    raise ValueError(f"unknown variant {arg!r} of folder.py; expected demo or tiny")
-  c = synthetic.get_config("tiny" if variant == "tiny" else "demo")
-  c.variant = variant
+  c = synthetic.derived(arg, "folder.py")
+  variant = c.variant
   c.data = "folder"
   c.folder = "~/dfi_folder"
   c.csv = "~/dfi_folder/attributes.csv"

@@ -31,11 +31,8 @@ from experiments.configs import synthetic
 
 
 def get_config(arg: str = "demo1") -> ml_collections.ConfigDict:
-  variant = arg or "demo1"
-  if variant not in ("demo1", "tiny"):
-    raise ValueError(f"unknown variant {arg!r} of lfw_demo1.py; expected demo1 or tiny")
-  c = synthetic.get_config("tiny" if variant == "tiny" else "demo")
-  c.variant = variant
+  c = synthetic.derived(arg, "lfw_demo1.py", ("demo1", "tiny"))
+  variant = c.variant
   c.data = "lfw"
   c.data_dir = "~/tensorflow_datasets"  # where prepare_data wrote tfds's lfw and the index
   c.crop = ()  # (top, left, height, width) in the 250² image; () = centre 150² (official)

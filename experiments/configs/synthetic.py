@@ -121,3 +121,16 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
     raise ValueError(f"unknown variant {arg!r} of synthetic.py; expected demo, tiny, eval or "
                      "official")
   return c
+
+
+def derived(arg: str, name: str, variants: tuple[str, ...] = ("demo", "tiny")
+            ) -> ml_collections.ConfigDict:
+  """The config another config file (`name`) starts from: its variant `arg` checked against
+  `variants` (the first is the default), then this file's `tiny` or `demo` settings."""
+  variant = arg or variants[0]
+  if variant not in variants:
+    raise ValueError(f"unknown variant {arg!r} of {name}; expected "
+                     f"{' or '.join(variants)}")
+  c = get_config("tiny" if variant == "tiny" else "demo")
+  c.variant = variant
+  return c
