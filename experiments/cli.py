@@ -135,6 +135,13 @@ def run_main(main: Callable, kept: Callable[[], str] | None = None) -> None:
   app.run(lambda argv: call_main(main, argv, kept), flags_parser=parse_flags)
 
 
+def define_output_file(what: str) -> tuple[flags.FlagHolder, flags.FlagHolder]:
+  """`--out` (required: the `what` file to write, .npz) and `--overwrite` (replace it), for the
+  training commands; check them with `check_new_output`."""
+  return (flags.DEFINE_string("out", None, f"{what} file to write (.npz).", required=True),
+          flags.DEFINE_bool("overwrite", False, "Replace an existing --out file."))
+
+
 def check_new_output(out, overwrite: bool, flag: str = "out") -> Path:
   """`--flag`'s file path; refuses an empty one, a directory, and an existing file unless
   `--overwrite` was given."""

@@ -17,7 +17,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from absl import flags
 from tqdm import tqdm
 
 from dfi_jax.dfi import decoder as decoder_lib
@@ -34,8 +33,7 @@ from experiments import cli
 
 _CONFIG = cli.define_config_file(
     "experiments/configs/decoder.py", "Config file (FILE or FILE:variant).")
-_OUT = flags.DEFINE_string("out", None, "Decoder file to write (.npz).", required=True)
-_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing --out file.")
+_OUT, _OVERWRITE = cli.define_output_file("Decoder")
 
 def evaluate(net, vgg_params, spec, params, images) -> dict:
   """Held-out pixel MSE and the reverse map's feature term (TV not included) of D(φ(x))."""

@@ -8,7 +8,6 @@ import shlex
 import sys
 
 import jax
-from absl import flags
 from tqdm import tqdm
 
 from dfi_jax import run_state
@@ -18,8 +17,7 @@ from experiments import cli
 
 _CONFIG = cli.define_config_file(
     "experiments/configs/features.py", "Config file (FILE or FILE:variant).")
-_OUT = flags.DEFINE_string("out", None, "Weights file to write (.npz).", required=True)
-_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing --out file.")
+_OUT, _OVERWRITE = cli.define_output_file("Weights")
 
 def main(argv):
   del argv  # cli.run_main refuses positional arguments

@@ -11,15 +11,13 @@ import shlex
 import sys
 from pathlib import Path
 
-from absl import flags
 
 from dfi_jax.eval import judge_train
 from experiments import cli
 
 _CONFIG = cli.define_config_file(
     "experiments/configs/judge.py", "Config file (FILE or FILE:variant).")
-_OUT = flags.DEFINE_string("out", None, "Judge file to write (.npz).", required=True)
-_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing --out file.")
+_OUT, _OVERWRITE = cli.define_output_file("Judge")
 
 
 def main(argv):

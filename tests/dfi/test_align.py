@@ -14,22 +14,9 @@ from dfi_jax.dfi import features as features_lib
 from dfi_jax.dfi import interpolate
 from dfi_jax.dfi import neighbours as neighbours_lib
 from experiments.configs import synthetic
+from image_points import dots, peak
 
 SIZE = 64
-
-
-def _dots(points, size=SIZE):
-  image = np.zeros((size, size, 3), np.float32)
-  for x, y in points:
-    image[int(round(y)), int(round(x))] = 1.0
-  return image
-
-
-def _peak(image, x, y, r=2):
-  i, j = int(round(y)), int(round(x))
-  patch = np.clip(image[i - r:i + r + 1, j - r:j + r + 1, 0], 0, None)
-  yy, xx = np.mgrid[i - r:i + r + 1, j - r:j + r + 1]
-  return (patch * xx).sum() / patch.sum(), (patch * yy).sum() / patch.sum()
 
 
 def test_similarity_fit_recovers_a_known_transform():
@@ -70,10 +57,10 @@ def test_warping_one_face_onto_another_puts_its_landmarks_on_the_others(transfor
   src, dst = np.round(lm[0]), lm[1]  # dots sit on pixel centres
   matrix, residual = align.fit(src, dst, transform)
   assert residual < 1.0  # the generator's faces differ from a similarity by < 1 px at 64²
-  warped = align.warp_onto(_dots(src), src, dst, transform)
+  warped = align.warp_onto(dots(src, (SIZE, SIZE)), src, dst, transform)
   moved = src @ matrix[:, :2].T + matrix[:, 2]
   for (mx, my), (dx, dy) in zip(moved, dst):
-    px, py = _peak(warped, mx, my)
+    px, py = peak(warped, mx, my)
     assert np.hypot(px - mx, py - my) < 0.3  # the image moved where the fit says
     assert np.hypot(px - dx, py - dy) < 1.5  # and so within ~a pixel of the other face's
 

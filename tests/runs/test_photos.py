@@ -20,6 +20,7 @@ from dfi_jax.runs import photo_outputs
 from dfi_jax.runs import photos
 from dfi_jax import run_state
 from experiments.configs import synthetic
+from image_points import dots, peak
 
 skimage_data = pytest.importorskip("skimage.data", reason="the test extra installs scikit-image")
 BANK = 64  # errors are measured in the pixels of the demo bank's 64² frame
@@ -90,20 +91,6 @@ def test_warp_and_its_inverse_round_trip_exactly():
   np.testing.assert_allclose(align.apply(align.invert(turn), align.apply(turn, points)), points)
 
 
-def _dots(points, shape):
-  image = np.zeros(shape + (3,), np.float32)
-  for x, y in np.round(points).astype(int):
-    image[y - 1:y + 2, x - 1:x + 2] = 1.0
-  return image
-
-
-def _peak(image, x, y, r=3):
-  i, j = int(round(y)), int(round(x))
-  patch = np.clip(image[i - r:i + r + 1, j - r:j + r + 1, 0], 0, None)
-  yy, xx = np.mgrid[i - r:i + r + 1, j - r:j + r + 1]
-  return (patch * xx).sum() / patch.sum(), (patch * yy).sum() / patch.sum()
-
-
 @pytest.mark.parametrize("photo_size", [256, 60])  # the crop shrinks 4× (Lanczos first), or not
 def test_the_crop_puts_each_landmark_where_the_similarity_says(photo_size):
   face = faces.render(faces.sample_face(7), photo_size)
@@ -112,9 +99,9 @@ def test_the_crop_puts_each_landmark_where_the_similarity_says(photo_size):
   known = face.landmarks[[faces.LANDMARKS.index(n) for n in photos.ALIGN_LANDMARKS]]
   matrix, _ = align.similarity_fit(known.astype(np.float64), target)
   pts = np.round(known).astype(np.float64)  # dots on pixel centres
-  cropped = photos.crop(_dots(pts, (photo_size, photo_size)), matrix, BANK)
+  cropped = photos.crop(dots(pts, (photo_size, photo_size), radius=1), matrix, BANK)
   for x, y in align.apply(matrix, pts):
-    px, py = _peak(cropped, x, y, r=2)
+    px, py = peak(cropped, x, y, r=2)
     assert np.hypot(px - x, py - y) < 0.35, (x, y, px, py)
 
 
@@ -131,7 +118,7 @@ def test_paste_changes_only_inside_the_mask_and_puts_the_change_on_the_face(dete
   square = photos.crop(astronaut, matrix, BANK)
   eye = frame.points[faces.LANDMARKS.index("left_eye")]
   # The whole crop 0.1 darker, and a bright dot on its left eye.
-  edit = square - 0.1 + 0.3 * _dots(eye[None], (BANK, BANK))
+  edit = square - 0.1 + 0.3 * dots(eye[None], (BANK, BANK), radius=1)
   out = photos.paste(astronaut, [square], [edit], [aligned])
   mask = photos.face_mask(aligned, astronaut.shape[:2], BANK)
   assert out.shape == astronaut.shape and out.dtype == np.float32
@@ -150,7 +137,7 @@ def test_paste_changes_only_inside_the_mask_and_puts_the_change_on_the_face(dete
   np.testing.assert_allclose(change[far], -0.1 * mask[far][:, None].repeat(3, 1), atol=2e-3)
   # The dot lands on the photo's left eye (the detected one, mapped through the fit).
   photo_eye = align.apply(align.invert(matrix), eye)
-  px, py = _peak(np.clip(change + 0.1 * mask[..., None], 0, None), *photo_eye, r=6)
+  px, py = peak(np.clip(change + 0.1 * mask[..., None], 0, None), *photo_eye, r=6)
   assert np.hypot(px - photo_eye[0], py - photo_eye[1]) < 1.0
   eyes = landmarks.frame_points(face.points)[0]
   assert np.hypot(*(photo_eye - eyes)) < 4.0  # and near the detector's own left eye
