@@ -14,6 +14,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 from dfi_jax.data import faces
+from dfi_jax.data import fitting
 from dfi_jax.data import image_io
 
 
@@ -44,7 +45,7 @@ class TestImages(NamedTuple):
   counterfactuals: dict | None = None  # edit name -> [B, S, S, 3] (synthetic only)
   masks: dict | None = None  # edit name -> [B, S, S] bool (synthetic only)
   originals: list[np.ndarray] | None = None  # own photos at full size
-  placements: list[image_io.Placement] | None = None  # own photos fitted whole (align=none)
+  placements: list[fitting.Placement] | None = None  # own photos fitted whole (align=none)
   faces: list | None = None  # own photos aligned by face: per row, a photos.FaceAlignment
 
 
@@ -122,7 +123,7 @@ def photo_tests(size: int, paths: Sequence[str]) -> TestImages:
   squares, originals, placements = [], [], []
   for path in paths:
     image = image_io.load_image(path)
-    square, placement = image_io.fit_square(image, size)
+    square, placement = fitting.fit_square(image, size)
     squares.append(square)
     originals.append(image)
     placements.append(placement)

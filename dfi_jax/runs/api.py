@@ -23,7 +23,7 @@ import numpy as np
 from dfi_jax.runs import edit as edit_run
 from dfi_jax.dfi import feature_bank
 from dfi_jax.dfi import features as features_lib
-from dfi_jax.data import image_io
+from dfi_jax.data import fitting
 from dfi_jax.data import landmarks as landmarks_lib
 from dfi_jax.dfi import neighbours as neighbours_lib
 from dfi_jax.dfi import pipeline
@@ -86,7 +86,7 @@ def load_editor(config: ml_collections.ConfigDict | str | None = None,
 def _test_images(editor: Editor, image: np.ndarray) -> sources.TestImages:
   config = editor.config
   if editor.frame is None:
-    square, placement = image_io.fit_square(image, config.image_size)
+    square, placement = fitting.fit_square(image, config.image_size)
     return sources.TestImages(["image"], square[None], originals=[image],
                               placements=[placement])
   found = photos_lib.find_faces(config, image, editor.detector, "the image")

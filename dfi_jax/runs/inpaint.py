@@ -41,6 +41,7 @@ from dfi_jax import run_state
 from dfi_jax import workdir_lock
 from dfi_jax import versions
 from dfi_jax.data import figures
+from dfi_jax.data import fitting
 from dfi_jax.data import image_io
 from dfi_jax.dfi import bank as bank_lib
 from dfi_jax.dfi import features as features_lib
@@ -132,7 +133,7 @@ RULES = dict(
     hole_fraction=run_state.Rule(lambda v: run_state.number().ok(v) and 0 < v < 1,
                                  "a number in (0, 1)"),
     hole_mask=run_state.text(), grid_scale=run_state.integer(1), bank_dir=run_state.text(),
-    test_dir=run_state.text(), fit=run_state.choice(image_io.FITS),
+    test_dir=run_state.text(), fit=run_state.choice(fitting.FITS),
     procedural_shoes=run_state.integer(0), procedural_width=run_state.integer(1))
 
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from dfi_jax import run_state
 from dfi_jax.data import banks
+from dfi_jax.data import fitting
 from dfi_jax.data import image_io
 from dfi_jax.data import shoes
 from dfi_jax.data import sources
@@ -37,7 +38,7 @@ def centre_square(size: int, fraction: float) -> np.ndarray:
 
 def load_hole(path: str, size: int) -> np.ndarray:
   """A user's mask image (white = hole), resized to `size`², as `[size, size]` bool."""
-  mask = image_io.resize(image_io.load_image(path), (size, size)).mean(-1) > 0.5
+  mask = fitting.resize(image_io.load_image(path), (size, size)).mean(-1) > 0.5
   if not mask.any():
     raise ValueError(f"--config.hole_mask={path}: the mask has no white (hole) pixels")
   return mask
@@ -145,10 +146,10 @@ def folder_data(config, workdir: Path) -> Data:
     raise DatasetError(f"--config.k={config.k} but the bank has {len(bank_names)} images")
 
   def read(i: int) -> np.ndarray:
-    return image_io.fit_square(image_io.load_image(folder / bank_names[i]), size, fit,
+    return fitting.fit_square(image_io.load_image(folder / bank_names[i]), size, fit,
                                pad="border")[0]
 
-  truth = np.stack([image_io.fit_square(image_io.load_image(p), size, fit, pad="border")[0]
+  truth = np.stack([fitting.fit_square(image_io.load_image(p), size, fit, pad="border")[0]
                     for p in test_paths])
   stems = [_stem(n) for n in test_names]
   if len({s.casefold() for s in stems}) != len(stems):  # a.jpg and a.png, or A.jpg and a.jpg

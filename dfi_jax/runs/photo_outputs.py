@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from dfi_jax.data import figures
+from dfi_jax.data import fitting
 from dfi_jax.data import image_io
 from dfi_jax.data import sources
 from dfi_jax.dfi.interpolate import delta_tag
@@ -55,7 +56,7 @@ def _shrink(image: np.ndarray, side: int = PANEL) -> np.ndarray:
   scale = side / max(h, w)
   if scale >= 1:
     return image
-  return image_io.resize(image, (max(1, round(h * scale)), max(1, round(w * scale))))
+  return fitting.resize(image, (max(1, round(h * scale)), max(1, round(w * scale))))
 
 
 def aligned_figure(tests: sources.TestImages, i: int, scale: int = 4) -> np.ndarray:

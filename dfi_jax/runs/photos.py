@@ -25,6 +25,7 @@ import scipy.spatial
 
 from dfi_jax.dfi import align
 from dfi_jax.data import faces
+from dfi_jax.data import fitting
 from dfi_jax.data import image_io
 from dfi_jax.data import landmarks as landmarks_lib
 from dfi_jax import run_state
@@ -137,7 +138,7 @@ def detected_frame(detector: landmarks_lib.Detector, images: np.ndarray,
   picked = np.unique(np.linspace(0, len(images) - 1, min(count, len(images))).round().astype(int))
   points = []
   for i in picked:
-    image = images[i] if scale == 1 else image_io.resize(images[i], (size * scale,) * 2)
+    image = images[i] if scale == 1 else fitting.resize(images[i], (size * scale,) * 2)
     found = landmarks_lib.detect(detector, image, threshold=0.0)
     if found:
       points.append((landmarks_lib.frame_points(found[0].points) + 0.5) / scale - 0.5)
@@ -197,7 +198,7 @@ def crop(photo: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
   if shrink < 1 / 1.5:
     rh, rw = region.shape[:2]
     nh, nw = max(1, round(rh * shrink)), max(1, round(rw * shrink))
-    region = image_io.resize(region, (nh, nw))
+    region = fitting.resize(region, (nh, nw))
     # Lanczos resize maps pixel centres p -> (p + ½)·(new/old) − ½ on each axis.
     sx, sy = nw / rw, nh / rh
     to_small = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5]])

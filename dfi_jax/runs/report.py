@@ -12,6 +12,7 @@ import numpy as np
 from dfi_jax import run_state
 from dfi_jax import versions
 from dfi_jax.data import figures
+from dfi_jax.data import fitting
 from dfi_jax.data import image_io
 from dfi_jax.data import sources
 from dfi_jax.dfi import pipeline
@@ -24,9 +25,9 @@ from dfi_jax.runs import photos as photos_lib
 
 
 def compose_photo(original: np.ndarray, square: np.ndarray, edit: np.ndarray,
-                  placement: image_io.Placement) -> np.ndarray:
+                  placement: fitting.Placement) -> np.ndarray:
   """The edit at the photo's own size: original + the upsampled change (edit − fitted input)."""
-  change = image_io.unfit_square(np.clip(0.5 + (edit - square) / 2, 0, 1), placement)
+  change = fitting.unfit_square(np.clip(0.5 + (edit - square) / 2, 0, 1), placement)
   return np.clip(original + (change - 0.5) * 2, 0.0, 1.0).astype(np.float32)
 
 

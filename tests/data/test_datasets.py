@@ -21,6 +21,7 @@ from PIL import Image
 
 pytest.importorskip("tensorflow_datasets")
 
+from dfi_jax.data import fitting  # noqa: E402
 from dfi_jax.data import image_io  # noqa: E402
 from dfi_jax.data import banks
 from dfi_jax.data import sources  # noqa: E402
@@ -254,7 +255,7 @@ def test_folder_bank_streams_and_reports_missing(fake_dir, tmp_path, capsys):
   assert len(bank.images) == 40 and bank.attributes.shape == (40, 4)
   assert [e.name for e in bank.edits] == ["smiling", "eyeglasses", "age_score"]
   np.testing.assert_array_equal(bank.group, bank.attributes[:, 1])
-  want = image_io.fit_square(image_io.load_image(folder_dir / "shots" / "img_003.png"), 32)[0]
+  want = fitting.fit_square(image_io.load_image(folder_dir / "shots" / "img_003.png"), 32)[0]
   np.testing.assert_array_equal(bank.images[3], want)  # fit = "pad"
   tests = sources.bank_tests(bank, fakes.FOLDER_TEST_NAMES)
   assert list(tests.bank_index) == [0, 1]

@@ -107,10 +107,6 @@ def test_tiny_and_extreme_aspect(tmp_path):
   _check(load_image(p1), (1, 1, 3))
   x = load_image(p2)
   _check(x, (4000, 20, 3))
-  sq, place = image_io.fit_square(x, 32)
-  _check(sq, (32, 32, 3))
-  assert (place.height, place.width, place.orig_height, place.orig_width) == (32, 1, 4000, 20)
-  _check(image_io.unfit_square(sq, place), (4000, 20, 3))
 
 
 @pytest.mark.parametrize("orientation", [6, 8])
@@ -240,25 +236,6 @@ def test_atomic_write_json(tmp_path):
   assert sorted(os.listdir(tmp_path)) == ["meta.json"]
 
 
-def test_resize():
-  x = np.full((10, 20, 3), 0.25, np.float32)
-  y = image_io.resize(x, (7, 33))
-  _check(y, (7, 33, 3))
-  np.testing.assert_allclose(y, 0.25, atol=1e-5)
-
-
-def test_fit_unfit_round_trip():
-  yy, xx = np.mgrid[0:37, 0:91].astype(np.float32)
-  x = np.stack([yy / 36, xx / 90, 0.5 + 0.3 * np.sin(xx / 9) * np.cos(yy / 7)], -1)
-  sq, place = image_io.fit_square(x, 128)
-  _check(sq, (128, 128, 3))
-  assert (place.width, place.left, place.orig_height, place.orig_width) == (128, 0, 37, 91)
-  assert place.top == (128 - place.height) // 2 and place.height == round(37 * 128 / 91)
-  back = image_io.unfit_square(sq, place)
-  _check(back, (37, 91, 3))
-  assert np.abs(back - x).mean() < 0.01 and np.abs(back - x).max() < 0.1
-
-
 # Headers of common formats, two of them complete (PPM/PGM) so some inputs do decode.
 _MAGIC = [b"", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF89a", b"BM", b"II*\x00", b"P6\n",
           b"P6\n2 3\n255\n", b"P5\n3 2\n65535\n"]
@@ -277,30 +254,3 @@ def test_random_bytes_never_crash(magic, body):
     else:
       assert x.ndim == 3 and x.shape[2] == 3 and x.dtype == np.float32
       assert np.all(np.isfinite(x)) and x.min() >= 0 and x.max() <= 1
-
-
-def test_fit_square_pads_with_the_border_colour_crops_and_stretches():
-  wide = np.ones((30, 40, 3), np.float32)
-  wide[10:20, 5:35] = 0.0
-  square, place = image_io.fit_square(wide, 32, "pad", pad="border")
-  assert square.shape == (32, 32, 3) and place == (4, 0, 24, 32, 30, 40)
-  assert square[0].min() > 0.99 and square[-1].min() > 0.99  # white, not the mean colour
-  assert square[16, 16].max() < 0.05
-  mean = image_io.fit_square(wide, 32, "pad")[0]  # the mean colour: grey bands
-  np.testing.assert_allclose(mean[0, 0], mean[4:28].mean((0, 1)), atol=1e-6)
-  cropped, place = image_io.fit_square(wide, 32, "crop")
-  assert cropped[16, 0].max() < 0.05 and place == (0, 0, 32, 32, 30, 30)  # keeps the dark band
-  np.testing.assert_allclose(cropped, image_io.resize(wide[:, 5:35], (32, 32)))
-  np.testing.assert_allclose(image_io.fit_square(wide, 32, "stretch")[0],
-                             image_io.resize(wide, (32, 32)))
-  with pytest.raises(ValueError, match="fit 'fill'"):
-    image_io.fit_square(wide, 32, "fill")
-
-
-def test_official_resample_is_8_bit_bicubic_when_shrinking_and_lanczos_when_enlarging():
-  rng = np.random.default_rng(0)
-  pixels = rng.integers(0, 256, (40, 50, 3), np.uint8)
-  for size, method in ((20, Image.Resampling.BICUBIC), (60, Image.Resampling.LANCZOS)):
-    want = np.asarray(Image.fromarray(pixels).resize((size, size), method)) / np.float32(255)
-    got = image_io.fit_square(pixels, size, "stretch", resample="official")[0]
-    np.testing.assert_array_equal(got, want.astype(np.float32))

@@ -13,7 +13,7 @@ from dfi_jax.runs import inpaint
 from dfi_jax.runs import inpaint_data
 from dfi_jax.dfi import reconstruct
 from dfi_jax import run_state
-from dfi_jax.data import image_io
+from dfi_jax.data import fitting
 from dfi_jax.data import shoes
 from experiments.configs import inpaint as inpaint_config
 
@@ -100,7 +100,7 @@ def test_shoes_tiny_end_to_end(shoes_run):
     assert r["image"].replace("__", "/") + ".jpg" not in r["neighbours"]
   for name in names:
     out = np.asarray(Image.open(workdir / "inpainted" / f"{name}.png"), np.float32) / 255
-    truth = image_io.fit_square(np.asarray(Image.open(bank / (name.replace("__", "/") + ".jpg")),
+    truth = fitting.fit_square(np.asarray(Image.open(bank / (name.replace("__", "/") + ".jpg")),
                                            np.float32) / 255, 32, "pad", pad="border")[0]
     outside = ~inpaint_data.centre_square(32, 0.5)
     assert out.shape == (32, 32, 3)

@@ -9,7 +9,7 @@ A `Crop` is a box in the stored image's pixels. Defaults:
 * CelebA aligned (218×178): rows 40:188, columns 15:163, the 148×148 box of the same authors.
 
 The resize follows the official `imageutils.resize`: Lanczos when enlarging, bicubic when
-shrinking, on 8-bit images (`image_io.fit_square`'s `stretch` with `resample="official"`).
+shrinking, on 8-bit images (`fitting.fit_square`'s `stretch` with `resample="official"`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from dfi_jax.data import image_io
+from dfi_jax.data import fitting
 
 
 class Crop(NamedTuple):
@@ -63,4 +63,4 @@ def crop_and_resize(image: np.ndarray, crop: Crop, size: int, name: str = "image
       raise ValueError(f"{name}: crop {tuple(crop)} (top, left, height, width) does not fit "
                        f"in the {h}×{w} image; set --config.crop")
     x = x[crop.top:crop.top + crop.height, crop.left:crop.left + crop.width]
-  return image_io.fit_square(x, size, "stretch", resample="official")[0]
+  return fitting.fit_square(x, size, "stretch", resample="official")[0]

@@ -21,6 +21,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
+from dfi_jax.data import fitting
 from dfi_jax.data import image_io
 from dfi_jax.data.datasets import common
 from dfi_jax.data.datasets import crop as crop_lib
@@ -228,7 +229,7 @@ def folder_bank(config):
         raise DatasetError(f"{files[i]}: crop {tuple(box)} does not fit in the {h}×{w} image")
       image = image[box.top:box.top + box.height, box.left:box.left + box.width]
     # pad: the own-photo fitting; stretch: the official 8-bit resampling, as LFW and CelebA.
-    return image_io.fit_square(image, size, fit,
+    return fitting.fit_square(image, size, fit,
                                resample="lanczos" if fit == "pad" else "official")[0]
 
   return Bank(images=common.LazyImages(len(names), size, read), attributes=attributes[keep],
