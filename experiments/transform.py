@@ -30,10 +30,16 @@ def main(argv):
     raise ValueError(f"unexpected arguments {argv[1:]}")
   cli.initialize_distributed(_DISTRIBUTED)
   record = edit_run.run(_CONFIG.value, _WORKDIR.value, _INPUTS.value, _ATTRIBUTES.value)
+  report(record, _WORKDIR.value)
+
+
+def report(record: dict, workdir: str) -> None:
+  """Prints what the run `record` (edit_run.run's) wrote to `workdir`; raises ValueError (the
+  command's one `error:` line, exit 1) naming every failed edit."""
   if not record.get("written", True):
     print(f"ran {len(record['outputs']['edits'])} edits here; process 0 wrote the outputs")
     return
-  print(f"wrote {_WORKDIR.value}/grid.png, index.html, metrics.json "
+  print(f"wrote {workdir}/grid.png, index.html, metrics.json "
         f"({len(record['outputs']['edits'])} edits) in {record['timings']['total_s']:.0f} s")
   if record["failures"]:
     raise ValueError(f"{len(record['failures'])} edit(s) failed: " + "; ".join(record["failures"]))

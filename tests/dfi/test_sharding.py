@@ -23,10 +23,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_config(**overrides):
-  """The whole edit run compared between 8 devices and one (tiny, two edits, two δ)."""
+  """The whole edit run compared between 8 devices and one (tiny, two edits, two δ; the default
+  solver, L-BFGS without line search: it compiles in 2/3 of the time of the tiny config's)."""
   from experiments.configs import synthetic
   config = synthetic.get_config("tiny")
   config.attributes, config.probe = ("eyeglasses", "smiling"), ""
+  config.solver, config.linesearch = "optax_lbfgs", "none"
   for key, value in overrides.items():
     config[key] = value
   return config

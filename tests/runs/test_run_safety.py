@@ -217,10 +217,13 @@ def last_line(text):
 
 
 def test_two_runs_at_once_then_ctrl_c(tmp_path):
+  """A run into the workdir a live `transform` holds is refused (in process: the lock is the
+  other process's, the message the one the command prints after `error: RunError: `); then
+  Ctrl-C stops the command with one line."""
   workdir = tmp_path / "w"
-  args = [f"--workdir={workdir}", "--config=experiments/configs/synthetic.py:tiny",
-          "--config.batch_size=4", "--config.iterations=100", "--config.next_iterations=100"]
-  first = run_cli("experiments.transform", *args)
+  first = run_cli("experiments.transform", f"--workdir={workdir}",
+                  "--config=experiments/configs/synthetic.py:tiny", "--config.batch_size=4",
+                  "--config.iterations=100", "--config.next_iterations=100")
   lock = workdir / workdir_lock.LOCK
 
   def wait_for(condition):
@@ -231,11 +234,11 @@ def test_two_runs_at_once_then_ctrl_c(tmp_path):
 
   try:
     wait_for(lambda: lock.exists() and lock.read_text().strip() == str(first.pid))
-    second = run_cli("experiments.transform", *args)  # while the first loads and computes
-    _, err = second.communicate(timeout=300)
-    assert second.returncode == 1 and first.poll() is None, "the first run ended too soon"
-    assert last_line(err) == (f"error: RunError: --workdir={workdir} is in use by another run "
-                              f"(pid {first.pid}); wait for it to finish or use another path")
+    with pytest.raises(run_state.RunError) as e:  # while the first loads and computes
+      edit_run.run(tiny(), workdir)
+    assert str(e.value) == (f"--workdir={workdir} is in use by another run (pid {first.pid}); "
+                            "wait for it to finish or use another path")
+    assert issubclass(run_state.RunError, cli.USER_ERRORS)  # the command: one line, exit 1
     wait_for(lambda: len(list((workdir / "state").glob("*.npz"))) >= 4)
     first.send_signal(signal.SIGINT)
     _, err = first.communicate(timeout=300)

@@ -1,4 +1,6 @@
-"""The whole `experiments.transform` on the tiny config, as a user runs it."""
+"""The whole `experiments.transform` on the tiny config, as a user runs it; the command's
+contract for each kind of failure (one line, exit 1, no traceback), with the checks behind it
+in process."""
 
 import json
 import os
@@ -10,6 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dfi_jax.runs import edit as edit_run
+from experiments import cli
+from experiments.configs import synthetic
+
 ROOT = Path(__file__).resolve().parents[2]
 TINY = "experiments/configs/synthetic.py:tiny"
 
@@ -19,6 +25,12 @@ def transform(workdir, *args):
   return subprocess.run([sys.executable, "-m", "experiments.transform", f"--workdir={workdir}",
                          f"--config={TINY}", *args], cwd=ROOT, capture_output=True, text=True,
                         env=env, timeout=600)
+
+
+def tiny(**overrides):
+  config = synthetic.get_config("tiny")
+  config.update(overrides)
+  return config
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +44,7 @@ def tiny_run(tmp_path_factory):
 def test_tiny_run_writes_complete_outputs(tiny_run):
   workdir, proc = tiny_run
   assert "reverse map" in proc.stderr  # the progress bar
+  assert f"wrote {workdir}/grid.png, index.html, metrics.json (24 edits) in " in proc.stdout
   record = json.loads((workdir / "metrics.json").read_text())
   for key in ("settings", "weights", "summary", "per_image", "timings", "versions", "outputs"):
     assert key in record
@@ -68,10 +81,9 @@ def test_own_photos_keep_their_size(tmp_path):
   grey = (np.arange(45 * 30).reshape(45, 30) % 256).astype(np.uint8)
   Image.fromarray(grey, "L").save(tmp_path / "grey.jpg")
   out = tmp_path / "out"
-  proc = transform(out, f"--inputs={tmp_path / 'wide photo.png'},{tmp_path / 'grey.jpg'}",
-                   "--attributes=eyeglasses,smiling", "--config.deltas=0.4",
-                   "--config.align=none")  # no faces in these: fitted whole
-  assert proc.returncode == 0, proc.stderr[-2000:]
+  edit_run.run(tiny(deltas=(0.4,), align="none"), out,  # no faces in these: fitted whole
+               [str(tmp_path / "wide photo.png"), str(tmp_path / "grey.jpg")],
+               ["eyeglasses", "smiling"])
   record = json.loads((out / "metrics.json").read_text())
   assert record["data"] == "photos" and record["images"] == ["wide photo", "grey"]
   edits = sorted(record["outputs"]["edits"])
@@ -84,12 +96,9 @@ def test_own_photos_keep_their_size(tmp_path):
 # checks, files. Values that `validate` rejects are checked in process, with their messages, by
 # test_run_safety.test_bad_setting_fails_before_anything_is_written and test_fuzz_config.
 @pytest.mark.parametrize("args, message", [
-    (["--attributes=glasses"], "valid attributes are ['older'"),
     (["--config.k=500"], "K=500 but edit"),
     (["--config.weights=/nonexistent/w.npz"], "/nonexistent/w.npz not found"),
-    (["--inputs=/nonexistent/a.png"], "/nonexistent/a.png"),
     (["--config.nosuchfield=1"], "bad flag or config override"),
-    (["--config.weights=" + __file__], "is not a readable dfi_jax weights file"),
 ])
 def test_bad_input_is_one_clear_line(tmp_path, args, message):
   proc = transform(tmp_path / "out", *args)
@@ -97,6 +106,20 @@ def test_bad_input_is_one_clear_line(tmp_path, args, message):
   lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
   assert len(lines) == 1 and message in lines[0], proc.stderr[-1500:]
   assert "Traceback" not in proc.stderr
+
+
+# More bad inputs, in process: the run raises one of the errors the command turns into its one
+# line (cli.USER_ERRORS, as above) before it writes anything.
+@pytest.mark.parametrize("inputs, attributes, overrides, message", [
+    ([], ["glasses"], {}, "valid attributes are ['older'"),
+    (["/nonexistent/a.png"], [], {}, "/nonexistent/a.png"),
+    ([], [], dict(weights=__file__), "is not a readable dfi_jax weights file"),
+])
+def test_bad_input_fails_with_a_user_error(tmp_path, inputs, attributes, overrides, message):
+  with pytest.raises(cli.USER_ERRORS) as e:
+    edit_run.run(tiny(**overrides), tmp_path / "out", inputs, attributes)
+  assert message in str(e.value)
+  assert not (tmp_path / "out").exists()
 
 
 def test_bad_override_of_the_default_config_is_one_clear_line(tmp_path):
@@ -112,10 +135,9 @@ def test_bad_override_of_the_default_config_is_one_clear_line(tmp_path):
 
 def test_a_photo_without_a_face_is_one_clear_line(tmp_path):
   Image.fromarray(np.full((60, 90, 3), 128, np.uint8)).save(tmp_path / "wall.png")
-  proc = transform(tmp_path / "out", f"--inputs={tmp_path / 'wall.png'}")
-  assert proc.returncode == 1
-  lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
-  assert len(lines) == 1 and f"--inputs={tmp_path / 'wall.png'}: no face found" in lines[0], lines
+  with pytest.raises(cli.USER_ERRORS) as e:
+    edit_run.run(tiny(), tmp_path / "out", [str(tmp_path / "wall.png")])
+  assert str(e.value).startswith(f"--inputs={tmp_path / 'wall.png'}: no face found")
   assert not (tmp_path / "out").exists()
 
 
