@@ -162,10 +162,10 @@ def _edit(config, pipe: pipeline.Pipeline, candidates, params, face, mask, phi_x
       means.append(total / config.k)
     return [(means[1] - means[0])[None].astype(np.float32)]
 
-  edited = pipeline.edit(pipe, x[None], directions, config.deltas[:1], [config.iterations],
-                         scaling=config.scaling, batch_size=1, phi_x=phi_x)
-  if not edited.edits.finite[0, 0]:
+  result = pipeline.edit(pipe, x[None], directions, config.deltas[:1], [config.iterations],
+                         scaling=config.scaling, batch_size=1, phi_x=phi_x).edits
+  if not result.finite[0, 0]:
     raise ValueError(f"face{params.seed} / {attribute}: loss became non-finite; "
                      "no image written")
-  edited = colour_match(edited.edits.images[0, 0], x, mask)
+  edited = colour_match(result.images[0, 0], x, mask)
   return (x + mask[..., None] * (edited - x)).astype(np.float32)
