@@ -35,7 +35,6 @@ from dfi_jax.dfi import features as features_lib
 from dfi_jax.runs import highres
 from dfi_jax.data import image_io
 from dfi_jax.runs import inpaint
-from dfi_jax.dfi import reconstruct
 from dfi_jax import run_state
 from dfi_jax import workdir_lock
 from dfi_jax.data import shoes
@@ -66,20 +65,6 @@ def tiny(**overrides):
     for key, value in overrides.items():
       config[key] = value
   return config
-
-
-@pytest.fixture
-def calls(monkeypatch):
-  """Batch sizes of every reverse map run from here on."""
-  seen = []
-  original = reconstruct.ReverseMap.__call__
-
-  def counting(self, params, targets, z0, *args, **kwargs):
-    seen.append(len(z0))
-    return original(self, params, targets, z0, *args, **kwargs)
-
-  monkeypatch.setattr(reconstruct.ReverseMap, "__call__", counting)
-  return seen
 
 
 @pytest.fixture(scope="module")
@@ -212,6 +197,28 @@ def run_cli(module, *args, **kw):
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
+def wait_for(proc, condition, seconds: float = 300) -> None:
+  """Polls `condition` until it holds (or `seconds` pass); fails with `proc`'s stderr if the
+  process ends first."""
+  deadline = time.time() + seconds
+  while time.time() < deadline and not condition():
+    assert proc.poll() is None, proc.communicate()[1][-2000:]
+    time.sleep(0.05)
+
+
+def stop_with(proc, sig, ready) -> str:
+  """Sends `sig` to `proc` once `ready()` holds; returns its stderr after checking it stopped
+  as interrupted (exit 130) without a traceback."""
+  try:
+    wait_for(proc, ready)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=300)
+  finally:
+    proc.kill()
+  assert proc.returncode == cli.INTERRUPTED and "Traceback" not in err
+  return err
+
+
 def last_line(text):
   return [l for l in text.strip().splitlines() if l.strip()][-1]
 
@@ -226,26 +233,18 @@ def test_two_runs_at_once_then_ctrl_c(tmp_path):
                   "--config.iterations=100", "--config.next_iterations=100")
   lock = workdir / workdir_lock.LOCK
 
-  def wait_for(condition):
-    deadline = time.time() + 300
-    while time.time() < deadline and not condition():
-      assert first.poll() is None, first.communicate()[1][-2000:]
-      time.sleep(0.05)
-
   try:
-    wait_for(lambda: lock.exists() and lock.read_text().strip() == str(first.pid))
+    wait_for(first, lambda: lock.exists() and lock.read_text().strip() == str(first.pid))
     with pytest.raises(run_state.RunError) as e:  # while the first loads and computes
       edit_run.run(tiny(), workdir)
     assert str(e.value) == (f"--workdir={workdir} is in use by another run (pid {first.pid}); "
                             "wait for it to finish or use another path")
     assert issubclass(run_state.RunError, cli.USER_ERRORS)  # the command: one line, exit 1
-    wait_for(lambda: len(list((workdir / "state").glob("*.npz"))) >= 4)
-    first.send_signal(signal.SIGINT)
-    _, err = first.communicate(timeout=300)
+    err = stop_with(first, signal.SIGINT,
+                    lambda: len(list((workdir / "state").glob("*.npz"))) >= 4)
   finally:
     first.kill()
   kept = len(list((workdir / "state").glob("*.npz")))
-  assert first.returncode == cli.INTERRUPTED and "Traceback" not in err
   assert last_line(err) == (f"interrupted (Ctrl-C): {kept} finished item(s) kept under "
                             f"{workdir}; the same command resumes from them")
   assert kept >= 4 and (workdir / "run.json").exists() and not list(workdir.rglob("*.tmp"))
@@ -257,17 +256,8 @@ def test_build_bank_sigterm_is_one_line_saying_what_was_kept(tmp_path):
   bank = tmp_path / "bank"
   proc = run_cli("experiments.build_bank", f"--bank_dir={bank}", "--shard_size=4",
                  "--config=experiments/configs/synthetic.py:tiny", "--config.bank_size=2000")
-  try:
-    deadline = time.time() + 300
-    while time.time() < deadline and not list((bank / "shards").glob("*.json")):
-      assert proc.poll() is None, proc.communicate()[1][-2000:]
-      time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=300)
-  finally:
-    proc.kill()
+  err = stop_with(proc, signal.SIGTERM, lambda: list((bank / "shards").glob("*.json")))
   done = len(list((bank / "shards").glob("*.json")))
-  assert proc.returncode == cli.INTERRUPTED and "Traceback" not in err
   assert last_line(err) == (f"interrupted (SIGTERM): {done} finished shard(s) kept in {bank}; "
                             "the same command resumes")
   assert 0 < done < 500 and not list(bank.rglob("*.tmp"))
