@@ -60,7 +60,7 @@ def kept() -> str:
 
 
 def main(argv):
-  del argv  # cli.run_main refuses positional arguments
+  del argv  # cli.call_main refuses positional arguments
   cli.initialize_distributed(_DISTRIBUTED)
   if _SHARD_SIZE.value < 0 or _BATCH.value < 0:
     raise ValueError(f"--shard_size={_SHARD_SIZE.value}, --batch_size={_BATCH.value}: "

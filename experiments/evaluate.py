@@ -31,7 +31,7 @@ COLUMNS = (("judge_success", "judge success"), ("judge_preservation", "judge pre
 
 
 def main(argv):
-  del argv  # cli.run_main refuses positional arguments
+  del argv  # cli.call_main refuses positional arguments
   cli.initialize_distributed(_DISTRIBUTED)
   record = edit_run.run(_CONFIG.value, _WORKDIR.value)
   if not record.get("written", True):  # another host writes the table

@@ -15,7 +15,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=Tr
 
 
 def main(argv):
-  del argv  # cli.run_main refuses positional arguments
+  del argv  # cli.call_main refuses positional arguments
   record = highres.run(_CONFIG.value, _WORKDIR.value)
   print(f"wrote {_WORKDIR.value}/grid.png; peak RSS {record['peak_rss_mb']:.0f} MB, "
         f"{record['timings']['total_s']:.0f} s")

@@ -19,7 +19,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=Tr
 
 
 def main(argv):
-  del argv  # cli.run_main refuses positional arguments
+  del argv  # cli.call_main refuses positional arguments
   record = inpaint.run(_CONFIG.value, _WORKDIR.value)
   s = record["summary"]
   print(f"data: {record['data']['note']}")

@@ -27,7 +27,7 @@ _CHECKSUMS = flags.DEFINE_string(
 
 
 def main(argv):
-  del argv  # cli.run_main refuses positional arguments
+  del argv  # cli.call_main refuses positional arguments
   from dfi_jax.data.datasets import celeb_a  # pylint: disable=g-import-not-at-top
   from dfi_jax.data.datasets import common  # pylint: disable=g-import-not-at-top
   from dfi_jax.data.datasets import lfw  # pylint: disable=g-import-not-at-top

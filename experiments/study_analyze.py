@@ -29,7 +29,7 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace the files of a non-e
 
 
 def main(argv):
-  del argv  # cli.run_main refuses positional arguments
+  del argv  # cli.call_main refuses positional arguments
   if not 0 <= _THRESHOLD.value <= 1 or _NUM_RESAMPLES.value < 1:
     raise ValueError(f"--threshold={_THRESHOLD.value} --num_resamples={_NUM_RESAMPLES.value}: "
                      "expected a fraction in [0, 1] and a positive count")

@@ -39,7 +39,7 @@ _DISTRIBUTED = cli.define_distributed_flags()
 
 
 def main(argv):
-  del argv  # cli.run_main refuses positional arguments
+  del argv  # cli.call_main refuses positional arguments
   try:
     deltas = [float(d) for d in _DELTAS.value]
   except ValueError:

@@ -20,7 +20,7 @@ _ATTRIBUTES = flags.DEFINE_list("attributes", [], "Attributes to add (default: c
 
 
 def main(argv):
-  del argv  # cli.run_main refuses positional arguments
+  del argv  # cli.call_main refuses positional arguments
   axis2 = sweep.parse_axis(_AXIS2.value) if _AXIS2.value else None
   for path in sweep.run_sweep(_CONFIG.value, _WORKDIR.value, sweep.parse_axis(_AXIS.value),
                               axis2, _ATTRIBUTES.value):

@@ -47,7 +47,7 @@ def evaluate(net, vgg_params, spec, params, images) -> dict:
 
 
 def main(argv):
-  del argv  # cli.run_main refuses positional arguments
+  del argv  # cli.call_main refuses positional arguments
   c = run_state.split_lists(_CONFIG.value)
   run_state.check_config(c, decoder_lib.TRAINING_RULES)
   out = cli.check_new_output(_OUT.value, _OVERWRITE.value)

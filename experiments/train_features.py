@@ -20,7 +20,7 @@ _CONFIG = cli.define_config_file(
 _OUT, _OVERWRITE = cli.define_output_file("Weights")
 
 def main(argv):
-  del argv  # cli.run_main refuses positional arguments
+  del argv  # cli.call_main refuses positional arguments
   c = run_state.split_lists(_CONFIG.value)
   run_state.check_config(c, train.CONFIG_RULES)
   out = cli.check_new_output(_OUT.value, _OVERWRITE.value)

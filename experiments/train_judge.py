@@ -21,7 +21,7 @@ _OUT, _OVERWRITE = cli.define_output_file("Judge")
 
 
 def main(argv):
-  del argv  # cli.run_main refuses positional arguments
+  del argv  # cli.call_main refuses positional arguments
   out = Path(_OUT.value)
   if out.suffix != ".npz":
     raise ValueError(f"--out={out}: expected a path ending in .npz")

@@ -26,7 +26,7 @@ _DISTRIBUTED = cli.define_distributed_flags()
 
 
 def main(argv):
-  del argv  # cli.run_main refuses positional arguments
+  del argv  # cli.call_main refuses positional arguments
   cli.initialize_distributed(_DISTRIBUTED)
   record = edit_run.run(_CONFIG.value, _WORKDIR.value, _INPUTS.value, _ATTRIBUTES.value)
   report(record, _WORKDIR.value)

@@ -1,1 +1,1 @@
-"""Research harnesses: probes and benchmarks behind WORKSPACE.md's measurements (not the product CLIs)."""
+"""Research harnesses: probes and benchmarks behind docs/'s measurements (not the product CLIs)."""

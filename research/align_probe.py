@@ -146,7 +146,7 @@ def best_pixel(x, direction, cf, mask, deltas):
 
 
 def main(argv):
-  del argv  # cli.run_main refuses positional arguments
+  del argv  # cli.call_main refuses positional arguments
   if _PICTURE.value:
     return picture(Path(_PICTURE.value), [Path(o) for o in _OUT.value.split(",")], _ARMS.value,
                    [int(i) for i in _PICTURE_FACES.value], _PICTURE_DELTA.value)

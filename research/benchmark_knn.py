@@ -14,7 +14,7 @@ Each measurement runs in its own child process, so devices and peak memory are i
     (rendering included, and φ alone), peak RSS — which should not grow with the image count.
   * Reverse maps: per-image time at B=1 on one device vs B=8 split over 8 devices.
   * KNN on a bank on disk (`disk_knn`): a bank of `--disk_sizes` rows of `--disk_dim`-dim random
-    φ (search = φ itself) is written in the `bank.py` format as float32 and as bfloat16, then
+    φ (search = φ itself) is written in the bank format as float32 and as bfloat16, then
     read onto the devices as an edit run reads it (bfloat16 stays bfloat16 there); reports the
     read time, KNN latency per query and peak RSS.
   * Peak memory of an edit run against bank size (`edit_rss`): the tiny config (32², quarter-
@@ -180,7 +180,7 @@ def reverse_worker() -> dict:
 
 
 def random_bank(path: str, n: int, dim: int, dtype: str) -> None:
-  """A bank in the `bank.py` format whose φ rows are random normal (row i from seed i // 4096),
+  """A bank in the `dfi/bank` format whose φ rows are random normal (row i from seed i // 4096),
   written without any network: for timing reads and KNN at sizes no CPU could compute."""
   import jax.numpy as jnp
   import numpy as np
@@ -294,7 +294,7 @@ def _child(worker: str, devices: int) -> object:
 
 
 def main(argv):
-  del argv  # cli.run_main refuses positional arguments
+  del argv  # cli.call_main refuses positional arguments
   if _WORKER.value:
     kind, *args = _WORKER.value.split(":")
     workers = dict(knn=knn_worker, reverse=reverse_worker, build=lambda n: build_worker(int(n)),
@@ -356,7 +356,7 @@ TABLES = {
               [("images", "images", ""), ("s", "seconds", ".1f"),
                ("images/s", "images_per_s", ".1f"), ("φ-only images/s", "phi_images_per_s", ".1f"),
                ("disk MB", "disk_mb", ".1f"), ("RSS at 10% MB", "rss_at_10pct_mb", ".0f"), _RSS]),
-    "disk_knn": (lambda r, rec: f"KNN on a bank on disk (bank.py shards, read onto the devices): "
+    "disk_knn": (lambda r, rec: f"KNN on a bank on disk (bank shards, read onto the devices): "
                  f"d={r['dim']} φ searched directly, B={r['queries']} queries, K={r['k']}; "
                  f"{r['devices']} device(s)",
                  [("dtype", "dtype", ""), ("N", "n", ""),

@@ -240,7 +240,7 @@ def probe(settings: Probe, out: Path, tag: str) -> list[dict]:
 
 
 def main(argv):
-  del argv  # cli.run_main refuses positional arguments
+  del argv  # cli.call_main refuses positional arguments
   probe(Probe(_WEIGHTS.value, _TAPS.value, _SIZE.value, _BANK.value, _NUM_TEST.value, _K.value,
               _NEIGHBOURS.value, _SCALING.value, [float(d) for d in _DELTAS.value], _TV.value,
               _BETA.value, _ITERS.value, _NEXT.value, _ATTRS.value, _W_MODE.value,

@@ -91,7 +91,7 @@ def first_reaching(steps, losses, level):
 
 
 def main(argv):
-  del argv  # cli.run_main refuses positional arguments
+  del argv  # cli.call_main refuses positional arguments
   config, workdir = run_state.split_lists(_CONFIG.value), Path(_WORKDIR.value)
   bad = [m for m in _MODES.value if m not in decoder_lib.START_MODES]
   if bad:

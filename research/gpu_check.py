@@ -123,7 +123,7 @@ def time_run(device, precision: str, size: int, batch: int) -> dict:
 
 
 def main(argv):
-  del argv  # cli.run_main refuses positional arguments
+  del argv  # cli.call_main refuses positional arguments
   import jax
   cpu = jax.devices("cpu")[0]
   device = jax.devices()[0]

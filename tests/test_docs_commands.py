@@ -22,8 +22,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-COMMAND_DOCS = [*DOCS, ROOT / "WORKSPACE.md"]  # its commands too (it is not prose to keep log-free)
-MODULE = re.compile(r"(?:^|[\s;&|(])python3?\s+-m\s+((?:experiments|research|dfi_jax)(?:\.\w+)+)(.*)")
+COMMAND_DOCS = [*DOCS, ROOT / "WORKSPACE.md"]  # its commands are checked, not its wording
+MODULE = re.compile(
+    r"(?:^|[\s;&|(])python3?\s+-m\s+((?:experiments|research|dfi_jax)(?:\.\w+)+)(.*)")
 MAKE = re.compile(r"(?:^|&&|;|\|\||\()\s*make\s+(.*)")
 SCRIPT = re.compile(r"(?:^|[\s;&|(])python3?\s+((?:tools|research|experiments)/[\w/]+\.py)")
 
@@ -244,8 +245,9 @@ def test_every_make_target_and_variable_exists(commands):
 
 
 def test_scripts_the_docs_run_exist():
-  missing = [f"{path.name}: {m.group(1)}" for path in COMMAND_DOCS for text in code_texts(path.read_text())
-             for m in SCRIPT.finditer(text) if not (ROOT / m.group(1)).is_file()]
+  missing = [f"{path.name}: {m.group(1)}" for path in COMMAND_DOCS
+             for text in code_texts(path.read_text()) for m in SCRIPT.finditer(text)
+             if not (ROOT / m.group(1)).is_file()]
   assert not missing, "\n".join(missing)
 
 

@@ -1,4 +1,4 @@
-"""The package layout of README's "Code map": no import cycle, no import against the layers."""
+"""The package layout of WORKSPACE.md's "Code map": no import cycle, no import against layers."""
 
 import sys
 from pathlib import Path

@@ -1,6 +1,6 @@
 """The import graph of dfi_jax/, experiments/ and research/, read from the source (nothing is
 imported): `python tools/import_graph.py` prints its cycles and every import against the
-layer order of README's "Code map" and every import of the project's own modules inside a
+layer order of WORKSPACE.md's "Code map" and every import of the project's own modules inside a
 function of dfi_jax/, and exits 1 when there is any."""
 
 from __future__ import annotations

@@ -81,7 +81,7 @@ def from_phi(phi) -> FeatureBank:
 
 
 def on_disk(disk: bank_lib.DiskBank) -> FeatureBank:
-  """The bank `experiments.build_bank` wrote (see `bank.py`), opened with `bank.open_bank`."""
+  """The bank `experiments.build_bank` wrote, opened with `bank_lib.open_bank` (`dfi/bank/`)."""
   spec, search = disk.spec, disk.search
   reduce = jax.jit(lambda x: bank_lib.reduce_for_search(x, spec, search))
   m = disk.manifest
@@ -166,7 +166,7 @@ def lazy_images(config, num_images: int):
 
 
 def weights_record(network) -> dict:
-  """What a bank records about the network that made its φ (`edit_run.Network`); a run must
+  """What a bank records about the network that made its φ (`runs.edit.Network`); a run must
   match its sha256, pooling and preprocessing."""
   return dict(sha256=run_state.file_sha256(network.path),
               description=network.provenance["description"], pooling=network.net.pooling,
@@ -177,7 +177,7 @@ def load(config, network, spec: features_lib.FeatureSpec,
          phi_of_images: Callable[[np.ndarray], np.ndarray]
          ) -> tuple[sources.Bank, FeatureBank]:
   """The run's bank: attributes, names and (lazy) images, and φ — from `config.bank_dir`,
-  checked against this run's network (`edit_run.Network`), or computed in memory."""
+  checked against this run's network (`runs.edit.Network`), or computed in memory."""
   if read_manifest(config) is None:
     data = banks.load_bank(config)
     return data, in_memory(data.images, phi_of_images, spec.dim)

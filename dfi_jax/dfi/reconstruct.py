@@ -48,7 +48,7 @@ class ReverseMapConfig:
   tv_beta: float = 2.0  # β
   tv_epsilon: float = 1e-3
   # optax.lbfgs + projection reaches a given loss in fewer iterations than jaxopt's L-BFGS-B
-  # here (~1.03 evaluations per iteration; research/benchmark.py, README "Speed").
+  # here (~1.03 evaluations per iteration; research/benchmark.py, docs/benchmarks.md).
   solver: str = "optax_lbfgs"
   history: int = 10  # L-BFGS memory (SciPy's maxcor)
   # jaxopt's line search (solver jaxopt_lbfgsb). Measured at 200² (research/benchmark.py):

@@ -18,7 +18,7 @@ Convolutions have a custom VJP whose input gradient is a plain convolution with 
 was flipped and in/out-swapped *outside* any solver loop (passed in through the `backward`
 variable collection, see `backward_kernels`). XLA on CPU otherwise keeps the input-gradient
 convolutions of a while-loop body on a slow `reverse`d-kernel path (~3x slower, see
-shared/MEASURED.md). Gradients are identical either way.
+docs/benchmarks.md). Gradients are identical either way.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@
                      (`cache_dir()`, see WORKSPACE.md); later runs read the cached native file.
   "random"           the shipped quarter-width VGG19 with random He-initialised weights
                      (`dfi_jax/assets/random_vgg19_quarter.npz`, 1.5 MB): for tests and the
-                     tiny configs only; its edits are colour noise (WORKSPACE.md).
+                     tiny configs only; its edits are colour noise (docs/history.md).
   a path             any dfi_jax weights file (`python -m experiments.port_weights` makes them).
 
 Nothing is downloaded: a missing or altered package is a one-line `WeightsError` saying what to

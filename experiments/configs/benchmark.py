@@ -10,7 +10,7 @@ The PyTorch peer (torch.optim.LBFGS) runs only where `import torch` works in `pe
 on 2 CPU cores (each run in its own process, so peak RSS is per run).
 
 Solvers are names with optional ReverseMapConfig overrides, `name[:field=value,...]`:
-  jaxopt_lbfgsb (the library default), optax_lbfgs, scipy (SciPy's L-BFGS-B driving a jitted
+  optax_lbfgs (the library default), jaxopt_lbfgsb, scipy (SciPy's L-BFGS-B driving a jitted
   JAX value-and-grad: a CPU reference, host round trip per evaluation), torch (the peer).
   e.g. `jaxopt_lbfgsb:linesearch=zoom,linesearch_init=increase`, `optax_lbfgs:fast_backward=0`.
 """
@@ -37,7 +37,7 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
   c.repeats = 1  # fresh processes per run; medians over repeats
   c.chunk = 5  # iterations between loss readings (time-to-loss resolution)
   # Network: full-width VGG with random weights (speed does not depend on the values). The
-  # README's solver table was measured on VGG19; the default features are VGG16.
+  # solver tables of docs/benchmarks.md were measured on VGG19; the default features are VGG16.
   c.architecture = "vgg19"
   c.width = 1.0
   c.taps = ("conv3_1", "conv4_1", "conv5_1")

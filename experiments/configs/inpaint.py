@@ -4,7 +4,7 @@
   python -m experiments.inpaint --workdir=runs/shoes --config=experiments/configs/inpaint.py:shoes \
       --config.bank_dir=~/ut-zap50k-images-square                        # your folder of shoes
   python -m experiments.inpaint --workdir=runs/pshoes \
-      --config=experiments/configs/inpaint.py:shoes_procedural            # drawn shoes (README)
+      --config=experiments/configs/inpaint.py:shoes_procedural            # drawn shoes (docs/)
   python -m experiments.inpaint --workdir=runs/m --config.hole_mask=my_mask.png   # white = hole
 
 Variants:
@@ -18,7 +18,7 @@ Variants:
                     `--config.image_size=200 --config.taps=conv3_1,conv4_1,conv5_1
                     --config.scaling=mean_square --config.iterations=500`.
   shoes_procedural  `shoes` on 600 PROCEDURAL shoes (dfi_jax.data.shoes) drawn into the workdir:
-                    the README's docs/inpaint_shoes.png.
+                    docs/inpaint_shoes.png.
   shoes_tiny        40 procedural shoes at 32², a few iterations (tests; seconds).
 """
 

