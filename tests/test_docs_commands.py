@@ -1,4 +1,4 @@
-"""Every command README.md and docs/*.md show runs as written, as far as names go.
+"""Every command README.md, docs/*.md and WORKSPACE.md show runs as written, as far as names go.
 
 Each `python -m experiments.X …`, `python -m research.X …`, `python -m dfi_jax.X …` and
 `make …` command (in code blocks and in inline code) is checked without running it: the module
@@ -17,23 +17,27 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 COMMAND_DOCS = [*DOCS, ROOT / "WORKSPACE.md"]  # its commands are checked, not its wording
-MODULE = re.compile(
-    r"(?:^|[\s;&|(])python3?\s+-m\s+((?:experiments|research|dfi_jax)(?:\.\w+)+)(.*)")
-MAKE = re.compile(r"(?:^|&&|;|\|\||\()\s*make\s+(.*)")
+MODULE = re.compile(r"(?:^|[\s;&|(])python3?\s+-m\s+((?:experiments|research|dfi_jax)(?:\.\w+)+)")
+MAKE = re.compile(r"(?:^|&&|;|\|\||\()\s*(make)\s")
 SCRIPT = re.compile(r"(?:^|[\s;&|(])python3?\s+((?:tools|research|experiments)/[\w/]+\.py)")
 
 
-class Command:
-  def __init__(self, doc: str, text: str, program: str, args: list[str]):
-    self.doc, self.text, self.program, self.args = doc, text, program, args
+class Command(NamedTuple):
+  """One documented command: the file, the code it was found in, the module (or `make`) and
+  its words after it."""
+  doc: str
+  text: str
+  program: str
+  args: list[str]
 
-  def __repr__(self):
+  def __str__(self):
     return f"{self.doc}: {self.text}"
 
 
@@ -68,10 +72,9 @@ def doc_commands() -> list[Command]:
   commands = []
   for path in COMMAND_DOCS:
     for text in code_texts(path.read_text()):
-      for m in MODULE.finditer(text):
-        commands.append(Command(path.name, text, m.group(1), shell_words(m.group(2))))
-      for m in MAKE.finditer(text):
-        commands.append(Command(path.name, text, "make", shell_words(m.group(1))))
+      for pattern in (MODULE, MAKE):  # each command runs to the next `;`, `&`, `|` or comment
+        for m in pattern.finditer(text):
+          commands.append(Command(path.name, text, m.group(1), shell_words(text[m.end():])))
   return commands
 
 
