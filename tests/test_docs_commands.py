@@ -1,10 +1,11 @@
 """Every command README.md, docs/*.md and WORKSPACE.md show runs as written, as far as names go.
 
-Each `python -m experiments.X …`, `python -m research.X …`, `python -m dfi_jax.X …` and
-`make …` command (in code blocks and in inline code) is checked without running it: the module
-exists; each `--flag` is one that command defines; `--config=FILE[:variant]` loads (the variant
-is one the file accepts); each `--config.FIELD` is a field of that config (or of the command's
-default config); each make target and `VAR=` is in the Makefile. The commands' absl flags are
+Each `python -m experiments.X …`, `python -m research.X …`, `python -m dfi_jax.X …` (also with
+a path to the interpreter) and `make …` command, in code blocks and in inline code, is checked
+without running it: the module exists; each `--flag` is one that command defines;
+`--config=FILE[:variant]` loads (the variant is one the file accepts); each `--config.FIELD` is
+a field of that config (or of the command's default config); each make target and `VAR=` is in
+the Makefile. The commands' absl flags are
 read in one child process that imports each command module in turn (nothing runs its `main`).
 Upper-case names (`--config.FIELD`, `--config=FILE`) are placeholders and are not checked.
 """
@@ -24,7 +25,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 COMMAND_DOCS = [*DOCS, ROOT / "WORKSPACE.md"]  # its commands are checked, not its wording
-MODULE = re.compile(r"(?:^|[\s;&|(])python3?\s+-m\s+((?:experiments|research|dfi_jax)(?:\.\w+)+)")
+MODULE = re.compile(  # also `.venv/bin/python -m …`, which the one-way test then refuses
+    r"(?:^|[\s;&|(])(?:\S*/)?python3?\s+-m\s+((?:experiments|research|dfi_jax)(?:\.\w+)+)")
 MAKE = re.compile(r"(?:^|&&|;|\|\||\()\s*(make)\s")
 SCRIPT = re.compile(r"(?:^|[\s;&|(])python3?\s+((?:tools|research|experiments)/[\w/]+\.py)")
 
