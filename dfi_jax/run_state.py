@@ -292,7 +292,7 @@ def save_state(run: Claim, item: str, **arrays: np.ndarray) -> None:
   buffer = io.BytesIO()
   np.savez(buffer, fingerprint=np.asarray(run.fingerprint), **arrays)
   path = state_path(run.workdir, item)
-  path.parent.mkdir(parents=True, exist_ok=True)
+  image_io.make_folder(path.parent)
   image_io.atomic_write_bytes(path, buffer.getvalue())
 
 

@@ -243,14 +243,40 @@ def temp_path_beside(path: Path) -> Path:
   return path.parent / f".{path.name[:80]}.{secrets.token_hex(5)}.w{os.getpid()}@{_host()}.tmp"
 
 
+class LinkError(InputError):
+  """An output path that is a symbolic link: a run never writes through a link it did not make."""
+
+
+def refuse_link(path: str | os.PathLike) -> None:
+  """Raises `LinkError` (one line) when `path` itself is a symbolic link (dangling or not)."""
+  if os.path.islink(path):
+    raise LinkError(f"{os.fspath(path)}: is a symbolic link (to {os.readlink(path)}); a run "
+                    "never writes through a link it did not make: remove the link or use "
+                    "another output folder")
+
+
+def make_folder(path: str | os.PathLike) -> Path:
+  """The output folder `path` (made with its parents if missing); `LinkError` if it is a
+  symbolic link, so a run never writes into a folder elsewhere that it did not make."""
+  path = Path(path)
+  refuse_link(path)
+  try:
+    path.mkdir(parents=True, exist_ok=True)
+  except FileExistsError:
+    raise InputError(f"{path}: is a file; expected a folder the run writes into") from None
+  return path
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
   """Writes `data` to `path` via a temp file in the same directory and `os.replace`.
 
   The temp file is removed on any failure (including a full disk, Ctrl-C or SIGTERM turned into
-  an exception), leaving any previous file intact. A new file gets mode 0644; a replaced file
+  an exception), leaving any previous file intact. A `path` that is a symbolic link is refused
+  (`LinkError`), never written through nor replaced. A new file gets mode 0644; a replaced file
   keeps its mode.
   """
   path = Path(path)
+  refuse_link(path)
   try:
     mode = path.stat().st_mode & 0o7777
   except OSError:

@@ -218,7 +218,7 @@ def _run(config, workdir: Path, t_start: float) -> dict:
     def on_finished(s, i, edits):  # only the hole is replaced: pixels outside are the input's
       del s  # one δ
       results[i] = np.where(hole[..., None], edits.images[0, i], data.truth[i])
-      (workdir / "inpainted").mkdir(exist_ok=True)
+      image_io.make_folder(workdir / "inpainted")
       image_io.save_png(workdir / "inpainted" / f"{data.test_names[i]}.png", results[i])
       run_state.save_result(claim, data.test_names[i], results[i], edits.loss[0, i],
                             edits.evaluations[0, i])

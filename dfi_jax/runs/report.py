@@ -48,7 +48,7 @@ def save_edit(workdir: Path, tests: sources.TestImages, item: tuple[int, str], d
               result: np.ndarray) -> None:
   """One edit's PNG (own photos: at the photo's size), replacing any older file of that name."""
   path = workdir / edit_file(tests, item, delta)
-  path.parent.mkdir(exist_ok=True)
+  image_io.make_folder(path.parent)
   image_io.save_png(path, photo_result(tests, item[0], result))
 
 
@@ -63,7 +63,7 @@ def write_outputs(config, workdir: Path, network, tests: sources.TestImages, ite
   bank_images = bank_data.images
   failures, per_image, files, baselines = [], [], {}, {}
   for d in ("baselines", "originals"):
-    (workdir / d).mkdir(exist_ok=True)
+    image_io.make_folder(workdir / d)
   for i, name in enumerate(tests.names):
     original = tests.originals[i] if tests.originals is not None else tests.images[i]
     image_io.save_png(workdir / "originals" / f"{name}.png", original)

@@ -109,7 +109,7 @@ def build(path: str | os.PathLike, stream: ImageStream, phi_fn: Callable, params
     raise ValueError("the dataset has no images")
   path = Path(path)
   settings = _settings(stream, spec, search, dtype, shard_size, weights or {})
-  (path / "shards").mkdir(parents=True, exist_ok=True)
+  image_io.make_folder(path / "shards")
   manifest_path = path / MANIFEST
   if manifest_path.exists():
     try:

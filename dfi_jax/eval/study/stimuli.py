@@ -275,7 +275,9 @@ def build_study(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLik
   _check_replace(out, manifest, overwrite)
   images_dir = out / "images"
   try:
-    images_dir.mkdir(parents=True, exist_ok=True)
+    if out != Path(out_dir):  # a shard's folder is the tool's own; --out_dir the user's
+      image_io.refuse_link(out)
+    image_io.make_folder(images_dir)
   except OSError as e:
     raise StudyError(f"{out}: cannot create it ({e.strerror})") from None
   for name, data in stored.items():
