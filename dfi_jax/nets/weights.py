@@ -173,6 +173,10 @@ def load_tree(path: str | os.PathLike, fmt: str, required: Sequence[str],
   missing = [k for k in required if k not in meta]
   if missing:
     raise error(f"{path}: provenance lacks {missing}")
+  bad = next((k for k, v in arrays.items() if not np.all(np.isfinite(v))), None)
+  if bad is not None:  # NaN weights would turn every result into NaN or a constant, silently
+    raise error(f"{path}: parameter {bad} holds NaN or infinite values; expected finite "
+                f"numbers (remake the file with `{command}`)")
   return {tuple(k.split("/")): v for k, v in arrays.items()}, meta
 
 

@@ -110,3 +110,45 @@ def test_every_output_folder_is_made_through_the_link_check():
     found += [f"{path.name}:{n}" for n, line in enumerate(path.read_text().splitlines(), 1)
               if ".mkdir(" in line and "analysis.py" != path.name]
   assert found == []
+
+
+# --- 6. judge and weights files checked finite; provenance types named -------------------------
+
+
+def judge_with(tmp_path, name="judge.npz", nan=False, **changes):
+  from dfi_jax.eval import judge as judge_lib
+  params, provenance = judge_lib.load()
+  if nan:
+    first = sorted(params)[0]
+    params[first] = dict(params[first])
+    kernel = np.array(params[first]["kernel"])
+    kernel.flat[0] = np.nan
+    params[first]["kernel"] = kernel
+  provenance = {k: v for k, v in provenance.items() if k != "format"} | changes
+  return judge_lib.save(tmp_path / name, params, provenance)
+
+
+def test_a_judge_or_weights_file_with_nan_is_one_line_naming_it(tmp_path):
+  from dfi_jax.eval import judge as judge_lib
+  from dfi_jax.nets import pretrained
+  from dfi_jax.nets import weights as weights_lib
+  path = judge_with(tmp_path, nan=True)
+  with pytest.raises(judge_lib.JudgeError, match=r"judge.npz: parameter .*kernel holds NaN"):
+    judge_lib.load(path)
+  with pytest.raises(run_state.RunError, match="--config.judge=.*judge.npz: parameter"):
+    edit_run.check_inputs(tiny(judge=str(path)))
+  params, provenance = weights_lib.load_weights(pretrained.RANDOM_WEIGHTS)
+  params["conv1_1"]["bias"] = np.full_like(params["conv1_1"]["bias"], np.inf)
+  weights_lib.save_weights(tmp_path / "w.npz", params, provenance)
+  with pytest.raises(weights_lib.WeightsError, match=r"w.npz: parameter conv1_1/bias holds NaN"):
+    weights_lib.load_weights(tmp_path / "w.npz")
+
+
+@pytest.mark.parametrize("changes", [dict(channels="abc"), dict(channels=[8, "x"]),
+                                     dict(attributes=5), dict(input_size="64"),
+                                     dict(input_size=None)])
+def test_judge_provenance_of_the_wrong_type_names_the_file(tmp_path, changes):
+  from dfi_jax.eval import judge as judge_lib
+  path = judge_with(tmp_path, **changes)
+  with pytest.raises(judge_lib.JudgeError, match=r"judge.npz: "):
+    judge_lib.load(path)
