@@ -232,9 +232,15 @@ def build_study(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLik
     stored[name] = data
     return name
 
-  def copy(source: str) -> str:
+  def copy(source: str) -> str:  # decoded first: raters never meet a broken image
     path = Path(source)
-    return store(path.read_bytes(), path.suffix)
+    data = path.read_bytes()
+    try:
+      image_io.decode_image(data, path)
+    except image_io.ImageError as e:
+      raise StudyError(f"{e}; rerun the command that made it (a resumed run rewrites a "
+                       "damaged output)") from None
+    return store(data, path.suffix)
 
   shard_rng = np.random.default_rng([seed, num_shards, shard_index])
   trials = []
