@@ -349,6 +349,29 @@ def save_png(path: str | os.PathLike, image: np.ndarray) -> None:
   No metadata or timestamps are written, so equal images give identical bytes. NaN or infinite
   values raise `ValueError` and write nothing.
   """
+  atomic_write_bytes(path, png_bytes(image))
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+  """`save_png`'s file content for `image` (the same bytes for equal images)."""
   buf = io.BytesIO()
   Image.fromarray(to_uint8(image)).save(buf, format="PNG", compress_level=6)
-  atomic_write_bytes(path, buf.getvalue())
+  return buf.getvalue()
+
+
+def restore_file(path: str | os.PathLike, data: bytes) -> bool:
+  """A resumed run's check of an output it kept: rewrites `path` (atomically) unless it holds
+  exactly `data`; a missing, truncated or altered file is named on stderr. True if it wrote."""
+  path = Path(path)
+  refuse_link(path)
+  try:
+    found = None if not stat.S_ISREG(os.lstat(path).st_mode) else path.read_bytes()
+    why = "damaged or changed" if found != data else ""
+  except FileNotFoundError:
+    why = "missing"
+  if not why:
+    return False
+  print(f"warning: {path} was {why}; rewritten from the run's kept results", file=sys.stderr,
+        flush=True)
+  atomic_write_bytes(path, data)
+  return True

@@ -268,7 +268,10 @@ def _run(config, workdir: Path, inputs: Sequence[str], attributes: Sequence[str]
     return decoder_lib.warm_start(fast.params, fast.spec, targets, z0, phi_x,
                                   mode=decoder_lib.DEFAULT_START)
 
+  written = set()  # the PNGs this run writes; every other finished one is checked at the end
+
   def on_finished(s, j, edits):
+    written.add((s, j))
     save_edit(workdir, tests, items[j], config.deltas[s], edits.images[s, j])
     run_state.save_result(claim, keys[s][j], edits.images[s, j], edits.loss[s, j],
                           edits.evaluations[s, j])
@@ -291,21 +294,22 @@ def _run(config, workdir: Path, inputs: Sequence[str], attributes: Sequence[str]
     timings["total_s"] = time.perf_counter() - t_start
     return dict(outputs=dict(edits=[edit_file(tests, items[j], d) for d in config.deltas
                                     for j in mine]), timings=timings, failures=[], written=False)
-  keep_gathered(workdir, claim, tests, items, keys, mine, edits_done, config.deltas)
+  keep_gathered(workdir, claim, tests, items, keys, mine, edits_done, config.deltas, written)
   photo_outputs.save_outputs(workdir, config, tests, items, edits_done.images, edits_done.finite)
   return write_outputs(config, workdir, network, tests, items, edits_done, neighbour_sets,
                        bank_data, timings, t_start)
 
 
 def keep_gathered(workdir: Path, claim: run_state.Claim, tests: sources.TestImages, items, keys,
-                  mine: np.ndarray, edits: pipeline.Edits, deltas) -> None:
-  """Process 0 keeps the finished items other hosts computed (their PNGs and state), unless the
-  workdir (a shared file system) already holds them; one host: nothing to do."""
+                  mine: np.ndarray, edits: pipeline.Edits, deltas, written=frozenset()) -> None:
+  """Process 0 checks the PNG of every finished item it did not just write (kept by an earlier
+  run, or computed by another host) against its result: a missing, truncated or altered one is
+  rewritten (`image_io.restore_file`). It keeps the state of items other hosts computed."""
   results, losses, finite, evaluations = edits
   for s, j in np.ndindex(*finite.shape):
-    if j in mine or not finite[s, j]:
+    if not finite[s, j]:
       continue
-    if not (workdir / edit_file(tests, items[j], deltas[s])).exists():
-      save_edit(workdir, tests, items[j], deltas[s], results[s, j])
-    if run_state.load_result(claim, keys[s][j], results.shape[-2]) is None:
+    if (s, j) not in written:
+      save_edit(workdir, tests, items[j], deltas[s], results[s, j], kept=True)
+    if j not in mine and run_state.load_result(claim, keys[s][j], results.shape[-2]) is None:
       run_state.save_result(claim, keys[s][j], results[s, j], losses[s, j], evaluations[s, j])

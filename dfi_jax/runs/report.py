@@ -45,11 +45,16 @@ def edit_file(tests: sources.TestImages, item: tuple[int, str], delta: float) ->
 
 
 def save_edit(workdir: Path, tests: sources.TestImages, item: tuple[int, str], delta: float,
-              result: np.ndarray) -> None:
-  """One edit's PNG (own photos: at the photo's size), replacing any older file of that name."""
+              result: np.ndarray, kept: bool = False) -> None:
+  """One edit's PNG (own photos: at the photo's size), replacing any older file of that name;
+  `kept`: a result kept from earlier, its PNG rewritten only if missing or other bytes."""
   path = workdir / edit_file(tests, item, delta)
   image_io.make_folder(path.parent)
-  image_io.save_png(path, photo_result(tests, item[0], result))
+  data = image_io.png_bytes(photo_result(tests, item[0], result))
+  if kept:
+    image_io.restore_file(path, data)
+  else:
+    image_io.atomic_write_bytes(path, data)
 
 
 def write_outputs(config, workdir: Path, network, tests: sources.TestImages, items,

@@ -48,8 +48,9 @@ def copy_of(finished, tmp_path):
 
 
 def snapshot(folder: Path) -> dict:
+  """Every file's bytes but `metrics.json` (its timings differ from run to run)."""
   return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-          if p.is_file() and not p.is_symlink()}
+          if p.is_file() and not p.is_symlink() and p.name != "metrics.json"}
 
 
 # --- 1. never write through a link the run did not make ----------------------------------------
@@ -226,3 +227,36 @@ def test_an_animation_says_only_its_first_frame_is_read(tmp_path, capsys):
   assert image[0, 0, 0] > 0.9  # the first (red) frame
   assert "a.gif: 2 frames (an animation or a multi-page file); only the first is read" in \
       capsys.readouterr().err
+
+
+# --- 3. a resumed run verifies every final output it kept -------------------------------------
+
+
+def test_a_resumed_edit_run_rewrites_missing_or_damaged_outputs_from_state(
+    finished, copy_of, calls, capsys):
+  edits = sorted((copy_of / "edits").glob("*.png"))
+  edits[0].write_bytes(edits[0].read_bytes()[:100])  # truncated
+  edits[1].unlink()
+  Image.new("RGB", (32, 32), "white").save(edits[2])  # decodes, but is not what state says
+  for kind in ("baselines", "originals"):
+    sorted((copy_of / kind).glob("*.png"))[0].unlink()
+  (copy_of / "grid.png").write_bytes(b"")
+  edit_run.run(tiny(), copy_of, attributes=ATTRIBUTE)
+  assert calls == []  # nothing recomputed: every output rewritten from what was kept
+  assert snapshot(copy_of) == snapshot(finished)
+  err = capsys.readouterr().err
+  assert f"{edits[0]} was damaged or changed" in err and f"{edits[1]} was missing" in err
+  assert f"{edits[2]} was damaged or changed" in err
+
+
+def test_a_resumed_inpainting_run_rewrites_a_damaged_output(tmp_path, calls):
+  from dfi_jax.runs import inpaint
+  from experiments.configs import inpaint as inpaint_config
+  inpaint.run(inpaint_config.get_config("tiny"), tmp_path / "w")
+  before = snapshot(tmp_path / "w")
+  png = sorted((tmp_path / "w" / "inpainted").glob("*.png"))
+  png[0].write_bytes(png[0].read_bytes()[:50])
+  png[1].unlink()
+  calls.clear()
+  inpaint.run(inpaint_config.get_config("tiny"), tmp_path / "w")
+  assert calls == [] and snapshot(tmp_path / "w") == before
