@@ -165,7 +165,11 @@ def check_output_path(value: str | os.PathLike | None, flag: str) -> Path:
     image_io.check_utf8_name(raw, f"--{flag}")
   except image_io.InputError as e:
     raise RunError(str(e)) from None
-  return Path(raw)
+  try:  # the shell leaves `--workdir=~/x` alone: without this, a folder named `~` is made
+    return Path(raw).expanduser()
+  except RuntimeError:
+    raise RunError(f"--{flag}={raw}: cannot find the home folder '{raw.split('/')[0]}' names; "
+                   "give the path without ~") from None
 
 
 def kept_message(workdir: str | os.PathLike) -> str:

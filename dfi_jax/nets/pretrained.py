@@ -34,12 +34,30 @@ RANDOM_WEIGHTS = weights_lib.ASSET_DIR / "random_vgg19_quarter.npz"
 CACHE_ENV = "DFI_JAX_CACHE"
 
 
+def _expand(path: str, where: str) -> Path:
+  try:
+    if path.split("/")[0] == "~" and os.environ.get("HOME", None) == "":
+      raise RuntimeError("HOME is empty")
+    return Path(path).expanduser()
+  except (RuntimeError, KeyError):  # `~user` unknown, or no HOME and no passwd entry
+    raise weights_lib.WeightsError(
+        f"{where}: cannot find the home folder '{path.split('/')[0]}' names (no such user, or "
+        f"HOME unset and no passwd entry); set {CACHE_ENV} to an absolute, writable folder"
+        ) from None
+
+
 def cache_dir() -> Path:
-  """`$DFI_JAX_CACHE`, else `$XDG_CACHE_HOME/dfi_jax`, else `~/.cache/dfi_jax`."""
+  """`$DFI_JAX_CACHE`, else `$XDG_CACHE_HOME/dfi_jax`, else `~/.cache/dfi_jax`.
+
+  A relative `XDG_CACHE_HOME` is ignored, as the XDG spec says (it would put a cache in every
+  working folder); a home folder that cannot be found is one `WeightsError` line.
+  """
   if os.environ.get(CACHE_ENV):
-    return Path(os.environ[CACHE_ENV]).expanduser()
-  base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-  return Path(base).expanduser() / "dfi_jax"
+    return _expand(os.environ[CACHE_ENV], f"{CACHE_ENV}={os.environ[CACHE_ENV]}")
+  base = os.environ.get("XDG_CACHE_HOME", "")
+  if not os.path.isabs(base):
+    base = _expand("~/.cache", "the weights cache ~/.cache/dfi_jax")
+  return Path(base) / "dfi_jax"
 
 
 def imagenet_cache_path() -> Path:

@@ -94,6 +94,21 @@ def validate(config) -> None:
                    f"{config.taps}")
 
 
+def check_memory(config) -> None:
+  """Refuses an in-memory bank (generated faces, no `bank_dir`) larger than this machine's
+  memory, naming what it would need, before anything is allocated."""
+  if config.data != "synthetic" or config.get("bank_dir", ""):
+    return
+  need = config.bank_size * config.image_size ** 2 * 3 * 4  # its images, float32
+  have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+  if need > have:
+    raise RunError(f"--config.bank_size={config.bank_size}: the generated bank's images alone "
+                   f"would need {need / 2**30:,.1f} GiB in memory ({config.bank_size} × "
+                   f"{config.image_size}² × 3 float32), this machine has {have / 2**30:,.1f} "
+                   "GiB; use a smaller bank, or build it on disk (experiments.build_bank, "
+                   "--config.bank_dir)")
+
+
 def check_inputs(config, inputs: Sequence[str] = ()) -> None:
   """The input files' kind and name, before anything runs (a named pipe would block forever)."""
   for path in inputs:
@@ -189,6 +204,7 @@ def run(config, workdir: str | os.PathLike, inputs: Sequence[str] = (),
 
   def check():
     validate(config)
+    check_memory(config)
     check_inputs(config, inputs)
     feature_bank.read_manifest(config)
 

@@ -4,6 +4,7 @@ kept, pin what can change under a run, never lose a rater's answer, one line for
 One section per class of the issue; in process on the tiny config wherever possible.
 """
 
+import importlib
 import json
 import os
 import shutil
@@ -260,3 +261,157 @@ def test_a_resumed_inpainting_run_rewrites_a_damaged_output(tmp_path, calls):
   calls.clear()
   inpaint.run(inpaint_config.get_config("tiny"), tmp_path / "w")
   assert calls == [] and snapshot(tmp_path / "w") == before
+
+
+# --- 4 / 7. banks: a generation every shard carries; a bank that disagrees with itself --------
+
+
+@pytest.fixture(scope="module")
+def tiny_bank_dir(tmp_path_factory):
+  import tiny_bank
+  path = tmp_path_factory.mktemp("bank") / "bank"
+  tiny_bank.build(tiny(), path)
+  return path
+
+
+@pytest.fixture
+def bank_copy(tiny_bank_dir, tmp_path):
+  shutil.copytree(tiny_bank_dir, tmp_path / "bank")
+  return tmp_path / "bank"
+
+
+def test_shards_rebuilt_under_an_open_bank_are_an_error_never_wrong_data(bank_copy):
+  import tiny_bank
+  from dfi_jax.dfi import bank as bank_lib
+  opened = bank_lib.open_bank(bank_copy)
+  first = bank_lib.read_rows(opened, [0, 20])
+  # Rebuilt as bfloat16 (--overwrite) while a run holds the float32 bank open.
+  tiny_bank.build(tiny(), bank_copy, dtype="bfloat16", overwrite=True)
+  with pytest.raises(bank_lib.BankError, match=r"00000.phi.npy: uint16 .* gives float32"):
+    bank_lib.read_rows(opened, [0])
+  # The same settings rebuilt afresh (a new generation): the old handle refuses its shards.
+  (bank_copy / "bank.json").unlink()
+  tiny_bank.build(tiny(), bank_copy, dtype="bfloat16")
+  reopened = bank_lib.open_bank(bank_copy)
+  assert np.allclose(bank_lib.read_rows(reopened, [0, 20]), first, atol=0.05)
+  renewed = json.loads((bank_copy / "bank.json").read_text())["generation"]
+  assert renewed != opened.manifest["generation"]
+  stale = opened._replace(manifest=dict(opened.manifest, dtype="bfloat16"))
+  with pytest.raises(bank_lib.BankError, match="belongs to another build"):
+    bank_lib.read_rows(stale, [0])
+
+
+def test_a_bank_json_that_disagrees_with_its_shards_is_one_line(bank_copy):
+  from dfi_jax.dfi import bank as bank_lib
+  manifest = json.loads((bank_copy / "bank.json").read_text())
+  (bank_copy / "bank.json").write_text(json.dumps(dict(manifest, shard_size=8, num_shards=5)))
+  with pytest.raises(bank_lib.BankError, match=r"00000.json: 16 rows, but bank.json gives this "
+                     "shard 8; rerun the build_bank command"):
+    bank_lib.open_bank(bank_copy)
+  (bank_copy / "bank.json").write_text(json.dumps(dict(manifest, num_images=400)))
+  with pytest.raises(bank_lib.BankError, match="bank.json disagrees with itself"):
+    bank_lib.open_bank(bank_copy)
+
+
+def test_a_damaged_shard_names_the_shard_and_the_fix(bank_copy):
+  import tiny_bank
+  from dfi_jax.dfi import bank as bank_lib
+  opened = bank_lib.open_bank(bank_copy)
+  phi = bank_copy / "shards" / "00002.phi.npy"
+  phi.write_bytes(phi.read_bytes()[:200])
+  with pytest.raises(bank_lib.BankError, match="00002.phi.npy: missing or damaged"):
+    bank_lib.read_rows(opened, [35])
+  shard = bank_copy / "shards" / "00001.attributes.npy"
+  shard.write_bytes(shard.read_bytes()[:40])
+  with pytest.raises(bank_lib.BankError, match=r"00001.attributes.npy: missing or damaged .*"
+                     "rerun the build_bank command that made it"):
+    bank_lib.open_bank(bank_copy)
+  tiny_bank.build(tiny(), bank_copy)  # the fix named: the same command rebuilds the shards
+  bank_lib.read_rows(bank_lib.open_bank(bank_copy), [20, 35])
+
+
+def test_build_bank_on_a_full_disk_is_one_line_and_keeps_nothing_half_written(
+    tmp_path, monkeypatch):
+  import errno
+  import tiny_bank
+  build_lib = importlib.import_module("dfi_jax.dfi.bank.build")
+  reserved = []
+
+  def full(fd, offset, length):
+    reserved.append(length)
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+  monkeypatch.setattr(build_lib.os, "posix_fallocate", full)
+  with pytest.raises(OSError, match=r"cannot reserve \d+ bytes for a shard \(No space left"):
+    tiny_bank.build(tiny(), tmp_path / "bank")
+  assert reserved and not list((tmp_path / "bank").rglob("*.tmp"))
+  assert not list((tmp_path / "bank" / "shards").glob("*.npy"))
+
+
+# --- 7. one line and a non-zero exit instead of a crash ---------------------------------------
+
+
+def test_a_bank_size_beyond_memory_is_refused_at_validation(tmp_path):
+  with pytest.raises(run_state.RunError, match=r"--config.bank_size=1000000000: .* would need "
+                     r"11,444.1 GiB in memory"):
+    edit_run.run(tiny(bank_size=1_000_000_000), tmp_path / "w", attributes=ATTRIBUTE)
+  assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize("env, words", [
+    (dict(DFI_JAX_CACHE="~nosuchuser/cache"), "DFI_JAX_CACHE=~nosuchuser/cache: cannot find "
+     "the home folder '~nosuchuser'"),
+    (dict(HOME=None), "cannot find the home folder '~'"),
+    (dict(HOME=""), "cannot find the home folder '~'")])
+def test_a_cache_folder_without_a_home_is_one_line(monkeypatch, env, words):
+  import pwd
+  from dfi_jax.nets import pretrained
+  from dfi_jax.nets import weights as weights_lib
+  monkeypatch.delenv("DFI_JAX_CACHE", raising=False)
+  monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+  for key, value in env.items():
+    if value is None:
+      monkeypatch.delenv(key, raising=False)
+    else:
+      monkeypatch.setenv(key, value)
+
+  def no_entry(uid):
+    raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+  monkeypatch.setattr(pwd, "getpwuid", no_entry)
+  with pytest.raises(weights_lib.WeightsError, match=words):
+    pretrained.cache_dir()
+
+
+def test_a_relative_xdg_cache_home_is_ignored(monkeypatch):
+  from dfi_jax.nets import pretrained
+  monkeypatch.delenv("DFI_JAX_CACHE", raising=False)
+  monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")
+  assert pretrained.cache_dir() == Path.home() / ".cache" / "dfi_jax"
+  monkeypatch.setenv("XDG_CACHE_HOME", "/abs/cache")
+  assert pretrained.cache_dir() == Path("/abs/cache/dfi_jax")
+
+
+def test_a_workdir_with_a_tilde_is_expanded_or_refused(monkeypatch, tmp_path):
+  monkeypatch.setenv("HOME", str(tmp_path))
+  assert run_state.check_output_path("~/x", "workdir") == tmp_path / "x"
+  with pytest.raises(run_state.RunError, match="--workdir=~nosuchuser/x: cannot find"):
+    run_state.check_output_path("~nosuchuser/x", "workdir")
+
+
+def test_a_distributed_peer_that_never_starts_is_one_line_after_the_timeout(tmp_path):
+  import socket
+  import subprocess
+  import sys
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  code = ("from dfi_jax.dfi import sharding\n"
+          f"sharding.initialize(True, sharding.DistributedSettings('127.0.0.1:{port}', 2, 1, "
+          "timeout_s=3))\n")
+  done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                        timeout=120, cwd=ROOT, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+  lines = done.stderr.strip().splitlines()
+  assert done.returncode == 1, done.stderr[-2000:]
+  assert lines[-1].startswith("error: --distributed: not every host joined 127.0.0.1:")
+  assert "within 3 s" in lines[-1] and "Traceback" not in done.stderr
