@@ -52,6 +52,7 @@ class Network(NamedTuple):
   params: dict
   provenance: dict
   path: str
+  sha256: str = ""  # of the bytes `params` were read from (hashed once, `pretrained.load`)
 
 
 # Every field of experiments/configs/synthetic.py (tests/test_run_safety checks none is missing).
@@ -162,12 +163,11 @@ def judged_attributes(config, tests: sources.TestImages,
 def load_network(config) -> Network:
   """The weights `config.weights` names ('' = ImageNet VGG16, 'random', or a file) as a network
   with `config.taps`."""
-  path = str(pretrained.resolve(config.weights))
-  params, provenance = weights_lib.load_weights(path)
+  params, provenance, path, sha256 = pretrained.load(config.weights)
   net = weights_lib.model_for(provenance, taps=tuple(config.taps),
                               pooling=config.pooling or None,
                               preprocessing=config.preprocessing or None)
-  return Network(net, params, provenance, path)
+  return Network(net, params, provenance, str(path), sha256)
 
 
 class FastMode(NamedTuple):
@@ -187,7 +187,7 @@ def load_fast_mode(config, network: Network, spec: features_lib.FeatureSpec) -> 
     params, dspec, prov = decoder_lib.load(path)
     sha = run_state.file_sha256(path)
     decoder_lib.check_compatible(prov, spec, config.image_size,
-                                 run_state.file_sha256(network.path), path)
+                                 network.sha256, path)
   except (decoder_lib.DecoderError, OSError) as e:
     raise RunError(f"--config.decoder={path}: {e}") from None
   return FastMode(params, dspec, path, sha)
@@ -220,8 +220,11 @@ def _run(config, workdir: Path, inputs: Sequence[str], attributes: Sequence[str]
   pipe = pipeline.make(network.net, network.params, size, reconstruct.config_for_run(config))
   phi, spec = pipe.phi, pipe.spec
   fast = load_fast_mode(config, network, spec)  # before any long computation
-  # Own photos are read first, so a bad file fails before any long computation.
+  # Own photos are read first, so a bad file fails before any long computation; hashed before
+  # and checked after, so the run records the bytes it edited.
+  inputs_sha256 = [run_state.file_sha256(p) for p in inputs]
   photos = photos_lib.load(config, inputs) if inputs else None
+  run_state.check_unchanged(inputs, inputs_sha256, "--inputs")
   print(f"weights: {network.path} — {network.provenance['description']}", flush=True)
 
   # The bank: images with attributes, and their φ (on disk, or computed when read).
@@ -241,7 +244,8 @@ def _run(config, workdir: Path, inputs: Sequence[str], attributes: Sequence[str]
     settings["decoder_sha256"] = fast.sha256
   if bank.description:  # so does the bank's (its dtype, search reduction)
     settings["bank"] = bank.description
-  claim = run_state.claim(workdir, run_state.describe(settings, network.path, inputs, edits))
+  claim = run_state.claim(workdir, run_state.describe(settings, network.sha256, inputs, edits,
+                                                      inputs_sha256))
   if claim.resuming:
     print(f"resuming the run in {workdir}: finished edits are kept", flush=True)
   tests = (photos_lib.tests_for(config, photos, bank_data.images) if photos

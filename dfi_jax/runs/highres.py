@@ -105,7 +105,7 @@ def _run(config, workdir: Path, candidates, t_start: float) -> dict:
   network = edit_run.load_network(config)
   size = config.image_size
   pipe = pipeline.make(network.net, network.params, size, reconstruct.config_for_run(config))
-  claim = run_state.claim(workdir, run_state.describe(config.to_dict(), network.path, (), ()))
+  claim = run_state.claim(workdir, run_state.describe(config.to_dict(), network.sha256, (), ()))
   rows, per_image = [], []
   for params in sources.test_face_params(config):
     face = faces.render(params, size)

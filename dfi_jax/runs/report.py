@@ -173,7 +173,9 @@ def add_judge_scores(config, per_image, tests, items, results, finite, baselines
   """
   path = judge_lib.path_for(config.judge)
   try:
+    sha256 = run_state.file_sha256(path)  # hashed before, checked after: the bytes it read
     params, provenance = judge_lib.load(path)
+    run_state.check_unchanged([path], [sha256], "--config.judge")
   except (judge_lib.JudgeError, OSError) as e:
     raise run_state.RunError(f"--config.judge={config.judge}: {e}") from None
   done = [(s, j) for s in range(len(config.deltas)) for j in range(len(items)) if finite[s, j]]
@@ -200,7 +202,7 @@ def add_judge_scores(config, per_image, tests, items, results, finite, baselines
     on_cf = judge_lib.predict(params, tests.counterfactuals[a])[:, col] > 0.5
     accuracy[a] = float(np.mean(np.concatenate([truth[:, col] == tests.attributes[:, col],
                                                 on_cf != tests.attributes[:, col]])))
-  return dict(path=str(path), sha256=run_state.file_sha256(path),
+  return dict(path=str(path), sha256=sha256,
               description=provenance.get("description", ""),
               held_out_accuracy=(provenance.get("held_out") or {}).get("accuracy"),
               accuracy_on_this_run=accuracy)

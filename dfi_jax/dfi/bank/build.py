@@ -191,8 +191,9 @@ def build(path: str | os.PathLike, stream: ImageStream, phi_fn: Callable, params
   return BuildReport(path, built, skipped, complete)
 
 
-def _build_shard(path: Path, i: int, generation: str, batches: range, stream: ImageStream, phi_of: Callable,
-                 reduce_fn: Callable | None, d: int, spec: features_lib.FeatureSpec, dtype: str,
+def _build_shard(path: Path, i: int, generation: str | None, batches: range, stream: ImageStream,
+                 phi_of: Callable, reduce_fn: Callable | None, d: int,
+                 spec: features_lib.FeatureSpec, dtype: str,
                  progress) -> None:
   """Shard `i`: rows `batches.start:batches.stop` of `stream`, φ (`phi_of`) in batches of
   `batches.step` (the last padded: one compiled shape), `d`-dim search features when
