@@ -551,3 +551,14 @@ def test_no_face_found_says_how_small_a_face_can_be(tmp_path):
   with pytest.raises(run_state.RunError, match=r"me.png: no face found .*faces under about 80 px "
                      r"across in this 2048x600 photo are too small"):
     photos_lib.find_faces(tiny(), np.full((600, 2048, 3), 0.5, np.float32), detector, "me.png")
+
+
+def test_highres_refuses_a_bank_size_beyond_memory_before_drawing_candidates(tmp_path):
+  from dfi_jax.runs import highres
+  from experiments.configs import highres as highres_config
+  config = highres_config.get_config("tiny")
+  config.bank_size = 10**12
+  with pytest.raises(run_state.RunError, match=r"--config.bank_size=1000000000000: its "
+                     r"candidates' parameters alone would need 3,259,629.0 GiB in memory"):
+    highres.run(config, tmp_path / "w")
+  assert not (tmp_path / "w").exists()
