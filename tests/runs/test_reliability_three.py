@@ -261,6 +261,17 @@ def test_a_resumed_edit_run_rewrites_missing_or_damaged_outputs_from_state(
   assert f"{edits[2]} was damaged or changed" in err
 
 
+def test_a_resumed_run_rewrites_a_missing_or_truncated_animation(tmp_path, calls):
+  config = tiny(num_test=1, deltas=[0.4], animate="gif")
+  edit_run.run(config, tmp_path / "w", attributes=ATTRIBUTE)
+  before = snapshot(tmp_path / "w")
+  animation = next((tmp_path / "w" / "animations").glob("*.gif"))
+  animation.write_bytes(animation.read_bytes()[:30])
+  calls.clear()
+  edit_run.run(config, tmp_path / "w", attributes=ATTRIBUTE)
+  assert calls == [] and snapshot(tmp_path / "w") == before
+
+
 def test_a_resumed_inpainting_run_rewrites_a_damaged_output(tmp_path, calls):
   from dfi_jax.runs import inpaint
   from experiments.configs import inpaint as inpaint_config
