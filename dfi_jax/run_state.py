@@ -165,7 +165,11 @@ def check_output_path(value: str | os.PathLike | None, flag: str) -> Path:
     image_io.check_utf8_name(raw, f"--{flag}")
   except image_io.InputError as e:
     raise RunError(str(e)) from None
-  return Path(raw)
+  try:  # the shell leaves `--workdir=~/x` alone: without this, a folder named `~` is made
+    return Path(raw).expanduser()
+  except RuntimeError:
+    raise RunError(f"--{flag}={raw}: cannot find the home folder '{raw.split('/')[0]}' names; "
+                   "give the path without ~") from None
 
 
 def kept_message(workdir: str | os.PathLike) -> str:
@@ -187,11 +191,25 @@ def file_sha256(path: str | os.PathLike) -> str:
   return h.hexdigest()
 
 
-def describe(settings: dict, weights_path: str, inputs: Sequence[str], edits: Sequence) -> dict:
-  """What determines a run's results (JSON-able)."""
-  return dict(settings=settings, weights_sha256=file_sha256(weights_path),
-              inputs=[dict(path=str(p), sha256=file_sha256(p)) for p in inputs],
+def describe(settings: dict, weights_sha256: str, inputs: Sequence[str], edits: Sequence,
+             inputs_sha256: Sequence[str] | None = None) -> dict:
+  """What determines a run's results (JSON-able). `weights_sha256` and `inputs_sha256` are the
+  hashes of the bytes the run read (`weights.load_weights_pinned`, `check_unchanged`), never
+  of the files as they are now; inputs without them are hashed here."""
+  if inputs_sha256 is None:
+    inputs_sha256 = [file_sha256(p) for p in inputs]
+  return dict(settings=settings, weights_sha256=weights_sha256,
+              inputs=[dict(path=str(p), sha256=h) for p, h in zip(inputs, inputs_sha256)],
               edits=[list(e) for e in edits])
+
+
+def check_unchanged(paths: Sequence[str], sha256: Sequence[str], flag: str) -> None:
+  """Refuses files that changed since they were hashed (`sha256`, taken before they were read):
+  the run would record one file's hash for another file's content."""
+  for path, before in zip(paths, sha256):
+    if file_sha256(path) != before:
+      raise RunError(f"{flag}={path}: the file changed while this run read it; rerun once it "
+                     "is no longer being written")
 
 
 def _flatten(d, prefix=""):
@@ -224,7 +242,6 @@ def claim(workdir: Path, description: dict) -> Claim:
   """
   path = workdir / MANIFEST
   described = json.loads(json.dumps(description))  # tuples -> lists, as stored
-  fingerprint = hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
   resuming = False
   if path.exists():
     try:
@@ -233,6 +250,8 @@ def claim(workdir: Path, description: dict) -> Claim:
       warn(f"{path} is damaged ({e}); replacing it (finished items under {STATE_DIR}/ are "
            "reused only if they were made with these settings)")
       old = described
+    if old != described and _unordered(old) == _unordered(described):
+      described = old  # the same attributes in another order: the same run, its items valid
     if old != described:
       a, b = _flatten(old), _flatten(described)
       diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
@@ -240,7 +259,21 @@ def claim(workdir: Path, description: dict) -> Claim:
       raise RunError(f"--workdir={workdir} holds a run with other settings ({shown}"
                      f"{', …' if len(diff) > 4 else ''}); use a new --workdir")
     resuming = True
+  fingerprint = hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
   return Claim(workdir, described, fingerprint, resuming)
+
+
+def _unordered(description) -> Any:
+  """`description` with its attributes and edits sorted (their order changes no result)."""
+  if not isinstance(description, dict):
+    return description
+  out = dict(description)
+  settings = out.get("settings")
+  if isinstance(settings, dict) and isinstance(settings.get("attributes"), list):
+    out["settings"] = dict(settings, attributes=sorted(map(str, settings["attributes"])))
+  if isinstance(out.get("edits"), list):
+    out["edits"] = sorted(out["edits"], key=json.dumps)
+  return out
 
 
 def commit(run: Claim) -> None:
@@ -292,7 +325,7 @@ def save_state(run: Claim, item: str, **arrays: np.ndarray) -> None:
   buffer = io.BytesIO()
   np.savez(buffer, fingerprint=np.asarray(run.fingerprint), **arrays)
   path = state_path(run.workdir, item)
-  path.parent.mkdir(parents=True, exist_ok=True)
+  image_io.make_folder(path.parent)
   image_io.atomic_write_bytes(path, buffer.getvalue())
 
 

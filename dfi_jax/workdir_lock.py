@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import stat
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -38,10 +39,16 @@ def hold_lock(path: Path, label: str, keep: bool = True) -> Iterator[None]:
   the file is gone (inode check) and locks the new one, so two holders never overlap.
   """
   for _ in range(5):
-    try:
-      fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:  # O_NOFOLLOW: a lock file that is a link to a file elsewhere is never written through
+      fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
     except OSError as e:
+      if os.path.islink(path):
+        raise RunError(f"{label}: its lock file {path} is a symbolic link; a run never writes "
+                       "through a link it did not make: remove the link") from None
       raise RunError(f"{label}: cannot create the lock file {path} ({e.strerror})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+      os.close(fd)
+      raise RunError(f"{label}: its lock file {path} is not a regular file; remove it")
     try:
       fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -170,6 +170,7 @@ class DistributedFlags(NamedTuple):
   coordinator_address: flags.FlagHolder
   num_processes: flags.FlagHolder
   process_id: flags.FlagHolder
+  timeout: flags.FlagHolder
 
 
 def define_distributed_flags() -> DistributedFlags:
@@ -180,7 +181,9 @@ def define_distributed_flags() -> DistributedFlags:
       flags.DEFINE_string("coordinator_address", None, "host:port of process 0 "
                           "(auto-detected on TPU pods and SLURM)."),
       flags.DEFINE_integer("num_processes", None, "Hosts (auto-detected)."),
-      flags.DEFINE_integer("process_id", None, "This host's index (auto-detected)."))
+      flags.DEFINE_integer("process_id", None, "This host's index (auto-detected)."),
+      flags.DEFINE_integer("distributed_timeout", 300, "Seconds to wait for every host to "
+                           "join before giving up with one line."))
 
 
 def initialize_distributed(given: DistributedFlags) -> None:
@@ -193,4 +196,7 @@ def initialize_distributed(given: DistributedFlags) -> None:
                        "--distributed")
     return
   from dfi_jax.dfi import sharding  # imports JAX: only when it is needed
-  sharding.initialize(True, sharding.DistributedSettings(*settings))
+  if given.timeout.value <= 0:
+    raise ValueError(f"--distributed_timeout={given.timeout.value}: expected seconds > 0")
+  sharding.initialize(True, sharding.DistributedSettings(*settings,
+                                                         timeout_s=given.timeout.value))

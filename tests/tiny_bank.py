@@ -6,7 +6,8 @@ from dfi_jax.dfi import feature_bank
 from dfi_jax.dfi import features as features_lib
 
 
-def build(config, path, search: str = "none", dtype: str = "float32", shard_size: int = 16):
+def build(config, path, search: str = "none", dtype: str = "float32", shard_size: int = 16,
+          overwrite: bool = False):
   """`config`'s bank (its data, weights, taps and image size) in `path`; returns the network."""
   network = edit_run.load_network(config)
   size = config.image_size
@@ -15,6 +16,6 @@ def build(config, path, search: str = "none", dtype: str = "float32", shard_size
                           features_lib.make_phi(network.net), network.params, spec,
                           shard_size=shard_size, dtype=dtype, batch_size=config.feature_batch,
                           search=bank_lib.parse_search(search, config.seed),
-                          weights=feature_bank.weights_record(network))
+                          weights=feature_bank.weights_record(network), overwrite=overwrite)
   assert report.complete
   return network

@@ -19,6 +19,7 @@ import re
 import secrets
 import socket
 import stat
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -131,7 +132,8 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
   replicated to three channels; 16-bit data (`I;16`, and mode `I` holding values in
   `[0, 65535]`) is divided by 65535, other mode-`I` data by `2**31 - 1`, and float (`F`) data by
   1, 255 or 65535, whichever first bounds its maximum. Any alpha channel (RGBA, LA, palettes
-  with transparency) is composited over white. Multi-frame files give their first frame.
+  with transparency) is composited over white. Multi-frame files give their first frame (with
+  a warning on stderr saying so).
 
   Args:
     path: the image file.
@@ -156,30 +158,44 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
   except OSError as e:  # "No such file or directory", "Permission denied", ...
     raise _err(path, f"cannot open ({e.strerror or e}); expected a readable image file") from e
   with f:
-    if os.fstat(f.fileno()).st_size == 0:
-      raise _err(path, "empty file (0 bytes); expected an image")
-    try:
-      with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        with Image.open(f) as img:
-          img.load()  # Full decode here, so truncation surfaces now and not later.
-          img = ImageOps.exif_transpose(img)
-          if img.width < 1 or img.height < 1:
-            raise _err(path, f"image is {img.width}x{img.height}; expected at least 1x1 pixels")
-          return _to_float_rgb(img, path)
-    except ImageError:
-      raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-      found = re.search(r"\((\d+) pixels\)", str(e))
-      count = f"{found.group(1)} pixels" if found else "too many pixels"
-      raise _err(path, f"image has {count}, over Pillow's limit Image.MAX_IMAGE_PIXELS="
-                 f"{Image.MAX_IMAGE_PIXELS}; refusing a possible decompression bomb") from e
-    except Image.UnidentifiedImageError as e:
-      raise _err(path, "not an image Pillow can identify; expected an image file") from e
-    except Exception as e:  # pylint: disable=broad-except
-      # Pillow's decoders raise OSError, SyntaxError, ValueError, struct.error, EOFError, ... on
-      # truncated or corrupt data; all of them mean the same thing to the caller.
-      raise _err(path, f"truncated or corrupt image ({type(e).__name__}: {e})") from e
+    return _decode(f, path)
+
+
+def decode_image(data: bytes, path: str | os.PathLike) -> np.ndarray:
+  """`load_image` of bytes already read from `path` (which names it in errors): a file is
+  decoded from the very bytes that are then hashed or copied."""
+  return _decode(io.BytesIO(data), path)
+
+
+def _decode(f, path: Any) -> np.ndarray:
+  if f.seek(0, os.SEEK_END) == 0:
+    raise _err(path, "empty file (0 bytes); expected an image")
+  f.seek(0)
+  try:
+    with warnings.catch_warnings():
+      warnings.simplefilter("error", Image.DecompressionBombWarning)
+      with Image.open(f) as img:
+        img.load()  # Full decode here, so truncation surfaces now and not later.
+        if getattr(img, "n_frames", 1) > 1:
+          print(f"warning: {os.fspath(path)}: {img.n_frames} frames (an animation or a "
+                "multi-page file); only the first is read", file=sys.stderr, flush=True)
+        img = ImageOps.exif_transpose(img)
+        if img.width < 1 or img.height < 1:
+          raise _err(path, f"image is {img.width}x{img.height}; expected at least 1x1 pixels")
+        return _to_float_rgb(img, path)
+  except ImageError:
+    raise
+  except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+    found = re.search(r"\((\d+) pixels\)", str(e))
+    count = f"{found.group(1)} pixels" if found else "too many pixels"
+    raise _err(path, f"image has {count}, over Pillow's limit Image.MAX_IMAGE_PIXELS="
+               f"{Image.MAX_IMAGE_PIXELS}; refusing a possible decompression bomb") from e
+  except Image.UnidentifiedImageError as e:
+    raise _err(path, "not an image Pillow can identify; expected an image file") from e
+  except Exception as e:  # pylint: disable=broad-except
+    # Pillow's decoders raise OSError, SyntaxError, ValueError, struct.error, EOFError, ... on
+    # truncated or corrupt data; all of them mean the same thing to the caller.
+    raise _err(path, f"truncated or corrupt image ({type(e).__name__}: {e})") from e
 
 
 def as_float_image(image: np.ndarray, what: str = "image") -> np.ndarray:
@@ -243,14 +259,40 @@ def temp_path_beside(path: Path) -> Path:
   return path.parent / f".{path.name[:80]}.{secrets.token_hex(5)}.w{os.getpid()}@{_host()}.tmp"
 
 
+class LinkError(InputError):
+  """An output path that is a symbolic link: a run never writes through a link it did not make."""
+
+
+def refuse_link(path: str | os.PathLike) -> None:
+  """Raises `LinkError` (one line) when `path` itself is a symbolic link (dangling or not)."""
+  if os.path.islink(path):
+    raise LinkError(f"{os.fspath(path)}: is a symbolic link (to {os.readlink(path)}); a run "
+                    "never writes through a link it did not make: remove the link or use "
+                    "another output folder")
+
+
+def make_folder(path: str | os.PathLike) -> Path:
+  """The output folder `path` (made with its parents if missing); `LinkError` if it is a
+  symbolic link, so a run never writes into a folder elsewhere that it did not make."""
+  path = Path(path)
+  refuse_link(path)
+  try:
+    path.mkdir(parents=True, exist_ok=True)
+  except FileExistsError:
+    raise InputError(f"{path}: is a file; expected a folder the run writes into") from None
+  return path
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
   """Writes `data` to `path` via a temp file in the same directory and `os.replace`.
 
   The temp file is removed on any failure (including a full disk, Ctrl-C or SIGTERM turned into
-  an exception), leaving any previous file intact. A new file gets mode 0644; a replaced file
+  an exception), leaving any previous file intact. A `path` that is a symbolic link is refused
+  (`LinkError`), never written through nor replaced. A new file gets mode 0644; a replaced file
   keeps its mode.
   """
   path = Path(path)
+  refuse_link(path)
   try:
     mode = path.stat().st_mode & 0o7777
   except OSError:
@@ -307,6 +349,29 @@ def save_png(path: str | os.PathLike, image: np.ndarray) -> None:
   No metadata or timestamps are written, so equal images give identical bytes. NaN or infinite
   values raise `ValueError` and write nothing.
   """
+  atomic_write_bytes(path, png_bytes(image))
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+  """`save_png`'s file content for `image` (the same bytes for equal images)."""
   buf = io.BytesIO()
   Image.fromarray(to_uint8(image)).save(buf, format="PNG", compress_level=6)
-  atomic_write_bytes(path, buf.getvalue())
+  return buf.getvalue()
+
+
+def restore_file(path: str | os.PathLike, data: bytes) -> bool:
+  """A resumed run's check of an output it kept: rewrites `path` (atomically) unless it holds
+  exactly `data`; a missing, truncated or altered file is named on stderr. True if it wrote."""
+  path = Path(path)
+  refuse_link(path)
+  try:
+    found = None if not stat.S_ISREG(os.lstat(path).st_mode) else path.read_bytes()
+    why = "damaged or changed" if found != data else ""
+  except FileNotFoundError:
+    why = "missing"
+  if not why:
+    return False
+  print(f"warning: {path} was {why}; rewritten from the run's kept results", file=sys.stderr,
+        flush=True)
+  atomic_write_bytes(path, data)
+  return True

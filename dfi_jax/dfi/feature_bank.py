@@ -168,7 +168,7 @@ def lazy_images(config, num_images: int):
 def weights_record(network) -> dict:
   """What a bank records about the network that made its φ (`runs.edit.Network`); a run must
   match its sha256, pooling and preprocessing."""
-  return dict(sha256=run_state.file_sha256(network.path),
+  return dict(sha256=getattr(network, "sha256", "") or run_state.file_sha256(network.path),
               description=network.provenance["description"], pooling=network.net.pooling,
               preprocessing=network.net.preprocessing)
 

@@ -243,10 +243,16 @@ def load(path: str | os.PathLike | None = None) -> tuple[dict, dict]:
   path = Path(DEFAULT_JUDGE if path is None else path)
   flat, meta = weights_lib.load_tree(path, FORMAT, REQUIRED, JudgeError, "judge",
                                      "python -m experiments.train_judge")
-  if tuple(meta["attributes"]) != ATTRIBUTES or int(meta["input_size"]) != INPUT_SIZE:
-    raise JudgeError(f"{path}: made for attributes {meta['attributes']} at "
-                     f"{meta['input_size']}², expected {list(ATTRIBUTES)} at {INPUT_SIZE}²")
-  want = traverse_util.flatten_dict(param_shapes(meta["channels"]))
+  if meta["attributes"] != list(ATTRIBUTES) or meta["input_size"] != INPUT_SIZE:
+    raise JudgeError(f"{path}: made for attributes {meta['attributes']!r} at "
+                     f"{meta['input_size']!r}², expected {list(ATTRIBUTES)} at {INPUT_SIZE}²")
+  channels = meta["channels"]
+  if not (isinstance(channels, list) and channels and all(
+      isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in channels)):
+    raise JudgeError(f"{path}: malformed provenance channels={channels!r}; expected a "
+                     "non-empty list of positive integers (remake it with "
+                     "`python -m experiments.train_judge`)")
+  want = traverse_util.flatten_dict(param_shapes(channels))
   if {k: v.shape for k, v in want.items()} != {k: v.shape for k, v in flat.items()}:
     raise JudgeError(f"{path}: parameters do not match the recorded channels {meta['channels']}")
   return traverse_util.unflatten_dict(flat), meta

@@ -17,10 +17,12 @@ install.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 from pathlib import Path
 
+from dfi_jax.data import image_io
 from dfi_jax.nets import porting
 from dfi_jax.nets import weights as weights_lib
 
@@ -32,14 +34,34 @@ CHECKPOINT = "vgg16.ckpt"  # inside the package's weights/ folder
 CHECKPOINT_SHA256 = "2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d"
 RANDOM_WEIGHTS = weights_lib.ASSET_DIR / "random_vgg19_quarter.npz"
 CACHE_ENV = "DFI_JAX_CACHE"
+# weights.params_sha256 of the converted ImageNet VGG16: the cache file is checked by content.
+IMAGENET_PARAMS_SHA256 = "214802c91cb8ac98251818971156319e9bf88a18425b44a8362dbff5a3abfa93"
+
+
+def _expand(path: str, where: str) -> Path:
+  try:
+    if path.split("/")[0] == "~" and os.environ.get("HOME", None) == "":
+      raise RuntimeError("HOME is empty")
+    return Path(path).expanduser()
+  except (RuntimeError, KeyError):  # `~user` unknown, or no HOME and no passwd entry
+    raise weights_lib.WeightsError(
+        f"{where}: cannot find the home folder '{path.split('/')[0]}' names (no such user, or "
+        f"HOME unset and no passwd entry); set {CACHE_ENV} to an absolute, writable folder"
+        ) from None
 
 
 def cache_dir() -> Path:
-  """`$DFI_JAX_CACHE`, else `$XDG_CACHE_HOME/dfi_jax`, else `~/.cache/dfi_jax`."""
+  """`$DFI_JAX_CACHE`, else `$XDG_CACHE_HOME/dfi_jax`, else `~/.cache/dfi_jax`.
+
+  A relative `XDG_CACHE_HOME` is ignored, as the XDG spec says (it would put a cache in every
+  working folder); a home folder that cannot be found is one `WeightsError` line.
+  """
   if os.environ.get(CACHE_ENV):
-    return Path(os.environ[CACHE_ENV]).expanduser()
-  base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-  return Path(base).expanduser() / "dfi_jax"
+    return _expand(os.environ[CACHE_ENV], f"{CACHE_ENV}={os.environ[CACHE_ENV]}")
+  base = os.environ.get("XDG_CACHE_HOME", "")
+  if not os.path.isabs(base):
+    base = _expand("~/.cache", "the weights cache ~/.cache/dfi_jax")
+  return Path(base) / "dfi_jax"
 
 
 def imagenet_cache_path() -> Path:
@@ -65,6 +87,10 @@ def package_checkpoint() -> Path:
 def imagenet_weights() -> Path:
   """The native ImageNet VGG16 file, converting the package's checkpoint on first use."""
   cached = imagenet_cache_path()
+  for temp in cached.parent.glob(f".{cached.name}.*.tmp"):  # a conversion killed mid-write
+    if image_io.stale_temp_writer(temp.name):
+      with contextlib.suppress(OSError):
+        temp.unlink()
   if cached.is_file():
     return cached
   source = package_checkpoint()
@@ -84,6 +110,20 @@ def imagenet_weights() -> Path:
         f"converting {PACKAGE}'s {CHECKPOINT} into the cache {cached.parent} failed ({e}); "
         f"set {CACHE_ENV} to a writable folder") from None
   return cached
+
+
+def load(spec: str) -> tuple[dict, dict, Path, str]:
+  """The weights a `weights` setting names, read once: `(params, provenance, path, sha256 of
+  the bytes read)`. The cached ImageNet file is checked by content (`IMAGENET_PARAMS_SHA256`):
+  a file under its name holding other weights is refused, never used by a default run."""
+  path = resolve(spec)
+  params, provenance, sha256 = weights_lib.load_weights_pinned(path)
+  if spec in ("", IMAGENET) and weights_lib.params_sha256(params) != IMAGENET_PARAMS_SHA256:
+    raise weights_lib.WeightsError(
+        f"{path}: holds other weights than the ImageNet VGG16 converted from {PACKAGE} (its "
+        "parameters' sha256 differs); delete the file and rerun: the first run converts the "
+        "package's checkpoint again")
+  return params, provenance, path, sha256
 
 
 def resolve(spec: str) -> Path:

@@ -20,6 +20,7 @@ quality). Arrays may be stored as float16 to keep files small; they load as floa
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -122,14 +123,22 @@ def read_npz(path: str | os.PathLike) -> tuple[dict, dict | None]:
 
   Raises `OSError` or `ValueError` (with the reason) for a file that is not a readable .npz.
   """
+  arrays, meta, _ = read_npz_pinned(path)
+  return arrays, meta
+
+
+def read_npz_pinned(path: str | os.PathLike) -> tuple[dict, dict | None, str]:
+  """`read_npz`, plus the sha256 of the very bytes the arrays were read from: the file is read
+  once, so a file replaced meanwhile cannot be recorded under another file's hash."""
+  data = Path(path).read_bytes()
   try:
-    with np.load(path, allow_pickle=False) as npz:
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
       meta = (json.loads(npz[_META_KEY].tobytes().decode()) if _META_KEY in npz.files
               else None)
       arrays = {k: npz[k].astype(np.float32) for k in npz.files if k != _META_KEY}
   except (zipfile.BadZipFile, EOFError) as e:
     raise ValueError(str(e)) from None
-  return arrays, meta
+  return arrays, meta, hashlib.sha256(data).hexdigest()
 
 
 def save_tree(path: str | os.PathLike, params: dict, provenance: dict, fmt: str,
@@ -148,6 +157,14 @@ def save_tree(path: str | os.PathLike, params: dict, provenance: dict, fmt: str,
 def load_tree(path: str | os.PathLike, fmt: str, required: Sequence[str],
               error: type[Exception], what: str, command: str,
               missing_hint: str = "") -> tuple[dict, dict]:
+  """`load_tree_pinned` without the file's sha256."""
+  flat, meta, _ = load_tree_pinned(path, fmt, required, error, what, command, missing_hint)
+  return flat, meta
+
+
+def load_tree_pinned(path: str | os.PathLike, fmt: str, required: Sequence[str],
+                     error: type[Exception], what: str, command: str,
+                     missing_hint: str = "") -> tuple[dict, dict, str]:
   """Reads a `save_tree` file: `(flat params {key tuple: float32 array}, provenance)`, checked
   to be format `fmt` with every `required` provenance key. Raises `error` (one line naming
   `path`); `what` names the kind of file, `command` the one that makes it, `missing_hint` what
@@ -159,7 +176,7 @@ def load_tree(path: str | os.PathLike, fmt: str, required: Sequence[str],
   if not path.is_file():
     raise error(f"{what} file {path} is a directory: {made_by}")
   try:
-    arrays, meta = read_npz(path)
+    arrays, meta, sha256 = read_npz_pinned(path)
   except (OSError, ValueError) as e:
     raise error(f"{path} is not a readable dfi_jax {what} file ({e})") from None
   if meta is None:
@@ -173,12 +190,22 @@ def load_tree(path: str | os.PathLike, fmt: str, required: Sequence[str],
   missing = [k for k in required if k not in meta]
   if missing:
     raise error(f"{path}: provenance lacks {missing}")
-  return {tuple(k.split("/")): v for k, v in arrays.items()}, meta
+  bad = next((k for k, v in arrays.items() if not np.all(np.isfinite(v))), None)
+  if bad is not None:  # NaN weights would turn every result into NaN or a constant, silently
+    raise error(f"{path}: parameter {bad} holds NaN or infinite values; expected finite "
+                f"numbers (remake the file with `{command}`)")
+  return {tuple(k.split("/")): v for k, v in arrays.items()}, meta, sha256
 
 
 def load_weights(path: str | os.PathLike) -> tuple[dict, dict]:
   """Reads a native weights file: `(params, provenance)`; params as float32 NumPy arrays."""
-  flat, meta = load_tree(
+  params, meta, _ = load_weights_pinned(path)
+  return params, meta
+
+
+def load_weights_pinned(path: str | os.PathLike) -> tuple[dict, dict, str]:
+  """`load_weights`, plus the sha256 of the bytes the params came from (read once)."""
+  flat, meta, sha256 = load_tree_pinned(
       path, FORMAT, REQUIRED, WeightsError, "weights",
       "python -m experiments.train_features` or `python -m experiments.port_weights",
       missing_hint="put a dfi_jax weights file there (make one with `python -m "
@@ -197,7 +224,19 @@ def load_weights(path: str | os.PathLike) -> tuple[dict, dict]:
     raise WeightsError(f"{path}: malformed provenance {malformed[0]}="
                        f"{meta.get(malformed[0])!r}; remake the file (experiments.port_weights)")
   check_params(params, meta, str(path))
-  return params, meta
+  return params, meta, sha256
+
+
+def params_sha256(params: dict) -> str:
+  """A digest of the parameters themselves (names, shapes, float32 values), whatever the file's
+  bytes (zip timestamps, stored dtype): what a file holds, compared by content."""
+  digest = hashlib.sha256()
+  for layer in sorted(params):
+    for name in sorted(params[layer]):
+      value = np.ascontiguousarray(params[layer][name], np.float32)
+      digest.update(f"{layer}/{name}:{value.shape}".encode())
+      digest.update(value.tobytes())
+  return digest.hexdigest()
 
 
 def check_params(params: dict, provenance: dict, where: str) -> None:

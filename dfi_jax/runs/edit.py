@@ -52,6 +52,7 @@ class Network(NamedTuple):
   params: dict
   provenance: dict
   path: str
+  sha256: str = ""  # of the bytes `params` were read from (hashed once, `pretrained.load`)
 
 
 # Every field of experiments/configs/synthetic.py (tests/test_run_safety checks none is missing).
@@ -92,6 +93,21 @@ def validate(config) -> None:
   if config.image_size < smallest:
     raise RunError(f"--config.image_size={config.image_size}: expected >= {smallest} for taps "
                    f"{config.taps}")
+
+
+def check_memory(config) -> None:
+  """Refuses an in-memory bank (generated faces, no `bank_dir`) larger than this machine's
+  memory, naming what it would need, before anything is allocated."""
+  if config.data != "synthetic" or config.get("bank_dir", ""):
+    return
+  need = config.bank_size * config.image_size ** 2 * 3 * 4  # its images, float32
+  have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+  if need > have:
+    raise RunError(f"--config.bank_size={config.bank_size}: the generated bank's images alone "
+                   f"would need {need / 2**30:,.1f} GiB in memory ({config.bank_size} × "
+                   f"{config.image_size}² × 3 float32), this machine has {have / 2**30:,.1f} "
+                   "GiB; use a smaller bank, or build it on disk (experiments.build_bank, "
+                   "--config.bank_dir)")
 
 
 def check_inputs(config, inputs: Sequence[str] = ()) -> None:
@@ -147,12 +163,11 @@ def judged_attributes(config, tests: sources.TestImages,
 def load_network(config) -> Network:
   """The weights `config.weights` names ('' = ImageNet VGG16, 'random', or a file) as a network
   with `config.taps`."""
-  path = str(pretrained.resolve(config.weights))
-  params, provenance = weights_lib.load_weights(path)
+  params, provenance, path, sha256 = pretrained.load(config.weights)
   net = weights_lib.model_for(provenance, taps=tuple(config.taps),
                               pooling=config.pooling or None,
                               preprocessing=config.preprocessing or None)
-  return Network(net, params, provenance, path)
+  return Network(net, params, provenance, str(path), sha256)
 
 
 class FastMode(NamedTuple):
@@ -172,7 +187,7 @@ def load_fast_mode(config, network: Network, spec: features_lib.FeatureSpec) -> 
     params, dspec, prov = decoder_lib.load(path)
     sha = run_state.file_sha256(path)
     decoder_lib.check_compatible(prov, spec, config.image_size,
-                                 run_state.file_sha256(network.path), path)
+                                 network.sha256, path)
   except (decoder_lib.DecoderError, OSError) as e:
     raise RunError(f"--config.decoder={path}: {e}") from None
   return FastMode(params, dspec, path, sha)
@@ -189,6 +204,7 @@ def run(config, workdir: str | os.PathLike, inputs: Sequence[str] = (),
 
   def check():
     validate(config)
+    check_memory(config)
     check_inputs(config, inputs)
     feature_bank.read_manifest(config)
 
@@ -204,8 +220,11 @@ def _run(config, workdir: Path, inputs: Sequence[str], attributes: Sequence[str]
   pipe = pipeline.make(network.net, network.params, size, reconstruct.config_for_run(config))
   phi, spec = pipe.phi, pipe.spec
   fast = load_fast_mode(config, network, spec)  # before any long computation
-  # Own photos are read first, so a bad file fails before any long computation.
+  # Own photos are read first, so a bad file fails before any long computation; hashed before
+  # and checked after, so the run records the bytes it edited.
+  inputs_sha256 = [run_state.file_sha256(p) for p in inputs]
   photos = photos_lib.load(config, inputs) if inputs else None
+  run_state.check_unchanged(inputs, inputs_sha256, "--inputs")
   print(f"weights: {network.path} — {network.provenance['description']}", flush=True)
 
   # The bank: images with attributes, and their φ (on disk, or computed when read).
@@ -225,7 +244,8 @@ def _run(config, workdir: Path, inputs: Sequence[str], attributes: Sequence[str]
     settings["decoder_sha256"] = fast.sha256
   if bank.description:  # so does the bank's (its dtype, search reduction)
     settings["bank"] = bank.description
-  claim = run_state.claim(workdir, run_state.describe(settings, network.path, inputs, edits))
+  claim = run_state.claim(workdir, run_state.describe(settings, network.sha256, inputs, edits,
+                                                      inputs_sha256))
   if claim.resuming:
     print(f"resuming the run in {workdir}: finished edits are kept", flush=True)
   tests = (photos_lib.tests_for(config, photos, bank_data.images) if photos
@@ -268,7 +288,10 @@ def _run(config, workdir: Path, inputs: Sequence[str], attributes: Sequence[str]
     return decoder_lib.warm_start(fast.params, fast.spec, targets, z0, phi_x,
                                   mode=decoder_lib.DEFAULT_START)
 
+  written = set()  # the PNGs this run writes; every other finished one is checked at the end
+
   def on_finished(s, j, edits):
+    written.add((s, j))
     save_edit(workdir, tests, items[j], config.deltas[s], edits.images[s, j])
     run_state.save_result(claim, keys[s][j], edits.images[s, j], edits.loss[s, j],
                           edits.evaluations[s, j])
@@ -291,21 +314,22 @@ def _run(config, workdir: Path, inputs: Sequence[str], attributes: Sequence[str]
     timings["total_s"] = time.perf_counter() - t_start
     return dict(outputs=dict(edits=[edit_file(tests, items[j], d) for d in config.deltas
                                     for j in mine]), timings=timings, failures=[], written=False)
-  keep_gathered(workdir, claim, tests, items, keys, mine, edits_done, config.deltas)
+  keep_gathered(workdir, claim, tests, items, keys, mine, edits_done, config.deltas, written)
   photo_outputs.save_outputs(workdir, config, tests, items, edits_done.images, edits_done.finite)
   return write_outputs(config, workdir, network, tests, items, edits_done, neighbour_sets,
                        bank_data, timings, t_start)
 
 
 def keep_gathered(workdir: Path, claim: run_state.Claim, tests: sources.TestImages, items, keys,
-                  mine: np.ndarray, edits: pipeline.Edits, deltas) -> None:
-  """Process 0 keeps the finished items other hosts computed (their PNGs and state), unless the
-  workdir (a shared file system) already holds them; one host: nothing to do."""
+                  mine: np.ndarray, edits: pipeline.Edits, deltas, written=frozenset()) -> None:
+  """Process 0 checks the PNG of every finished item it did not just write (kept by an earlier
+  run, or computed by another host) against its result: a missing, truncated or altered one is
+  rewritten (`image_io.restore_file`). It keeps the state of items other hosts computed."""
   results, losses, finite, evaluations = edits
   for s, j in np.ndindex(*finite.shape):
-    if j in mine or not finite[s, j]:
+    if not finite[s, j]:
       continue
-    if not (workdir / edit_file(tests, items[j], deltas[s])).exists():
-      save_edit(workdir, tests, items[j], deltas[s], results[s, j])
-    if run_state.load_result(claim, keys[s][j], results.shape[-2]) is None:
+    if (s, j) not in written:
+      save_edit(workdir, tests, items[j], deltas[s], results[s, j], kept=True)
+    if j not in mine and run_state.load_result(claim, keys[s][j], results.shape[-2]) is None:
       run_state.save_result(claim, keys[s][j], results[s, j], losses[s, j], evaluations[s, j])

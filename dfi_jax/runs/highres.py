@@ -14,6 +14,7 @@ provides them here.
 
 from __future__ import annotations
 
+import os
 import resource
 import time
 from pathlib import Path
@@ -48,6 +49,7 @@ def peak_rss_mb() -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+CANDIDATE_BYTES = 3500  # one candidate's faces.FaceParams in memory (measured: 3.45 kB)
 RULES = dict(rerank=run_state.integer(1))  # the field highres.py adds to synthetic.py's
 
 
@@ -94,6 +96,14 @@ def run(config, workdir: str | Path) -> dict:
   """
   t_start = time.perf_counter()
   config = run_state.split_lists(config)
+  edit_run.validate(config)  # bank_size checked before the candidates are drawn
+  need, have = config.bank_size * CANDIDATE_BYTES, os.sysconf("SC_PAGE_SIZE") * os.sysconf(
+      "SC_PHYS_PAGES")
+  if need > have:
+    raise run_state.RunError(
+        f"--config.bank_size={config.bank_size}: its candidates' parameters alone would need "
+        f"{need / 2**30:,.1f} GiB in memory, this machine has {have / 2**30:,.1f} GiB; use "
+        "fewer candidates")
   candidates = [faces.sample_face(s) for s in range(config.bank_seed,
                                                     config.bank_seed + config.bank_size)]
   validate(config, candidates)
@@ -105,7 +115,7 @@ def _run(config, workdir: Path, candidates, t_start: float) -> dict:
   network = edit_run.load_network(config)
   size = config.image_size
   pipe = pipeline.make(network.net, network.params, size, reconstruct.config_for_run(config))
-  claim = run_state.claim(workdir, run_state.describe(config.to_dict(), network.path, (), ()))
+  claim = run_state.claim(workdir, run_state.describe(config.to_dict(), network.sha256, (), ()))
   rows, per_image = [], []
   for params in sources.test_face_params(config):
     face = faces.render(params, size)

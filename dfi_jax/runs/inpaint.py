@@ -171,17 +171,19 @@ def _run(config, workdir: Path, t_start: float) -> dict:
   timings = {}
   network = edit_run.load_network(config)
   size = config.image_size
+  inputs = [config.hole_mask] if config.hole_mask else []
+  inputs_sha256 = [run_state.file_sha256(p) for p in inputs]  # the bytes load_hole reads
   hole = load_hole(config.hole_mask, size) if config.hole_mask else \
       centre_square(size, config.hole_fraction)
+  run_state.check_unchanged(inputs, inputs_sha256, "--config.hole_mask")
   data = folder_data(config, workdir) if config.data == "images" else synthetic_data(config)
   print(f"weights: {network.path} — {network.provenance['description']}", flush=True)
   print(f"data: {data.note}; {len(data.bank_names)} bank images, {len(data.test_names)} test "
         f"images, hole of {int(hole.sum())} pixels", flush=True)
-  inputs = [config.hole_mask] if config.hole_mask else []
   # grid_scale only draws the grid: a rerun with another one redraws it without recomputing.
   settings = {k: v for k, v in config.to_dict().items() if k != "grid_scale"}
   claim = run_state.claim(workdir, run_state.describe(
-      dict(config=settings, data=data.fingerprint), network.path, inputs, ()))
+      dict(config=settings, data=data.fingerprint), network.sha256, inputs, (), inputs_sha256))
   done = {n: run_state.load_result(claim, n, size) for n in data.test_names}
   done = {n: r for n, r in done.items() if r is not None}
   if claim.resuming:
@@ -212,13 +214,15 @@ def _run(config, workdir: Path, t_start: float) -> dict:
   # Source = the nearest images masked, target = the same images unmasked.
   t0 = time.perf_counter()
   results = np.zeros_like(x)
-  for n, r in done.items():
+  for n, r in done.items():  # kept from an earlier run: its PNG checked, rewritten if damaged
     results[data.test_names.index(n)] = r["image"]
+    image_io.restore_file(image_io.make_folder(workdir / "inpainted") / f"{n}.png",
+                          image_io.png_bytes(r["image"]))
   if todo:
     def on_finished(s, i, edits):  # only the hole is replaced: pixels outside are the input's
       del s  # one δ
       results[i] = np.where(hole[..., None], edits.images[0, i], data.truth[i])
-      (workdir / "inpainted").mkdir(exist_ok=True)
+      image_io.make_folder(workdir / "inpainted")
       image_io.save_png(workdir / "inpainted" / f"{data.test_names[i]}.png", results[i])
       run_state.save_result(claim, data.test_names[i], results[i], edits.loss[0, i],
                             edits.evaluations[0, i])

@@ -100,7 +100,7 @@ def save_outputs(workdir: Path, config, tests: sources.TestImages, items, result
   column = {item: j for j, item in enumerate(items)}
   anim = config.get("animate", "")
   if tests.faces is not None:
-    (workdir / "photos").mkdir(exist_ok=True)
+    image_io.make_folder(workdir / "photos")
     for i, name in enumerate(tests.names):
       image_io.save_png(workdir / "photos" / f"{name}__aligned.png", aligned_figure(tests, i))
     for photo, rows in _photo_rows(tests).items():
@@ -119,10 +119,10 @@ def save_outputs(workdir: Path, config, tests: sources.TestImages, items, result
         figures.save_grid(workdir / "photos" / f"{photo}__{a}__side_by_side.png", [panels],
                           col_labels=["input"] + [f"{a} d={d:g}" for d in deltas])
         if anim:
-          (workdir / "animations").mkdir(exist_ok=True)
+          image_io.make_folder(workdir / "animations")
           save_animation(workdir / "animations" / f"{photo}__{a}.{anim}", panels)
   elif anim:
-    (workdir / "animations").mkdir(exist_ok=True)
+    image_io.make_folder(workdir / "animations")
     for i, name in enumerate(tests.names):
       for a in attributes:
         frames = [tests.images[i]] + [results[s, column[(i, a)]] for s in range(len(deltas))

@@ -45,11 +45,16 @@ def edit_file(tests: sources.TestImages, item: tuple[int, str], delta: float) ->
 
 
 def save_edit(workdir: Path, tests: sources.TestImages, item: tuple[int, str], delta: float,
-              result: np.ndarray) -> None:
-  """One edit's PNG (own photos: at the photo's size), replacing any older file of that name."""
+              result: np.ndarray, kept: bool = False) -> None:
+  """One edit's PNG (own photos: at the photo's size), replacing any older file of that name;
+  `kept`: a result kept from earlier, its PNG rewritten only if missing or other bytes."""
   path = workdir / edit_file(tests, item, delta)
-  path.parent.mkdir(exist_ok=True)
-  image_io.save_png(path, photo_result(tests, item[0], result))
+  image_io.make_folder(path.parent)
+  data = image_io.png_bytes(photo_result(tests, item[0], result))
+  if kept:
+    image_io.restore_file(path, data)
+  else:
+    image_io.atomic_write_bytes(path, data)
 
 
 def write_outputs(config, workdir: Path, network, tests: sources.TestImages, items,
@@ -63,7 +68,7 @@ def write_outputs(config, workdir: Path, network, tests: sources.TestImages, ite
   bank_images = bank_data.images
   failures, per_image, files, baselines = [], [], {}, {}
   for d in ("baselines", "originals"):
-    (workdir / d).mkdir(exist_ok=True)
+    image_io.make_folder(workdir / d)
   for i, name in enumerate(tests.names):
     original = tests.originals[i] if tests.originals is not None else tests.images[i]
     image_io.save_png(workdir / "originals" / f"{name}.png", original)
@@ -168,7 +173,9 @@ def add_judge_scores(config, per_image, tests, items, results, finite, baselines
   """
   path = judge_lib.path_for(config.judge)
   try:
+    sha256 = run_state.file_sha256(path)  # hashed before, checked after: the bytes it read
     params, provenance = judge_lib.load(path)
+    run_state.check_unchanged([path], [sha256], "--config.judge")
   except (judge_lib.JudgeError, OSError) as e:
     raise run_state.RunError(f"--config.judge={config.judge}: {e}") from None
   done = [(s, j) for s in range(len(config.deltas)) for j in range(len(items)) if finite[s, j]]
@@ -195,7 +202,7 @@ def add_judge_scores(config, per_image, tests, items, results, finite, baselines
     on_cf = judge_lib.predict(params, tests.counterfactuals[a])[:, col] > 0.5
     accuracy[a] = float(np.mean(np.concatenate([truth[:, col] == tests.attributes[:, col],
                                                 on_cf != tests.attributes[:, col]])))
-  return dict(path=str(path), sha256=run_state.file_sha256(path),
+  return dict(path=str(path), sha256=sha256,
               description=provenance.get("description", ""),
               held_out_accuracy=(provenance.get("held_out") or {}).get("accuracy"),
               accuracy_on_this_run=accuracy)

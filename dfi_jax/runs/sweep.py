@@ -64,6 +64,7 @@ def run_sweep(config, workdir: str | Path, axis: tuple[str, list],
       name = ",".join(f"{k}={val}" for k, val in overrides.items())
       settings[(v2, v)] = (name, _with(config, overrides))
       edit_run.validate(settings[(v2, v)][1])
+      edit_run.check_memory(settings[(v2, v)][1])
       edit_run.check_inputs(settings[(v2, v)][1])
       feature_bank.read_manifest(settings[(v2, v)][1])  # a bank built for every setting
   with workdir_lock.locked(workdir) as held:

@@ -15,12 +15,14 @@ The 40 attributes plus two derived ones give the paper's six edits: `Old` = not 
 
 from __future__ import annotations
 
+import io
 import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from dfi_jax.data import image_io
 from dfi_jax.data.datasets import common
 from dfi_jax.data.datasets import crop as crop_lib
 from dfi_jax.data.datasets.common import DatasetError
@@ -97,9 +99,9 @@ def build_index(manual_dir, data_dir) -> dict[str, int]:
       rows[i] = [bool(record["attributes"][a]) for a in ATTRIBUTES]
     path = index_path(data_dir, split)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, version=INDEX_VERSION, names=np.asarray(names, dtype=str), attributes=rows)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()  # written atomically: never through a link at the final path
+    np.savez(buffer, version=INDEX_VERSION, names=np.asarray(names, dtype=str), attributes=rows)
+    image_io.atomic_write_bytes(path, buffer.getvalue())
     counts[split] = len(names)
   return counts
 

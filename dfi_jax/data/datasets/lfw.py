@@ -14,6 +14,7 @@ Hamming ties break as in the official code; images are decoded, cropped and resi
 from __future__ import annotations
 
 import json
+import io
 import os
 import tarfile
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from dfi_jax.data import image_io
 from dfi_jax.data.datasets import common
 from dfi_jax.data.datasets import crop as crop_lib
 from dfi_jax.data.datasets import lfw_attributes
@@ -86,8 +88,8 @@ def build_index(manual_dir: str | os.PathLike, data_dir: str | os.PathLike) -> P
   path = index_path(data_dir)
   path.parent.mkdir(parents=True, exist_ok=True)
   rows = joined.table_rows
-  tmp = path.with_suffix(".tmp.npz")
-  np.savez(tmp, version=INDEX_VERSION,
+  buffer = io.BytesIO()  # written atomically: never through a link at the final path
+  np.savez(buffer, version=INDEX_VERSION,
            names=np.asarray([table.names[t] for t in rows]),
            record=joined.image_rows,
            attributes=binary.attributes[rows],
@@ -98,13 +100,13 @@ def build_index(manual_dir: str | os.PathLike, data_dir: str | os.PathLike) -> P
            score_names=np.asarray(table.score_names),
            images_without_attributes=np.asarray(joined.images_without_attributes, dtype=str),
            attributes_without_images=np.asarray(joined.attributes_without_images, dtype=str))
-  os.replace(tmp, path)
+  image_io.atomic_write_bytes(path, buffer.getvalue())
   report = dict(num_records=len(stems), num_attribute_rows=len(table.names),
                 bank_size=int(len(rows)),
                 images_without_attributes=joined.images_without_attributes,
                 attributes_without_images=joined.attributes_without_images,
                 attribute_gender=binary.gender)
-  (path.parent / "lfw_report.json").write_text(json.dumps(report, indent=1))
+  image_io.atomic_write_text(path.parent / "lfw_report.json", json.dumps(report, indent=1))
   return PrepareReport(path, len(stems), joined)
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import secrets
 from pathlib import Path
 from typing import Callable, Iterator, NamedTuple
 
@@ -45,6 +47,7 @@ def _atomic_npy(path: Path, dtype, shape) -> Iterator[np.ndarray]:
   tmp = image_io.temp_path_beside(path)
   try:
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+    _reserve(tmp)
     yield out
     out.flush()
     del out
@@ -56,6 +59,20 @@ def _atomic_npy(path: Path, dtype, shape) -> Iterator[np.ndarray]:
     with contextlib.suppress(OSError):
       os.unlink(tmp)
     raise
+
+
+def _reserve(path: Path) -> None:
+  """Allocates `path`'s blocks now: a memory map of a sparse file on a full disk would die by
+  SIGBUS at the first page written; this way it is an OSError (ENOSPC) naming the file."""
+  with open(path, "rb+") as f:
+    try:
+      os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+    except OSError as e:
+      if e.errno in (errno.EOPNOTSUPP, errno.EINVAL):  # a file system without it: go on
+        return
+      raise OSError(e.errno, f"{path.parent}: cannot reserve {os.fstat(f.fileno()).st_size} "
+                    f"bytes for a shard ({e.strerror}); free some space and rerun the same "
+                    "command (finished shards are kept)") from None
 
 
 def _settings(stream, spec, reduction, dtype, shard_size, weights: dict) -> dict:
@@ -71,11 +88,12 @@ def _settings(stream, spec, reduction, dtype, shard_size, weights: dict) -> dict
               source=stream.description, weights=weights)
 
 
-def _shard_done(path: Path, i: int, rows: int) -> bool:
+def _shard_done(path: Path, i: int, rows: int, generation: str) -> bool:
   paths = shard_paths(path, i)
   try:
     marker = json.loads(paths["marker"].read_text())
-    return marker["rows"] == rows and all(
+    same = marker.get("generation", generation) == generation  # older markers have none
+    return marker["rows"] == rows and same and all(
         np.load(paths[k], mmap_mode="r").shape[0] == rows for k in marker["arrays"])
   except (OSError, ValueError, KeyError):
     return False
@@ -109,7 +127,7 @@ def build(path: str | os.PathLike, stream: ImageStream, phi_fn: Callable, params
     raise ValueError("the dataset has no images")
   path = Path(path)
   settings = _settings(stream, spec, search, dtype, shard_size, weights or {})
-  (path / "shards").mkdir(parents=True, exist_ok=True)
+  image_io.make_folder(path / "shards")
   manifest_path = path / MANIFEST
   if manifest_path.exists():
     try:
@@ -131,10 +149,19 @@ def build(path: str | os.PathLike, stream: ImageStream, phi_fn: Callable, params
       if hosts.index == 0:
         for f in (path / "shards").iterdir():
           f.unlink()
+      old = {}
+  else:
+    old = {}
+  # A new build gets a new generation (a resumed one keeps it); its shards carry it, so a run
+  # that opened the bank notices shards rebuilt under it (`read.check_shard`).
+  generation = old.get("generation") if old else secrets.token_hex(8)  # (banks before: None)
   if hosts.index == 0:
-    image_io.atomic_write_json(manifest_path, image_io.jsonable(dict(settings, complete=False)))
+    image_io.atomic_write_json(manifest_path, image_io.jsonable(
+        dict(settings, generation=generation, complete=False)))
   if hosts.barrier is not None:
     hosts.barrier("bank_manifest")
+    generation = json.loads(manifest_path.read_text())["generation"]  # process 0's
+  settings = dict(settings, generation=generation)
 
   reduce_fn = jax.jit(lambda x: reduce_for_search(x, spec, search))
   built, skipped = [], []
@@ -142,14 +169,14 @@ def build(path: str | os.PathLike, stream: ImageStream, phi_fn: Callable, params
     if i % hosts.count != hosts.index:
       continue
     start, stop = i * shard_size, min((i + 1) * shard_size, stream.num_images)
-    if _shard_done(path, i, stop - start):
+    if _shard_done(path, i, stop - start, generation):
       skipped.append(i)
       if progress is not None:
         progress(stop - start)
       continue
     if stop_after is not None and len(built) >= stop_after:
       break
-    _build_shard(path, i, range(start, stop, batch_size), stream,
+    _build_shard(path, i, generation, range(start, stop, batch_size), stream,
                  lambda images: phi_fn(params, jnp.asarray(images, jnp.float32)),
                  reduce_fn if search.kind != "none" else None, search_dim(search, spec), spec,
                  dtype, progress)
@@ -158,14 +185,15 @@ def build(path: str | os.PathLike, stream: ImageStream, phi_fn: Callable, params
   if hosts.barrier is not None:
     hosts.barrier("bank_shards")
   complete = all(_shard_done(path, i, min((i + 1) * shard_size, stream.num_images) - i *
-                             shard_size) for i in range(settings["num_shards"]))
+                             shard_size, generation) for i in range(settings["num_shards"]))
   if complete and hosts.index == 0:
     image_io.atomic_write_json(manifest_path, image_io.jsonable(dict(settings, complete=True)))
   return BuildReport(path, built, skipped, complete)
 
 
-def _build_shard(path: Path, i: int, batches: range, stream: ImageStream, phi_of: Callable,
-                 reduce_fn: Callable | None, d: int, spec: features_lib.FeatureSpec, dtype: str,
+def _build_shard(path: Path, i: int, generation: str | None, batches: range, stream: ImageStream,
+                 phi_of: Callable, reduce_fn: Callable | None, d: int,
+                 spec: features_lib.FeatureSpec, dtype: str,
                  progress) -> None:
   """Shard `i`: rows `batches.start:batches.stop` of `stream`, φ (`phi_of`) in batches of
   `batches.step` (the last padded: one compiled shape), `d`-dim search features when
@@ -202,4 +230,5 @@ def _build_shard(path: Path, i: int, batches: range, stream: ImageStream, phi_of
   arrays = (["phi", "attributes"] + (["search"] if reduce_fn is not None else []) +
             (["group"] if stream.has_group else []))
   image_io.atomic_write_json(paths["marker"], dict(shard=i, start=start, rows=rows,
-                                                   names=names, arrays=arrays))
+                                                   names=names, arrays=arrays,
+                                                   generation=generation))

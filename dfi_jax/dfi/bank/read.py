@@ -81,20 +81,75 @@ def open_bank(path: str | os.PathLike) -> DiskBank:
     raise BankError(f"{path}: the build is unfinished; rerun the same build_bank command to "
                     "resume it")
   attributes, names, group = [], [], []
-  for i in range(manifest["num_shards"]):
-    paths = shard_paths(path, i)
-    attributes.append(np.load(paths["attributes"]))
-    names += json.loads(paths["marker"].read_text())["names"]
+  try:
+    num_shards, size, total = (int(manifest[k]) for k in ("num_shards", "shard_size",
+                                                          "num_images"))
+    if num_shards != -(-total // size):
+      raise ValueError(f"{num_shards} shards of {size} cannot hold {total} images")
+    width = len(manifest["attribute_names"])
+  except (KeyError, TypeError, ValueError, ZeroDivisionError) as e:
+    raise BankError(f"{path / MANIFEST} disagrees with itself ({type(e).__name__}: {e}); "
+                    f"{_REBUILD}") from None
+  for i in range(num_shards):
+    rows = min((i + 1) * size, total) - i * size
+    marker = _marker(path, i, manifest, rows)
+    found = _load(path, i, "attributes", (rows, width))
+    attributes.append(found)
+    names += marker["names"]
     if manifest.get("has_group"):
-      group.append(np.load(paths["group"]))
+      group.append(_load(path, i, "group", (rows,)))
   return DiskBank(path, manifest, np.concatenate(attributes), names,
                   np.concatenate(group) if group else None)
 
 
-def shard_phi(bank: DiskBank, i: int) -> np.ndarray:
-  """Shard `i`'s φ, memory-mapped, in the stored dtype (float32 or ml_dtypes.bfloat16)."""
-  rows = np.load(shard_paths(bank.path, i)["phi"], mmap_mode="r")
-  return rows.view(ml_dtypes.bfloat16) if bank.manifest["dtype"] == "bfloat16" else rows
+_REBUILD = ("rerun the build_bank command that made it (it rebuilds damaged shards), or "
+            "rebuild it with build_bank --overwrite")
+
+
+def _marker(path: Path, i: int, manifest: dict, rows: int | None = None) -> dict:
+  """Shard `i`'s done marker, checked against the manifest (rows, generation)."""
+  file = shard_paths(path, i)["marker"]
+  try:
+    marker = json.loads(file.read_text())
+    if not isinstance(marker, dict) or not isinstance(marker.get("names"), list):
+      raise ValueError("not a shard marker")
+  except (OSError, ValueError) as e:
+    raise BankError(f"{file}: missing or damaged ({e}); {_REBUILD}") from None
+  if marker.get("generation") != manifest.get("generation"):
+    raise BankError(f"{path}: shard {file.name} belongs to another build of the bank than "
+                    f"{MANIFEST} (it was rebuilt while this run read it?); rerun once "
+                    "build_bank has finished")
+  if rows is not None and (marker.get("rows") != rows or len(marker["names"]) != rows):
+    raise BankError(f"{file}: {marker.get('rows')!r} rows, but {MANIFEST} gives this shard "
+                    f"{rows}; {_REBUILD}")
+  return marker
+
+
+def _load(path: Path, i: int, kind: str, shape: tuple, mmap: bool = False,
+          dtype=None) -> np.ndarray:
+  file = shard_paths(path, i)[kind]
+  try:
+    found = np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False)
+  except (OSError, ValueError, EOFError) as e:
+    raise BankError(f"{file}: missing or damaged ({e}); {_REBUILD}") from None
+  if found.shape != shape or (dtype is not None and found.dtype != dtype):
+    raise BankError(f"{file}: {found.dtype} {list(found.shape)}, but {MANIFEST} gives "
+                    f"{np.dtype(dtype) if dtype else ''} {list(shape)}; {_REBUILD}")
+  return found
+
+
+def shard_phi(bank: DiskBank, i: int, kind: str = "phi") -> np.ndarray:
+  """Shard `i`'s φ (or `kind="search"` features), memory-mapped, in the stored dtype (float32
+  or ml_dtypes.bfloat16). Checked after mapping against the manifest the bank was opened with
+  (shape, dtype, and the build's generation in the shard's marker), so shards rebuilt under a
+  run are an error, never read as the wrong data."""
+  lo, hi = bank.shard_range(i)
+  m = bank.manifest
+  dim, dtype = ((m["feature_dim"], np.uint16 if m["dtype"] == "bfloat16" else np.float32)
+                if kind == "phi" else (m["search"]["dim"], np.float32))
+  rows = _load(bank.path, i, kind, (hi - lo, dim), mmap=True, dtype=dtype)
+  _marker(bank.path, i, m)  # read after mapping: a later rebuild cannot change what is mapped
+  return rows.view(ml_dtypes.bfloat16) if kind == "phi" and m["dtype"] == "bfloat16" else rows
 
 
 def read_rows(bank: DiskBank, rows, kind: str = "phi") -> np.ndarray:
@@ -114,8 +169,7 @@ def read_rows(bank: DiskBank, rows, kind: str = "phi") -> np.ndarray:
   shard = rows // size
   for i in np.unique(shard):
     lo, _ = bank.shard_range(int(i))
-    mapped = (shard_phi(bank, int(i)) if kind == "phi" else
-              np.load(shard_paths(bank.path, int(i))["search"], mmap_mode="r"))
+    mapped = shard_phi(bank, int(i), kind)
     sel = np.flatnonzero(shard == i)
     out[sel] = mapped[rows[sel] - lo]
   return out

@@ -27,6 +27,7 @@ from typing import Iterable, NamedTuple, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from dfi_jax import run_state
 from dfi_jax.data import image_io
 
 SIDES = ("left", "right")
@@ -107,7 +108,10 @@ def read_responses(path: str | os.PathLike) -> list[dict]:
     for export in data if isinstance(data, list) else [data]:
       if not isinstance(export, dict) or not isinstance(export.get("responses"), list):
         raise AnalysisError(f"{path}: expected the page's export, an object with 'responses'")
-      for r in export["responses"]:
+      for n, r in enumerate(export["responses"]):
+        if not isinstance(r, dict):
+          raise AnalysisError(f"{path}: response {n + 1} is a JSON {type(r).__name__}; "
+                              "expected an object")
         rows.append(dict(r, study_id=r.get("study_id", export.get("study_id")),
                          rater=r.get("rater", export.get("rater"))))
   else:
@@ -122,13 +126,19 @@ def read_responses(path: str | os.PathLike) -> list[dict]:
     missing = [k for k in need if r.get(k) in (None, "")]
     if missing:
       raise AnalysisError(f"{path}: response {n + 1} has no {', '.join(missing)}")
+    typed = [k for k in (*need, "left", "right") if r.get(k) is not None and (
+        not isinstance(r[k], (str, int)) or isinstance(r[k], bool))]
+    if typed:
+      raise AnalysisError(f"{path}: response {n + 1} has {typed[0]} {r[typed[0]]!r}; expected "
+                          "a string")
     if r["choice"] not in SIDES:
       raise AnalysisError(f"{path}: response {n + 1} has choice {r['choice']!r}; expected "
                           "'left' or 'right'")
     try:
       rt = float(r["rt_ms"]) if r.get("rt_ms") not in (None, "") else None
-    except ValueError:
-      raise AnalysisError(f"{path}: response {n + 1} has rt_ms {r['rt_ms']!r}") from None
+    except (TypeError, ValueError):
+      raise AnalysisError(f"{path}: response {n + 1} has rt_ms {r['rt_ms']!r}; expected a "
+                          "number") from None
     out.append(dict(study_id=str(r["study_id"]), rater=str(r["rater"]),
                     trial_id=str(r["trial_id"]), choice=r["choice"], left=r.get("left"),
                     right=r.get("right"), rt_ms=rt, file=str(path)))
@@ -171,6 +181,33 @@ def _check_against_manifest(r: dict, trial: dict) -> None:
                           f"the manifest has {trial[side]!r}")
 
 
+def separate_raters(responses: list[dict]) -> list[dict]:
+  """Two people who typed the same rater ID are kept apart, loudly: a file whose answers under
+  an ID differ from an earlier file's on a trial both answered (choice or time) is another
+  person, renamed `ID#2` (`#3`, …) with a warning naming both files. The same export given
+  twice (its CSV and its JSON) agrees on every shared trial and stays one rater."""
+  answers: dict[tuple[str, str], dict[str, tuple]] = {}  # (rater, file) -> trial -> answer
+  for r in responses:
+    answers.setdefault((r["rater"], r["file"]), {}).setdefault(
+        r["trial_id"], (r["choice"], r["rt_ms"]))
+  people: dict[str, list[tuple[str, str, dict]]] = {}  # rater -> [(new id, first file, answers)]
+  renamed: dict[tuple[str, str], str] = {}
+  for (rater, file), mine in answers.items():
+    known = people.setdefault(rater, [])
+    same = next((p for p in known if all(p[2][t] == a for t, a in mine.items() if t in p[2])),
+                None)
+    if same is None:
+      same = (rater if not known else f"{rater}#{len(known) + 1}", file, {})
+      known.append(same)
+      if same[0] != rater:
+        run_state.warn(f"{file}: rater {rater!r} answered differently from rater {rater!r} in "
+                       f"{known[0][1]}; two people typed the same ID? kept apart as "
+                       f"{same[0]!r}")
+    same[2].update(mine)
+    renamed[(rater, file)] = same[0]
+  return [dict(r, rater=renamed[(r["rater"], r["file"])]) for r in responses]
+
+
 def analyse(study: Study, responses: Iterable[dict], *, threshold: float = 0.8,
             num_resamples: int = 2000, seed: int = 0, level: float = 0.95,
             unit: str = "response") -> dict:
@@ -184,6 +221,7 @@ def analyse(study: Study, responses: Iterable[dict], *, threshold: float = 0.8,
   """
   if unit not in ("response", "rater"):
     raise ValueError(f"unit={unit!r}: expected 'response' or 'rater'")
+  responses = separate_raters(list(responses))
   seen: dict[tuple, dict] = {}
   duplicates = conflicts = 0
   for r in responses:

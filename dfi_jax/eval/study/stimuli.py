@@ -232,9 +232,15 @@ def build_study(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLik
     stored[name] = data
     return name
 
-  def copy(source: str) -> str:
+  def copy(source: str) -> str:  # decoded first: raters never meet a broken image
     path = Path(source)
-    return store(path.read_bytes(), path.suffix)
+    data = path.read_bytes()
+    try:
+      image_io.decode_image(data, path)
+    except image_io.ImageError as e:
+      raise StudyError(f"{e}; rerun the command that made it (a resumed run rewrites a "
+                       "damaged output)") from None
+    return store(data, path.suffix)
 
   shard_rng = np.random.default_rng([seed, num_shards, shard_index])
   trials = []
@@ -275,7 +281,9 @@ def build_study(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLik
   _check_replace(out, manifest, overwrite)
   images_dir = out / "images"
   try:
-    images_dir.mkdir(parents=True, exist_ok=True)
+    if out != Path(out_dir):  # a shard's folder is the tool's own; --out_dir the user's
+      image_io.refuse_link(out)
+    image_io.make_folder(images_dir)
   except OSError as e:
     raise StudyError(f"{out}: cannot create it ({e.strerror})") from None
   for name, data in stored.items():

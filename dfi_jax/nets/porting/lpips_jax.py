@@ -10,8 +10,9 @@ to Flax, as a pickle of nested dicts of NumPy arrays:
 torchvision's RGB mean/std (LPIPS's shift/scale on [-1, 1] inputs is the same affine map) and
 its pooling is floor. The pickle is read by an unpickler that resolves exactly three globals,
 NumPy's array reconstruction (`numpy.ndarray`, `numpy.dtype` and `_reconstruct`, under its
-NumPy 1 and NumPy 2 module names); any other global is refused before anything is called, so
-a malicious file never runs code. The LPIPS heads are ignored (recorded in the provenance).
+NumPy 1 and NumPy 2 module names) plus `_codecs.encode` restricted to latin-1 of a string (how
+protocols 0-2 store bytes); any other global is refused before anything is called, so a
+malicious file never runs code. The LPIPS heads are ignored (recorded in the provenance).
 """
 
 from __future__ import annotations
@@ -24,7 +25,16 @@ import numpy as np
 from dfi_jax.nets import model as model_lib
 from dfi_jax.nets.porting.common import Checkpoint, PortError, SourceConv, not_vgg_error
 
+def _latin1(text, encoding="utf-8"):
+  """`_codecs.encode` as pickle protocols 0-2 use it for bytes (NumPy's array data): latin-1
+  of a string, and nothing else (no other codec is looked up)."""
+  if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+    raise _Refused(f"_codecs.encode of a {type(text).__name__} with encoding {encoding!r}")
+  return text.encode("latin-1")
+
+
 _ALLOWED = {
+    ("_codecs", "encode"): _latin1,  # bytes at pickle protocol <= 2
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
     ("numpy.core.multiarray", "_reconstruct"): np._core.multiarray._reconstruct,  # NumPy 1
