@@ -42,6 +42,7 @@ from dfi_jax.nets import pretrained
 from dfi_jax.nets import weights as weights_lib
 from dfi_jax.runs import photo_outputs
 from dfi_jax.runs import photos as photos_lib
+from dfi_jax.runs import report
 from dfi_jax.runs.report import edit_file, save_edit, write_outputs
 
 
@@ -295,6 +296,11 @@ def _run(config, workdir: Path, inputs: Sequence[str], attributes: Sequence[str]
            else sources.load_tests(config, bank_data, edits))
   if photos and config.neighbours == "attributes":
     tests = judged_attributes(config, tests, bank_data)
+    for e in edits:
+      has = report.already_has(tests, bank_data.attribute_names, e.name)
+      if has:
+        print(f"note: the judge says {', '.join(has)} already has {e.name}; adding it "
+              "changes little", flush=True)
   agree()  # every host got this far (many hosts: see sharding.hold_workdir)
   timings["bank_s"] = time.perf_counter() - t0
 

@@ -127,7 +127,7 @@ def write_outputs(config, workdir: Path, network, tests: sources.TestImages, ite
 
   # The grid: original | edits for each δ | counterfactuals.
   grid_rows = []
-  col_labels = ["input"] + [f"{a} d={d:g}" for d in config.deltas for a in attributes]
+  col_labels = ["input"] + [f"{a} δ={d:g}" for d in config.deltas for a in attributes]
   if tests.counterfactuals is not None:
     col_labels += [f"true {a}" for a in attributes]
   blank = np.ones_like(tests.images[0])
@@ -164,7 +164,8 @@ def write_outputs(config, workdir: Path, network, tests: sources.TestImages, ite
       devices=[str(d) for d in jax.devices()],
   )
   record["settings"]["attributes"] = list(attributes)
-  write_index(workdir, config, network, tests, attributes, items, files, summary, failures)
+  write_index(workdir, config, network, tests, attributes, items, files, summary, failures,
+              bank_data.attribute_names)
   image_io.atomic_write_json(workdir / "metrics.json", image_io.jsonable(record))
   return record
 
@@ -250,7 +251,41 @@ def add_probe_scores(config, per_image, tests, items, results, finite, bank_data
   return accuracy
 
 
-def write_index(workdir, config, network, tests, attributes, items, files, summary, failures):
+# index.html's quality table: each column and what it measures.
+COLUMNS = {
+    "attribute": "the attribute added",
+    "judge success": "share of edits in which the independent attribute judge sees the added "
+                     "attribute",
+    "judge preservation": "share of the other five attributes the judge sees unchanged",
+    "DFI r (in region)": "how far the edit moved the pixels inside the attribute's region "
+                         "towards the true counterfactual (1 = all the way, 0 = not at all)",
+    "DFI change outside": "mean absolute change outside the attribute's region (lower is "
+                          "better)",
+    "pixel: judge success / preservation": "the same two judge scores for the pixel-space "
+                                           "baseline (mean target − mean source pixels)",
+    "pixel r": "the baseline's r, at its best pixel δ",
+    "pixel change outside": "the baseline's change outside the region",
+    "judge prefers DFI : pixel": "the judge's two-alternative choice between DFI and the "
+                                 "baseline, as wins DFI : baseline",
+    "probe success": "a linear probe on 16² pixels sees the added attribute",
+    "probe preservation": "share of the other attributes the probe sees unchanged",
+}
+INPUT_WIDTH = 192  # px on the page for a 64² input or edit (3×)
+PHOTO_WIDTH = 360  # px on the page for a full-size photo
+
+
+def already_has(tests: sources.TestImages, attribute_names, attribute: str) -> list[str]:
+  """The test images whose (judged) labels say they already have `attribute` (own photos:
+  the judge's verdict), for a one-line note; none without labels or for a combined edit."""
+  if tests.attributes is None or tests.counterfactuals is not None:
+    return []
+  names = list(attribute_names or [])
+  return [tests.names[i] for i in range(len(tests.names))
+          if all(p in names and tests.attributes[i][names.index(p)] for p in attribute.split("+"))]
+
+
+def write_index(workdir, config, network, tests, attributes, items, files, summary, failures,
+                attribute_names=()):
   prov = network.provenance
   sections = [dict(
       heading="Settings",
@@ -261,26 +296,41 @@ def write_index(workdir, config, network, tests, attributes, items, files, summa
             f"{config.iterations} iterations ({config.solver})."),
       figures=[dict(src="grid.png", caption="rows: test images; columns: input, edits, "
                     "and on synthetic data the true counterfactuals")])]
+  tags = {delta_tag(d): d for d in config.deltas}
   for tag, per_attr in summary.items():
     if per_attr:
-      sections.append(dict(heading=f"Quality at {tag} (counterfactual benchmark)", table=dict(
-          columns=["attribute", "judge success", "judge preservation", "DFI r (in region)",
-                   "DFI change outside", "pixel: judge success / preservation", "pixel r",
-                   "pixel change outside", "judge prefers DFI : pixel", "probe success",
-                   "probe preservation"],
-          rows=[[a, _pct(v.get("judge_success")), _pct(v.get("judge_preservation")),
-                 f"{v['r']:.3f}", f"{v['outside']:.4f}",
-                 f"{_pct(v.get('baseline_judge_success'))} / "
-                 f"{_pct(v.get('baseline_judge_preservation'))}",
-                 f"{v['baseline_r']:.3f}", f"{v['baseline_outside']:.4f}",
-                 preference_ratio(v.get("judge_prefers_dfi")),
-                 _pct(v.get("probe_success")), _pct(v.get("probe_preservation"))]
-                for a, v in per_attr.items()])))
+      sections.append(dict(
+          heading=f"Quality at δ = {tags.get(tag, tag)} (counterfactual benchmark)",
+          text="Scores over the held-out generated faces, whose true counterfactual (the same "
+               "face with the attribute) is known. Columns:",
+          table=dict(
+              columns=list(COLUMNS),
+              rows=[[a, _pct(v.get("judge_success")), _pct(v.get("judge_preservation")),
+                     f"{v['r']:.3f}", f"{v['outside']:.4f}",
+                     f"{_pct(v.get('baseline_judge_success'))} / "
+                     f"{_pct(v.get('baseline_judge_preservation'))}",
+                     f"{v['baseline_r']:.3f}", f"{v['baseline_outside']:.4f}",
+                     preference_ratio(v.get("judge_prefers_dfi")),
+                     _pct(v.get("probe_success")), _pct(v.get("probe_preservation"))]
+                    for a, v in per_attr.items()],
+              explained=COLUMNS)))
+  photo_rows = photo_outputs.closeup_rows(config, tests, attributes) if tests.faces else {}
   for a in attributes:
-    figs = [dict(src=files[(s, j)], caption=f"{tests.names[i]}: {a}, δ={d:g}")
-            for s, d in enumerate(config.deltas) for j, (i, b) in enumerate(items)
-            if b == a and (s, j) in files]
-    sections.append(dict(heading=f"Edit: {a}", figures=figs))
+    section = dict(heading=f"Edit: {a}", rows=[])
+    has = already_has(tests, attribute_names, a)
+    if has:
+      section["notes"] = [f"The judge says {', '.join(has)} already "
+                          f"{'has' if len(has) == 1 else 'have'} {a}: adding it changes little."]
+    if tests.faces is not None:  # own photos: the face close up, then each full photo once
+      section["rows"] = photo_rows[a]
+    for i, name in enumerate(tests.names if tests.faces is None else []):
+      width = INPUT_WIDTH if tests.originals is None else PHOTO_WIDTH
+      row = [dict(src=f"originals/{name}.png", caption=f"{name}: input", width=width)]
+      row += [dict(src=files[(s, j)], caption=f"{a}, δ = {d:g}", width=width)
+              for s, d in enumerate(config.deltas) for j, (k, b) in enumerate(items)
+              if k == i and b == a and (s, j) in files]
+      section["rows"].append(row)
+    sections.append(section)
   sections += photo_outputs.index_sections(config, tests, attributes)
   if failures:
     sections.append(dict(heading="Failures", text="; ".join(failures)))
