@@ -21,6 +21,9 @@ from dfi_jax.runs.photos import crop_points, paste
 
 PANEL = 512  # longest side of a photo in side-by-sides and animations
 FRAME_MS = 500  # per frame of an animation
+CLOSEUP = 256  # side of each panel of a face close-up
+CLOSEUP_MARGIN = 0.35  # the close-up shows the face's box grown by this much on each side
+PHOTO_WIDTH = 360  # px on the page for a full-size photo
 
 
 def _photo_rows(tests: sources.TestImages) -> dict[str, list[int]]:
@@ -45,6 +48,7 @@ def output_files(config, tests: sources.TestImages, attributes: Sequence[str]) -
     out["side_by_side"] = [f"photos/{p}__{a}__side_by_side.png" for p in rows
                            for a in attributes]
     out["aligned"] = [f"photos/{n}__aligned.png" for n in tests.names]
+    out["closeups"] = [f"photos/{n}__{a}__closeup.png" for n in tests.names for a in attributes]
   if config.get("animate", ""):
     out["animations"] = [f"animations/{n}__{a}.{config.animate}" for n in _image_names(tests)
                          for a in attributes]
@@ -57,6 +61,49 @@ def _shrink(image: np.ndarray, side: int = PANEL) -> np.ndarray:
   if scale >= 1:
     return image
   return fitting.resize(image, (max(1, round(h * scale)), max(1, round(w * scale))))
+
+
+def closeup_box(tests: sources.TestImages, i: int) -> tuple[int, int, int, int]:
+  """Test image i's face region in its photo, a square (top, bottom, left, right) around its
+  landmarks grown by `CLOSEUP_MARGIN`, inside the photo."""
+  face = tests.faces[i]
+  (x0, y0), (x1, y1) = face.points.min(0), face.points.max(0)
+  side = max(x1 - x0, y1 - y0) * (1 + 2 * CLOSEUP_MARGIN)
+  cx, cy = (x0 + x1) / 2, (y0 + y1) / 2 - 0.1 * (y1 - y0)  # a little forehead
+  h, w = tests.originals[i].shape[:2]
+  side = int(min(max(side, 8), h, w))
+  top = int(np.clip(round(cy - side / 2), 0, h - side))
+  left = int(np.clip(round(cx - side / 2), 0, w - side))
+  return top, top + side, left, left + side
+
+
+def save_closeup(path: Path, tests: sources.TestImages, i: int, attribute: str,
+                 photos: Sequence[np.ndarray], deltas: Sequence[float]) -> None:
+  """Face i close up: its photo's input beside each δ's edited photo (`photos`, full size)."""
+  top, bottom, left, right = closeup_box(tests, i)
+  panels = [fitting.resize(p[top:bottom, left:right], (CLOSEUP, CLOSEUP))
+            for p in [tests.originals[i], *photos]]
+  figures.save_grid(path, [panels], scale=1, col_labels=["input"] + [
+      f"{attribute} δ={d:g}" for d in deltas][:len(panels) - 1])
+
+
+def closeup_rows(config, tests: sources.TestImages, attributes: Sequence[str]) -> dict:
+  """Attribute -> index.html rows for own photos: each face close up (input | edits), then each
+  full-size edited photo once (a photo with several faces: all of them edited together)."""
+  rows_of = _photo_rows(tests)
+  out = {}
+  for a in attributes:
+    rows = [[dict(src=f"photos/{n}__{a}__closeup.png",
+                  caption=f"{n}: the face close up, input | δ = "
+                          + ", ".join(f"{d:g}" for d in config.deltas))] for n in tests.names]
+    full = []
+    for photo, members in rows_of.items():
+      for d in config.deltas:
+        src = (f"photos/{photo}__{a}__{delta_tag(d)}.png" if len(members) > 1
+               else f"edits/{tests.names[members[0]]}__{a}__{delta_tag(d)}.png")
+        full.append(dict(src=src, caption=f"{photo}: {a}, δ = {d:g}", width=PHOTO_WIDTH))
+    out[a] = rows + [full]
+  return out
 
 
 def aligned_figure(tests: sources.TestImages, i: int, scale: int = 4) -> np.ndarray:
@@ -117,7 +164,13 @@ def save_outputs(workdir: Path, config, tests: sources.TestImages, items, result
           sweep.append(edited)
         panels = [_shrink(x) for x in sweep]
         figures.save_grid(workdir / "photos" / f"{photo}__{a}__side_by_side.png", [panels],
-                          col_labels=["input"] + [f"{a} d={d:g}" for d in deltas])
+                          col_labels=["input"] + [f"{a} δ={d:g}" for d in deltas])
+        for i in rows:  # each face close up, in the photo with only that face edited
+          done = [s for s in range(len(deltas)) if finite[s, column[(i, a)]]]
+          edited = [paste(original, [tests.images[i]], [results[s, column[(i, a)]]],
+                          [tests.faces[i]]) for s in done]
+          save_closeup(workdir / "photos" / f"{tests.names[i]}__{a}__closeup.png", tests, i, a,
+                       edited, [deltas[s] for s in done])
         if anim:
           image_io.make_folder(workdir / "animations")
           save_animation(workdir / "animations" / f"{photo}__{a}.{anim}", panels)
@@ -136,14 +189,17 @@ def index_sections(config, tests: sources.TestImages, attributes: Sequence[str])
   files = output_files(config, tests, attributes)
   sections = []
   if tests.faces is not None:
+    firsts = [rows[0] for rows in _photo_rows(tests).values()]
     sections.append(dict(
         heading="Your photos",
         text=("Each face found was aligned to the bank's landmark frame (its eye centres, nose "
               "tip and mouth corners fitted by a similarity), edited there, and the change "
               "pasted back through a feathered face mask; pixels outside the mask are the "
-              "photo's own."),
-        figures=[dict(src=f, caption=Path(f).stem.replace("__", " · ")) for f in
-                 files["side_by_side"] + files["group_edits"] + files["aligned"]]))
+              "photo's own. The inputs, then each face's aligned crop with its landmarks "
+              "(green) and the frame's points it was fitted to (red)."),
+        figures=[dict(src=f"originals/{tests.names[i]}.png", caption=f"{tests.faces[i].photo_name}: "
+                      "input", width=PHOTO_WIDTH) for i in firsts]
+        + [dict(src=f, caption=Path(f).stem.replace("__", " · ")) for f in files["aligned"]]))
   if files.get("animations"):
     sections.append(dict(heading="The δ sweep, animated", figures=[
         dict(src=f, caption=Path(f).stem.replace("__", " · ")) for f in files["animations"]]))

@@ -11,6 +11,7 @@ import numpy as np
 
 from dfi_jax import run_state
 from dfi_jax import versions
+from dfi_jax.data import bank_cache
 from dfi_jax.data import figures
 from dfi_jax.data import fitting
 from dfi_jax.data import image_io
@@ -57,6 +58,20 @@ def save_edit(workdir: Path, tests: sources.TestImages, item: tuple[int, str], d
     image_io.atomic_write_bytes(path, data)
 
 
+def pixel_baseline(x: np.ndarray, bank_images, neighbour_sets: dict, i: int, name: str,
+                   delta: float) -> np.ndarray:
+  """`[S, S, 3]` x + δ·(mean target − mean source pixels) of test image i's neighbours for
+  edit `name`; a combined edit (`a+b`) adds each part's change."""
+  one = lambda nb, d: metrics_lib.pixel_baseline(  # noqa: E731
+      x, bank_images, np.asarray(nb.source[i]), np.asarray(nb.target[i]), d)
+  if "+" not in name:
+    return one(neighbour_sets[name], delta)
+  change = np.zeros_like(x)
+  for part in name.split("+"):
+    change += one(neighbour_sets[part], delta) - x
+  return np.clip(x + change, 0.0, 1.0)
+
+
 def write_outputs(config, workdir: Path, network, tests: sources.TestImages, items,
                   edits: pipeline.Edits, neighbour_sets, bank_data: sources.Bank, timings: dict,
                   t_start: float) -> dict:
@@ -74,15 +89,14 @@ def write_outputs(config, workdir: Path, network, tests: sources.TestImages, ite
     image_io.save_png(workdir / "originals" / f"{name}.png", original)
   # The pixel-space baseline, with the δ that best matches the counterfactual when there is one.
   for i, a in items:
-    nb = neighbour_sets[a]
-    src, tgt, x = np.asarray(nb.source[i]), np.asarray(nb.target[i]), tests.images[i]
+    x = tests.images[i]
     best_r, best_d = float("nan"), config.pixel_delta_photos
     if tests.counterfactuals is not None:
       cf, m = tests.counterfactuals[a][i], tests.masks[a][i]
       best_r, best_d = min((metrics_lib.counterfactual_ratio(
-          metrics_lib.pixel_baseline(x, bank_images, src, tgt, d), x, cf, m), d)
+          pixel_baseline(x, bank_images, neighbour_sets, i, a, d), x, cf, m), d)
           for d in config.pixel_deltas)
-    baseline = metrics_lib.pixel_baseline(x, bank_images, src, tgt, best_d)
+    baseline = pixel_baseline(x, bank_images, neighbour_sets, i, a, best_d)
     baselines[(i, a)] = (baseline, best_r, best_d)
     baseline = photo_result(tests, i, baseline)
     image_io.save_png(workdir / "baselines" / f"{tests.names[i]}__{a}__pixel.png", baseline)
@@ -118,7 +132,7 @@ def write_outputs(config, workdir: Path, network, tests: sources.TestImages, ite
 
   # The grid: original | edits for each δ | counterfactuals.
   grid_rows = []
-  col_labels = ["input"] + [f"{a} d={d:g}" for d in config.deltas for a in attributes]
+  col_labels = ["input"] + [f"{a} δ={d:g}" for d in config.deltas for a in attributes]
   if tests.counterfactuals is not None:
     col_labels += [f"true {a}" for a in attributes]
   blank = np.ones_like(tests.images[0])
@@ -155,7 +169,8 @@ def write_outputs(config, workdir: Path, network, tests: sources.TestImages, ite
       devices=[str(d) for d in jax.devices()],
   )
   record["settings"]["attributes"] = list(attributes)
-  write_index(workdir, config, network, tests, attributes, items, files, summary, failures)
+  write_index(workdir, config, network, tests, attributes, items, files, summary, failures,
+              bank_data.attribute_names)
   image_io.atomic_write_json(workdir / "metrics.json", image_io.jsonable(record))
   return record
 
@@ -208,10 +223,20 @@ def add_judge_scores(config, per_image, tests, items, results, finite, baselines
               accuracy_on_this_run=accuracy)
 
 
+def bank_pixel_features(config, bank_data: sources.Bank) -> np.ndarray:
+  """The probe's `[N, 768]` pixel features of every bank image; for generated faces read from
+  the bank cache (rendering 10,000 faces takes ~50 s)."""
+  compute = lambda: dict(  # noqa: E731
+      features=probe_lib.pixel_features(bank_data.images).astype(np.float32))
+  if config.data != "synthetic":
+    return compute()["features"]
+  return bank_cache.cached("probe_pixels", compute, **sources.synthetic_key(config))["features"]
+
+
 def add_probe_scores(config, per_image, tests, items, results, finite, bank_data) -> dict:
   """Adds the attribute probe's success and preservation to each synthetic row (in place);
   returns the probe's accuracy on the held-out originals and counterfactuals."""
-  probe = probe_lib.fit(probe_lib.pixel_features(bank_data.images), bank_data.attributes,
+  probe = probe_lib.fit(bank_pixel_features(config, bank_data), bank_data.attributes,
                         config.probe)
   names = list(bank_data.attribute_names)
   before = probe_lib.predict(probe, probe_lib.pixel_features(tests.images))
@@ -233,7 +258,41 @@ def add_probe_scores(config, per_image, tests, items, results, finite, bank_data
   return accuracy
 
 
-def write_index(workdir, config, network, tests, attributes, items, files, summary, failures):
+# index.html's quality table: each column and what it measures.
+COLUMNS = {
+    "attribute": "the attribute added",
+    "judge success": "share of edits in which the independent attribute judge sees the added "
+                     "attribute",
+    "judge preservation": "share of the other five attributes the judge sees unchanged",
+    "DFI r (in region)": "how far the edit moved the pixels inside the attribute's region "
+                         "towards the true counterfactual (1 = all the way, 0 = not at all)",
+    "DFI change outside": "mean absolute change outside the attribute's region (lower is "
+                          "better)",
+    "pixel: judge success / preservation": "the same two judge scores for the pixel-space "
+                                           "baseline (mean target − mean source pixels)",
+    "pixel r": "the baseline's r, at its best pixel δ",
+    "pixel change outside": "the baseline's change outside the region",
+    "judge prefers DFI : pixel": "the judge's two-alternative choice between DFI and the "
+                                 "baseline, as wins DFI : baseline",
+    "probe success": "a linear probe on 16² pixels sees the added attribute",
+    "probe preservation": "share of the other attributes the probe sees unchanged",
+}
+INPUT_WIDTH = 192  # px on the page for a 64² input or edit (3×)
+PHOTO_WIDTH = 360  # px on the page for a full-size photo
+
+
+def already_has(tests: sources.TestImages, attribute_names, attribute: str) -> list[str]:
+  """The test images whose (judged) labels say they already have `attribute` (own photos:
+  the judge's verdict), for a one-line note; none without labels or for a combined edit."""
+  if tests.attributes is None or tests.counterfactuals is not None:
+    return []
+  names = list(attribute_names or [])
+  return [tests.names[i] for i in range(len(tests.names))
+          if all(p in names and tests.attributes[i][names.index(p)] for p in attribute.split("+"))]
+
+
+def write_index(workdir, config, network, tests, attributes, items, files, summary, failures,
+                attribute_names=()):
   prov = network.provenance
   sections = [dict(
       heading="Settings",
@@ -244,26 +303,41 @@ def write_index(workdir, config, network, tests, attributes, items, files, summa
             f"{config.iterations} iterations ({config.solver})."),
       figures=[dict(src="grid.png", caption="rows: test images; columns: input, edits, "
                     "and on synthetic data the true counterfactuals")])]
+  tags = {delta_tag(d): d for d in config.deltas}
   for tag, per_attr in summary.items():
     if per_attr:
-      sections.append(dict(heading=f"Quality at {tag} (counterfactual benchmark)", table=dict(
-          columns=["attribute", "judge success", "judge preservation", "DFI r (in region)",
-                   "DFI change outside", "pixel: judge success / preservation", "pixel r",
-                   "pixel change outside", "judge prefers DFI : pixel", "probe success",
-                   "probe preservation"],
-          rows=[[a, _pct(v.get("judge_success")), _pct(v.get("judge_preservation")),
-                 f"{v['r']:.3f}", f"{v['outside']:.4f}",
-                 f"{_pct(v.get('baseline_judge_success'))} / "
-                 f"{_pct(v.get('baseline_judge_preservation'))}",
-                 f"{v['baseline_r']:.3f}", f"{v['baseline_outside']:.4f}",
-                 preference_ratio(v.get("judge_prefers_dfi")),
-                 _pct(v.get("probe_success")), _pct(v.get("probe_preservation"))]
-                for a, v in per_attr.items()])))
+      sections.append(dict(
+          heading=f"Quality at δ = {tags.get(tag, tag)} (counterfactual benchmark)",
+          text="Scores over the held-out generated faces, whose true counterfactual (the same "
+               "face with the attribute) is known. Columns:",
+          table=dict(
+              columns=list(COLUMNS),
+              rows=[[a, _pct(v.get("judge_success")), _pct(v.get("judge_preservation")),
+                     f"{v['r']:.3f}", f"{v['outside']:.4f}",
+                     f"{_pct(v.get('baseline_judge_success'))} / "
+                     f"{_pct(v.get('baseline_judge_preservation'))}",
+                     f"{v['baseline_r']:.3f}", f"{v['baseline_outside']:.4f}",
+                     preference_ratio(v.get("judge_prefers_dfi")),
+                     _pct(v.get("probe_success")), _pct(v.get("probe_preservation"))]
+                    for a, v in per_attr.items()],
+              explained=COLUMNS)))
+  photo_rows = photo_outputs.closeup_rows(config, tests, attributes) if tests.faces else {}
   for a in attributes:
-    figs = [dict(src=files[(s, j)], caption=f"{tests.names[i]}: {a}, δ={d:g}")
-            for s, d in enumerate(config.deltas) for j, (i, b) in enumerate(items)
-            if b == a and (s, j) in files]
-    sections.append(dict(heading=f"Edit: {a}", figures=figs))
+    section = dict(heading=f"Edit: {a}", rows=[])
+    has = already_has(tests, attribute_names, a)
+    if has:
+      section["notes"] = [f"The judge says {', '.join(has)} already "
+                          f"{'has' if len(has) == 1 else 'have'} {a}: adding it changes little."]
+    if tests.faces is not None:  # own photos: the face close up, then each full photo once
+      section["rows"] = photo_rows[a]
+    for i, name in enumerate(tests.names if tests.faces is None else []):
+      width = INPUT_WIDTH if tests.originals is None else PHOTO_WIDTH
+      row = [dict(src=f"originals/{name}.png", caption=f"{name}: input", width=width)]
+      row += [dict(src=files[(s, j)], caption=f"{a}, δ = {d:g}", width=width)
+              for s, d in enumerate(config.deltas) for j, (k, b) in enumerate(items)
+              if k == i and b == a and (s, j) in files]
+      section["rows"].append(row)
+    sections.append(section)
   sections += photo_outputs.index_sections(config, tests, attributes)
   if failures:
     sections.append(dict(heading="Failures", text="; ".join(failures)))
