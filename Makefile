@@ -10,7 +10,7 @@ ASTRONAUT := runs/astronaut.png
 PHOTO ?= $(ASTRONAUT)
 PHOTO_RUN := runs/photo_$(basename $(notdir $(PHOTO)))
 
-.PHONY: demo demo-photo test venv clean-venv
+.PHONY: demo demo-photo serve test venv clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,14 @@ $(ASTRONAUT): $(PHOTOS_STAMP)
 demo-photo: $(PHOTOS_STAMP) $(if $(filter $(ASTRONAUT),$(PHOTO)),$(ASTRONAUT))
 	$(PY) -m experiments.transform --workdir=$(PHOTO_RUN) --inputs=$(PHOTO) --config.animate=gif
 	@echo "open $(PHOTO_RUN)/index.html (side-by-sides: $(PHOTO_RUN)/photos/)"
+
+# The editor page: open the printed address (PORT=8027; docs/serve.md).
+$(VENV)/.installed-serve: $(STAMP)
+	$(PY) -m pip install -q -e '.[serve]'
+	touch $@
+
+serve: $(VENV)/.installed-serve
+	$(PY) -m experiments.serve --port=$(or $(PORT),8027)
 
 test: $(TEST_STAMP)
 	$(PY) -m pytest tests
