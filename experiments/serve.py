@@ -10,6 +10,9 @@ elsewhere; photos and results live in a temporary folder removed when the server
 or SIGTERM). Needs the photos' face detector: `pip install -e '.[serve]'` (`make serve` does).
 """
 
+import os
+import sys
+
 from absl import flags
 
 from dfi_jax.serve import server as server_lib
@@ -25,6 +28,7 @@ _MAX_UPLOAD_MB = flags.DEFINE_float("max_upload_mb", 20.0, "Largest photo file a
 _SWEEP = flags.DEFINE_bool("sweep", True, "After each result, solve two more δs and play the "
                            "δ sweep as an animation.")
 LOCAL = ("127.0.0.1", "localhost", "::1")
+KEPT = "the server stopped; its temporary folder was removed"
 
 
 def main(argv):
@@ -36,21 +40,29 @@ def main(argv):
   if _HOST.value not in LOCAL:
     print(f"warning: --host={_HOST.value}: anyone who can reach this computer on port "
           f"{_PORT.value} can use the page and upload photos", flush=True)
-  service = service_lib.Service(_CONFIG.value, int(_MAX_UPLOAD_MB.value * 1e6), _SWEEP.value)
   try:
-    try:
-      server = server_lib.Server((_HOST.value, _PORT.value), service)
-    except OSError as e:
-      raise ValueError(f"--host={_HOST.value} --port={_PORT.value}: cannot listen there "
-                       f"({e.strerror or e}); pick another --port") from None
-    print(f"DFI editor: open {server.url} (the editor loads in the background; Ctrl-C stops)",
-          flush=True)
-    print(f"temporary folder: {service.folder} (removed when the server stops)", flush=True)
+    server = server_lib.Server((_HOST.value, _PORT.value), None)
+  except OSError as e:
+    raise ValueError(f"--host={_HOST.value} --port={_PORT.value}: cannot listen there "
+                     f"({e.strerror or e}); pick another --port") from None
+  service = server.service = service_lib.Service(_CONFIG.value, int(_MAX_UPLOAD_MB.value * 1e6),
+                                                 _SWEEP.value)
+  print(f"DFI editor: open {server.url} (the editor loads in the background; Ctrl-C stops)",
+        flush=True)
+  print(f"temporary folder: {service.folder} (removed when the server stops)", flush=True)
+  try:
     with server:
       server.serve_forever()
+  except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (cli.call_main)
+    service.close()
+    print(f"interrupted ({e.args[0] if e.args else 'Ctrl-C'}): {KEPT}", file=sys.stderr,
+          flush=True)
+    # The solver or loader thread may be inside XLA, which aborts when the interpreter is
+    # torn down around it; everything worth keeping is already gone with the folder.
+    os._exit(cli.INTERRUPTED)  # pylint: disable=protected-access
   finally:
     service.close()
 
 
 if __name__ == "__main__":
-  cli.run_main(main, kept=lambda: "the server stopped; its temporary folder was removed")
+  cli.run_main(main, kept=lambda: KEPT)

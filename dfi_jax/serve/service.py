@@ -21,7 +21,7 @@ from PIL import Image
 
 from dfi_jax import run_state
 from dfi_jax.data import image_io
-from dfi_jax.data.faces import render
+from dfi_jax.data import faces as faces_lib
 from dfi_jax.serve import editing
 from dfi_jax.serve import jobs
 
@@ -63,6 +63,7 @@ class Service:
     self._samples = 0
     self.queue = jobs.Queue()
     self.detector = editing.load_detector()
+    self._detecting = threading.Lock()  # one dlib detector is not safe in two threads at once
     self.editor = None
     self.load_stage, self.load_error = "starting", ""
     self._loaded = threading.Event()
@@ -115,7 +116,8 @@ class Service:
     return self._file(path)
 
   def _add(self, image: np.ndarray, name: str) -> dict:
-    faces = editing.find_faces(self.detector, image, float(self.config.face_threshold))
+    with self._detecting:
+      faces = editing.find_faces(self.detector, image, float(self.config.face_threshold))
     photo = Photo(uuid.uuid4().hex[:16], name, image, faces, self._save_png(image))
     with self._lock:
       self._photos[photo.id] = photo
@@ -153,7 +155,7 @@ class Service:
       with self._lock:
         self._samples += 1
         seed = int(self.config.get("test_seed", 10_000_000)) + self._samples
-      images, _ = render.generate([seed], 256)
+      images, _ = faces_lib.generate([seed], 256)
       return self._add(images[0], f"generated face {seed}")
     raise BadRequest(f"no sample {which!r}; expected astronaut or generated", 404)
 
