@@ -7,6 +7,7 @@ Skips, saying so, only when no chromium is installed.
 
 import io
 import shutil
+import socket
 import threading
 import time
 import urllib.parse
@@ -167,6 +168,10 @@ def test_the_server_refuses_an_upload_over_the_limit_and_any_path(app, page):
   assert response.status == 413
   assert response.json()["error"] == ("the file is 2.0 MB, over this server's upload limit of "
                                       "2 MB (serve --max_upload_mb)")
+  # Refused from its Content-Length alone, before a byte of the body is read.
+  with socket.create_connection(app.server_address[:2], timeout=30) as raw:
+    raw.sendall(b"POST /api/photos HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000000\r\n\r\n")
+    assert raw.recv(4096).startswith(b"HTTP/1.0 413 ")
   folder = app.service.folder
   before = sorted(p.name for p in folder.iterdir())
   for url in ("files/..%2F..%2Fetc%2Fpasswd", "files/../../etc/passwd", "page/../server.py",
