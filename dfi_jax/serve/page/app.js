@@ -172,7 +172,8 @@ function showResult(job) {
     $("result").dataset.after = out.result;
     $("download").href = out.result;
     $("download").download = out.download;
-    $("result-label").textContent = `Result: ${job.attributes.join(" + ")} at δ = ${job.delta}`;
+    $("result-label").dataset.after = $("result-label").textContent =
+      `Result: ${job.attributes.join(" + ")} at δ = ${job.delta}`;
     $("toggle").setAttribute("aria-pressed", "false");
     $("toggle").textContent = "Show before";
     stopSweep();
@@ -185,7 +186,11 @@ function showResult(job) {
 }
 
 function stopSweep() {
-  if (state.sweep) clearInterval(state.sweep.timer);
+  if (state.sweep) {
+    clearInterval(state.sweep.timer);
+    $("result").src = $("result").dataset.after;
+    $("result-label").textContent = $("result-label").dataset.after;
+  }
   state.sweep = null;
   $("play").textContent = "Play δ sweep";
 }
@@ -274,12 +279,11 @@ function setup() {
     $("toggle").setAttribute("aria-pressed", String(before));
     $("toggle").textContent = before ? "Show after" : "Show before";
     $("result").src = before ? state.photo.url : $("result").dataset.after;
-    $("result-label").textContent = before ? "Before" : "After";
+    $("result-label").textContent = before ? "Before (the input)" : $("result-label").dataset.after;
   });
   $("play").addEventListener("click", () => {
     if (state.sweep) {
       stopSweep();
-      $("result").src = $("result").dataset.after;
     } else if (state.job && state.job.outputs.sweep) {
       playSweep(state.job.outputs.sweep);
     }
