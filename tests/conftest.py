@@ -2,9 +2,15 @@
 tests/ itself on sys.path (pytest does so for a conftest.py's folder), so every test imports
 the shared helpers here (tiny_bank, vgg_reference, fake_runs) by name."""
 
+import os
+import tempfile
+
 import pytest
 
 from dfi_jax.dfi import reconstruct
+
+# The bank cache (dfi_jax/data/bank_cache.py) in a fresh folder per session, never the user's.
+os.environ.setdefault("DFI_JAX_BANK_CACHE", tempfile.mkdtemp(prefix="dfi_jax_bank_cache_"))
 
 
 @pytest.fixture

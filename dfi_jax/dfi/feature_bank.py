@@ -35,6 +35,7 @@ from dfi_jax.dfi import bank as bank_lib
 from dfi_jax.dfi import features as features_lib
 from dfi_jax import run_state
 from dfi_jax.dfi import sharding
+from dfi_jax.data import bank_cache
 from dfi_jax.data import banks
 from dfi_jax.data import sources
 from dfi_jax.data.datasets import common
@@ -71,6 +72,28 @@ def in_memory(images, phi_of_images: Callable[[np.ndarray], np.ndarray],
 
   return FeatureBank(len(images), feature_dim, feature_dim, read, lambda x: np.asarray(x),
                      True, "float32", {})
+
+
+def kept(phi_rows: bank_cache.PhiRows, num_images: int) -> FeatureBank:
+  """A one-shard bank of `num_images` rows whose φ `phi_rows` computes when a row is first read
+  and keeps (generated faces': also on disk, `bank_cache`)."""
+  return FeatureBank(num_images, phi_rows.dim, phi_rows.dim, lambda kind, rows: phi_rows(rows),
+                     lambda x: np.asarray(x), True, "float32", {})
+
+
+def phi_rows(config, network, images, phi_of_images: Callable[[np.ndarray], np.ndarray],
+             dim: int) -> bank_cache.PhiRows:
+  """φ of the bank's rows as `kept` reads them: for generated faces, cached on disk under the
+  key of everything φ depends on (the generator, image size, the weights file's sha256,
+  pooling, preprocessing, taps), each face named by its seed."""
+  folder = ids = None
+  if config.data == "synthetic":
+    weights = {k: v for k, v in weights_record(network).items() if k != "description"}
+    folder = bank_cache.cache_root() / ("phi-" + bank_cache.key(
+        generator=bank_cache.generator_version(), image_size=config.image_size,
+        weights=weights, taps=list(config.taps), dim=dim))
+    ids = lambda rows: np.asarray(rows, np.int64) + config.bank_seed  # noqa: E731
+  return bank_cache.PhiRows(images, phi_of_images, dim, ids, folder)
 
 
 def from_phi(phi) -> FeatureBank:
@@ -177,10 +200,12 @@ def load(config, network, spec: features_lib.FeatureSpec,
          phi_of_images: Callable[[np.ndarray], np.ndarray]
          ) -> tuple[sources.Bank, FeatureBank]:
   """The run's bank: attributes, names and (lazy) images, and φ — from `config.bank_dir`,
-  checked against this run's network (`edit_run.Network`), or computed in memory."""
+  checked against this run's network (`edit_run.Network`), or computed for the rows read and
+  kept (`phi_rows`)."""
   if read_manifest(config) is None:
     data = banks.load_bank(config)
-    return data, in_memory(data.images, phi_of_images, spec.dim)
+    rows = phi_rows(config, network, data.images, phi_of_images, spec.dim)
+    return data, kept(rows, len(data.images))
   weights = {k: v for k, v in weights_record(network).items() if k != "description"}
   path = Path(os.path.expanduser(config.bank_dir))
   try:

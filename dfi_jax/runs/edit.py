@@ -114,14 +114,75 @@ def check_inputs(config, inputs: Sequence[str] = ()) -> None:
   photos_lib.check(config, inputs)
 
 
-def select_edits(bank: sources.Bank, names: Sequence[str]) -> list[neighbours_lib.Edit]:
-  """The bank's edits named in `names` (all of them when empty)."""
+COMBINE = "+"  # `older+eyeglasses`: one edit along the sum of its parts' w
+
+
+def select_edits(bank: sources.Bank, names: Sequence[str],
+                 label: str = "--attributes") -> list[neighbours_lib.Edit]:
+  """The bank's edits named in `names` (all of them when empty); a name joining several with
+  `COMBINE` is one combined edit (`parts`)."""
   by_name = {e.name: e for e in bank.edits}
-  run_state.check_unique(names, "--attributes")
-  unknown = [n for n in names if n not in by_name]
+  run_state.check_unique(names, label)
+  unknown = [p for n in names for p in n.split(COMBINE) if p not in by_name]
   if unknown:
-    raise RunError(f"unknown attribute(s) {unknown}; valid attributes are {list(by_name)}")
-  return [by_name[n] for n in names] if names else list(bank.edits)
+    raise RunError(f"{label}: unknown attribute(s) {unknown}; valid attributes are "
+                   f"{list(by_name)}, or several joined by '{COMBINE}' (older+eyeglasses)")
+  for n in names:
+    if len(set(n.split(COMBINE))) != len(n.split(COMBINE)):
+      raise RunError(f"{label}: {n!r} names an attribute twice; expected distinct parts")
+  return ([by_name[n] if COMBINE not in n else sources.Edit(n, n) for n in names] if names
+          else list(bank.edits))
+
+
+def parts(bank: sources.Bank, edit: neighbours_lib.Edit) -> list[neighbours_lib.Edit]:
+  """The bank's single edits a (combined) edit adds: itself, or each part of `a+b`."""
+  by_name = {e.name: e for e in bank.edits}
+  return [by_name[p] for p in edit.name.split(COMBINE)] if COMBINE in edit.name else [edit]
+
+
+def single_edits(bank: sources.Bank, edits: Sequence[neighbours_lib.Edit]
+                 ) -> list[neighbours_lib.Edit]:
+  """Every single edit `edits` use, each once, in order."""
+  return list(dict.fromkeys(p for e in edits for p in parts(bank, e)))
+
+
+def edit_masks(bank: sources.Bank, edits: Sequence[neighbours_lib.Edit], k: int) -> dict:
+  """Single edit name -> its `[N]` source and target candidate masks (checked to hold k)."""
+  return neighbours_lib.edit_masks(bank.attributes, single_edits(bank, edits),
+                                   bank.attribute_names, k)
+
+
+def make_directions(config, bank_data: sources.Bank, bank: feature_bank.FeatureBank,
+                    tests: sources.TestImages, edits: Sequence[neighbours_lib.Edit],
+                    masks: dict, aligned=None):
+  """`(directions, found)`: `directions(φ(x) [B, D])` finds every single edit's neighbours
+  (`feature_bank.find_neighbours`, the run's rule) and returns each edit's unscaled `[B, D]` w
+  (a combined edit's: the sum of its parts'); `found["neighbourhood"]` then holds what it found.
+  `aligned(neighbourhood, singles)`, when given, returns the singles' w instead (align_neighbours).
+  The command and `dfi_jax.edit` both edit through this."""
+  singles, found = single_edits(bank_data, edits), {}
+
+  def directions(phi_x):
+    found["neighbourhood"] = nb = feature_bank.find_neighbours(config, bank_data, bank, tests,
+                                                               singles, masks, phi_x)
+    ws = (aligned(nb, singles) if aligned is not None
+          else [feature_bank.attribute_vector(nb, e.name) for e in singles])
+    by_name = {e.name: w for e, w in zip(singles, ws)}
+    return [sum(by_name[p.name] for p in parts(bank_data, e)) for e in edits]
+
+  return directions, found
+
+
+def check_combined(config, edits: Sequence[neighbours_lib.Edit], photos: bool) -> None:
+  """Combined edits are for own photos: generated test faces are scored one attribute at a time
+  against their counterfactual."""
+  combined = [e.name for e in edits if COMBINE in e.name]
+  if combined and not photos:
+    raise RunError(f"--attributes={combined[0]}: a combined edit needs --inputs (own photos); "
+                   "the generated test faces are scored one attribute at a time")
+  if combined and config.get("align_neighbours", False):
+    raise RunError(f"--attributes={combined[0]}: a combined edit cannot be used with "
+                   "--config.align_neighbours")
 
 
 def judged_attributes(config, tests: sources.TestImages,
@@ -218,8 +279,8 @@ def _run(config, workdir: Path, inputs: Sequence[str], attributes: Sequence[str]
 
   bank_data, bank = feature_bank.load(config, network, spec, bank_phi)
   edits = select_edits(bank_data, attributes or config.attributes)
-  masks = neighbours_lib.edit_masks(bank_data.attributes, edits, bank_data.attribute_names,
-                                    config.k)
+  check_combined(config, edits, bool(photos))
+  masks = edit_masks(bank_data, edits, config.k)
   settings = config.to_dict()
   if fast is not None:  # the file's content, not just its path, decides the results
     settings["decoder_sha256"] = fast.sha256
@@ -234,16 +295,15 @@ def _run(config, workdir: Path, inputs: Sequence[str], attributes: Sequence[str]
     tests = judged_attributes(config, tests, bank_data)
   agree()  # every host got this far (many hosts: see sharding.hold_workdir)
   timings["bank_s"] = time.perf_counter() - t0
-  found = None
 
-  def directions(phi_x):  # the bank's neighbours of each test image, and w per edit
-    nonlocal found
-    found = feature_bank.find_neighbours(config, bank_data, bank, tests, edits, masks, phi_x)
-    if config.get("align_neighbours", False):  # neighbours warped onto each test face
-      aligned = align.run_vectors(config, phi, network.params, bank_data.images,
-                                  [found.sets[e.name] for e in edits])
-      return [jnp.asarray(w) for w in aligned.w]
-    return [feature_bank.attribute_vector(found, e.name) for e in edits]
+  def aligned(nb, singles):  # neighbours warped onto each test face
+    vectors = align.run_vectors(config, phi, network.params, bank_data.images,
+                                [nb.sets[e.name] for e in singles])
+    return [jnp.asarray(w) for w in vectors.w]
+
+  directions, found = make_directions(
+      config, bank_data, bank, tests, edits, masks,
+      aligned if config.get("align_neighbours", False) else None)
 
   # Each (test image, edit) for each δ; the first δ from x, each next one from the previous
   # result; items finished by an earlier, interrupted run are kept.
@@ -279,7 +339,7 @@ def _run(config, workdir: Path, inputs: Sequence[str], attributes: Sequence[str]
         batch_size=config.batch_size, feature_batch=config.feature_batch, solve=solve,
         first_start=first_start if fast is not None else None, rows=mine, kept=kept,
         on_finished=on_finished, progress=bar.update)
-  neighbour_sets = found.sets
+  neighbour_sets = found["neighbourhood"].sets
   timings["bank_s"] += edited.seconds["directions_s"]
   timings["reverse_map_s"] = edited.seconds["reverse_map_s"]
   timings["reverse_map_per_image_s"] = (timings["reverse_map_s"]

@@ -117,11 +117,9 @@ def read_photos(config, inputs: Sequence[str], detector: landmarks_lib.Detector)
 
 
 def synthetic_frame(config) -> Frame:
-  """The mean landmarks of the generated bank's faces at `config.image_size`²."""
-  seeds = range(config.bank_seed, config.bank_seed + config.bank_size)
-  points = align.landmarks([faces.sample_face(s) for s in seeds], config.image_size)
-  return Frame(points.mean(0), config.image_size,
-               f"the generator's landmarks of the bank's {len(seeds)} faces")
+  """The mean landmarks of the generated bank's faces at `config.image_size`² (cached)."""
+  return Frame(sources.synthetic_labels(config)["mean_landmarks"], config.image_size,
+               f"the generator's landmarks of the bank's {config.bank_size} faces")
 
 
 def detected_frame(detector: landmarks_lib.Detector, images: np.ndarray,

@@ -11,6 +11,7 @@ import numpy as np
 
 from dfi_jax import run_state
 from dfi_jax import versions
+from dfi_jax.data import bank_cache
 from dfi_jax.data import figures
 from dfi_jax.data import fitting
 from dfi_jax.data import image_io
@@ -52,6 +53,20 @@ def save_edit(workdir: Path, tests: sources.TestImages, item: tuple[int, str], d
   image_io.save_png(path, photo_result(tests, item[0], result))
 
 
+def pixel_baseline(x: np.ndarray, bank_images, neighbour_sets: dict, i: int, name: str,
+                   delta: float) -> np.ndarray:
+  """`[S, S, 3]` x + δ·(mean target − mean source pixels) of test image i's neighbours for
+  edit `name`; a combined edit (`a+b`) adds each part's change."""
+  one = lambda nb, d: metrics_lib.pixel_baseline(  # noqa: E731
+      x, bank_images, np.asarray(nb.source[i]), np.asarray(nb.target[i]), d)
+  if "+" not in name:
+    return one(neighbour_sets[name], delta)
+  change = np.zeros_like(x)
+  for part in name.split("+"):
+    change += one(neighbour_sets[part], delta) - x
+  return np.clip(x + change, 0.0, 1.0)
+
+
 def write_outputs(config, workdir: Path, network, tests: sources.TestImages, items,
                   edits: pipeline.Edits, neighbour_sets, bank_data: sources.Bank, timings: dict,
                   t_start: float) -> dict:
@@ -69,15 +84,14 @@ def write_outputs(config, workdir: Path, network, tests: sources.TestImages, ite
     image_io.save_png(workdir / "originals" / f"{name}.png", original)
   # The pixel-space baseline, with the δ that best matches the counterfactual when there is one.
   for i, a in items:
-    nb = neighbour_sets[a]
-    src, tgt, x = np.asarray(nb.source[i]), np.asarray(nb.target[i]), tests.images[i]
+    x = tests.images[i]
     best_r, best_d = float("nan"), config.pixel_delta_photos
     if tests.counterfactuals is not None:
       cf, m = tests.counterfactuals[a][i], tests.masks[a][i]
       best_r, best_d = min((metrics_lib.counterfactual_ratio(
-          metrics_lib.pixel_baseline(x, bank_images, src, tgt, d), x, cf, m), d)
+          pixel_baseline(x, bank_images, neighbour_sets, i, a, d), x, cf, m), d)
           for d in config.pixel_deltas)
-    baseline = metrics_lib.pixel_baseline(x, bank_images, src, tgt, best_d)
+    baseline = pixel_baseline(x, bank_images, neighbour_sets, i, a, best_d)
     baselines[(i, a)] = (baseline, best_r, best_d)
     baseline = photo_result(tests, i, baseline)
     image_io.save_png(workdir / "baselines" / f"{tests.names[i]}__{a}__pixel.png", baseline)
@@ -201,10 +215,20 @@ def add_judge_scores(config, per_image, tests, items, results, finite, baselines
               accuracy_on_this_run=accuracy)
 
 
+def bank_pixel_features(config, bank_data: sources.Bank) -> np.ndarray:
+  """The probe's `[N, 768]` pixel features of every bank image; for generated faces read from
+  the bank cache (rendering 10,000 faces takes ~50 s)."""
+  compute = lambda: dict(  # noqa: E731
+      features=probe_lib.pixel_features(bank_data.images).astype(np.float32))
+  if config.data != "synthetic":
+    return compute()["features"]
+  return bank_cache.cached("probe_pixels", compute, **sources.synthetic_key(config))["features"]
+
+
 def add_probe_scores(config, per_image, tests, items, results, finite, bank_data) -> dict:
   """Adds the attribute probe's success and preservation to each synthetic row (in place);
   returns the probe's accuracy on the held-out originals and counterfactuals."""
-  probe = probe_lib.fit(probe_lib.pixel_features(bank_data.images), bank_data.attributes,
+  probe = probe_lib.fit(bank_pixel_features(config, bank_data), bank_data.attributes,
                         config.probe)
   names = list(bank_data.attribute_names)
   before = probe_lib.predict(probe, probe_lib.pixel_features(tests.images))
