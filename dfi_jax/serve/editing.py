@@ -24,6 +24,7 @@ from dfi_jax.runs import api
 Progress = Callable[[str, int, int], None]
 WHOLE = "whole"  # `target`: fit the whole photo into the bank's square (no face detection)
 ALL = "all"  # `target`: every face found
+COMBINE = "+"  # "older+eyeglasses": one combined edit (the API's name for it)
 
 
 class Settings(NamedTuple):
@@ -73,15 +74,21 @@ def attribute_names(editor: api.Editor) -> list[str]:
   return [e.name for e in editor.bank.edits]
 
 
+# The API's stage names (api.Progress) as the page words them; others are shown as they come.
+STAGES = {"loading": "loading the network and the bank", "faces": "finding the faces",
+          "neighbours": "φ of the bank neighbours", "reverse map": "reverse map (iterations)"}
+
+
 def _forward(progress: Progress) -> Callable:
   """The API's callback (stage, done, total, …) as ours; whatever it passes beyond is ignored."""
   def callback(stage, done=0, total=0, *unused, **unused_kw):
-    progress(str(stage), int(done or 0), int(total or 0))
+    progress(STAGES.get(str(stage), str(stage)), int(done or 0), int(total or 0))
   return callback
 
 
 def _with_settings(editor: api.Editor, settings: Settings, target: str | int) -> api.Editor:
-  """`editor` with the page's K, λ and iterations, and without its face frame for `WHOLE`."""
+  """`editor` with the page's K, λ and iterations, and without its face frame for `WHOLE` (for
+  an API without `whole_image`)."""
   config = ml_collections.ConfigDict(editor.config)
   ratio = config.next_iterations / config.iterations  # warm-started δs: the config's share
   config.k, config.iterations = settings.k, settings.iterations
@@ -126,19 +133,23 @@ def solve(editor: api.Editor, image: np.ndarray, attributes: Sequence[str],
     RunError: no face found, an unknown attribute, a non-finite loss.
   """
   edit = api.edit
-  run = _with_settings(editor, settings, target)
+  faces_known = _takes(edit, "face") and _takes(edit, "whole_image")  # and "a+b" = combined
+  run = _with_settings(editor, settings, WHOLE if target == WHOLE and not faces_known else ALL)
   kwargs = {"progress": _forward(progress)} if _takes(edit, "progress") else {}
-  if len(attributes) > 1:
-    if not _takes(edit, "combine"):
-      raise run_state.RunError(
-          "combined edits (several attributes at once) need a dfi_jax whose edit() can combine "
-          "them; pick one attribute")
-    kwargs["combine"] = True
+  if faces_known and target == WHOLE:
+    kwargs["whole_image"] = True
+  elif faces_known and isinstance(target, int):
+    kwargs["face"] = target
+  if len(attributes) > 1 and not faces_known:
+    raise run_state.RunError(
+        "combined edits (several attributes at once) need a dfi_jax whose edit() can combine "
+        "them; pick one attribute")
   if not kwargs.get("progress"):
     progress("solving (this dfi_jax reports no iterations)", 0, 0)
-  edited = edit(image, list(attributes), deltas=list(deltas), editor=run, **kwargs)
+  names = [COMBINE.join(attributes)] if faces_known else list(attributes)
+  edited = edit(image, names, deltas=list(deltas), editor=run, **kwargs)
   result = next(iter(edited.values()))
   progress("pasting the edit into the photo", 1, 1)
-  if isinstance(target, int):
+  if isinstance(target, int) and "face" not in kwargs:
     result = _only_face(image, result, boxes, target)
   return np.asarray(result, np.float32)

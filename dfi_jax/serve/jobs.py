@@ -36,6 +36,7 @@ class Job:
     self.user_errors = user_errors
     self.state = QUEUED
     self.stage, self.done, self.total = "waiting for the solves before it", 0, 0
+    self.stages: list[str] = []  # every stage reported, in order, once each
     self.message = ""
     self.outputs: dict[str, Any] = {}  # filled by `run` as parts are ready
     self.submitted = time.monotonic()
@@ -48,12 +49,15 @@ class Job:
     if self.stop_reason:
       raise Stopped(self.stop_reason)
     self.stage, self.done, self.total = stage, done, total
+    if stage not in self.stages:
+      self.stages.append(stage)
 
   def view(self) -> dict:
     """What the page polls (JSON)."""
     now = time.monotonic()
     return {"id": self.id, "photo": self.photo, "state": self.state, "stage": self.stage,
-            "done": self.done, "total": self.total, "message": self.message,
+            "done": self.done, "total": self.total, "stages": list(self.stages),
+            "message": self.message,
             "outputs": dict(self.outputs), "finish_order": self.finish_order,
             "elapsed_s": round((self.finished or now) - self.submitted, 2)}
 

@@ -204,13 +204,17 @@ def test_two_requests_are_answered_in_order_a_newer_one_supersedes_and_cancel_wo
   page.wait_for_selector("#boxes rect.picked")
   other.wait_for_selector("#targets input[value=whole]")
   _edit(page, ["smiling"])
-  _edit(other, ["older"], target="whole")
+  _edit(other, ["older", "eyeglasses"], target="whole")  # one combined edit
   for p in (page, other):
     p.wait_for_selector("#progress-text:has-text('Done in')", timeout=2 * SOLVE_MS)
   first, second = _job(page), _job(other)
   assert (first["state"], second["state"]) == ("done", "done")
   assert first["finish_order"] < second["finish_order"]
   assert first["outputs"]["download"] == "astronaut_smiling_d0.4.png"
+  assert second["outputs"]["download"].endswith("_older+eyeglasses_d0.4.png")
+  assert other.get_attribute("#result-label", "data-after") == (
+      "Result: older + eyeglasses at δ = 0.4")
+  assert "reverse map (iterations)" in first["stages"]  # the API's own progress, forwarded
 
   page.click("#edit")  # the same photo twice: the second supersedes the first
   superseded = _until(page, "state.job && state.job.state === 'running' && state.job.id", 5000)
