@@ -5,6 +5,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -53,3 +54,18 @@ def test_sigterm_removes_the_temporary_folder(tmp_path):
   assert stderr.strip().splitlines()[-1] == (
       "interrupted (SIGTERM): the server stopped; its temporary folder was removed")
   assert not folder.exists()
+
+
+def test_a_port_in_use_is_one_line_before_anything_loads():
+  with socket.socket() as taken:
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    done = subprocess.run(
+        [sys.executable, "-m", "experiments.serve", f"--port={port}"], cwd=ROOT,
+        capture_output=True, text=True, timeout=120)
+  assert done.returncode == 1
+  assert done.stderr.strip().splitlines()[-1] == (
+      f"error: ValueError: --host=127.0.0.1 --port={port}: cannot listen there (Address already "
+      "in use); pick another --port")
+  assert "temporary folder" not in done.stdout
