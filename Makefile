@@ -1,5 +1,8 @@
-# Two commands on a fresh machine: `make demo` and `make test`; `make demo-photo [PHOTO=me.jpg]`
-# edits a real photo (default: scikit-image's astronaut).
+# Two commands on a fresh machine: `make demo` and `make test`;
+# `make demo-photo [PHOTO=me.jpg] [ATTRS=smiling,older+eyeglasses] [DELTAS=1,2,3]` edits a real
+# photo (default: scikit-image's astronaut, all six attributes, δ = 1, 2, 3).
+# User-given values reach the command only as quoted environment variables, never as shell
+# text: a file name with spaces, `;` or backticks runs nothing (tests/test_makefile.py).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -7,8 +10,13 @@ STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 PHOTOS_STAMP := $(VENV)/.installed-photos
 ASTRONAUT := runs/astronaut.png
-PHOTO ?= $(ASTRONAUT)
-PHOTO_RUN := runs/photo_$(basename $(notdir $(PHOTO)))
+PHOTO ?= runs/astronaut.png
+ATTRS ?=
+DELTAS ?= 1,2,3
+export DFI_PHOTO = $(value PHOTO)
+export DFI_ATTRS = $(value ATTRS)
+export DFI_DELTAS = $(value DELTAS)
+unexport PHOTO ATTRS DELTAS
 
 .PHONY: demo demo-photo serve test venv clean-venv
 
@@ -38,9 +46,13 @@ $(ASTRONAUT): $(PHOTOS_STAMP)
 
 # Finds the face, aligns it to the bank's frame, edits it for six attributes, pastes the change
 # back into the full-size photo; animations of the δ sweep.
-demo-photo: $(PHOTOS_STAMP) $(if $(filter $(ASTRONAUT),$(PHOTO)),$(ASTRONAUT))
-	$(PY) -m experiments.transform --workdir=$(PHOTO_RUN) --inputs=$(PHOTO) --config.animate=gif
-	@echo "open $(PHOTO_RUN)/index.html (side-by-sides: $(PHOTO_RUN)/photos/)"
+demo-photo: $(PHOTOS_STAMP) $(if $(filter $(ASTRONAUT),$(value PHOTO)),$(ASTRONAUT))
+	@name="$${DFI_PHOTO##*/}"; run="runs/photo_$${name%.*}"; \
+	set -- "--workdir=$$run" "--inputs=$$DFI_PHOTO" "--attributes=$$DFI_ATTRS" \
+	  "--config.deltas=$$DFI_DELTAS" --config.animate=gif; \
+	echo "$(PY) -m experiments.transform $$*"; \
+	"$(PY)" -m experiments.transform "$$@" && \
+	echo "open $$run/index.html (side-by-sides: $$run/photos/)"
 
 # The editor page: open the printed address (PORT=8027; docs/serve.md).
 $(VENV)/.installed-serve: $(STAMP)

@@ -6,6 +6,7 @@ file of a write in progress is removed on the way out (image_io.atomic_write_byt
 
 from __future__ import annotations
 
+import re
 import signal
 import sys
 from pathlib import Path
@@ -19,11 +20,14 @@ from ml_collections import config_flags
 
 from dfi_jax.data import image_io
 from dfi_jax import run_state
+from experiments import config_help
 
 # Errors a user can cause: RunError, WeightsError and ImageError are ValueErrors; OSError covers
 # unreadable files and a full disk; AttributeError is ml_collections' unknown config field.
 USER_ERRORS = (ValueError, OSError, KeyError, TypeError, AttributeError)
 INTERRUPTED = 130  # the shell's status for a run stopped by SIGINT
+HELP_FLAGS = ("--help", "-h", "-?", "--helpshort", "--helpfull", "--help=true")
+_CONFIG_DEFAULTS: dict[str, str] = {}  # config flag name -> its default file
 
 
 def fail(message: str, status: int = 1, prefix: str = "error: ") -> NoReturn:
@@ -47,8 +51,39 @@ def _config_name(argv) -> str:
   return files[-1] if files else "(the default)"
 
 
-def _bad_override(e: Exception) -> NoReturn:
-  fail(f"bad flag or config override: {type(e).__name__}: {e}; see the config file's fields")
+def _bad_override(e: Exception, argv=()) -> NoReturn:
+  """One clean line: ml_collections' KeyError/AttributeError text is a repr with a newline."""
+  text = str(e.args[0] if e.args else e).replace("\\n", " ").replace("\\'", "'")
+  text = " ".join(text.split())
+  field = re.search(r"'(\w+)'", text)
+  guess = re.search(r'Did you mean "([\w.]+)"', text)
+  if isinstance(e, (KeyError, AttributeError)) and field:
+    given = next((a.split("=")[0] for a in argv if a.startswith("--config.")
+                  and a.split("=")[0].endswith("." + field.group(1))),
+                 f"--config.{field.group(1)}")
+    hint = f"; did you mean {given.rsplit('.', 1)[0]}.{guess.group(1)}?" if guess else ""
+    fail(f"{given}: no such config field{hint} (--help lists the fields)")
+  fail(f"bad flag or config override: {type(e).__name__}: {text}; see --help for the config's "
+       "fields")
+
+
+def help_requested(argv) -> bool:
+  return any(a in HELP_FLAGS for a in argv[1:])
+
+
+def print_help(argv) -> None:
+  """The command's docstring, its flags and (with a config flag) every config field with its
+  default and one line of help (`config_help`), on stdout."""
+  main = sys.modules.get("__main__")
+  print((main.__doc__ or "").strip() if main else "")
+  print("\nflags:\n" + flags.FLAGS.main_module_help())
+  for name, default in _CONFIG_DEFAULTS.items():
+    given = [a.split("=", 1)[1] for a in argv if a.startswith(f"--{name}=")]
+    spec = given[-1] if given else default
+    try:
+      print("\n" + config_help.describe(spec, name))
+    except Exception as e:  # pylint: disable=broad-except  # the config file is the user's code
+      print(f"\n(--{name}={spec}: cannot list its fields: {type(e).__name__}: {e})")
 
 
 def define_config_file(default: str, help_text: str = "Config file (FILE or FILE:variant).",
@@ -59,16 +94,23 @@ def define_config_file(default: str, help_text: str = "Config file (FILE or FILE
   while the flag is defined (at import, before `parse_flags` runs), so an unknown field or a
   badly typed value would otherwise end in a traceback.
   """
+  _CONFIG_DEFAULTS[name] = default
+  if help_requested(sys.argv):  # --config.X overrides are ignored for --help
+    return config_flags.DEFINE_config_file(name, None, help_text)
   try:
     return config_flags.DEFINE_config_file(name, default, help_text)
   except USER_ERRORS as e:
-    _bad_override(e)
+    _bad_override(e, sys.argv)
   except Exception as e:  # pylint: disable=broad-except  # the config file is the user's code
     fail(f"--{name}={default}: the config file raised {type(e).__name__}: {e}")
 
 
 def parse_flags(argv):
-  """absl's parser, with bad flags, config overrides and config files reported on one line."""
+  """absl's parser, with bad flags, config overrides and config files reported on one line;
+  `--help` (or -h, --helpfull) prints `print_help` and exits 0."""
+  if help_requested(argv):
+    print_help(argv)
+    sys.exit(0)
   for path in _config_files(argv):
     if Path(path).exists():  # a named pipe would block the config loader forever
       try:
@@ -85,7 +127,7 @@ def parse_flags(argv):
       lines = [lines[0].split("Traceback")[0].rstrip(" :"), lines[-1]]
     fail(": ".join(lines) if len(lines) > 1 else str(e))
   except USER_ERRORS as e:  # e.g. --config.nosuchfield=1
-    _bad_override(e)
+    _bad_override(e, argv)
   except Exception as e:  # pylint: disable=broad-except  # the config file is the user's code
     fail(f"--config={_config_name(argv)}: the config file raised {type(e).__name__}: {e}")
   finally:

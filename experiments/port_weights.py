@@ -41,6 +41,9 @@ def _fail(message: str) -> None:
 
 
 def _parse_flags(argv):
+  if cli.help_requested(argv):
+    cli.print_help(argv)
+    sys.exit(0)
   try:
     return FLAGS(argv)
   except flags.Error as e:

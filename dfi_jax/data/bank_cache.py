@@ -46,6 +46,17 @@ def cache_root() -> Path:
   return pretrained.cache_dir() / "banks"
 
 
+def use_compilation_cache() -> None:
+  """Keeps XLA's compiled programs (the reverse map's solver: tens of seconds to compile) in
+  `cache_root()/xla` across runs (JAX's persistent compilation cache), unless the cache is off
+  or the user set `jax_compilation_cache_dir` already."""
+  import jax  # pylint: disable=import-outside-toplevel  # only runs that compile need it
+  if not enabled() or jax.config.jax_compilation_cache_dir:
+    return
+  jax.config.update("jax_compilation_cache_dir", str(cache_root() / "xla"))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
 @functools.lru_cache(maxsize=1)
 def generator_version() -> str:
   """The sha256 of the face generator's source, with NumPy's and Pillow's versions (they draw

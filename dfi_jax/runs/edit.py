@@ -21,6 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from dfi_jax import run_state
+from dfi_jax.data import bank_cache
 from dfi_jax.data import banks
 from dfi_jax.data import image_io
 from dfi_jax.data import sources
@@ -208,6 +209,7 @@ def judged_attributes(config, tests: sources.TestImages,
 def load_network(config) -> Network:
   """The weights `config.weights` names ('' = ImageNet VGG16, 'random', or a file) as a network
   with `config.taps`."""
+  bank_cache.use_compilation_cache()  # the reverse map's compiled solver, kept across runs
   path = str(pretrained.resolve(config.weights))
   params, provenance = weights_lib.load_weights(path)
   net = weights_lib.model_for(provenance, taps=tuple(config.taps),

