@@ -217,10 +217,13 @@ class Service:
                        download=f"{Path(photo.name).stem or 'photo'}_{label}_d{delta:g}.png")
     if not self.sweep:
       return
-    job.report("the δ sweep for the animation")
     deltas = [f * delta for f in SWEEP_FRACTIONS]
-    frames = editing.solve(self.editor, photo.image, attributes, deltas, settings, target,
-                           photo.faces, job.report)
+    frames = []
+    for n, d in enumerate(deltas):  # one δ per solve: the result's compiled shapes, no new compile
+      prefix = f"the δ sweep, δ = {d:.3g} ({n + 1} of {len(deltas)})"
+      frames += list(editing.solve(
+          self.editor, photo.image, attributes, [d], settings._replace(delta=d), target,
+          photo.faces, lambda stage, done=0, total=0: job.report(f"{prefix}: {stage}", done, total)))
     job.outputs["sweep"] = [{"delta": d, "url": self._save_png(x, SWEEP_SIDE)} for d, x in
                             zip([0.0, *deltas, delta], [photo.image, *frames, result])]
 
