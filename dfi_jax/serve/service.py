@@ -12,6 +12,7 @@ import sys
 import tempfile
 import threading
 import uuid
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -26,6 +27,8 @@ from dfi_jax.serve import editing
 from dfi_jax.serve import jobs
 
 KEEP_PHOTOS = 16  # photos kept in memory; older ones are forgotten
+KEEP_FILES = 400  # PNGs kept in the temporary folder; the oldest are removed
+MAX_PIXELS = 25_000_000  # a photo's pixels (a 24 MP phone photo fits); its edit holds copies
 SWEEP_FRACTIONS = (1 / 3, 2 / 3)  # the animation's δs besides 0 and the chosen δ
 SWEEP_SIDE = 768  # the animation's frames are shrunk to at most this side
 LIMITS = {"k": (1, 100_000), "iterations": (1, 5_000), "delta": (-50.0, 50.0),
@@ -101,6 +104,8 @@ class Service:
     token = uuid.uuid4().hex
     with self._lock:
       self._files[token] = path
+      while len(self._files) > KEEP_FILES:
+        self._files.pop(next(iter(self._files))).unlink(missing_ok=True)
     return f"/files/{token}"
 
   def file(self, token: str) -> Path | None:
@@ -135,6 +140,11 @@ class Service:
     path = self.folder / f"{uuid.uuid4().hex}.upload"
     path.write_bytes(data)
     try:
+      width, height = _header_size(path)
+      if MAX_PIXELS < width * height <= (Image.MAX_IMAGE_PIXELS or math.inf):  # above: a bomb
+        raise BadRequest(f"{name} is {width}×{height} ({width * height / 1e6:.1f} megapixels), "
+                         f"over this page's limit of {MAX_PIXELS / 1e6:g} megapixels; shrink it "
+                         "first")
       image = image_io.load_image(path)
     except image_io.ImageError as e:
       raise BadRequest(str(e).replace(str(path), name)) from None
@@ -226,6 +236,18 @@ class Service:
           photo.faces, lambda stage, done=0, total=0: job.report(f"{prefix}: {stage}", done, total)))
     job.outputs["sweep"] = [{"delta": d, "url": self._save_png(x, SWEEP_SIDE)} for d, x in
                             zip([0.0, *deltas, delta], [photo.image, *frames, result])]
+
+
+def _header_size(path: Path) -> tuple[int, int]:
+  """The image's size from its header, without decoding it; (0, 0) when Pillow cannot tell
+  (`image_io.load_image` then says why)."""
+  try:
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+      with Image.open(path) as header:
+        return header.size
+  except Exception:  # pylint: disable=broad-except
+    return 0, 0
 
 
 def too_large(size: int, limit: int) -> str:

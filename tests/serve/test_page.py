@@ -187,6 +187,13 @@ def test_the_server_refuses_an_upload_over_the_limit_and_any_path(app, page):
   response = page.request.post(f"{app.url}api/photos", data=bomb.getvalue(),
                                headers={"X-Filename": "bomb.png"})
   assert response.status == 400 and "decompression bomb" in response.json()["error"]
+  large = io.BytesIO()
+  Image.new("RGB", (6000, 5000), (90, 120, 150)).save(large, "PNG", compress_level=1)
+  response = page.request.post(f"{app.url}api/photos", data=large.getvalue(),
+                               headers={"X-Filename": "wall.png"})
+  assert response.status == 400 and response.json()["error"] == (
+      "wall.png is 6000×5000 (30.0 megapixels), over this page's limit of 25 megapixels; shrink "
+      "it first")
   photo = page.request.post(f"{app.url}api/samples/astronaut").json()
   response = page.request.post(f"{app.url}api/edits",
                                data={"photo": photo["id"], "attributes": ["beard"]})
