@@ -18,7 +18,7 @@ export DFI_ATTRS = $(value ATTRS)
 export DFI_DELTAS = $(value DELTAS)
 unexport PHOTO ATTRS DELTAS
 
-.PHONY: demo demo-photo test venv clean-venv
+.PHONY: demo demo-photo serve test venv clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,14 @@ demo-photo: $(PHOTOS_STAMP) $(if $(filter $(ASTRONAUT),$(value PHOTO)),$(ASTRONA
 	echo "$(PY) -m experiments.transform $$*"; \
 	"$(PY)" -m experiments.transform "$$@" && \
 	echo "open $$run/index.html (side-by-sides: $$run/photos/)"
+
+# The editor page: open the printed address (PORT=8027; docs/serve.md).
+$(VENV)/.installed-serve: $(STAMP)
+	$(PY) -m pip install -q -e '.[serve]'
+	touch $@
+
+serve: $(VENV)/.installed-serve
+	$(PY) -m experiments.serve --port=$(or $(PORT),8027)
 
 test: $(TEST_STAMP)
 	$(PY) -m pytest tests
