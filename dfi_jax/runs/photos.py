@@ -41,9 +41,18 @@ ALIGN_LANDMARKS = ("left_eye", "right_eye", "nose_tip", "mouth_left", "mouth_rig
 FRAME_IMAGES = 64  # bank images the detector reads for a non-generated bank's frame
 FRAME_MIN_FACES = 5
 DETECT_SIDE = 256  # smaller bank images are enlarged to at least this before detection
-MASK_GROW = 0.15  # the face hull is scaled by 1 + this about its centre
+MASK_GROW = 0.15  # the face-and-hair hull is scaled by 1 + this about its centre
 MASK_FEATHER = 0.03  # Gaussian blur σ, as a fraction of the crop side (in photo pixels)
-FOREHEAD = 0.45  # the forehead reaches this × (chin − brows) above the brows
+FOREHEAD = 0.45  # the hair reaches this × (chin − brows) above the brows
+# The face alone (every edit whose change does not reach into the hair): the hull up to the
+# hairline (a face's upper third is about half its brows-to-chin height), not grown, feathered
+# by FACE_FEATHER; hat, collar and background stay the photo's own.
+HAIRLINE = 0.3
+FACE_FEATHER = 0.015
+# An edit's change pasted with the hair when its mean |change| in the hair band (the
+# face-and-hair hull minus the face's) is at least this × its mean over the face: found from
+# the edit itself (older greys the hair; eyeglasses leave it), no list of attributes.
+HAIR_SHARE = 0.5
 
 
 class Frame(NamedTuple):
@@ -211,22 +220,41 @@ def crop_points(face: FaceAlignment) -> np.ndarray:
   return align.apply(face.matrix, face.points)
 
 
-def face_polygon(face: FaceAlignment) -> np.ndarray:
-  """`[P, 2]` convex polygon in the photo around the face: the hull of its 68 landmarks and a
-  forehead (the brows raised by `FOREHEAD` × the brows-to-chin height, upright in the crop)."""
+def crop_polygon(face: FaceAlignment, forehead: float = FOREHEAD) -> np.ndarray:
+  """`[P, 2]` convex polygon in the crop around the face: the hull of its 68 landmarks and a
+  forehead (the brows raised by `forehead` × the brows-to-chin height, upright in the crop)."""
   inside = crop_points(face)
   brows = inside[17:27]
   height = inside[8, 1] - brows[:, 1].mean()
-  points = np.concatenate([inside, brows - np.array([0.0, FOREHEAD * height])])
-  hull = points[scipy.spatial.ConvexHull(points).vertices]
-  return align.apply(align.invert(face.matrix), hull)
+  points = np.concatenate([inside, brows - np.array([0.0, forehead * height])])
+  return points[scipy.spatial.ConvexHull(points).vertices]
 
 
-def face_mask(face: FaceAlignment, shape: tuple[int, int], size: int) -> np.ndarray:
-  """`[H, W]` float32 in [0, 1]: the feathered face region in the photo; exactly 0 elsewhere."""
-  radius = MASK_FEATHER * size / _scale(face.matrix)  # crop pixels -> photo pixels
-  return align.hull_mask(face_polygon(face) + 0.5, shape, MASK_GROW,
-                         radius / max(shape))
+def face_polygon(face: FaceAlignment, forehead: float = FOREHEAD) -> np.ndarray:
+  """`crop_polygon` in the photo."""
+  return align.apply(align.invert(face.matrix), crop_polygon(face, forehead))
+
+
+def face_mask(face: FaceAlignment, shape: tuple[int, int], size: int, hair: bool = True
+              ) -> np.ndarray:
+  """`[H, W]` float32 in [0, 1]: the feathered face region in the photo (with the hair, or
+  up to the hairline only); exactly 0 elsewhere."""
+  feather, forehead, grow = ((MASK_FEATHER, FOREHEAD, MASK_GROW) if hair
+                             else (FACE_FEATHER, HAIRLINE, 0.0))
+  radius = feather * size / _scale(face.matrix)  # crop pixels -> photo pixels
+  return align.hull_mask(face_polygon(face, forehead) + 0.5, shape, grow, radius / max(shape))
+
+
+def changes_hair(face: FaceAlignment, square: np.ndarray, edit: np.ndarray) -> bool:
+  """Whether the edit's change (`[S, S, 3]` edit − crop) reaches into the hair: its mean
+  |change| over the hair band is >= `HAIR_SHARE` × its mean over the face (crop masks)."""
+  size = square.shape[0]
+  face_only = align.hull_mask(crop_polygon(face, HAIRLINE) + 0.5, size, 0.0, FACE_FEATHER)
+  with_hair = align.hull_mask(crop_polygon(face) + 0.5, size, MASK_GROW, MASK_FEATHER)
+  band = np.clip(with_hair - face_only, 0.0, 1.0)
+  change = np.abs(np.asarray(edit, np.float32) - square).mean(-1)
+  mean = lambda m: float((change * m).sum() / max(m.sum(), 1e-6))  # noqa: E731
+  return mean(band) >= HAIR_SHARE * mean(face_only)
 
 
 def paste(photo: np.ndarray, crops: Sequence[np.ndarray], edits: Sequence[np.ndarray],
@@ -238,12 +266,13 @@ def paste(photo: np.ndarray, crops: Sequence[np.ndarray], edits: Sequence[np.nda
     crops, edits: per face, `[S, S, 3]` the aligned crop and its edit.
     aligned: per face, its `FaceAlignment`.
 
-  Returns `[H, W, 3]` float32; pixels outside every face's mask are exactly `photo`'s.
+  Returns `[H, W, 3]` float32; pixels outside every face's mask are exactly `photo`'s. The
+  mask stops at the hairline unless the change reaches into the hair (`changes_hair`).
   """
   out = np.array(photo, np.float32)
   for square, edit, face in zip(crops, edits, aligned):
     size = square.shape[0]
-    mask = face_mask(face, photo.shape[:2], size)
+    mask = face_mask(face, photo.shape[:2], size, changes_hair(face, square, edit))
     rows, cols = np.nonzero(mask)
     if not len(rows):
       continue

@@ -129,6 +129,7 @@ def write_outputs(config, workdir: Path, network, tests: sources.TestImages, ite
   figures.save_grid(workdir / "grid.png", grid_rows, row_labels=tests.names,
                     col_labels=col_labels)
 
+  zones = photo_outputs.zone_metrics(config, tests, items, results, finite)
   timings["total_s"] = time.perf_counter() - t_start
   record = dict(
       settings=config.to_dict(),
@@ -139,6 +140,7 @@ def write_outputs(config, workdir: Path, network, tests: sources.TestImages, ite
       probe=dict(representation=config.probe, accuracy_on_held_out=probe_accuracy),
       judge=judge_record,
       per_image=per_image,
+      photo_zones=zones,
       failures=failures,
       outputs=dict(grid="grid.png", edits=sorted(files.values()), index="index.html",
                    originals=[f"originals/{n}.png" for n in tests.names],
@@ -150,7 +152,8 @@ def write_outputs(config, workdir: Path, network, tests: sources.TestImages, ite
       devices=[str(d) for d in jax.devices()],
   )
   record["settings"]["attributes"] = list(attributes)
-  write_index(workdir, config, network, tests, attributes, items, files, summary, failures)
+  write_index(workdir, config, network, tests, attributes, items, files, summary, failures,
+              photo_outputs.zone_section(zones))
   image_io.atomic_write_json(workdir / "metrics.json", image_io.jsonable(record))
   return record
 
@@ -226,7 +229,8 @@ def add_probe_scores(config, per_image, tests, items, results, finite, bank_data
   return accuracy
 
 
-def write_index(workdir, config, network, tests, attributes, items, files, summary, failures):
+def write_index(workdir, config, network, tests, attributes, items, files, summary, failures,
+                extra=()):
   prov = network.provenance
   sections = [dict(
       heading="Settings",
@@ -257,7 +261,7 @@ def write_index(workdir, config, network, tests, attributes, items, files, summa
             for s, d in enumerate(config.deltas) for j, (i, b) in enumerate(items)
             if b == a and (s, j) in files]
     sections.append(dict(heading=f"Edit: {a}", figures=figs))
-  sections += photo_outputs.index_sections(config, tests, attributes)
+  sections += photo_outputs.index_sections(config, tests, attributes) + list(extra)
   if failures:
     sections.append(dict(heading="Failures", text="; ".join(failures)))
   figures.write_index_html(workdir / "index.html", "DFI edits", sections)
