@@ -27,10 +27,10 @@ from dfi_jax.dfi import features as features_lib
 MODES = ("off", "features")
 
 # JPEG's RGB -> YCbCr (without the offsets: the change is a difference).
-_YCC_FROM_RGB = np.array([[0.299, 0.587, 0.114],
+YCC_FROM_RGB = np.array([[0.299, 0.587, 0.114],
                           [-0.168736, -0.331264, 0.5],
                           [0.5, -0.418688, -0.081312]], np.float32)
-_RGB_FROM_YCC = np.linalg.inv(_YCC_FROM_RGB).astype(np.float32)
+RGB_FROM_YCC = np.linalg.inv(YCC_FROM_RGB).astype(np.float32)
 
 
 class WhereConfig(NamedTuple):
@@ -103,7 +103,7 @@ def change(params: dict, image_shape: tuple[int, int]) -> jax.Array:
   if chroma.shape[:2] != (h, w):
     chroma = jax.image.resize(chroma, (h, w, 2), "linear")
   ycc = jnp.concatenate([params["luma"][..., None], chroma], axis=-1)
-  return ycc @ jnp.asarray(_RGB_FROM_YCC).T
+  return ycc @ jnp.asarray(RGB_FROM_YCC).T
 
 
 def decode(params: dict, base: jax.Array, where: jax.Array) -> jax.Array:
@@ -115,7 +115,7 @@ def chroma_highpass(image: np.ndarray, scale: int) -> float:
   """RMS of `[H, W, 3]`'s chroma (Cb, Cr) minus its own box average over `scale`² blocks
   upsampled back: the colour detail finer than `scale` pixels (0 for a change `decode` makes
   with chroma_scale ≥ `scale`, up to the bilinear upsampling's in-block variation)."""
-  ycc = np.asarray(image, np.float64) @ _YCC_FROM_RGB.T.astype(np.float64)
+  ycc = np.asarray(image, np.float64) @ YCC_FROM_RGB.T.astype(np.float64)
   chroma = ycc[..., 1:]
   h, w = chroma.shape[:2]
   hh, ww = h // scale * scale, w // scale * scale

@@ -82,7 +82,7 @@ RULES = dict(
     judge=run_state.text(), where=run_state.choice(where_lib.MODES),
     where_sigma=run_state.number(0, 1), where_low=run_state.number(0, 1),
     where_high=run_state.number(0, 1, open_low=True),
-    chroma_scale=run_state.integer(1, 64))
+    chroma_scale=run_state.integer(1, 64), photo_chroma=run_state.number(0, 1))
 
 
 def validate(config) -> None:

@@ -21,9 +21,11 @@ from __future__ import annotations
 from typing import NamedTuple, Sequence
 
 import numpy as np
+import scipy.ndimage
 import scipy.spatial
 
 from dfi_jax.dfi import align
+from dfi_jax.dfi import where as where_lib
 from dfi_jax.data import faces
 from dfi_jax.data import fitting
 from dfi_jax.data import image_io
@@ -62,6 +64,45 @@ class Frame(NamedTuple):
   source: str  # how it was found, for the run's record
 
 
+class Blend(NamedTuple):
+  """How a face's change is pasted back (besides the face mask).
+
+  The bank's faces are generated: their colour differences (a cartoon's skin and lips) do not
+  carry over to a real face, their light and dark shapes do, so only `chroma` × the change's
+  chroma is pasted (the luminance in full). With `focus`, the change is also kept only where it
+  is strong: its own luminance magnitude, blurred (σ = `FOCUS_SIGMA` × the crop side) and
+  divided by its maximum, ramped from 0 at `low` to 1 at `high` — the reverse map's own "where".
+  The default (no focus, full chroma) pastes the change as it is.
+  """
+  focus: bool = False
+  low: float = 0.35
+  high: float = 0.7
+  chroma: float = 1.0
+
+
+FOCUS_SIGMA = 0.025
+
+
+def blend_for(config) -> Blend:
+  """A run's `Blend`: focus with the where mask's ramp unless `config.where` is off."""
+  return Blend(focus=config.get("where", "off") != "off", low=config.get("where_low", 0.35),
+               high=config.get("where_high", 0.7), chroma=config.get("photo_chroma", 1.0))
+
+
+def blended_change(square: np.ndarray, edit: np.ndarray, blend: Blend) -> np.ndarray:
+  """`[S, S, 3]` the change (edit − crop) as `blend` pastes it."""
+  change = np.asarray(edit, np.float32) - square
+  if blend.chroma == 1.0 and not blend.focus:
+    return change
+  ycc = change @ where_lib.YCC_FROM_RGB.T
+  ycc[..., 1:] *= blend.chroma
+  if blend.focus:
+    energy = scipy.ndimage.gaussian_filter(np.abs(ycc[..., 0]), FOCUS_SIGMA * square.shape[0])
+    energy = energy / max(float(energy.max()), 1e-12)
+    ycc *= np.clip((energy - blend.low) / (blend.high - blend.low), 0.0, 1.0)[..., None]
+  return (ycc @ where_lib.RGB_FROM_YCC.T).astype(np.float32)
+
+
 class FaceAlignment(NamedTuple):
   """One face of one photo, as a test image row."""
   photo: int  # index among the input photos
@@ -73,6 +114,7 @@ class FaceAlignment(NamedTuple):
   score: float  # the detector's
   target: np.ndarray  # [len(ALIGN_LANDMARKS), 2] the frame's points the face was fitted to
   residual: float  # RMS distance (crop pixels) of the fitted points from `target`
+  blend: Blend = Blend()  # how its change is pasted back
 
 
 class Loaded(NamedTuple):
@@ -272,6 +314,7 @@ def paste(photo: np.ndarray, crops: Sequence[np.ndarray], edits: Sequence[np.nda
   out = np.array(photo, np.float32)
   for square, edit, face in zip(crops, edits, aligned):
     size = square.shape[0]
+    edit = square + blended_change(square, edit, face.blend)
     mask = face_mask(face, photo.shape[:2], size, changes_hair(face, square, edit))
     rows, cols = np.nonzero(mask)
     if not len(rows):
@@ -299,7 +342,7 @@ def photo_tests(config, photos: Photos, frame: Frame) -> sources.TestImages:
       crops.append(crop(image, matrix, frame.size))
       originals.append(image)
       aligned.append(FaceAlignment(p, name, rank, len(found), matrix, face.points, face.score,
-                                   _subset(frame.points), residual))
+                                   _subset(frame.points), residual, blend_for(config)))
   return sources.TestImages(names, np.stack(crops), originals=originals, faces=aligned)
 
 

@@ -96,6 +96,9 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
   # through a feathered face mask (dfi_jax/runs/photos.py); 'none' fits the whole photo instead.
   c.align = "face"
   c.faces = "all"  # all | largest: which faces of a photo are edited
+  # The share of the change's chroma pasted into an own photo (the bank's generated faces'
+  # colours do not carry over to real skin; their light and dark shapes do). 1 = all of it.
+  c.photo_chroma = 0.0
   c.face_threshold = 0.3  # the detector's lowest score kept (dfi_jax/data/landmarks.py)
   c.animate = ""  # '' | gif | webp: an animation of the δ sweep per edited image
   # The independent attribute judge (dfi_jax/eval/judge.py, a small CNN trained on generated faces):
@@ -135,6 +138,7 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
     c.next_iterations = 250
     c.where = "off"
     c.chroma_scale = 1
+    c.photo_chroma = 1.0
   elif c.variant != "demo":
     raise ValueError(f"unknown variant {arg!r} of synthetic.py; expected demo, tiny, eval or "
                      "official")

@@ -356,3 +356,24 @@ def test_zone_scores_tell_a_local_edit_from_a_global_one(detector, astronaut):
   assert s["rest_mean"] > 20 and not s["local"] and s["rest_changed"] > 0.9
   assert not photo_zones.scores(astronaut, local, face.points, "eyeglasses")["local"]
   assert photo_zones.scores(astronaut, local, face.points, "older")["zone"] is None
+
+
+def test_the_blend_pastes_the_changes_light_and_dark_where_it_is_strong():
+  rng = np.random.default_rng(0)
+  square = rng.uniform(0.2, 0.8, (BANK, BANK, 3)).astype(np.float32)
+  change = np.zeros_like(square)
+  change[40:50, 20:44] = (-0.3, -0.1, 0.2)  # strong and coloured: a "moustache"
+  change[:10] += (0.0, 0.03, -0.02)  # weak, elsewhere
+  plain = photos.blended_change(square, square + change, photos.Blend())
+  np.testing.assert_allclose(plain, change, atol=1e-6)  # the default pastes it as it is
+  grey = photos.blended_change(square, square + change, photos.Blend(chroma=0.0))
+  np.testing.assert_allclose(grey[..., 0], grey[..., 1], atol=1e-6)  # no colour
+  np.testing.assert_allclose(grey[..., 1], grey[..., 2], atol=1e-6)
+  luma = lambda c: c @ np.array([0.299, 0.587, 0.114], np.float32)  # noqa: E731
+  np.testing.assert_allclose(luma(grey), luma(change), atol=1e-6)  # the light and dark kept
+  focused = photos.blended_change(square, square + change, photos.Blend(focus=True, chroma=0.0))
+  np.testing.assert_allclose(focused[43:47, 26:38], grey[43:47, 26:38], atol=1e-6)
+  assert np.abs(focused[:10]).max() == 0.0  # the weak change is dropped
+  config = tiny(photo_chroma=0.25, where="features")
+  assert photos.blend_for(config) == photos.Blend(True, config.where_low, config.where_high, 0.25)
+  assert not photos.blend_for(tiny()).focus  # where off: no focus
