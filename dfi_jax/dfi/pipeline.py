@@ -176,9 +176,10 @@ def edit(pipe: Pipeline, x: np.ndarray, directions: Callable[[np.ndarray], Seque
 def where_masks(pipe: Pipeline, ws: Sequence[jax.Array], image_shape: tuple[int, int]
                 ) -> np.ndarray | None:
   """E `[B, D]` directions -> `[E·B, H, W]` where masks (edit-major) from the reverse map's
-  `where` setting; None when it is off (the paper's global edit)."""
-  config = pipe.reverse_map.config.where
-  if config.mode == "off":
+  `where` setting; None when it is off (the paper's global edit) or there is no compiled reverse
+  map (a caller's own `solve`)."""
+  config = getattr(getattr(pipe.reverse_map, "config", None), "where", None)
+  if config is None or config.mode == "off":
     return None
   return np.concatenate([where_lib.mask(w, pipe.spec, tuple(image_shape), config) for w in ws])
 
