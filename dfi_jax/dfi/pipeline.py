@@ -28,6 +28,7 @@ import numpy as np
 from dfi_jax.dfi import features as features_lib
 from dfi_jax.dfi import interpolate
 from dfi_jax.dfi import reconstruct
+from dfi_jax.dfi import where as where_lib
 
 # `(targets [b, D], z0 [b, H, W, 3], iterations, progress) -> reconstruct.ReverseMapResult`
 Solve = Callable[..., reconstruct.ReverseMapResult]
@@ -76,7 +77,7 @@ def targets(phi_x: jax.Array, directions: Sequence[jax.Array], scaling: str,
 
 def reverse_maps(solve: Solve, targets: jax.Array, x: np.ndarray, iterations: Sequence[int],
                  batch_size: int, *, rows: Sequence[int] | None = None, kept: Edits | None = None,
-                 first_start: Callable | None = None,
+                 first_start: Callable | None = None, where: np.ndarray | None = None,
                  on_finished: Callable[[int, int, Edits], None] | None = None,
                  progress: Callable[[int], None] | None = None) -> Edits:
   """The δ chain over `[S, n, D]` targets from `[n, H, W, 3]` inputs x.
@@ -88,6 +89,8 @@ def reverse_maps(solve: Solve, targets: jax.Array, x: np.ndarray, iterations: Se
     rows: the items this process maps (default all; a host's share on many hosts).
     kept: results already done (`finite` marks them); they are not recomputed.
     first_start: `(targets [b, D], z0 [b, H, W, 3], rows [b]) -> z0`: the first δ's start.
+    where: `[n, H, W]` each item's where mask, passed to `solve` as z0's 4th channel (None:
+      z0 has 3 channels).
     on_finished: called as `(s, j, edits)` for each item finished here with a finite loss.
     progress: called with iterations × images done (skipped items count as done).
 
@@ -107,6 +110,10 @@ def reverse_maps(solve: Solve, targets: jax.Array, x: np.ndarray, iterations: Se
       z0 = x[sl] if s == 0 else out.images[s - 1, sl]
       if s == 0 and first_start is not None:
         z0 = first_start(targets[s, sl], z0, sl)
+        if where is not None:  # the start's change too stays inside the mask
+          z0 = x[sl] + where[sl, ..., None] * (z0 - x[sl])
+      if where is not None:
+        z0 = np.concatenate([z0, where[sl, ..., None]], axis=-1)
       res = solve(targets[s, sl], z0, iterations[s],
                   lambda k, m=len(sl): tick(k * m))
       out.images[s, sl], out.loss[s, sl] = res.images, res.loss
@@ -122,6 +129,7 @@ class Edited(NamedTuple):
   edits: Edits  # [S, E·B] items, edit-major
   phi_x: np.ndarray  # [B, D] φ of the inputs
   seconds: dict  # directions_s (φ(x), neighbours, w), reverse_map_s
+  where: np.ndarray | None = None  # [E·B, H, W] where masks (None: off)
 
 
 def edit(pipe: Pipeline, x: np.ndarray, directions: Callable[[np.ndarray], Sequence],
@@ -150,6 +158,7 @@ def edit(pipe: Pipeline, x: np.ndarray, directions: Callable[[np.ndarray], Seque
     phi_x = features_lib.compute_features(pipe.phi, pipe.params, x, feature_batch)
   ws = list(directions(phi_x))
   goal = targets(phi_x, ws, scaling, deltas)
+  where = where_masks(pipe, ws, x.shape[1:3])
   seconds = dict(directions_s=time.perf_counter() - t0)
   t0 = time.perf_counter()
   solve = solve or (lambda t, z0, it, progress=None: pipe.reverse_map(
@@ -159,9 +168,20 @@ def edit(pipe: Pipeline, x: np.ndarray, directions: Callable[[np.ndarray], Seque
     phi_items = np.asarray(phi_x)
     start = lambda t, z0, sl: first_start(t, z0, phi_items[sl % len(x)])  # noqa: E731
   edits = reverse_maps(solve, goal, np.tile(x, (len(ws), 1, 1, 1)), iterations, batch_size,
-                       first_start=start, **chain)
+                       first_start=start, where=where, **chain)
   seconds["reverse_map_s"] = time.perf_counter() - t0
-  return Edited(edits, np.asarray(phi_x), seconds)
+  return Edited(edits, np.asarray(phi_x), seconds, where)
+
+
+def where_masks(pipe: Pipeline, ws: Sequence[jax.Array], image_shape: tuple[int, int]
+                ) -> np.ndarray | None:
+  """E `[B, D]` directions -> `[E·B, H, W]` where masks (edit-major) from the reverse map's
+  `where` setting; None when it is off (the paper's global edit) or there is no compiled reverse
+  map (a caller's own `solve`)."""
+  config = getattr(getattr(pipe.reverse_map, "config", None), "where", None)
+  if config is None or config.mode == "off":
+    return None
+  return np.concatenate([where_lib.mask(w, pipe.spec, tuple(image_shape), config) for w in ws])
 
 
 def iterations_for(deltas: Sequence[float], first: int, next_: int) -> list[int]:

@@ -28,6 +28,7 @@ import numpy as np
 import optax
 
 from dfi_jax.dfi import features as features_lib
+from dfi_jax.dfi import where as where_lib
 from dfi_jax.nets import model as model_lib
 
 with warnings.catch_warnings():
@@ -77,6 +78,15 @@ class ReverseMapConfig:
   # per image vmapped: no per-image line searches waiting for the slowest image, but one
   # non-finite image stops the whole batch.
   joint: bool = False
+  # The change's chroma solved at 1/chroma_scale of the resolution (1 = per pixel, the paper's).
+  chroma_scale: int = 1
+  # The data-derived where mask (where.py): z = base + m ⊙ Δ; mode "off" = the paper's global edit.
+  where: where_lib.WhereConfig = where_lib.WhereConfig(mode="off")
+
+  @property
+  def parameterised(self) -> bool:
+    """Whether the solver moves the change's parameters (where.py) instead of the pixels."""
+    return self.chroma_scale > 1 or self.where.mode != "off"
 
   def validate(self) -> None:
     if self.solver not in SOLVERS:
@@ -92,15 +102,23 @@ class ReverseMapConfig:
                        f"{self.linesearch_init!r}")
     if self.chunk <= 0 or self.history <= 0:
       raise ValueError("chunk and history must be positive")
+    if not (isinstance(self.chroma_scale, int) and self.chroma_scale >= 1):
+      raise ValueError(f"chroma_scale must be an integer >= 1, got {self.chroma_scale!r}")
+    if self.where.mode not in where_lib.MODES:
+      raise ValueError(f"where must be one of {where_lib.MODES}, got {self.where.mode!r}")
 
 
 def config_for_run(run_config) -> ReverseMapConfig:
   """The reverse-map settings of an experiment config (fields tv_weight, tv_beta, solver,
-  linesearch, linesearch_init, chunk), shared by the edit, inpainting and high-res runs."""
+  linesearch, linesearch_init, chunk; chroma_scale and where, off when absent), shared by the
+  edit, inpainting and high-res runs."""
+  where = where_lib.WhereConfig(
+      mode=run_config.get("where", "off"), sigma=run_config.get("where_sigma", 0.04),
+      low=run_config.get("where_low", 0.35), high=run_config.get("where_high", 0.7))
   return ReverseMapConfig(
       tv_weight=run_config.tv_weight, tv_beta=run_config.tv_beta, solver=run_config.solver,
       linesearch=run_config.linesearch, linesearch_init=run_config.linesearch_init,
-      chunk=run_config.chunk)
+      chunk=run_config.chunk, chroma_scale=run_config.get("chroma_scale", 1), where=where)
 
 
 def total_variation(z: jax.Array, beta: float, epsilon: float = 1e-3,
@@ -121,11 +139,16 @@ def feature_loss(phi_z: jax.Array, target: jax.Array, spec: features_lib.Feature
 
 def make_objective(net, spec: features_lib.FeatureSpec, config: ReverseMapConfig
                    ) -> Callable:
-  """`objective(z [H, W, 3], target [D], variables) -> scalar` for one image."""
+  """`objective(z [H, W, 3], target [D], variables) -> scalar` for one image; with
+  `config.parameterised`, `objective(u, (target [D], base [H, W, 3], where [H, W]), variables)`
+  where u are the change's parameters (`where.zeros`) and z = `where.decode(u, base, where)`."""
 
   apply = jax.checkpoint(net.apply) if config.remat else net.apply
 
   def objective(z, target, variables):
+    if config.parameterised:
+      target, base, where = target
+      z = where_lib.decode(z, base, where)
     taps = apply(variables, z[None])
     phi_z = features_lib.flatten(taps, net.taps)[0]
     tv = total_variation(z, config.tv_beta, config.tv_epsilon)
@@ -162,6 +185,17 @@ class ReverseMap:
     self._init = jax.jit(self._init if config.joint
                          else jax.vmap(self._init, in_axes=(0, 0, None)))
     self._chunk = jax.jit(self._make_chunk(), static_argnums=(3,))
+    self._decode = jax.jit(jax.vmap(where_lib.decode))
+
+  def _project(self, z):
+    """Pixels onto [0, 1]; the change's parameters are free (`where.decode` clips z)."""
+    return z if self.config.parameterised else jnp.clip(z, 0.0, 1.0)
+
+  def _bounds(self, z):
+    if self.config.parameterised:  # |Δ| <= 1 needs |YCbCr| < 2
+      return (jax.tree.map(lambda a: jnp.full_like(a, -2.0), z),
+              jax.tree.map(lambda a: jnp.full_like(a, 2.0), z))
+    return jnp.zeros_like(z), jnp.ones_like(z)
 
   def _jaxopt_fns(self, fn):
     c = self.config
@@ -184,18 +218,16 @@ class ReverseMap:
                            linesearch_init=c.linesearch_init, maxls=c.maxls, stepsize=stepsize)
 
     def init(z, target, variables):
-      lower = jnp.zeros_like(z)
       scale = jnp.asarray(1.0, jnp.float32)
       if c.scale_first_step:
         grad = jax.grad(fn)(z, target, variables)
         scale = jnp.maximum(jnp.sqrt(jnp.sum(grad * grad)), 1e-12)
-      state = solver.init_state(z, (lower, lower + 1.0), target, variables, scale)
+      state = solver.init_state(z, self._bounds(z), target, variables, scale)
       return state, scale
 
     def step(z, state, target, variables):
       state, scale = state
-      lower = jnp.zeros_like(z)
-      z, state = solver.update(z, state, (lower, lower + 1.0), target, variables, scale)
+      z, state = solver.update(z, state, self._bounds(z), target, variables, scale)
       # The extra gradient at z0 for the scale counts as one evaluation.
       evals = state.num_fun_eval + c.scale_first_step
       return z, (state, scale), state.value * scale, evals
@@ -225,7 +257,7 @@ class ReverseMap:
                                       value_fn=value_fn)
       # Projection onto the box; the stored gradient is the unprojected point's (L-BFGS +
       # projection, not L-BFGS-B).
-      z = jnp.clip(optax.apply_updates(z, updates), 0.0, 1.0)
+      z = self._project(optax.apply_updates(z, updates))
       evals = evals + optax.tree.get(opt_state, "num_linesearch_steps")
       return z, (opt_state, evals), optax.tree.get(opt_state, "value"), evals
 
@@ -245,7 +277,7 @@ class ReverseMap:
     def step(z, state, target, variables):
       opt_state, value, grad, evals = state
       updates, opt_state = opt.update(grad, opt_state, z)
-      z = jnp.clip(optax.apply_updates(z, updates), 0.0, 1.0)
+      z = self._project(optax.apply_updates(z, updates))
       value, grad = value_and_grad(z, target, variables)
       return z, (opt_state, value, grad, evals + 1), value, evals + 1
 
@@ -257,10 +289,11 @@ class ReverseMap:
         def body(_, carry):
           z, state, value, evals, finite = carry
           z_new, state_new, value_new, evals_new = self._step(z, state, target, variables)
-          ok = jnp.isfinite(value_new) & jnp.all(jnp.isfinite(z_new))
+          ok = jnp.isfinite(value_new) & jnp.all(jnp.array([
+              jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(z_new)]))
           # Once non-finite, an image stops moving; the caller reports it.
           keep = finite & ok
-          z = jnp.where(keep, z_new, z)
+          z = jax.tree.map(lambda a, b: jnp.where(keep, a, b), z_new, z)
           state = jax.tree.map(lambda a, b: jnp.where(keep, a, b), state_new, state)
           return z, state, jnp.where(keep, value_new, value), evals_new, keep
         init = (z, state, jnp.asarray(jnp.inf, jnp.float32), jnp.asarray(0, jnp.int32),
@@ -268,7 +301,7 @@ class ReverseMap:
         return jax.lax.fori_loop(0, n, body, init)
       if self.config.joint:
         z, state, value, evals, finite = one(z, state, targets)
-        b = z.shape[0]
+        b = jax.tree.leaves(z)[0].shape[0]
         return (z, state, jnp.full((b,), value / b), jnp.full((b,), evals),
                 jnp.full((b,), finite))
       z, state, value, evals, finite = jax.vmap(one)(z, state, targets)
@@ -285,7 +318,9 @@ class ReverseMap:
     Args:
       params: VGG params pytree.
       targets: `[B, D]` float32 edit targets.
-      z0: `[B, H, W, 3]` float32 in [0, 1] start (the input, or a previous δ's result).
+      z0: `[B, H, W, 3]` float32 in [0, 1] start (the input, or a previous δ's result), or
+        `[B, H, W, 4]`: the start and, last, the where mask m (`config.parameterised`: the
+        result is z0 + m ⊙ Δ; without a mask m = 1).
       iterations: > 0.
       progress: called with the number of iterations done after each chunk.
       on_chunk: called after each chunk with (iterations done so far, `[B]` losses as the
@@ -293,19 +328,28 @@ class ReverseMap:
     """
     if iterations <= 0:
       raise ValueError(f"iterations must be positive, got {iterations}")
-    z = jnp.clip(jnp.asarray(z0, jnp.float32), 0.0, 1.0)
+    z = jnp.asarray(z0, jnp.float32)
+    if z.ndim != 4 or z.shape[-1] not in (3, 4):
+      raise ValueError(f"z0 must be [B, H, W, 3] or [B, H, W, 4], got {z.shape}")
+    where = z[..., 3] if z.shape[-1] == 4 else jnp.ones(z.shape[:3], jnp.float32)
+    z = jnp.clip(z[..., :3], 0.0, 1.0)
     targets = jnp.asarray(targets, jnp.float32)
     if targets.shape != (z.shape[0], self.spec.dim):
       raise ValueError(f"targets must be [B, {self.spec.dim}] for z0 {z.shape}, "
                        f"got {targets.shape}")
+    base = z
+    if self.config.parameterised:  # the solver moves the change's parameters from 0
+      targets = (targets, base, jnp.clip(where, 0.0, 1.0))
+      u = where_lib.zeros(z.shape[1:3], self.config.chroma_scale)
+      z = jax.tree.map(lambda a: jnp.broadcast_to(a, (base.shape[0],) + a.shape), u)
     # Flipped kernels computed here, outside the solver loop (see model.py).
     variables = {"params": params}
     if self.config.fast_backward:
       variables["backward"] = model_lib.backward_kernels(params)
     state = self._init(z, targets, variables)
-    finite = np.ones(z.shape[0], bool)
-    evals_total = np.zeros(z.shape[0], np.int64)
-    value = np.full(z.shape[0], np.nan, np.float32)
+    b = base.shape[0]
+    finite, evals_total = np.ones(b, bool), np.zeros(b, np.int64)
+    value = np.full(b, np.nan, np.float32)
     done = 0
     while done < iterations:
       n = min(self.config.chunk, iterations - done)
@@ -321,9 +365,11 @@ class ReverseMap:
         on_chunk(done, value)
       if not finite.any():
         break
-    images = np.asarray(jnp.clip(z, 0.0, 1.0))
     if self.config.joint:  # per-image losses (the solver only saw their sum)
       value = np.where(finite, np.asarray(self._losses(z, targets, variables)), np.nan)
+    if self.config.parameterised:
+      z = self._decode(z, base, targets[2])
+    images = np.asarray(jnp.clip(z, 0.0, 1.0))
     return ReverseMapResult(images, value, finite, evals_total, done)
 
 

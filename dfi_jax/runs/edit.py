@@ -35,6 +35,7 @@ from dfi_jax.dfi import neighbours as neighbours_lib
 from dfi_jax.dfi import pipeline
 from dfi_jax.dfi import reconstruct
 from dfi_jax.dfi import sharding
+from dfi_jax.dfi import where as where_lib
 from dfi_jax.eval import judge as judge_lib
 from dfi_jax.eval import probe as probe_lib
 from dfi_jax.nets import model as model_lib
@@ -81,7 +82,10 @@ RULES = dict(
     probe=run_state.choice(("",) + probe_lib.REPRESENTATIONS),
     align=run_state.choice(photos_lib.MODES), faces=run_state.choice(photos_lib.WHICH_FACES),
     face_threshold=run_state.number(), animate=run_state.choice(photos_lib.ANIMATIONS),
-    judge=run_state.text())
+    judge=run_state.text(), where=run_state.choice(where_lib.MODES),
+    where_sigma=run_state.number(0, 1), where_low=run_state.number(0, 1),
+    where_high=run_state.number(0, 1, open_low=True),
+    chroma_scale=run_state.integer(1, 64), photo_chroma=run_state.number(0, 1))
 
 
 def validate(config) -> None:
@@ -91,6 +95,9 @@ def validate(config) -> None:
   if config.data not in banks.LOADERS:
     raise RunError(f"--config.data={config.data!r}: expected one of {sorted(banks.LOADERS)}")
   run_state.check_config(config, RULES)
+  if config.get("where_low", 0) >= config.get("where_high", 1):
+    raise RunError(f"--config.where_low={config.where_low}: expected < --config.where_high="
+                   f"{config.where_high}")
   smallest = model_lib.min_image_size(config.taps, config.pooling or "floor")
   if config.image_size < smallest:
     raise RunError(f"--config.image_size={config.image_size}: expected >= {smallest} for taps "

@@ -17,6 +17,7 @@ from dfi_jax.data import fitting
 from dfi_jax.data import image_io
 from dfi_jax.data import sources
 from dfi_jax.dfi.interpolate import delta_tag
+from dfi_jax.eval import photo_zones
 from dfi_jax.runs.photos import crop_points, paste
 
 PANEL = 512  # longest side of a photo in side-by-sides and animations
@@ -204,3 +205,48 @@ def index_sections(config, tests: sources.TestImages, attributes: Sequence[str])
     sections.append(dict(heading="The δ sweep, animated", figures=[
         dict(src=f, caption=Path(f).stem.replace("__", " · ")) for f in files["animations"]]))
   return sections
+
+
+def zone_metrics(config, tests: sources.TestImages, items, results: np.ndarray,
+                 finite: np.ndarray) -> list[dict]:
+  """Per face of an own photo, edit and δ: `photo_zones.scores` of the face pasted back (the
+  photo's other faces left as they are); [] without aligned faces.
+
+  Args:
+    items: `[(test image index, attribute)]`, the columns of `results`.
+    results: `[len(config.deltas), len(items), S, S, 3]`; finite: `[len(deltas), len(items)]`.
+  """
+  if tests.faces is None:
+    return []
+  records = []
+  for s, d in enumerate(config.deltas):
+    for j, (i, a) in enumerate(items):
+      if not finite[s, j]:
+        continue
+      face = tests.faces[i]
+      edited = paste(tests.originals[i], [tests.images[i]], [results[s, j]], [face])
+      records.append(dict(image=tests.names[i], delta=float(d),
+                          **photo_zones.scores(tests.originals[i], edited, face.points, a)))
+  return records
+
+
+def zone_section(records: Sequence[dict]) -> list[dict]:
+  """index.html's table of `zone_metrics` (none without records)."""
+  if not records:
+    return []
+  fmt = lambda v, f: "–" if v is None else format(v, f)  # noqa: E731
+  return [dict(
+      heading="How local each photo edit is",
+      text=("Mean |change| (0-255) in the edit's zone from the face's 68 landmarks (mouth; "
+            "eyes and brows) and in the rest of the face box; local = rest <= "
+            f"{photo_zones.REST_MAX:g}, zone >= {photo_zones.RATIO_MIN:g} x rest and >= "
+            f"{photo_zones.ZONE_MIN:g}."),
+      table=dict(columns=["face", "edit", "δ", "zone", "zone mean", "rest mean",
+                          "rest changed > 3/255", "zone / rest", "beyond the face box",
+                          "local"],
+                 rows=[[r["image"], r["attribute"], f"{r['delta']:g}", r["zone"] or "–",
+                        fmt(r["zone_mean"], ".1f"), f"{r['rest_mean']:.1f}",
+                        f"{100 * r['rest_changed']:.0f} %", fmt(r["ratio"], ".1f"),
+                        f"{r['outside_box_mean']:.2f}",
+                        "–" if r["zone"] is None else ("yes" if r["local"] else "no")]
+                       for r in records]))]

@@ -21,9 +21,11 @@ from __future__ import annotations
 from typing import NamedTuple, Sequence
 
 import numpy as np
+import scipy.ndimage
 import scipy.spatial
 
 from dfi_jax.dfi import align
+from dfi_jax.dfi import where as where_lib
 from dfi_jax.data import faces
 from dfi_jax.data import fitting
 from dfi_jax.data import image_io
@@ -41,9 +43,18 @@ ALIGN_LANDMARKS = ("left_eye", "right_eye", "nose_tip", "mouth_left", "mouth_rig
 FRAME_IMAGES = 64  # bank images the detector reads for a non-generated bank's frame
 FRAME_MIN_FACES = 5
 DETECT_SIDE = 256  # smaller bank images are enlarged to at least this before detection
-MASK_GROW = 0.15  # the face hull is scaled by 1 + this about its centre
+MASK_GROW = 0.15  # the face-and-hair hull is scaled by 1 + this about its centre
 MASK_FEATHER = 0.03  # Gaussian blur σ, as a fraction of the crop side (in photo pixels)
-FOREHEAD = 0.45  # the forehead reaches this × (chin − brows) above the brows
+FOREHEAD = 0.45  # the hair reaches this × (chin − brows) above the brows
+# The face alone (every edit whose change does not reach into the hair): the hull up to the
+# hairline (a face's upper third is about half its brows-to-chin height), not grown, feathered
+# by FACE_FEATHER; hat, collar and background stay the photo's own.
+HAIRLINE = 0.3
+FACE_FEATHER = 0.015
+# An edit's change pasted with the hair when its mean |change| in the hair band (the
+# face-and-hair hull minus the face's) is at least this × its mean over the face: found from
+# the edit itself (older greys the hair; eyeglasses leave it), no list of attributes.
+HAIR_SHARE = 0.5
 
 
 class Frame(NamedTuple):
@@ -51,6 +62,45 @@ class Frame(NamedTuple):
   points: np.ndarray  # [len(faces.LANDMARKS), 2] float64 mean landmarks at `size`², NaN = none
   size: int
   source: str  # how it was found, for the run's record
+
+
+class Blend(NamedTuple):
+  """How a face's change is pasted back (besides the face mask).
+
+  The bank's faces are generated: their colour differences (a cartoon's skin and lips) do not
+  carry over to a real face, their light and dark shapes do, so only `chroma` × the change's
+  chroma is pasted (the luminance in full). With `focus`, the change is also kept only where it
+  is strong: its own luminance magnitude, blurred (σ = `FOCUS_SIGMA` × the crop side) and
+  divided by its maximum, ramped from 0 at `low` to 1 at `high` — the reverse map's own "where".
+  The default (no focus, full chroma) pastes the change as it is.
+  """
+  focus: bool = False
+  low: float = 0.35
+  high: float = 0.7
+  chroma: float = 1.0
+
+
+FOCUS_SIGMA = 0.025
+
+
+def blend_for(config) -> Blend:
+  """A run's `Blend`: focus with the where mask's ramp unless `config.where` is off."""
+  return Blend(focus=config.get("where", "off") != "off", low=config.get("where_low", 0.35),
+               high=config.get("where_high", 0.7), chroma=config.get("photo_chroma", 1.0))
+
+
+def blended_change(square: np.ndarray, edit: np.ndarray, blend: Blend) -> np.ndarray:
+  """`[S, S, 3]` the change (edit − crop) as `blend` pastes it."""
+  change = np.asarray(edit, np.float32) - square
+  if blend.chroma == 1.0 and not blend.focus:
+    return change
+  ycc = change @ where_lib.YCC_FROM_RGB.T
+  ycc[..., 1:] *= blend.chroma
+  if blend.focus:
+    energy = scipy.ndimage.gaussian_filter(np.abs(ycc[..., 0]), FOCUS_SIGMA * square.shape[0])
+    energy = energy / max(float(energy.max()), 1e-12)
+    ycc *= np.clip((energy - blend.low) / (blend.high - blend.low), 0.0, 1.0)[..., None]
+  return (ycc @ where_lib.RGB_FROM_YCC.T).astype(np.float32)
 
 
 class FaceAlignment(NamedTuple):
@@ -64,6 +114,7 @@ class FaceAlignment(NamedTuple):
   score: float  # the detector's
   target: np.ndarray  # [len(ALIGN_LANDMARKS), 2] the frame's points the face was fitted to
   residual: float  # RMS distance (crop pixels) of the fitted points from `target`
+  blend: Blend = Blend()  # how its change is pasted back
 
 
 class Loaded(NamedTuple):
@@ -213,22 +264,41 @@ def crop_points(face: FaceAlignment) -> np.ndarray:
   return align.apply(face.matrix, face.points)
 
 
-def face_polygon(face: FaceAlignment) -> np.ndarray:
-  """`[P, 2]` convex polygon in the photo around the face: the hull of its 68 landmarks and a
-  forehead (the brows raised by `FOREHEAD` × the brows-to-chin height, upright in the crop)."""
+def crop_polygon(face: FaceAlignment, forehead: float = FOREHEAD) -> np.ndarray:
+  """`[P, 2]` convex polygon in the crop around the face: the hull of its 68 landmarks and a
+  forehead (the brows raised by `forehead` × the brows-to-chin height, upright in the crop)."""
   inside = crop_points(face)
   brows = inside[17:27]
   height = inside[8, 1] - brows[:, 1].mean()
-  points = np.concatenate([inside, brows - np.array([0.0, FOREHEAD * height])])
-  hull = points[scipy.spatial.ConvexHull(points).vertices]
-  return align.apply(align.invert(face.matrix), hull)
+  points = np.concatenate([inside, brows - np.array([0.0, forehead * height])])
+  return points[scipy.spatial.ConvexHull(points).vertices]
 
 
-def face_mask(face: FaceAlignment, shape: tuple[int, int], size: int) -> np.ndarray:
-  """`[H, W]` float32 in [0, 1]: the feathered face region in the photo; exactly 0 elsewhere."""
-  radius = MASK_FEATHER * size / _scale(face.matrix)  # crop pixels -> photo pixels
-  return align.hull_mask(face_polygon(face) + 0.5, shape, MASK_GROW,
-                         radius / max(shape))
+def face_polygon(face: FaceAlignment, forehead: float = FOREHEAD) -> np.ndarray:
+  """`crop_polygon` in the photo."""
+  return align.apply(align.invert(face.matrix), crop_polygon(face, forehead))
+
+
+def face_mask(face: FaceAlignment, shape: tuple[int, int], size: int, hair: bool = True
+              ) -> np.ndarray:
+  """`[H, W]` float32 in [0, 1]: the feathered face region in the photo (with the hair, or
+  up to the hairline only); exactly 0 elsewhere."""
+  feather, forehead, grow = ((MASK_FEATHER, FOREHEAD, MASK_GROW) if hair
+                             else (FACE_FEATHER, HAIRLINE, 0.0))
+  radius = feather * size / _scale(face.matrix)  # crop pixels -> photo pixels
+  return align.hull_mask(face_polygon(face, forehead) + 0.5, shape, grow, radius / max(shape))
+
+
+def changes_hair(face: FaceAlignment, square: np.ndarray, edit: np.ndarray) -> bool:
+  """Whether the edit's change (`[S, S, 3]` edit − crop) reaches into the hair: its mean
+  |change| over the hair band is >= `HAIR_SHARE` × its mean over the face (crop masks)."""
+  size = square.shape[0]
+  face_only = align.hull_mask(crop_polygon(face, HAIRLINE) + 0.5, size, 0.0, FACE_FEATHER)
+  with_hair = align.hull_mask(crop_polygon(face) + 0.5, size, MASK_GROW, MASK_FEATHER)
+  band = np.clip(with_hair - face_only, 0.0, 1.0)
+  change = np.abs(np.asarray(edit, np.float32) - square).mean(-1)
+  mean = lambda m: float((change * m).sum() / max(m.sum(), 1e-6))  # noqa: E731
+  return mean(band) >= HAIR_SHARE * mean(face_only)
 
 
 def paste(photo: np.ndarray, crops: Sequence[np.ndarray], edits: Sequence[np.ndarray],
@@ -240,12 +310,14 @@ def paste(photo: np.ndarray, crops: Sequence[np.ndarray], edits: Sequence[np.nda
     crops, edits: per face, `[S, S, 3]` the aligned crop and its edit.
     aligned: per face, its `FaceAlignment`.
 
-  Returns `[H, W, 3]` float32; pixels outside every face's mask are exactly `photo`'s.
+  Returns `[H, W, 3]` float32; pixels outside every face's mask are exactly `photo`'s. The
+  mask stops at the hairline unless the change reaches into the hair (`changes_hair`).
   """
   out = np.array(photo, np.float32)
   for square, edit, face in zip(crops, edits, aligned):
     size = square.shape[0]
-    mask = face_mask(face, photo.shape[:2], size)
+    edit = square + blended_change(square, edit, face.blend)
+    mask = face_mask(face, photo.shape[:2], size, changes_hair(face, square, edit))
     rows, cols = np.nonzero(mask)
     if not len(rows):
       continue
@@ -272,7 +344,7 @@ def photo_tests(config, photos: Photos, frame: Frame) -> sources.TestImages:
       crops.append(crop(image, matrix, frame.size))
       originals.append(image)
       aligned.append(FaceAlignment(p, name, rank, len(found), matrix, face.points, face.score,
-                                   _subset(frame.points), residual))
+                                   _subset(frame.points), residual, blend_for(config)))
   return sources.TestImages(names, np.stack(crops), originals=originals, faces=aligned)
 
 

@@ -148,6 +148,7 @@ def write_outputs(config, workdir: Path, network, tests: sources.TestImages, ite
   figures.save_grid(workdir / "grid.png", grid_rows, row_labels=tests.names,
                     col_labels=col_labels)
 
+  zones = photo_outputs.zone_metrics(config, tests, items, results, finite)
   timings["total_s"] = time.perf_counter() - t_start
   record = dict(
       settings=config.to_dict(),
@@ -158,6 +159,7 @@ def write_outputs(config, workdir: Path, network, tests: sources.TestImages, ite
       probe=dict(representation=config.probe, accuracy_on_held_out=probe_accuracy),
       judge=judge_record,
       per_image=per_image,
+      photo_zones=zones,
       failures=failures,
       outputs=dict(grid="grid.png", edits=sorted(files.values()), index="index.html",
                    originals=[f"originals/{n}.png" for n in tests.names],
@@ -170,7 +172,7 @@ def write_outputs(config, workdir: Path, network, tests: sources.TestImages, ite
   )
   record["settings"]["attributes"] = list(attributes)
   write_index(workdir, config, network, tests, attributes, items, files, summary, failures,
-              bank_data.attribute_names)
+              bank_data.attribute_names, photo_outputs.zone_section(zones))
   image_io.atomic_write_json(workdir / "metrics.json", image_io.jsonable(record))
   return record
 
@@ -292,7 +294,7 @@ def already_has(tests: sources.TestImages, attribute_names, attribute: str) -> l
 
 
 def write_index(workdir, config, network, tests, attributes, items, files, summary, failures,
-                attribute_names=()):
+                attribute_names=(), extra=()):
   prov = network.provenance
   sections = [dict(
       heading="Settings",
@@ -338,7 +340,7 @@ def write_index(workdir, config, network, tests, attributes, items, files, summa
               if k == i and b == a and (s, j) in files]
       section["rows"].append(row)
     sections.append(section)
-  sections += photo_outputs.index_sections(config, tests, attributes)
+  sections += photo_outputs.index_sections(config, tests, attributes) + list(extra)
   if failures:
     sections.append(dict(heading="Failures", text="; ".join(failures)))
   figures.write_index_html(workdir / "index.html", "DFI edits", sections)

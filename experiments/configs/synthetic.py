@@ -97,6 +97,20 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
   c.batch_size = 18
   # Iterations per compiled chunk (how often progress is shown).
   c.chunk = 25
+  # Where the edit may change the image, found from the data (dfi_jax/dfi/where.py): 'features' =
+  # the attribute vector's energy per location, upsampled, blurred and ramped into a soft mask m,
+  # and the reverse map solves z = x + m ⊙ Δ (outside m the face is kept exactly); 'off' = the
+  # paper's global edit.
+  c.where = "features"
+  # The where mask's blur σ, as a fraction of the image side.
+  c.where_sigma = 0.04
+  # The energy (fraction of its maximum) where the mask starts rising from 0.
+  c.where_low = 0.35
+  # The energy where the mask reaches 1 (> where_low).
+  c.where_high = 0.7
+  # The change's chroma (YCbCr's Cb, Cr) is solved at 1/chroma_scale of the resolution and
+  # upsampled, like JPEG's chroma subsampling: no pixel-scale colour noise (1 = per pixel).
+  c.chroma_scale = 4
   # Fast mode (issue 7): a decoder file from `python -m experiments.train_decoder` for these
   # weights, taps and image size; the first δ starts from its image of the target instead of
   # x. '' = off (the default until it wins on quality; research/fast_mode.py measures it).
@@ -116,6 +130,9 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
   c.align = "face"
   # all | largest: which faces of a photo are edited.
   c.faces = "all"
+  # The share of the change's chroma pasted into an own photo (the bank's generated faces'
+  # colours do not carry over to real skin; their light and dark shapes do). 1 = all of it.
+  c.photo_chroma = 0.0
   # The face detector's lowest score kept (dfi_jax/data/landmarks.py).
   c.face_threshold = 0.3
   # '' | gif | webp: an animation of the δ sweep per edited image.
@@ -144,6 +161,8 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
     c.deltas = (0.4, 0.8)
     c.chunk = 2
     c.feature_batch = 16
+    c.where = "off"  # the random weights' w; tests that need the where mask turn it on
+    c.chroma_scale = 1
   elif c.variant == "eval":
     c.num_test = 8
   elif c.variant == "official":
@@ -154,6 +173,9 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
     c.tv_weight = 0.001
     c.iterations = 500
     c.next_iterations = 250
+    c.where = "off"
+    c.chroma_scale = 1
+    c.photo_chroma = 1.0
   elif c.variant != "demo":
     raise ValueError(f"unknown variant {arg!r} of synthetic.py; expected demo, tiny, eval or "
                      "official")

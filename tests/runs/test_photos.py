@@ -16,6 +16,7 @@ from dfi_jax.dfi import align
 from dfi_jax.runs import edit as edit_run
 from dfi_jax.data import faces
 from dfi_jax.data import landmarks
+from dfi_jax.eval import photo_zones
 from dfi_jax.runs import photo_outputs
 from dfi_jax.runs import photos
 from dfi_jax import run_state
@@ -313,3 +314,66 @@ def test_the_readme_python_example_runs(astronaut):
   for image in edited["eyeglasses"]:  # the API pastes like the command: only the face changes
     np.testing.assert_array_equal(image[mask == 0], x[mask == 0])
     assert np.abs(image - x)[mask > 0.5].max() > 0.01
+
+
+def test_the_paste_stops_at_the_hairline_unless_the_change_reaches_the_hair(detector, astronaut):
+  face, = landmarks.detect(detector, astronaut)
+  frame = photos.synthetic_frame(tiny(image_size=BANK, bank_size=50))
+  matrix, _ = photos.fit_face(face.points, frame)
+  aligned = _alignment(matrix, face.points)
+  square = photos.crop(astronaut, matrix, BANK)
+  points = photos.crop_points(aligned)
+  face_only = align.hull_mask(photos.crop_polygon(aligned, photos.HAIRLINE) + 0.5, BANK, 0.0,
+                              photos.FACE_FEATHER)
+  on_face = square - 0.1 * face_only[..., None]  # darker face, nothing above the hairline
+  assert not photos.changes_hair(aligned, square, on_face)
+  out = photos.paste(astronaut, [square], [on_face], [aligned])
+  hairline = align.apply(align.invert(matrix), points[17:27]).min(0)[1]  # the brows' top
+  height = face.points[8, 1] - hairline
+  above = int(hairline - 0.45 * height)  # above the hairline: the hat, unchanged
+  np.testing.assert_array_equal(out[:above], astronaut[:above])
+  assert np.abs(out - astronaut).max() > 0.05  # the face did change
+  # A change over the face and the hair (older greys it) is pasted with the hair.
+  everywhere = square - 0.1
+  assert photos.changes_hair(aligned, square, everywhere)
+  out = photos.paste(astronaut, [square], [everywhere], [aligned])
+  assert (out[:above] != astronaut[:above]).any()
+
+
+def test_zone_scores_tell_a_local_edit_from_a_global_one(detector, astronaut):
+  face, = landmarks.detect(detector, astronaut)
+  mouth = photo_zones.zone_mask(face.points, "mouth", astronaut.shape[:2])
+  eyes = photo_zones.zone_mask(face.points, "eyes", astronaut.shape[:2])
+  assert mouth.sum() > 200 and eyes.sum() > 200 and not (mouth & eyes).any()
+  local = astronaut - 0.1 * mouth[..., None]
+  s = photo_zones.scores(astronaut, local, face.points, "moustache")
+  assert s["zone"] == "mouth" and s["rest_mean"] < 0.01 and s["local"]
+  assert s["zone_mean"] == pytest.approx(25.5, abs=1.0)
+  rows, cols = photo_zones.face_box(face.points, astronaut.shape[:2])
+  repainted = astronaut.copy()
+  repainted[rows, cols] -= 0.1  # the whole face box
+  s = photo_zones.scores(astronaut, repainted, face.points, "moustache")
+  assert s["rest_mean"] > 20 and not s["local"] and s["rest_changed"] > 0.9
+  assert not photo_zones.scores(astronaut, local, face.points, "eyeglasses")["local"]
+  assert photo_zones.scores(astronaut, local, face.points, "older")["zone"] is None
+
+
+def test_the_blend_pastes_the_changes_light_and_dark_where_it_is_strong():
+  rng = np.random.default_rng(0)
+  square = rng.uniform(0.2, 0.8, (BANK, BANK, 3)).astype(np.float32)
+  change = np.zeros_like(square)
+  change[40:50, 20:44] = (-0.3, -0.1, 0.2)  # strong and coloured: a "moustache"
+  change[:10] += (0.0, 0.03, -0.02)  # weak, elsewhere
+  plain = photos.blended_change(square, square + change, photos.Blend())
+  np.testing.assert_allclose(plain, change, atol=1e-6)  # the default pastes it as it is
+  grey = photos.blended_change(square, square + change, photos.Blend(chroma=0.0))
+  np.testing.assert_allclose(grey[..., 0], grey[..., 1], atol=1e-6)  # no colour
+  np.testing.assert_allclose(grey[..., 1], grey[..., 2], atol=1e-6)
+  luma = lambda c: c @ np.array([0.299, 0.587, 0.114], np.float32)  # noqa: E731
+  np.testing.assert_allclose(luma(grey), luma(change), atol=1e-6)  # the light and dark kept
+  focused = photos.blended_change(square, square + change, photos.Blend(focus=True, chroma=0.0))
+  np.testing.assert_allclose(focused[43:47, 26:38], grey[43:47, 26:38], atol=1e-6)
+  assert np.abs(focused[:10]).max() == 0.0  # the weak change is dropped
+  config = tiny(photo_chroma=0.25, where="features")
+  assert photos.blend_for(config) == photos.Blend(True, config.where_low, config.where_high, 0.25)
+  assert not photos.blend_for(tiny()).focus  # where off: no focus

@@ -1,0 +1,125 @@
+"""Where an edit may change the image, and how: the data-derived "where" mask and the change's
+parameterisation inside the reverse map.
+
+The "where" mask m comes from the attribute vector itself, so it exists for any attribute of any
+bank: w = mean φ(targets) − mean φ(sources) is a stack of feature maps, and its energy per
+location ‖w_l(i, j)‖ (over channels) says where the neighbours that have the attribute differ
+from those that lack it. Per tap the energy is divided by its mean over locations (every tap
+counts the same), upsampled to the image, averaged over taps, blurred, divided by its maximum
+and mapped to [0, 1] by a soft ramp between `low` and `high`.
+
+The change is then parameterised (`decode`): z = clip(base + m ⊙ Δ, 0, 1), with Δ in a
+luminance/chroma space (JPEG's YCbCr, linear): luminance at the image's resolution, chroma at
+1/`chroma_scale` of it, upsampled bilinearly — chroma cannot carry pixel-scale colour noise, and
+where m = 0 the image is exactly `base`.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dfi_jax.dfi import features as features_lib
+
+MODES = ("off", "features")
+
+# JPEG's RGB -> YCbCr (without the offsets: the change is a difference).
+YCC_FROM_RGB = np.array([[0.299, 0.587, 0.114],
+                          [-0.168736, -0.331264, 0.5],
+                          [0.5, -0.418688, -0.081312]], np.float32)
+RGB_FROM_YCC = np.linalg.inv(YCC_FROM_RGB).astype(np.float32)
+
+
+class WhereConfig(NamedTuple):
+  """How the where mask is made from w (see the module docstring)."""
+  mode: str = "features"  # off | features (w's energy per location)
+  sigma: float = 0.04  # Gaussian blur σ as a fraction of the image side
+  low: float = 0.35  # energy (fraction of its maximum) where the mask starts rising from 0
+  high: float = 0.7  # energy where it reaches 1
+
+
+def _gaussian_blur(maps: jax.Array, sigma: float) -> jax.Array:
+  """`[B, H, W]` blurred separably with a Gaussian of σ pixels (edges: reflected)."""
+  if sigma <= 0:
+    return maps
+  radius = int(np.ceil(3 * sigma))
+  t = np.arange(-radius, radius + 1, dtype=np.float32)
+  kernel = np.exp(-0.5 * (t / sigma) ** 2)
+  kernel = jnp.asarray(kernel / kernel.sum())
+  padded = jnp.pad(maps, ((0, 0), (radius, radius), (radius, radius)), mode="reflect")
+  rows = sum(kernel[i] * padded[:, i:i + maps.shape[1], :] for i in range(len(kernel)))
+  return sum(kernel[i] * rows[:, :, i:i + maps.shape[2]] for i in range(len(kernel)))
+
+
+def energy(w: jax.Array, spec: features_lib.FeatureSpec, image_shape: tuple[int, int],
+           sigma: float) -> jax.Array:
+  """`[B, D]` attribute vectors -> `[B, H, W]` float32 in [0, 1]: w's energy per location.
+
+  Per tap ‖w_l(i, j)‖ over channels divided by its mean over locations, bilinearly upsampled to
+  `image_shape`, averaged over taps, blurred (σ = `sigma` × the image side, pixels) and divided
+  by its maximum.
+  """
+  w = jnp.asarray(w, jnp.float32)
+  parts = features_lib.split(w, spec)
+  h, wd = image_shape
+  total = jnp.zeros((w.shape[0], h, wd), jnp.float32)
+  for tap, shape in zip(spec.taps, spec.shapes):
+    e = jnp.sqrt(jnp.sum(parts[tap].reshape(w.shape[0], *shape) ** 2, axis=-1))
+    e = e / jnp.maximum(jnp.mean(e, axis=(1, 2), keepdims=True), 1e-30)
+    total = total + jax.image.resize(e, (w.shape[0], h, wd), "linear")
+  total = _gaussian_blur(total / len(spec.taps), sigma * max(h, wd))
+  return total / jnp.maximum(jnp.max(total, axis=(1, 2), keepdims=True), 1e-30)
+
+
+def mask(w: jax.Array, spec: features_lib.FeatureSpec, image_shape: tuple[int, int],
+         config: WhereConfig) -> np.ndarray:
+  """`[B, D]` attribute vectors -> `[B, H, W]` float32 soft where-masks in [0, 1] (all ones when
+  `config.mode` is off)."""
+  if config.mode not in MODES:
+    raise ValueError(f"where mode must be one of {MODES}, got {config.mode!r}")
+  if config.mode == "off":
+    return np.ones((len(w), *image_shape), np.float32)
+  if not 0 <= config.low < config.high:
+    raise ValueError(f"where: expected 0 <= low < high, got {config.low}, {config.high}")
+  e = energy(w, spec, image_shape, config.sigma)
+  return np.asarray(jnp.clip((e - config.low) / (config.high - config.low), 0.0, 1.0))
+
+
+def zeros(image_shape: tuple[int, int], chroma_scale: int) -> dict:
+  """The change parameters of no change: luminance `[H, W]`, chroma `[⌈H/k⌉, ⌈W/k⌉, 2]`."""
+  h, w = image_shape
+  k = chroma_scale
+  return dict(luma=jnp.zeros((h, w), jnp.float32),
+              chroma=jnp.zeros((-(-h // k), -(-w // k), 2), jnp.float32))
+
+
+def change(params: dict, image_shape: tuple[int, int]) -> jax.Array:
+  """`[H, W, 3]` RGB change Δ from `zeros`-shaped parameters (chroma upsampled bilinearly)."""
+  h, w = image_shape
+  chroma = params["chroma"]
+  if chroma.shape[:2] != (h, w):
+    chroma = jax.image.resize(chroma, (h, w, 2), "linear")
+  ycc = jnp.concatenate([params["luma"][..., None], chroma], axis=-1)
+  return ycc @ jnp.asarray(RGB_FROM_YCC).T
+
+
+def decode(params: dict, base: jax.Array, where: jax.Array) -> jax.Array:
+  """z = clip(base + where ⊙ Δ, 0, 1): `base` `[H, W, 3]`, `where` `[H, W]` -> `[H, W, 3]`."""
+  return jnp.clip(base + where[..., None] * change(params, base.shape[:2]), 0.0, 1.0)
+
+
+def chroma_highpass(image: np.ndarray, scale: int) -> float:
+  """RMS of `[H, W, 3]`'s chroma (Cb, Cr) minus its own box average over `scale`² blocks
+  upsampled back: the colour detail finer than `scale` pixels (0 for a change `decode` makes
+  with chroma_scale ≥ `scale`, up to the bilinear upsampling's in-block variation)."""
+  ycc = np.asarray(image, np.float64) @ YCC_FROM_RGB.T.astype(np.float64)
+  chroma = ycc[..., 1:]
+  h, w = chroma.shape[:2]
+  hh, ww = h // scale * scale, w // scale * scale
+  c = chroma[:hh, :ww]
+  blocks = c.reshape(hh // scale, scale, ww // scale, scale, 2).mean(axis=(1, 3))
+  smooth = np.repeat(np.repeat(blocks, scale, 0), scale, 1)
+  return float(np.sqrt(np.mean((c - smooth) ** 2)))

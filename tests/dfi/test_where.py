@@ -1,0 +1,130 @@
+"""The data-derived where mask and the change's parameterisation (luminance + coarse chroma)."""
+
+import numpy as np
+import pytest
+
+import jax
+import jax.numpy as jnp
+
+from dfi_jax.dfi import features as features_lib
+from dfi_jax.dfi import pipeline
+from dfi_jax.dfi import reconstruct
+from dfi_jax.dfi import where as where_lib
+from dfi_jax.nets import model as model_lib
+from dfi_jax.nets import weights as weights_lib
+
+SIZE = 32
+SPEC = features_lib.FeatureSpec(("a", "b"), ((8, 8, 4), (4, 4, 6)))
+
+
+def _w_at(rows, cols, batch=2, seed=0):
+  """`[batch, D]` w whose energy lives in the image block rows × cols (in every tap) plus a
+  little noise elsewhere."""
+  rng = np.random.default_rng(seed)
+  parts = []
+  for h, w, c in SPEC.shapes:
+    v = 0.02 * rng.standard_normal((batch, h, w, c))
+    r = slice(rows.start * h // SIZE, -(-rows.stop * h // SIZE))
+    q = slice(cols.start * w // SIZE, -(-cols.stop * w // SIZE))
+    v[:, r, q] += rng.standard_normal((batch, r.stop - r.start, q.stop - q.start, c))
+    parts.append(v.reshape(batch, -1))
+  return jnp.asarray(np.concatenate(parts, 1), jnp.float32)
+
+
+def test_the_mask_follows_ws_energy_and_off_is_everywhere():
+  w = _w_at(slice(20, 28), slice(8, 24))  # a "mouth" low in the face
+  m = where_lib.mask(w, SPEC, (SIZE, SIZE), where_lib.WhereConfig())
+  assert m.shape == (2, SIZE, SIZE) and m.dtype == np.float32
+  assert m.min() >= 0 and m.max() <= 1
+  assert (m[:, 22:26, 12:20] > 0.9).all()  # where w lives
+  assert (m[:, :8] == 0).all() and (m[:, :, :3] == 0).all()  # far from it: exactly 0
+  soft = m[(m > 0) & (m < 1)]
+  assert soft.size > 20  # a soft edge, not a cut
+  off = where_lib.mask(w, SPEC, (SIZE, SIZE), where_lib.WhereConfig(mode="off"))
+  np.testing.assert_array_equal(off, 1.0)
+  with pytest.raises(ValueError, match="low < high"):
+    where_lib.mask(w, SPEC, (SIZE, SIZE), where_lib.WhereConfig(low=0.7, high=0.3))
+
+
+def test_decode_keeps_the_base_where_the_mask_is_zero_and_chroma_is_coarse():
+  rng = np.random.default_rng(1)
+  base = jnp.asarray(rng.uniform(0.2, 0.8, (SIZE, SIZE, 3)), jnp.float32)
+  params = {k: jnp.asarray(rng.normal(0, 0.05, v.shape), jnp.float32)
+            for k, v in where_lib.zeros((SIZE, SIZE), 4).items()}
+  assert params["chroma"].shape == (8, 8, 2) and params["luma"].shape == (SIZE, SIZE)
+  where = np.zeros((SIZE, SIZE), np.float32)
+  where[8:24, 8:24] = 1.0
+  z = np.asarray(where_lib.decode(params, base, jnp.asarray(where)))
+  np.testing.assert_array_equal(z[where == 0], np.asarray(base)[where == 0])
+  assert np.abs(z - base)[where == 1].mean() > 0.01
+  # Luminance-only parameters change no chroma; the chroma of a coarse change is smooth.
+  change = np.asarray(where_lib.change(dict(params, chroma=0 * params["chroma"]), (SIZE, SIZE)))
+  np.testing.assert_allclose(change[..., 0], change[..., 1], atol=1e-5)
+  np.testing.assert_allclose(change[..., 0], change[..., 2], atol=1e-5)
+  coarse = np.asarray(where_lib.change(params, (SIZE, SIZE)))
+  fine = np.asarray(where_lib.change(
+      {k: jnp.asarray(rng.normal(0, 0.05, v.shape), jnp.float32)
+       for k, v in where_lib.zeros((SIZE, SIZE), 1).items()}, (SIZE, SIZE)))
+  assert where_lib.chroma_highpass(coarse, 4) < 0.4 * where_lib.chroma_highpass(fine, 4)
+
+
+@pytest.fixture(scope="module")
+def problem():
+  params = weights_lib.init_random(jax.random.key(0), width=1 / 16)
+  net = model_lib.VGG19(taps=("conv2_1", "conv3_1"), width=1 / 16)
+  spec = features_lib.feature_spec(net, params, (SIZE, SIZE))
+  phi = features_lib.make_phi(net)
+  rng = np.random.default_rng(0)
+  x = rng.uniform(0.2, 0.8, (2, SIZE, SIZE, 3)).astype(np.float32)
+  target = np.asarray(phi(params, jnp.asarray(x)))
+  target = target + 0.3 * rng.standard_normal(target.shape).astype(np.float32) * target.std()
+  return params, net, spec, x, target
+
+
+def _solve(problem, iterations=8, with_mask=True, **fields):
+  params, net, spec, x, target = problem
+  config = reconstruct.ReverseMapConfig(tv_weight=1e-5, linesearch="none", chunk=4, **fields)
+  where = np.zeros(x.shape[:3], np.float32)
+  where[:, 6:20, 10:26] = 1.0
+  z0 = np.concatenate([x, where[..., None]], -1) if with_mask else x
+  result = reconstruct.ReverseMap(net, spec, config)(params, target, z0, iterations)
+  assert result.finite.all() and result.images.shape == x.shape
+  return result.images - x, where
+
+
+@pytest.mark.parametrize("solver", ["optax_lbfgs", "jaxopt_lbfgsb"])
+def test_the_where_mask_keeps_the_image_outside_it_and_off_changes_everywhere(problem, solver):
+  masked, where = _solve(problem, solver=solver, where=where_lib.WhereConfig())
+  assert np.abs(masked[where == 0]).max() == 0.0  # exactly the input outside
+  assert np.abs(masked[where == 1]).mean() > 1e-3  # the edit happens inside
+  free, _ = _solve(problem, with_mask=False, solver=solver)
+  assert np.abs(free[where == 0]).mean() > 1e-3  # the paper's global edit changes outside
+
+
+def test_coarse_chroma_removes_the_changes_high_frequency_colour(problem):
+  coarse, _ = _solve(problem, with_mask=False, chroma_scale=4)
+  fine, _ = _solve(problem, with_mask=False)
+  noisy = [where_lib.chroma_highpass(c, 4) for c in fine]
+  clean = [where_lib.chroma_highpass(c, 4) for c in coarse]
+  assert max(clean) < 0.3 * min(noisy)
+
+
+def test_settings_are_checked():
+  with pytest.raises(ValueError, match="chroma_scale"):
+    reconstruct.ReverseMapConfig(chroma_scale=0).validate()
+  with pytest.raises(ValueError, match="where"):
+    reconstruct.ReverseMapConfig(where=where_lib.WhereConfig(mode="hands")).validate()
+  assert not reconstruct.ReverseMapConfig().parameterised  # the class default is the paper's
+  assert reconstruct.ReverseMapConfig(chroma_scale=2).parameterised
+
+
+def test_the_pipeline_makes_one_mask_per_item_edit_major(problem):
+  params, net, spec, x, target = problem
+  on = pipeline.make(net, params, SIZE, reconstruct.ReverseMapConfig(
+      where=where_lib.WhereConfig(), linesearch="none"))
+  ws = [jnp.asarray(target - target.mean()), -jnp.asarray(target - target.mean())]
+  masks = pipeline.where_masks(on, ws, (SIZE, SIZE))
+  assert masks.shape == (4, SIZE, SIZE)
+  np.testing.assert_allclose(masks[:2], masks[2:])  # ‖w‖ = ‖−w‖
+  off = pipeline.make(net, params, SIZE, reconstruct.ReverseMapConfig(linesearch="none"))
+  assert pipeline.where_masks(off, ws, (SIZE, SIZE)) is None
