@@ -32,6 +32,8 @@ for pictures; with --w_only, only the w diagnostics and pixel baselines (`OUT/w_
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import os
 import time
@@ -161,7 +163,9 @@ def main(argv):
   size = config.image_size
   t0 = time.perf_counter()
   network = edit_run.load_network(config)
-  rm_config = reconstruct.config_for_run(config)
+  # The SciPy reference solves the paper's objective over pixels: no where mask, per-pixel chroma.
+  rm_config = dataclasses.replace(reconstruct.config_for_run(config), chroma_scale=1,
+                                  where=reconstruct.ReverseMapConfig().where)
   pipe = pipeline.make(network.net, network.params, size, rm_config)
   phi, spec = pipe.phi, pipe.spec
   bank_data = banks.load_bank(config)

@@ -242,7 +242,7 @@ def test_every_make_target_and_variable_exists(commands):
     for arg in c.args:
       if "=" in arg:
         var = arg.split("=", 1)[0]
-        if f"$({var})" not in makefile:
+        if f"$({var})" not in makefile and f"$(value {var})" not in makefile:
           problems.append(f"{c}: the Makefile does not read {var}")
       elif not arg.startswith("-") and arg not in targets:
         problems.append(f"{c}: no make target {arg!r}")
