@@ -32,8 +32,12 @@ def astronaut():
 
 
 @pytest.fixture(scope="module")
-def editor():
-  return api.load_editor(judged(), progress=lambda *a: None)
+def editor(tmp_path_factory):
+  # A cache folder of this module's own: φ rows other tests left in the shared cache would be
+  # read with the ones an edit needs, and the count below would not be this module's.
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setenv("DFI_JAX_CACHE", str(tmp_path_factory.mktemp("dfi_jax_cache")))
+    yield api.load_editor(judged(), progress=lambda *a: None)
 
 
 def test_the_api_gives_the_commands_png(tmp_path, astronaut, editor):
