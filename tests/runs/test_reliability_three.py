@@ -573,3 +573,21 @@ def test_highres_refuses_a_bank_size_beyond_memory_before_drawing_candidates(tmp
                      r"candidates' parameters alone would need 3,259,629.0 GiB in memory"):
     highres.run(config, tmp_path / "w")
   assert not (tmp_path / "w").exists()
+
+
+def test_an_inpainting_test_image_is_hashed_from_the_bytes_it_was_read_from(tmp_path, monkeypatch):
+  from dfi_jax.runs import inpaint_data
+  from experiments.configs import inpaint as inpaint_config
+  config = inpaint_config.get_config("shoes_tiny")
+  real, read = image_io.load_image_pinned, {}
+
+  def then_replaced(path):
+    loaded = real(path)
+    read[Path(path).name] = run_state.file_sha256(path)
+    Image.new("RGB", (8, 8), "red").save(path, format="JPEG")  # replaced after the read
+    return loaded
+
+  monkeypatch.setattr(image_io, "load_image_pinned", then_replaced)
+  data = inpaint_data.folder_data(config, tmp_path)
+  recorded = {Path(t["name"]).name: t["sha256"] for t in data.fingerprint["tests"]}
+  assert recorded == read and len(recorded) == config.num_test
