@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import io
 import json
 import os
@@ -126,6 +127,11 @@ def _to_float_rgb(img: Image.Image, path: Any) -> np.ndarray:
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:
+  """`load_image_pinned` without the hash (see there for what is accepted)."""
+  return load_image_pinned(path)[0]
+
+
+def load_image_pinned(path: str | os.PathLike) -> tuple[np.ndarray, str]:
   """Reads any Pillow-readable image as RGB.
 
   The EXIF orientation is applied, so the array is upright as a viewer shows it. Greyscale is
@@ -139,7 +145,8 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     path: the image file.
 
   Returns:
-    `[H, W, 3]` `float32` in `[0, 1]`.
+    `[H, W, 3]` `float32` in `[0, 1]`, and the sha256 of the very bytes decoded (the file is
+    read once, so what a run records is what it used).
 
   Raises:
     ImageError: missing file, a directory, no read permission, an empty file, a file that is
@@ -158,7 +165,11 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
   except OSError as e:  # "No such file or directory", "Permission denied", ...
     raise _err(path, f"cannot open ({e.strerror or e}); expected a readable image file") from e
   with f:
-    return _decode(f, path)
+    try:
+      data = f.read()
+    except OSError as e:
+      raise _err(path, f"cannot read ({e.strerror or e}); expected a readable image file") from e
+  return _decode(io.BytesIO(data), path), hashlib.sha256(data).hexdigest()
 
 
 def decode_image(data: bytes, path: str | os.PathLike) -> np.ndarray:

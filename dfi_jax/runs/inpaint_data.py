@@ -10,7 +10,6 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from dfi_jax import run_state
 from dfi_jax.data import banks
 from dfi_jax.data import fitting
 from dfi_jax.data import image_io
@@ -149,14 +148,14 @@ def folder_data(config, workdir: Path) -> Data:
     return fitting.fit_square(image_io.load_image(folder / bank_names[i]), size, fit,
                                pad="border")[0]
 
-  truth = np.stack([fitting.fit_square(image_io.load_image(p), size, fit, pad="border")[0]
-                    for p in test_paths])
+  pinned = [image_io.load_image_pinned(p) for p in test_paths]  # hashed from the bytes used
+  truth = np.stack([fitting.fit_square(image, size, fit, pad="border")[0]
+                    for image, _ in pinned])
   stems = [_stem(n) for n in test_names]
   if len({s.casefold() for s in stems}) != len(stems):  # a.jpg and a.png, or A.jpg and a.jpg
     stems = [f"{i:03d}_{s}" for i, s in enumerate(stems)]
   fingerprint = dict(bank=listing_digest(folder, bank_names), bank_images=len(bank_names),
-                     tests=[dict(name=n, sha256=run_state.file_sha256(p))
-                            for n, p in zip(test_names, test_paths)])
+                     tests=[dict(name=n, sha256=sha) for n, (_, sha) in zip(test_names, pinned)])
   return Data("images", procedural_note(folder), common.LazyImages(len(bank_names), size, read),
               bank_names, stems, truth, fingerprint)
 

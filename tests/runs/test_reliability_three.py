@@ -36,9 +36,9 @@ def tiny(**overrides):
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
-  """A finished tiny run: 2 faces × smiling × 2 δ = 4 items."""
+  """A finished tiny run: 2 faces × smiling × 2 δ = 4 items, with animations."""
   workdir = tmp_path_factory.mktemp("finished") / "run"
-  edit_run.run(tiny(), workdir, attributes=ATTRIBUTE)
+  edit_run.run(tiny(animate="gif"), workdir, attributes=ATTRIBUTE)
   return workdir
 
 
@@ -85,7 +85,7 @@ def test_atomic_writes_never_write_through_a_link(tmp_path):
   assert not list(link.parent.glob(".*.tmp"))
 
 
-@pytest.mark.parametrize("folder", ["edits", "baselines", "originals", "state"])
+@pytest.mark.parametrize("folder", ["edits", "baselines", "originals", "state", "animations"])
 def test_output_folders_that_are_links_are_refused(copy_of, tmp_path, folder):
   """A folder of the workdir replaced by a link to the user's folder: the rerun refuses it in
   one line and leaves every file there as it was (one item's state removed, so the rerun has
@@ -99,7 +99,7 @@ def test_output_folders_that_are_links_are_refused(copy_of, tmp_path, folder):
     (sorted((copy_of / "state").glob("*.npz"))[0]).unlink()
   before = snapshot(elsewhere)
   with pytest.raises(image_io.LinkError, match=f"{folder}: is a symbolic link"):
-    edit_run.run(tiny(), copy_of, attributes=ATTRIBUTE)
+    edit_run.run(tiny(animate="gif"), copy_of, attributes=ATTRIBUTE)
   assert snapshot(elsewhere) == before
 
 
@@ -253,23 +253,14 @@ def test_a_resumed_edit_run_rewrites_missing_or_damaged_outputs_from_state(
   for kind in ("baselines", "originals"):
     sorted((copy_of / kind).glob("*.png"))[0].unlink()
   (copy_of / "grid.png").write_bytes(b"")
-  edit_run.run(tiny(), copy_of, attributes=ATTRIBUTE)
+  animation = sorted((copy_of / "animations").glob("*.gif"))[0]
+  animation.write_bytes(animation.read_bytes()[:30])
+  edit_run.run(tiny(animate="gif"), copy_of, attributes=ATTRIBUTE)
   assert calls == []  # nothing recomputed: every output rewritten from what was kept
   assert snapshot(copy_of) == snapshot(finished)
   err = capsys.readouterr().err
   assert f"{edits[0]} was damaged or changed" in err and f"{edits[1]} was missing" in err
   assert f"{edits[2]} was damaged or changed" in err
-
-
-def test_a_resumed_run_rewrites_a_missing_or_truncated_animation(tmp_path, calls):
-  config = tiny(num_test=1, deltas=[0.4], animate="gif")
-  edit_run.run(config, tmp_path / "w", attributes=ATTRIBUTE)
-  before = snapshot(tmp_path / "w")
-  animation = next((tmp_path / "w" / "animations").glob("*.gif"))
-  animation.write_bytes(animation.read_bytes()[:30])
-  calls.clear()
-  edit_run.run(config, tmp_path / "w", attributes=ATTRIBUTE)
-  assert calls == [] and snapshot(tmp_path / "w") == before
 
 
 def test_a_resumed_inpainting_run_rewrites_a_damaged_output(tmp_path, calls):
@@ -573,3 +564,21 @@ def test_highres_refuses_a_bank_size_beyond_memory_before_drawing_candidates(tmp
                      r"candidates' parameters alone would need 3,259,629.0 GiB in memory"):
     highres.run(config, tmp_path / "w")
   assert not (tmp_path / "w").exists()
+
+
+def test_an_inpainting_test_image_is_hashed_from_the_bytes_it_was_read_from(tmp_path, monkeypatch):
+  from dfi_jax.runs import inpaint_data
+  from experiments.configs import inpaint as inpaint_config
+  config = inpaint_config.get_config("shoes_tiny")
+  real, read = image_io.load_image_pinned, {}
+
+  def then_replaced(path):
+    loaded = real(path)
+    read[Path(path).name] = run_state.file_sha256(path)
+    Image.new("RGB", (8, 8), "red").save(path, format="JPEG")  # replaced after the read
+    return loaded
+
+  monkeypatch.setattr(image_io, "load_image_pinned", then_replaced)
+  data = inpaint_data.folder_data(config, tmp_path)
+  recorded = {Path(t["name"]).name: t["sha256"] for t in data.fingerprint["tests"]}
+  assert recorded == read and len(recorded) == config.num_test
