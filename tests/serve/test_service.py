@@ -49,3 +49,23 @@ def test_the_page_gives_the_apis_png_for_the_same_photo_and_settings():
       service.submit({"photo": photo["id"], "attributes": ["moustache"], "iterations": 0})
   finally:
     service.close()
+
+
+def test_cancel_stops_a_solve_in_the_middle_of_its_iterations():
+  service = service_lib.Service(synthetic.get_config("tiny"), 10_000_000, sweep=False)
+  try:
+    photo = service.add_sample("astronaut")
+    job = service.submit({"photo": photo["id"], "attributes": ["older"], "iterations": 5000})
+    end = time.monotonic() + 600
+    while not (job.stage.startswith("reverse map") and 0 < job.done < job.total):
+      assert time.monotonic() < end and job.state not in jobs.FINAL, job.view()
+      time.sleep(0.01)
+    service.queue.cancel(job.id)
+    stopped = time.monotonic()
+    while job.state not in jobs.FINAL:
+      assert time.monotonic() - stopped < 60, job.view()
+      time.sleep(0.01)
+    assert job.state == jobs.CANCELLED and job.done < job.total
+    assert "result" not in job.outputs
+  finally:
+    service.close()
