@@ -3,8 +3,9 @@
   --inputs=a.jpg,b.png        edit your own images instead of held-out generated faces: each face
                               is found, aligned to the bank's frame, edited and pasted back
                               (`pip install -e '.[photos]'`; --config.align=none fits them whole)
-  --attributes=eyeglasses,…   which edits (default: the config's six)
-  --config.FIELD=VALUE        override any config field (see experiments/configs/synthetic.py)
+  --attributes=eyeglasses,…   which edits (default: the config's six); older+eyeglasses is one
+                              combined edit (the parts' w summed; own photos only)
+  --config.FIELD=VALUE        override any config field (listed below with their defaults)
   --config.bank_dir=DIR       use a bank built by `python -m experiments.build_bank`
   --distributed               every host runs this command; each edits its share, process 0
                               writes the outputs (--coordinator_address, --num_processes,
@@ -21,7 +22,8 @@ _CONFIG = cli.define_config_file(
     "experiments/configs/synthetic.py", "Config file (FILE or FILE:variant).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
 _INPUTS = flags.DEFINE_list("inputs", [], "Image files to edit (any Pillow-readable image).")
-_ATTRIBUTES = flags.DEFINE_list("attributes", [], "Attributes to add (default: config's).")
+_ATTRIBUTES = flags.DEFINE_list("attributes", [], "Attributes to add (default: config's); "
+                                "a+b is one combined edit.")
 _DISTRIBUTED = cli.define_distributed_flags()
 
 

@@ -116,8 +116,9 @@ def load_editor(config: ml_collections.ConfigDict | str | None = None,
   first needed, and keeps it (in the editor, and for generated faces in the on-disk bank cache,
   `~/.cache/dfi_jax/banks` or `$DFI_JAX_CACHE/banks`).
 
-  Time and memory (default config, ImageNet VGG16; 2-core CPU): ~10 s the first time (the bank's
-  labels are drawn for 10,000 faces and cached), ~4 s later; about 1 GB of RAM.
+  Time and memory (default config, ImageNet VGG16; measured on a shared 2-core machine at load
+  8-14, so a quiet one is faster): 34 s the first time (the labels and landmarks of the 10,000
+  bank faces are drawn and cached), 15 s later; peak RSS about 1 GB for this and one edit.
 
   Args:
     config: a run config (`dfi_jax.default_config()` or any of `experiments/configs/`, an
@@ -306,9 +307,11 @@ def edit(image, attributes: str | Sequence[str], deltas: float | Sequence[float]
     attribute -> `[len(deltas), H, W, 3]` float32 in [0, 1]: the photo with its face(s) edited
     (pixels outside the feathered face mask are the input's).
 
-  Time and memory (default config, 512² photo, one attribute, δ = 3; 2-core CPU): ~10 s for a
-  new attribute (φ of its ~200 bank neighbours, then 100 reverse-map iterations), less once φ
-  is cached; +0.43 MB of RAM per bank face whose φ is kept (~100 MB per attribute).
+  Time and memory (default config, 512² photo, one attribute, δ = 3; shared 2-core machine at
+  load 8-14): the first edit in a process takes 85-95 s, mostly compiling the reverse map (the
+  compiled program is kept in the cache for later runs); a next edit about 20 s. A new
+  attribute computes φ of its ~200 bank neighbours once (then cached on disk); each kept row
+  is 0.43 MB of RAM (~85 MB per attribute).
 
   Raises:
     ValueError: a bad image, attribute, δ or face (checked before any heavy work).

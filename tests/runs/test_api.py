@@ -161,6 +161,12 @@ def test_find_faces_and_one_chosen_face(astronaut, editor):
     api.edit(astronaut, "smiling", 0.4, editor=editor, face=1, progress=lambda *a: None)
 
 
+def test_loading_reports_its_progress():
+  seen = []
+  api.load_editor(judged(), progress=lambda *a: seen.append(a))
+  assert seen[0] == ("loading", 0, 4) and seen[-1] == ("loading", 4, 4)
+
+
 def test_progress_reports_each_stage_and_raising_in_it_cancels(astronaut, editor):
   seen = []
   api.edit(astronaut, "smiling", 0.4, editor=editor, progress=lambda *a: seen.append(a))

@@ -255,7 +255,9 @@ def test_a_real_photo_end_to_end(photo_run, detector):
                                 "photos/two_face2__aligned.png"]
   assert Image.open(run / outputs["aligned"][0]).size == (128, 128)  # 32² crop, 4× for viewing
   html = (run / "index.html").read_text()
-  for rel in outputs["aligned"] + outputs["side_by_side"] + outputs["animations"]:
+  for rel in outputs["side_by_side"]:  # written; the page shows close-ups and each photo once
+    assert (run / rel).is_file()
+  for rel in outputs["aligned"] + outputs["closeups"] + outputs["animations"]:
     assert (run / rel).is_file() and rel in html
   with Image.open(run / "animations" / "astronaut__eyeglasses.gif") as anim:
     assert anim.n_frames == 2 and anim.size == (512, 512)  # input, δ = 0.8
