@@ -36,7 +36,7 @@ def editor(tmp_path_factory):
   # A cache folder of this module's own: φ rows other tests left in the shared cache would be
   # read with the ones an edit needs, and the count below would not be this module's.
   with pytest.MonkeyPatch.context() as patch:
-    patch.setenv("DFI_JAX_CACHE", str(tmp_path_factory.mktemp("dfi_jax_cache")))
+    patch.setenv("DFI_JAX_BANK_CACHE", str(tmp_path_factory.mktemp("dfi_jax_bank_cache")))
     yield api.load_editor(judged(), progress=lambda *a: None)
 
 
