@@ -96,15 +96,16 @@ def _wrap(draw: ImageDraw.ImageDraw, font: Any, text: str, max_w: int) -> list[s
 
 def save_grid(path: str | os.PathLike, rows: list[list[np.ndarray]],
               row_labels: list[str] | None = None, col_labels: list[str] | None = None,
-              pad: int = 2, scale: int | None = None) -> None:
+              pad: int = 2, scale: int = 1, min_tile: int = 0) -> None:
   """`make_grid` on white with optional labels in a header row / left column, saved as PNG.
 
-  Tiles are enlarged `scale`× (nearest neighbour; default: to at least `MIN_TILE` px, e.g. 3×
-  for 64²). Column labels wider than a tile wrap onto more lines; no label is ever cut.
+  Tiles are enlarged `scale`× (nearest neighbour), or more where needed to reach `min_tile` px
+  (an edit run's grid: `MIN_TILE`, 3× for 64²). Column labels wider than a tile wrap onto more
+  lines; no label is ever cut.
   """
   first = np.asarray(next(t for r in rows for t in r))
   h0, w0 = first.shape[:2]
-  scale = scale or max(1, -(-MIN_TILE // max(h0, w0)))
+  scale = max(scale, -(-min_tile // max(h0, w0)))
   if scale > 1:
     rows = [[np.repeat(np.repeat(np.asarray(t), scale, 0), scale, 1) for t in r] for r in rows]
   grid = image_io.to_uint8(make_grid(rows, pad=pad, background=1.0))

@@ -84,7 +84,7 @@ def save_closeup(path: Path, tests: sources.TestImages, i: int, attribute: str,
   top, bottom, left, right = closeup_box(tests, i)
   panels = [fitting.resize(p[top:bottom, left:right], (CLOSEUP, CLOSEUP))
             for p in [tests.originals[i], *photos]]
-  figures.save_grid(path, [panels], scale=1, col_labels=["input"] + [
+  figures.save_grid(path, [panels], col_labels=["input"] + [
       f"{attribute} δ={d:g}" for d in deltas][:len(panels) - 1])
 
 

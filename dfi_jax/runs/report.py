@@ -146,7 +146,7 @@ def write_outputs(config, workdir: Path, network, tests: sources.TestImages, ite
       row += [tests.counterfactuals[a][i] for a in attributes]
     grid_rows.append(row)
   figures.save_grid(workdir / "grid.png", grid_rows, row_labels=tests.names,
-                    col_labels=col_labels)
+                    col_labels=col_labels, min_tile=figures.MIN_TILE)
 
   zones = photo_outputs.zone_metrics(config, tests, items, results, finite)
   timings["total_s"] = time.perf_counter() - t_start
