@@ -43,6 +43,9 @@ class Command(NamedTuple):
     return f"{self.doc}: {self.text}"
 
 
+# absl's help flags, which every command answers (experiments/cli.py lists the config's fields).
+HELP_FLAGS = ("help", "helpshort", "helpfull")
+
 def code_texts(text: str) -> list[str]:
   """The lines of fenced code blocks (backslash continuations joined) and the inline code
   spans (line breaks inside a span read as spaces)."""
@@ -207,7 +210,7 @@ def test_every_module_and_flag_exists(commands, defined):
           problems.append(f"{c}: --{name}, but {c.program} has no --config")
         elif field not in config:
           problems.append(f"{c}: --{name} is not a field of the config")
-      elif name not in module["flags"] and not (
+      elif name not in module["flags"] and name not in HELP_FLAGS and not (
           name.startswith("no") and name[2:] in module["bools"]):
         problems.append(f"{c}: --{name} is not a flag of {c.program}")
   assert not problems, "\n".join(problems)
