@@ -23,7 +23,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
 from dfi_jax.dfi import bank as bank_lib
-from dfi_jax.runs import edit as edit_run
+from dfi_jax.runs import kit
 from dfi_jax.dfi import feature_bank
 from dfi_jax.dfi import features as features_lib
 from dfi_jax import run_state
@@ -66,8 +66,8 @@ def main(argv):
     raise ValueError(f"--shard_size={_SHARD_SIZE.value}, --batch_size={_BATCH.value}: "
                      "expected integers >= 0 (0: automatic)")
   config = run_state.split_lists(_CONFIG.value)
-  edit_run.validate(config)
-  edit_run.check_inputs(config)
+  kit.validate(config)
+  kit.check_inputs(config)
   search = bank_lib.parse_search(_SEARCH.value, seed=config.seed)
   lock = (workdir_lock.LOCK if jax.process_count() == 1
           else sharding.host_lock(jax.process_index()))
@@ -77,7 +77,7 @@ def main(argv):
 
 def build(config, bank_dir: Path, search: bank_lib.SearchReduction) -> None:
   """The bank of `config` in `bank_dir` (held by this process), with the flags' storage."""
-  network = edit_run.load_network(config)
+  network = kit.load_network(config)
   size = config.image_size
   spec = features_lib.feature_spec(network.net, network.params, (size, size))
   phi, devices = local_phi(features_lib.make_phi(network.net), network.params)

@@ -47,7 +47,7 @@ import numpy as np
 from absl import flags
 
 from dfi_jax.dfi import align
-from dfi_jax.runs import edit as edit_run
+from dfi_jax.runs import kit
 from dfi_jax import run_state
 from dfi_jax.data import faces
 from dfi_jax.dfi import features as features_lib
@@ -153,7 +153,7 @@ def main(argv):
     return picture(Path(_PICTURE.value), [Path(o) for o in _OUT.value.split(",")], _ARMS.value,
                    [int(i) for i in _PICTURE_FACES.value], _PICTURE_DELTA.value)
   config = run_state.split_lists(_CONFIG.value)
-  edit_run.validate(config)
+  kit.validate(config)
   deltas = [float(d) for d in _DELTAS.value]
   bad = [a for a in _ARMS.value if a not in ARMS]
   if bad:
@@ -162,14 +162,14 @@ def main(argv):
   out.mkdir(parents=True, exist_ok=True)
   size = config.image_size
   t0 = time.perf_counter()
-  network = edit_run.load_network(config)
+  network = kit.load_network(config)
   # The SciPy reference solves the paper's objective over pixels: no where mask, per-pixel chroma.
   rm_config = dataclasses.replace(reconstruct.config_for_run(config), chroma_scale=1,
                                   where=reconstruct.ReverseMapConfig().where)
   pipe = pipeline.make(network.net, network.params, size, rm_config)
   phi, spec = pipe.phi, pipe.spec
   bank_data = banks.load_bank(config)
-  edits = edit_run.select_edits(bank_data, config.attributes)
+  edits = kit.select_edits(bank_data, config.attributes)
   tests = sources.load_tests(config, bank_data, edits)
   test_params = sources.test_face_params(config)
   bank_params = [faces.sample_face(s) for s in range(config.bank_seed,

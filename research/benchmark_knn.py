@@ -255,10 +255,11 @@ def bank_worker(n: int) -> dict:
   """The tiny config's bank of n faces on disk with a pool:1 search (for edit_rss)."""
   from dfi_jax.dfi import bank as bank_lib
   from dfi_jax.runs import edit as edit_run
+  from dfi_jax.runs import kit
   from dfi_jax.dfi import feature_bank
   from dfi_jax.dfi import features as features_lib
   config = _rss_config(n)
-  network = edit_run.load_network(config)
+  network = kit.load_network(config)
   spec = features_lib.feature_spec(network.net, network.params, (config.image_size,) * 2)
   t = time.perf_counter()
   bank_lib.build(f"{_WORK_DIR.value}/bank{n}", bank_lib.stream_from_config(config),

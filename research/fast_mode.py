@@ -25,7 +25,7 @@ import numpy as np
 from absl import flags
 
 from dfi_jax.dfi import decoder as decoder_lib
-from dfi_jax.runs import edit as edit_run
+from dfi_jax.runs import kit
 from dfi_jax import run_state
 from dfi_jax import versions
 from dfi_jax.dfi import features as features_lib
@@ -52,7 +52,7 @@ def edit_problems(config, pipe: pipeline.Pipeline):
   """Held-out faces and their edits' unscaled w: `(tests, items, phi_x [B, D], ws)`, the
   neighbours and w exactly as the edit run makes them (φ-space KNN over the bank in memory)."""
   bank_data = banks.load_bank(config)
-  edits = edit_run.select_edits(bank_data, config.attributes)
+  edits = kit.select_edits(bank_data, config.attributes)
   tests = sources.load_tests(config, bank_data, edits)
   phi_tests = features_lib.compute_features(pipe.phi, pipe.params, tests.images,
                                             config.feature_batch)
@@ -98,14 +98,14 @@ def main(argv):
     raise ValueError(f"--modes: {bad} unknown; expected some of {decoder_lib.START_MODES}")
   if _CHUNK.value <= 0:
     raise ValueError(f"--chunk={_CHUNK.value}: expected a positive integer")
-  edit_run.validate(config)
+  kit.validate(config)
   with config.unlocked():
     config.decoder = _DECODER.value
   workdir.mkdir(parents=True, exist_ok=True)
-  network = edit_run.load_network(config)
+  network = kit.load_network(config)
   pipe = pipeline.make(network.net, network.params, config.image_size, dataclasses.replace(
       reconstruct.config_for_run(config), chunk=_CHUNK.value))
-  fast = edit_run.load_fast_mode(config, network, pipe.spec)
+  fast = kit.load_fast_mode(config, network, pipe.spec)
   tests, items, phi_tests, ws = edit_problems(config, pipe)
   deltas = config.deltas[:1]
   targets = np.asarray(pipeline.targets(phi_tests, ws, config.scaling, deltas)[0])

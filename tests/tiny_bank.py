@@ -1,7 +1,7 @@
 """A tiny feature bank for a run config, built in process as `experiments.build_bank` builds it."""
 
 from dfi_jax.dfi import bank as bank_lib
-from dfi_jax.runs import edit as edit_run
+from dfi_jax.runs import kit
 from dfi_jax.dfi import feature_bank
 from dfi_jax.dfi import features as features_lib
 
@@ -9,7 +9,7 @@ from dfi_jax.dfi import features as features_lib
 def build(config, path, search: str = "none", dtype: str = "float32", shard_size: int = 16,
           overwrite: bool = False):
   """`config`'s bank (its data, weights, taps and image size) in `path`; returns the network."""
-  network = edit_run.load_network(config)
+  network = kit.load_network(config)
   size = config.image_size
   spec = features_lib.feature_spec(network.net, network.params, (size, size))
   report = bank_lib.build(path, bank_lib.stream_from_config(config),

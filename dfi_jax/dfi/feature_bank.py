@@ -189,7 +189,7 @@ def lazy_images(config, num_images: int):
 
 
 def weights_record(network) -> dict:
-  """What a bank records about the network that made its φ (`runs.edit.Network`); a run must
+  """What a bank records about the network that made its φ (`runs.kit.Network`); a run must
   match its sha256, pooling and preprocessing."""
   return dict(sha256=getattr(network, "sha256", "") or run_state.file_sha256(network.path),
               description=network.provenance["description"], pooling=network.net.pooling,
@@ -200,7 +200,7 @@ def load(config, network, spec: features_lib.FeatureSpec,
          phi_of_images: Callable[[np.ndarray], np.ndarray]
          ) -> tuple[sources.Bank, FeatureBank]:
   """The run's bank: attributes, names and (lazy) images, and φ — from `config.bank_dir`,
-  checked against this run's network (`runs.edit.Network`), or computed for the rows read and
+  checked against this run's network (`runs.kit.Network`), or computed for the rows read and
   kept (`phi_rows`)."""
   if read_manifest(config) is None:
     data = banks.load_bank(config)

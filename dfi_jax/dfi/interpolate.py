@@ -51,7 +51,3 @@ def edit_targets(phi_x: jax.Array, w: jax.Array, deltas: Sequence[float]) -> jax
   d = jnp.asarray(deltas, jnp.float32)[:, None, None]
   return phi_x[None] + d * w[None]
 
-
-def delta_tag(delta: float) -> str:
-  """How output names spell an edit strength δ: `d1`, `d2.5`, `d-1`."""
-  return f"d{delta:g}"

@@ -1,15 +1,16 @@
 """The DFI sequence, once: φ(x) → neighbours → w → scale → targets φ(x) + δ·w → reverse maps.
 
-Every run and probe edits through `edit`; they differ only in the arguments:
+Every run and probe edits through `edit` (= `plan`, then `reverse_maps`; the edit run calls
+`plan` and iterates `finished_items` itself, to save each image as it finishes); they differ
+only in the arguments:
 
 * where w comes from (`directions`): the sharded feature bank's neighbours (`feature_bank`),
   neighbours warped onto each test face (`align`), inpainting's masked neighbours, warped
   high-resolution candidates, a probe's oracle;
 * how one batch is solved (`solve`): the compiled `reconstruct.ReverseMap` (default), the same
   split over devices (`sharding.reverse_maps`), or a probe's SciPy reference;
-* what is already done (`kept`: a resumed run's items), where the first δ starts
-  (`first_start`: fast mode's decoder), and what happens to each finished image
-  (`on_finished`: a run saves it).
+* what is already done (`kept`: a resumed run's items) and where the first δ starts
+  (`first_start`: fast mode's decoder).
 
 Items are edit-major: item `j` is test image `j % B` under direction `j // B`. The δ sweep is a
 chain: the first δ starts from x, each next δ from the previous δ's result; an item whose
@@ -19,7 +20,7 @@ previous δ failed (non-finite loss) is not run again.
 from __future__ import annotations
 
 import time
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, Iterator, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -75,31 +76,28 @@ def targets(phi_x: jax.Array, directions: Sequence[jax.Array], scaling: str,
       for w in directions], axis=1)
 
 
-def reverse_maps(solve: Solve, targets: jax.Array, x: np.ndarray, iterations: Sequence[int],
-                 batch_size: int, *, rows: Sequence[int] | None = None, kept: Edits | None = None,
-                 first_start: Callable | None = None, where: np.ndarray | None = None,
-                 on_finished: Callable[[int, int, Edits], None] | None = None,
-                 progress: Callable[[int], None] | None = None) -> Edits:
-  """The δ chain over `[S, n, D]` targets from `[n, H, W, 3]` inputs x.
+def finished_items(solve: Solve, targets: jax.Array, x: np.ndarray, iterations: Sequence[int],
+                   batch_size: int, out: Edits, *, rows: Sequence[int] | None = None,
+                   first_start: Callable | None = None, where: np.ndarray | None = None,
+                   progress: Callable[[int], None] | None = None) -> Iterator[tuple[int, int]]:
+  """The δ chain over `[S, n, D]` targets from `[n, H, W, 3]` inputs x, filling `out` in place.
+
+  Yields `(s, j)` for each item finished here with a finite loss, as soon as its batch is done
+  (`out.images[s, j]` holds it), so a caller can save it before the next batch runs.
 
   Args:
     solve: one batch's reverse map (see `Solve`).
     iterations: per δ (the first δ's, then each next one's).
     batch_size: items per `solve` call.
+    out: `[S, n]` results; items it marks `finite` (a resumed run's) are not recomputed.
     rows: the items this process maps (default all; a host's share on many hosts).
-    kept: results already done (`finite` marks them); they are not recomputed.
     first_start: `(targets [b, D], z0 [b, H, W, 3], rows [b]) -> z0`: the first δ's start.
     where: `[n, H, W]` each item's where mask, passed to `solve` as z0's 4th channel (None:
       z0 has 3 channels).
-    on_finished: called as `(s, j, edits)` for each item finished here with a finite loss.
     progress: called with iterations × images done (skipped items count as done).
-
-  Returns:
-    Every item's result (kept, computed here, or untouched where another process maps it).
   """
   n = len(x)
   rows = np.arange(n) if rows is None else np.asarray(rows, np.int64)
-  out = kept if kept is not None else empty(len(iterations), n, x.shape[1:])
   tick = progress or (lambda k: None)
   for s in range(len(iterations)):
     for b in range(0, len(rows), batch_size):
@@ -118,10 +116,20 @@ def reverse_maps(solve: Solve, targets: jax.Array, x: np.ndarray, iterations: Se
                   lambda k, m=len(sl): tick(k * m))
       out.images[s, sl], out.loss[s, sl] = res.images, res.loss
       out.finite[s, sl], out.evaluations[s, sl] = res.finite, res.evaluations
-      if on_finished is not None:
-        for j in sl:
-          if out.finite[s, j]:
-            on_finished(s, int(j), out)
+      yield from ((s, int(j)) for j in sl if out.finite[s, j])
+
+
+def reverse_maps(solve: Solve, targets: jax.Array, x: np.ndarray, iterations: Sequence[int],
+                 batch_size: int, *, kept: Edits | None = None,
+                 on_finished: Callable[[int, int, Edits], None] | None = None, **chain) -> Edits:
+  """`finished_items` run to the end: every item's result (kept, computed here, or untouched
+  where another process maps it). `kept`: results already done (default none);
+  `on_finished(s, j, edits)` is called for each item finished here with a finite loss;
+  `chain`: `finished_items`'s rows, first_start, where, progress."""
+  out = kept if kept is not None else empty(len(iterations), len(x), x.shape[1:])
+  for s, j in finished_items(solve, targets, x, iterations, batch_size, out, **chain):
+    if on_finished is not None:
+      on_finished(s, j, out)
   return out
 
 
@@ -132,11 +140,48 @@ class Edited(NamedTuple):
   where: np.ndarray | None = None  # [E·B, H, W] where masks (None: off)
 
 
+class Plan(NamedTuple):
+  """What the reverse maps of one `edit` start from."""
+  targets: jax.Array  # [S, E·B, D] φ(x) + δ·w, edit-major
+  x: np.ndarray  # [E·B, S, S, 3] each item's input
+  where: np.ndarray | None  # [E·B, S, S] where masks (None: off)
+  phi_x: np.ndarray  # [B, D] φ of the inputs
+  seconds: dict  # directions_s (φ(x), neighbours, w)
+
+
+def plan(pipe: Pipeline, x: np.ndarray, directions: Callable[[np.ndarray], Sequence],
+         deltas: Sequence[float], *, scaling: str, feature_batch: int = 32,
+         phi_x: np.ndarray | None = None) -> Plan:
+  """φ(x) of `[B, S, S, 3]` images x (unless given), their E directions w, the `[S, E·B, D]`
+  targets and the where masks: everything before the reverse maps."""
+  t0 = time.perf_counter()
+  if phi_x is None:
+    phi_x = features_lib.compute_features(pipe.phi, pipe.params, x, feature_batch)
+  ws = list(directions(phi_x))
+  goal = targets(phi_x, ws, scaling, deltas)
+  where = where_masks(pipe, ws, x.shape[1:3])
+  return Plan(goal, np.tile(x, (len(ws), 1, 1, 1)), where, np.asarray(phi_x),
+              dict(directions_s=time.perf_counter() - t0))
+
+
+def default_solve(pipe: Pipeline) -> Solve:
+  """One batch through the pipeline's compiled reverse map."""
+  return lambda t, z0, it, progress=None: pipe.reverse_map(pipe.params, t, z0, it, progress)
+
+
+def start_from(first_start: Callable | None, phi_x: np.ndarray) -> Callable | None:
+  """`first_start(targets, z0, φ(x) [b, D])` as `finished_items`' `(targets, z0, rows)`."""
+  if first_start is None:
+    return None
+  phi_x = np.asarray(phi_x)
+  return lambda t, z0, sl: first_start(t, z0, phi_x[sl % len(phi_x)])
+
+
 def edit(pipe: Pipeline, x: np.ndarray, directions: Callable[[np.ndarray], Sequence],
          deltas: Sequence[float], iterations: Sequence[int], *, scaling: str, batch_size: int,
          feature_batch: int = 32, phi_x: np.ndarray | None = None, solve: Solve | None = None,
          first_start: Callable | None = None, **chain) -> Edited:
-  """DFI on `[B, S, S, 3]` images x: the whole sequence.
+  """DFI on `[B, S, S, 3]` images x: the whole sequence (`plan`, then `reverse_maps`).
 
   Args:
     pipe: from `make`.
@@ -153,24 +198,13 @@ def edit(pipe: Pipeline, x: np.ndarray, directions: Callable[[np.ndarray], Seque
   """
   if len(iterations) != len(deltas):
     raise ValueError(f"{len(deltas)} deltas but {len(iterations)} iteration counts")
+  p = plan(pipe, x, directions, deltas, scaling=scaling, feature_batch=feature_batch,
+           phi_x=phi_x)
   t0 = time.perf_counter()
-  if phi_x is None:
-    phi_x = features_lib.compute_features(pipe.phi, pipe.params, x, feature_batch)
-  ws = list(directions(phi_x))
-  goal = targets(phi_x, ws, scaling, deltas)
-  where = where_masks(pipe, ws, x.shape[1:3])
-  seconds = dict(directions_s=time.perf_counter() - t0)
-  t0 = time.perf_counter()
-  solve = solve or (lambda t, z0, it, progress=None: pipe.reverse_map(
-      pipe.params, t, z0, it, progress))
-  start = None
-  if first_start is not None:
-    phi_items = np.asarray(phi_x)
-    start = lambda t, z0, sl: first_start(t, z0, phi_items[sl % len(x)])  # noqa: E731
-  edits = reverse_maps(solve, goal, np.tile(x, (len(ws), 1, 1, 1)), iterations, batch_size,
-                       first_start=start, where=where, **chain)
-  seconds["reverse_map_s"] = time.perf_counter() - t0
-  return Edited(edits, np.asarray(phi_x), seconds, where)
+  edits = reverse_maps(solve or default_solve(pipe), p.targets, p.x, iterations, batch_size,
+                       first_start=start_from(first_start, p.phi_x), where=p.where, **chain)
+  return Edited(edits, p.phi_x, dict(p.seconds, reverse_map_s=time.perf_counter() - t0),
+                p.where)
 
 
 def where_masks(pipe: Pipeline, ws: Sequence[jax.Array], image_shape: tuple[int, int]

@@ -5,9 +5,9 @@
   edited = dfi_jax.edit(photo, "eyeglasses", deltas=[1.0, 3.0], editor=editor)
   edited["eyeglasses"]  # [2, H, W, 3] float32: the photo at δ = 1 and 3
 
-One path with `python -m experiments.transform --inputs=…` (`edit_run.make_directions`): each
+One path with `python -m experiments.transform --inputs=…` (`kit.make_directions`): each
 face found is aligned to the bank's landmark frame; on the generated bank the attribute judge
-labels it and the official Hamming rule picks its neighbours (`edit_run.judged_attributes`);
+labels it and the official Hamming rule picks its neighbours (`kit.judged_attributes`);
 φ is computed only for those neighbours, when first needed, and kept (in the editor and, for
 generated faces, in the bank cache on disk, `data/bank_cache.py`); the reverse map is the same
 compiled solver, and the change is pasted back into the full-size photo. The same photo and
@@ -38,8 +38,8 @@ from dfi_jax.dfi import features as features_lib
 from dfi_jax.dfi import pipeline
 from dfi_jax.dfi import reconstruct
 from dfi_jax.dfi import sharding
-from dfi_jax.dfi.interpolate import delta_tag
-from dfi_jax.runs import edit as edit_run
+from dfi_jax.outputs import names as output_names
+from dfi_jax.runs import kit
 from dfi_jax.runs import photos as photos_lib
 from dfi_jax.runs import report
 from experiments.configs import synthetic
@@ -55,7 +55,7 @@ _WHERE = "load_editor(config=…)"
 class Editor(NamedTuple):
   """What `load_editor` prepares once for many `edit` calls."""
   config: ml_collections.ConfigDict
-  network: edit_run.Network
+  network: kit.Network
   pipeline: pipeline.Pipeline  # φ and the compiled reverse map at the config's image size
   bank: sources.Bank  # labels; generated images are rendered when read
   features: feature_bank.FeatureBank  # φ of bank rows, computed when first read and kept
@@ -139,10 +139,10 @@ def load_editor(config: ml_collections.ConfigDict | str | None = None,
   steps = 4
   try:
     config = run_state.split_lists(config)
-    edit_run.validate(config)
+    kit.validate(config)
     photos_lib.check(config, ["(array)"])
     show("loading", 0, steps)
-    network = edit_run.load_network(config)
+    network = kit.load_network(config)
     show("loading", 1, steps)
     pipe = pipeline.make(network.net, network.params, config.image_size,
                          reconstruct.config_for_run(config))
@@ -234,13 +234,13 @@ def _deltas(deltas, default) -> list[float]:
     out.append(float(d))
   if not out:
     raise ValueError("deltas is empty; expected a number (δ, e.g. 3.0) or a list of numbers")
-  if len({delta_tag(d) for d in out}) != len(out):
+  if len({output_names.delta_tag(d) for d in out}) != len(out):
     raise ValueError(f"deltas={out}: each δ may be given once")
   return out
 
 
 def _known(attributes: Sequence[str], names: Sequence[str]) -> None:
-  unknown = [p for a in attributes for p in a.split(edit_run.COMBINE) if p not in names]
+  unknown = [p for a in attributes for p in a.split(kit.COMBINE) if p not in names]
   if unknown:
     raise ValueError(f"attributes: unknown {unknown}; valid attributes are {list(names)}, "
                      "or several joined by '+' for one combined edit ('older+eyeglasses')")
@@ -329,16 +329,16 @@ def edit(image, attributes: str | Sequence[str], deltas: float | Sequence[float]
   _known(names, [e.name for e in editor.bank.edits])
   show = progress or _bar_progress()
   try:
-    edits = edit_run.select_edits(editor.bank, names, "attributes")
-    edit_run.check_combined(config, edits, True)
+    edits = kit.select_edits(editor.bank, names, "attributes")
+    kit.check_combined(config, edits, True)
     tests = _tests(editor, x, face, whole_image)
     show("faces", len(tests.names), len(tests.names))
     if config.neighbours == "attributes":
-      tests = edit_run.judged_attributes(config, tests, editor.bank)
-    masks = edit_run.edit_masks(editor.bank, edits, config.k)
+      tests = kit.judged_attributes(config, tests, editor.bank)
+    masks = kit.edit_masks(editor.bank, edits, config.k)
   except RunError as e:
     raise RunError(_python_words(e)) from None
-  directions, _ = edit_run.make_directions(config, editor.bank, editor.features, tests, edits,
+  directions, _ = kit.make_directions(config, editor.bank, editor.features, tests, edits,
                                            masks)
   iterations = pipeline.iterations_for(deltas, config.iterations, config.next_iterations)
   total = sum(iterations) * len(edits) * len(tests.names)

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dfi_jax.dfi import align
-from dfi_jax.runs import edit as edit_run
+from dfi_jax.runs import kit
 from dfi_jax.data import faces
 from dfi_jax.data import figures
 from dfi_jax.data import image_io
@@ -72,8 +72,8 @@ def validate(config, candidates) -> None:
         f"--config.bank_dir={config.bank_dir}: high-resolution edits average φ of neighbours "
         "warped onto each test face, which a bank of unwarped φ cannot give; leave it empty "
         "(the candidates are generated and their φ computed one at a time)")
-  edit_run.validate(config)
-  edit_run.check_inputs(config)
+  kit.validate(config)
+  kit.check_inputs(config)
   run_state.check_config(config, RULES)
   unknown = [a for a in config.attributes if a not in faces.ATTRIBUTES]
   if unknown:
@@ -96,7 +96,7 @@ def run(config, workdir: str | Path) -> dict:
   """
   t_start = time.perf_counter()
   config = run_state.split_lists(config)
-  edit_run.validate(config)  # bank_size checked before the candidates are drawn
+  kit.validate(config)  # bank_size checked before the candidates are drawn
   need, have = config.bank_size * CANDIDATE_BYTES, os.sysconf("SC_PAGE_SIZE") * os.sysconf(
       "SC_PHYS_PAGES")
   if need > have:
@@ -112,7 +112,7 @@ def run(config, workdir: str | Path) -> dict:
 
 
 def _run(config, workdir: Path, candidates, t_start: float) -> dict:
-  network = edit_run.load_network(config)
+  network = kit.load_network(config)
   size = config.image_size
   pipe = pipeline.make(network.net, network.params, size, reconstruct.config_for_run(config))
   claim = run_state.claim(workdir, run_state.describe(config.to_dict(), network.sha256, (), ()))

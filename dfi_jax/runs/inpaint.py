@@ -47,7 +47,7 @@ from dfi_jax.dfi import bank as bank_lib
 from dfi_jax.dfi import features as features_lib
 from dfi_jax.dfi import pipeline
 from dfi_jax.dfi import reconstruct
-from dfi_jax.runs import edit as edit_run
+from dfi_jax.runs import kit
 from dfi_jax.runs.inpaint_data import (
     DATA, apply_hole, centre_square, folder_data, hole_error, load_hole, synthetic_data)
 
@@ -125,7 +125,7 @@ def neighbour_means(phi, params, bank, hole: np.ndarray, neighbours: np.ndarray,
 # --- the run ---------------------------------------------------------------------------------
 
 
-# The fields inpaint.py adds to synthetic.py's (edit_run.RULES checks those).
+# The fields inpaint.py adds to synthetic.py's (kit.RULES checks those).
 RULES = dict(
     data=run_state.choice(DATA),
     deltas=run_state.Rule(lambda v: run_state.numbers().ok(v) and len(v) == 1,
@@ -144,8 +144,8 @@ def validate(config) -> None:
   # The edit run's checks, except `data`: "images" needs no attribute bank.
   checked = config.copy_and_resolve_references()
   checked.data = "synthetic"
-  edit_run.validate(checked)
-  edit_run.check_inputs(config)
+  kit.validate(checked)
+  kit.check_inputs(config)
   if config.hole_mask:
     image_io.check_input_file(config.hole_mask, f"--config.hole_mask={config.hole_mask}")
   if config.bank_dir and (Path(config.bank_dir).expanduser() / bank_lib.MANIFEST).exists():
@@ -169,7 +169,7 @@ def run(config, workdir: str | Path) -> dict:
 
 def _run(config, workdir: Path, t_start: float) -> dict:
   timings = {}
-  network = edit_run.load_network(config)
+  network = kit.load_network(config)
   size = config.image_size
   inputs = [config.hole_mask] if config.hole_mask else []
   inputs_sha256 = [run_state.file_sha256(p) for p in inputs]  # the bytes load_hole reads

@@ -16,8 +16,8 @@ from dfi_jax.data import figures
 from dfi_jax.data import fitting
 from dfi_jax.data import image_io
 from dfi_jax.data import sources
-from dfi_jax.dfi.interpolate import delta_tag
 from dfi_jax.eval import photo_zones
+from dfi_jax.outputs import names as output_names
 from dfi_jax.runs.photos import crop_points, paste
 
 PANEL = 512  # longest side of a photo in side-by-sides and animations
@@ -44,15 +44,16 @@ def output_files(config, tests: sources.TestImages, attributes: Sequence[str]) -
   out: dict[str, list[str]] = {}
   if tests.faces is not None:
     rows = _photo_rows(tests)
-    out["group_edits"] = [f"photos/{p}__{a}__{delta_tag(d)}.png" for p, r in rows.items()
+    out["group_edits"] = [output_names.edit_name(p, a, d, "photos") for p, r in rows.items()
                           if len(r) > 1 for a in attributes for d in config.deltas]
-    out["side_by_side"] = [f"photos/{p}__{a}__side_by_side.png" for p in rows
+    out["side_by_side"] = [output_names.output_name(p, a, "side_by_side", "photos") for p in rows
                            for a in attributes]
     out["aligned"] = [f"photos/{n}__aligned.png" for n in tests.names]
-    out["closeups"] = [f"photos/{n}__{a}__closeup.png" for n in tests.names for a in attributes]
+    out["closeups"] = [output_names.output_name(n, a, "closeup", "photos") for n in tests.names
+                       for a in attributes]
   if config.get("animate", ""):
-    out["animations"] = [f"animations/{n}__{a}.{config.animate}" for n in _image_names(tests)
-                         for a in attributes]
+    out["animations"] = [output_names.output_name(n, a, "", "animations", f".{config.animate}")
+                         for n in _image_names(tests) for a in attributes]
   return out
 
 
@@ -94,14 +95,14 @@ def closeup_rows(config, tests: sources.TestImages, attributes: Sequence[str]) -
   rows_of = _photo_rows(tests)
   out = {}
   for a in attributes:
-    rows = [[dict(src=f"photos/{n}__{a}__closeup.png",
+    rows = [[dict(src=output_names.output_name(n, a, "closeup", "photos"),
                   caption=f"{n}: the face close up, input | δ = "
                           + ", ".join(f"{d:g}" for d in config.deltas))] for n in tests.names]
     full = []
     for photo, members in rows_of.items():
       for d in config.deltas:
-        src = (f"photos/{photo}__{a}__{delta_tag(d)}.png" if len(members) > 1
-               else f"edits/{tests.names[members[0]]}__{a}__{delta_tag(d)}.png")
+        src = (output_names.edit_name(photo, a, d, "photos") if len(members) > 1
+               else output_names.edit_name(tests.names[members[0]], a, d))
         full.append(dict(src=src, caption=f"{photo}: {a}, δ = {d:g}", width=PHOTO_WIDTH))
     out[a] = rows + [full]
   return out
@@ -161,20 +162,23 @@ def save_outputs(workdir: Path, config, tests: sources.TestImages, items, result
                          [results[s, column[(i, a)]] for i in done],
                          [tests.faces[i] for i in done])
           if len(rows) > 1:
-            image_io.save_png(workdir / "photos" / f"{photo}__{a}__{delta_tag(d)}.png", edited)
+            image_io.save_png(workdir / output_names.edit_name(photo, a, d, "photos"), edited)
           sweep.append(edited)
         panels = [_shrink(x) for x in sweep]
-        figures.save_grid(workdir / "photos" / f"{photo}__{a}__side_by_side.png", [panels],
+        figures.save_grid(workdir / output_names.output_name(photo, a, "side_by_side", "photos"),
+                          [panels],
                           col_labels=["input"] + [f"{a} δ={d:g}" for d in deltas])
         for i in rows:  # each face close up, in the photo with only that face edited
           done = [s for s in range(len(deltas)) if finite[s, column[(i, a)]]]
           edited = [paste(original, [tests.images[i]], [results[s, column[(i, a)]]],
                           [tests.faces[i]]) for s in done]
-          save_closeup(workdir / "photos" / f"{tests.names[i]}__{a}__closeup.png", tests, i, a,
+          save_closeup(workdir / output_names.output_name(tests.names[i], a, "closeup", "photos"),
+                       tests, i, a,
                        edited, [deltas[s] for s in done])
         if anim:
           image_io.make_folder(workdir / "animations")
-          save_animation(workdir / "animations" / f"{photo}__{a}.{anim}", panels)
+          save_animation(
+              workdir / output_names.output_name(photo, a, "", "animations", f".{anim}"), panels)
   elif anim:
     image_io.make_folder(workdir / "animations")
     for i, name in enumerate(tests.names):
@@ -182,7 +186,8 @@ def save_outputs(workdir: Path, config, tests: sources.TestImages, items, result
         frames = [tests.images[i]] + [results[s, column[(i, a)]] for s in range(len(deltas))
                                       if finite[s, column[(i, a)]]]
         big = [np.repeat(np.repeat(f, 4, 0), 4, 1) for f in frames]  # 64² is hard to see
-        save_animation(workdir / "animations" / f"{name}__{a}.{anim}", big)
+        save_animation(
+            workdir / output_names.output_name(name, a, "", "animations", f".{anim}"), big)
 
 
 def index_sections(config, tests: sources.TestImages, attributes: Sequence[str]) -> list[dict]:

@@ -17,10 +17,10 @@ from dfi_jax.data import fitting
 from dfi_jax.data import image_io
 from dfi_jax.data import sources
 from dfi_jax.dfi import pipeline
-from dfi_jax.dfi.interpolate import delta_tag
 from dfi_jax.eval import judge as judge_lib
 from dfi_jax.eval import metrics as metrics_lib
 from dfi_jax.eval import probe as probe_lib
+from dfi_jax.outputs import names as output_names
 from dfi_jax.runs import photo_outputs
 from dfi_jax.runs import photos as photos_lib
 
@@ -42,7 +42,8 @@ def photo_result(tests: sources.TestImages, i: int, result: np.ndarray) -> np.nd
 
 
 def edit_file(tests: sources.TestImages, item: tuple[int, str], delta: float) -> str:
-  return f"edits/{tests.names[item[0]]}__{item[1]}__{delta_tag(delta)}.png"
+  """`edits/<image>__<attribute>__d<δ>.png` of test image `item[0]` under edit `item[1]`."""
+  return output_names.edit_name(tests.names[item[0]], item[1], delta)
 
 
 def save_edit(workdir: Path, tests: sources.TestImages, item: tuple[int, str], delta: float,
@@ -99,7 +100,8 @@ def write_outputs(config, workdir: Path, network, tests: sources.TestImages, ite
     baseline = pixel_baseline(x, bank_images, neighbour_sets, i, a, best_d)
     baselines[(i, a)] = (baseline, best_r, best_d)
     baseline = photo_result(tests, i, baseline)
-    image_io.save_png(workdir / "baselines" / f"{tests.names[i]}__{a}__pixel.png", baseline)
+    image_io.save_png(workdir / output_names.output_name(tests.names[i], a, "pixel", "baselines"),
+                      baseline)
   for s, delta in enumerate(config.deltas):
     for j, (i, a) in enumerate(items):
       if not finite[s, j]:
@@ -128,7 +130,7 @@ def write_outputs(config, workdir: Path, network, tests: sources.TestImages, ite
   summary = {}
   for s, delta in enumerate(config.deltas):
     rows = [r for r in per_image if r["delta"] == float(delta)]
-    summary[delta_tag(delta)] = metrics_lib.summarise(rows, attributes)
+    summary[output_names.delta_tag(delta)] = metrics_lib.summarise(rows, attributes)
 
   # The grid: original | edits for each δ | counterfactuals.
   grid_rows = []
@@ -163,7 +165,8 @@ def write_outputs(config, workdir: Path, network, tests: sources.TestImages, ite
       failures=failures,
       outputs=dict(grid="grid.png", edits=sorted(files.values()), index="index.html",
                    originals=[f"originals/{n}.png" for n in tests.names],
-                   baselines=dict(pixel=sorted(f"baselines/{tests.names[i]}__{a}__pixel.png"
+                   baselines=dict(pixel=sorted(output_names.output_name(tests.names[i], a, "pixel",
+                                                                        "baselines")
                                                for i, a in items)),
                    **photo_outputs.output_files(config, tests, attributes)),
       timings=timings,
@@ -305,7 +308,7 @@ def write_index(workdir, config, network, tests, attributes, items, files, summa
             f"{config.iterations} iterations ({config.solver})."),
       figures=[dict(src="grid.png", caption="rows: test images; columns: input, edits, "
                     "and on synthetic data the true counterfactuals")])]
-  tags = {delta_tag(d): d for d in config.deltas}
+  tags = {output_names.delta_tag(d): d for d in config.deltas}
   for tag, per_attr in summary.items():
     if per_attr:
       sections.append(dict(

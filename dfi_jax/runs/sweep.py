@@ -14,9 +14,11 @@ from typing import Sequence
 import numpy as np
 
 from dfi_jax.runs import edit as edit_run
+from dfi_jax.runs import kit
 from dfi_jax.dfi import feature_bank
 from dfi_jax.data import figures
 from dfi_jax.data import image_io
+from dfi_jax.outputs import names as output_names
 from dfi_jax import run_state
 from dfi_jax import workdir_lock
 
@@ -63,9 +65,9 @@ def run_sweep(config, workdir: str | Path, axis: tuple[str, list],
       overrides = {axis[0]: v, **({rows_axis[0]: v2} if axis2 else {})}
       name = ",".join(f"{k}={val}" for k, val in overrides.items())
       settings[(v2, v)] = (name, _with(config, overrides))
-      edit_run.validate(settings[(v2, v)][1])
-      edit_run.check_memory(settings[(v2, v)][1])
-      edit_run.check_inputs(settings[(v2, v)][1])
+      kit.validate(settings[(v2, v)][1])
+      kit.check_memory(settings[(v2, v)][1])
+      kit.check_inputs(settings[(v2, v)][1])
       feature_bank.read_manifest(settings[(v2, v)][1])  # a bank built for every setting
   with workdir_lock.locked(workdir) as held:
     return _figures(config, held, axis, rows_axis, attributes, settings)
@@ -88,7 +90,7 @@ def _figures(config, workdir: Path, axis, rows_axis, attributes, settings) -> li
         for v in axis[1]:
           sub, record = results[(v2, v)]
           edits = [e for e in record["outputs"]["edits"]
-                   if Path(e).name.startswith(f"{image}__{attribute}__")]
+                   if output_names.parse_edit_name(e)[:2] == (image, attribute)]
           row.append(image_io.load_image(sub / edits[0]) if edits else
                      np.ones((config.image_size, config.image_size, 3), np.float32))
         rows.append(row)

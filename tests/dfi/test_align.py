@@ -9,6 +9,7 @@ import pytest
 
 from dfi_jax.dfi import align
 from dfi_jax.runs import edit as edit_run
+from dfi_jax.runs import kit
 from dfi_jax.data import faces
 from dfi_jax.dfi import features as features_lib
 from dfi_jax.dfi import interpolate
@@ -95,7 +96,7 @@ def test_same_geometry_copies_landmarks_not_looks_or_attributes():
 @pytest.fixture(scope="module")
 def tiny():
   config = synthetic.get_config("tiny")
-  network = edit_run.load_network(config)
+  network = kit.load_network(config)
   return config, network, features_lib.make_phi(network.net)
 
 

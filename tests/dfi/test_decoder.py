@@ -15,6 +15,7 @@ from PIL import Image
 
 from dfi_jax.dfi import decoder as decoder_lib
 from dfi_jax.runs import edit as edit_run
+from dfi_jax.runs import kit
 from dfi_jax.data import faces
 from dfi_jax.dfi import features as features_lib
 from dfi_jax.nets import pretrained
@@ -208,7 +209,7 @@ def test_bad_decoder_is_refused_before_any_work(tmp_path, phi_net, kind):
     path = pretrained.RANDOM_WEIGHTS
   else:
     make_decoder_file(path, phi_net, taps=("conv1_2", "conv3_1"))
-  with pytest.raises(edit_run.RunError) as e:
+  with pytest.raises(kit.RunError) as e:
     run_in_process(tmp_path / "run", decoder=str(path))
   message = str(e.value)
   assert "\n" not in message and message.startswith(f"--config.decoder={path}")

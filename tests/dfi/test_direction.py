@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dfi_jax.runs import edit as edit_run
+from dfi_jax.runs import kit
 from dfi_jax.dfi import feature_bank
 from dfi_jax.dfi import features as features_lib
 from dfi_jax.data import banks
@@ -27,10 +28,10 @@ def test_oracle_attribute_vector_brings_every_edit_closer_to_its_counterfactual(
   config.iterations = 10
   config.probe = ""  # not what this test asks; its fit costs seconds
   config.batch_size = 2  # one compiled shape, shared with the other in-process tiny runs
-  network = edit_run.load_network(config)
+  network = kit.load_network(config)
   phi = features_lib.make_phi(network.net)
   bank = banks.load_bank(config)
-  tests = sources.load_tests(config, bank, edit_run.select_edits(bank, ()))
+  tests = sources.load_tests(config, bank, kit.select_edits(bank, ()))
   phi_x = features_lib.compute_features(phi, network.params, tests.images, config.feature_batch)
   oracle = {a: features_lib.compute_features(phi, network.params, cf, config.feature_batch) - phi_x
             for a, cf in tests.counterfactuals.items()}

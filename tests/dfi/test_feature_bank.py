@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from dfi_jax.dfi import bank as bank_lib
-from dfi_jax.runs import edit as edit_run
+from dfi_jax.runs import kit
 from dfi_jax.dfi import feature_bank
 from dfi_jax.dfi import features as features_lib
 from dfi_jax.dfi import neighbours as neighbours_lib
@@ -64,7 +64,7 @@ def test_a_bank_built_for_other_settings_is_one_line_naming_the_field(built, tmp
                            provenance)
   config = tiny(bank_dir=str(root / "none"), weights=str(other))
   with pytest.raises(run_state.RunError, match=r"weights \(the file's sha256\)"):
-    feature_bank.load(config, edit_run.load_network(config), spec, None)
+    feature_bank.load(config, kit.load_network(config), spec, None)
   # Unfinished, not a bank.
   manifest = json.loads((root / "none" / "bank.json").read_text())
   unfinished = tmp_path / "unfinished"
@@ -95,7 +95,7 @@ def test_disk_bank_gives_the_in_memory_neighbours_and_w(built, rule):
   root, network = built
   config = tiny(neighbours=rule)
   data = banks.load_bank(config)
-  edits = edit_run.select_edits(data, ())
+  edits = kit.select_edits(data, ())
   masks = {e.name: neighbours_lib.candidate_masks(data.attributes, e, data.attribute_names)
            for e in edits}
   tests = sources.load_tests(config, data, edits)

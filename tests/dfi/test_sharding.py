@@ -60,6 +60,7 @@ def assert_same_run(got: Path, want: Path, atol=1e-6):
 @pytest.mark.skipif(CHILD, reason="this is the child")
 def test_on_eight_fake_cpu_devices(tmp_path):
   from dfi_jax.runs import edit as edit_run
+  from dfi_jax.runs import kit
   flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
   env = dict(os.environ, XLA_FLAGS=flags.strip(), DFI_TEST_FAKE_DEVICES="8",
              JAX_PLATFORMS="cpu", DFI_TEST_SHARED=str(tmp_path))
@@ -385,7 +386,7 @@ def test_run_neighbours_and_w_are_the_same_on_one_and_eight_devices(mesh, tmp_pa
   for rule in ("features", "attributes"):
     config = run_config(bank_size=59, k=3, neighbours=rule)
     data = banks.load_bank(config)
-    edits = edit_run.select_edits(data, ())
+    edits = kit.select_edits(data, ())
     masks = {e.name: neighbours_lib.candidate_masks(data.attributes, e, data.attribute_names)
              for e in edits}
     tests = sources.bank_tests(data, [data.names[i] for i in (0, 9, 58)])

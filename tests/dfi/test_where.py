@@ -10,8 +10,7 @@ from dfi_jax.dfi import features as features_lib
 from dfi_jax.dfi import pipeline
 from dfi_jax.dfi import reconstruct
 from dfi_jax.dfi import where as where_lib
-from dfi_jax.nets import model as model_lib
-from dfi_jax.nets import weights as weights_lib
+import tiny_problem
 
 SIZE = 32
 SPEC = features_lib.FeatureSpec(("a", "b"), ((8, 8, 4), (4, 4, 6)))
@@ -70,15 +69,7 @@ def test_decode_keeps_the_base_where_the_mask_is_zero_and_chroma_is_coarse():
 
 @pytest.fixture(scope="module")
 def problem():
-  params = weights_lib.init_random(jax.random.key(0), width=1 / 16)
-  net = model_lib.VGG19(taps=("conv2_1", "conv3_1"), width=1 / 16)
-  spec = features_lib.feature_spec(net, params, (SIZE, SIZE))
-  phi = features_lib.make_phi(net)
-  rng = np.random.default_rng(0)
-  x = rng.uniform(0.2, 0.8, (2, SIZE, SIZE, 3)).astype(np.float32)
-  target = np.asarray(phi(params, jnp.asarray(x)))
-  target = target + 0.3 * rng.standard_normal(target.shape).astype(np.float32) * target.std()
-  return params, net, spec, x, target
+  return tiny_problem.reverse_map_problem(SIZE)
 
 
 def _solve(problem, iterations=8, with_mask=True, **fields):

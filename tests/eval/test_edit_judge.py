@@ -10,6 +10,7 @@ import pytest
 from ml_collections import ConfigDict
 
 from dfi_jax.runs import edit as edit_run
+from dfi_jax.runs import kit
 from dfi_jax.runs import report
 from dfi_jax.data import faces
 from dfi_jax.data import sources
@@ -78,7 +79,7 @@ def test_a_bad_judge_file_fails_before_any_work(tmp_path):
   bad = tmp_path / "judge.npz"
   bad.write_bytes(b"not a judge")
   config.judge = str(bad)
-  with pytest.raises(edit_run.RunError, match=r"--config.judge=.*judge.npz"):
+  with pytest.raises(kit.RunError, match=r"--config.judge=.*judge.npz"):
     edit_run.run(config, tmp_path / "run")
   assert not (tmp_path / "run").exists()
 
@@ -88,9 +89,9 @@ def test_photos_are_labelled_by_the_judge_on_a_generated_bank():
   with_glasses = tests.counterfactuals["eyeglasses"]
   photos = sources.TestImages(["p0", "p1"], with_glasses)
   bank = sources.Bank(with_glasses, np.zeros((2, 6), bool), faces.ATTRIBUTES, ["a", "b"], ())
-  labelled = edit_run.judged_attributes(ConfigDict(dict(judge="default")), photos, bank)
+  labelled = kit.judged_attributes(ConfigDict(dict(judge="default")), photos, bank)
   assert labelled.attributes.shape == (2, 6)
   assert labelled.attributes[:, faces.ATTRIBUTES.index("eyeglasses")].all()
   other = bank._replace(attribute_names=("Male",) * 6)
-  assert edit_run.judged_attributes(ConfigDict(dict(judge="default")), photos,
+  assert kit.judged_attributes(ConfigDict(dict(judge="default")), photos,
                                     other).attributes is None

@@ -10,6 +10,7 @@ from dfi_jax import run_state
 from dfi_jax.data import image_io
 from dfi_jax.runs import api
 from dfi_jax.runs import edit as edit_run
+from dfi_jax.runs import kit
 from experiments.configs import synthetic
 
 skimage_data = pytest.importorskip("skimage.data", reason="the test extra installs scikit-image")
@@ -64,10 +65,10 @@ def test_the_api_gives_the_commands_png(tmp_path, astronaut, editor):
 def test_a_combined_edit_moves_along_the_sum_of_its_parts(astronaut, editor):
   config, bank = editor.config, editor.bank
   tests = api._tests(editor, api._photo(astronaut), None, False)
-  tests = edit_run.judged_attributes(config, tests, bank)
-  edits = edit_run.select_edits(bank, ["older", "eyeglasses", "older+eyeglasses"])
-  masks = edit_run.edit_masks(bank, edits, config.k)
-  directions, found = edit_run.make_directions(config, bank, editor.features, tests, edits,
+  tests = kit.judged_attributes(config, tests, bank)
+  edits = kit.select_edits(bank, ["older", "eyeglasses", "older+eyeglasses"])
+  masks = kit.edit_masks(bank, edits, config.k)
+  directions, found = kit.make_directions(config, bank, editor.features, tests, edits,
                                                masks)
   phi_x = editor.pipeline.phi(editor.network.params, tests.images)
   older, glasses, both = directions(phi_x)

@@ -14,7 +14,7 @@ from hypothesis import example, given, settings, strategies as st
 import ml_collections
 from ml_collections import config_flags
 
-from dfi_jax.runs import edit as edit_run
+from dfi_jax.runs import kit
 from dfi_jax import run_state
 from experiments.configs import synthetic
 
@@ -75,8 +75,8 @@ def check(config, judged: dict) -> None:
   invalid = {f for f, ok in judged.items() if ok is False}
   either = {f for f, ok in judged.items() if ok is OPEN}
   try:
-    edit_run.validate(config)
-  except edit_run.RunError as e:
+    kit.validate(config)
+  except kit.RunError as e:
     message = str(e)
     assert "\n" not in message and "expected" in message, message
     named = message.split("=")[0].removeprefix("--config.")
@@ -147,7 +147,7 @@ def test_validate_reads_the_config_without_changing_it():
   config = synthetic.get_config("tiny")
   config.taps = ("conv1_1,conv3_1",)
   before = config.to_dict()
-  edit_run.validate(config)
+  kit.validate(config)
   assert config.to_dict() == before
   split = run_state.split_lists(config)
   assert split.taps == ("conv1_1", "conv3_1") and config.taps == ("conv1_1,conv3_1",)

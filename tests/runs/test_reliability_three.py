@@ -18,6 +18,7 @@ from dfi_jax import run_state
 from dfi_jax import workdir_lock
 from dfi_jax.data import image_io
 from dfi_jax.runs import edit as edit_run
+from dfi_jax.runs import kit
 from experiments.configs import synthetic
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -149,7 +150,7 @@ def test_a_judge_or_weights_file_with_nan_is_one_line_naming_it(tmp_path):
   with pytest.raises(judge_lib.JudgeError, match=r"judge.npz: parameter .*kernel holds NaN"):
     judge_lib.load(path)
   with pytest.raises(run_state.RunError, match="--config.judge=.*judge.npz: parameter"):
-    edit_run.check_inputs(tiny(judge=str(path)))
+    kit.check_inputs(tiny(judge=str(path)))
   params, provenance = weights_lib.load_weights(pretrained.RANDOM_WEIGHTS)
   params["conv1_1"]["bias"] = np.full_like(params["conv1_1"]["bias"], np.inf)
   weights_lib.save_weights(tmp_path / "w.npz", params, provenance)

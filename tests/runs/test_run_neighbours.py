@@ -10,7 +10,7 @@ whose φ was computed.
 import numpy as np
 import pytest
 
-from dfi_jax.runs import edit as edit_run
+from dfi_jax.runs import kit
 from dfi_jax.data import faces
 from dfi_jax.dfi import feature_bank
 from dfi_jax.dfi import neighbours as neighbours_lib
@@ -57,7 +57,7 @@ def setup(neighbours, **overrides):
   for field, value in overrides.items():
     config[field] = value
   bank = banks.load_bank(config)
-  edits = edit_run.select_edits(bank, ())
+  edits = kit.select_edits(bank, ())
   masks = {e.name: neighbours_lib.candidate_masks(bank.attributes, e, bank.attribute_names)
            for e in edits}
   return config, bank, edits, masks

@@ -31,6 +31,7 @@ from PIL import Image
 from dfi_jax.dfi import bank as bank_lib
 from dfi_jax.dfi import decoder as decoder_lib
 from dfi_jax.runs import edit as edit_run
+from dfi_jax.runs import kit
 from dfi_jax.dfi import features as features_lib
 from dfi_jax.runs import highres
 from dfi_jax.data import image_io
@@ -354,14 +355,14 @@ def test_bad_setting_fails_before_anything_is_written(tmp_path, field, value, wo
 
 
 @pytest.mark.parametrize("config, rules", [
-    (synthetic.get_config("tiny"), edit_run.RULES),
-    (inpaint_config.get_config("shoes"), {**edit_run.RULES, **inpaint.RULES}),
-    (highres_config.get_config("tiny"), {**edit_run.RULES, **highres.RULES}),
+    (synthetic.get_config("tiny"), kit.RULES),
+    (inpaint_config.get_config("shoes"), {**kit.RULES, **inpaint.RULES}),
+    (highres_config.get_config("tiny"), {**kit.RULES, **highres.RULES}),
     (features_config.get_config("tiny"), train.CONFIG_RULES),
     (decoder_config.get_config("tiny"), decoder_lib.TRAINING_RULES),
 ], ids=["synthetic", "inpaint", "highres", "features", "decoder"])
 def test_every_config_field_has_a_check(config, rules):
-  assert sorted(set(config) - set(rules) - {"data"}) == []  # edit_run.validate checks `data`
+  assert sorted(set(config) - set(rules) - {"data"}) == []  # kit.validate checks `data`
 
 
 def test_failure_after_the_lock_leaves_no_claim_and_no_folder(tmp_path):

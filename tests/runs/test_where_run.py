@@ -6,6 +6,7 @@ import pytest
 
 from dfi_jax import run_state
 from dfi_jax.runs import edit as edit_run
+from dfi_jax.runs import kit
 from experiments.configs import synthetic
 
 
@@ -34,7 +35,7 @@ def test_the_where_mask_lowers_the_change_outside_the_attributes_region(tmp_path
     (dict(where_sigma=-1.0), "where_sigma"), (dict(where_high=2.0), "where_high")])
 def test_bad_where_settings_are_one_line_naming_the_field(overrides, field):
   with pytest.raises(run_state.RunError, match=f"--config.{field}"):
-    edit_run.validate(tiny(**overrides))
+    kit.validate(tiny(**overrides))
 
 
 def test_the_official_variant_keeps_the_papers_global_edit():

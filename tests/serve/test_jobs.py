@@ -27,13 +27,19 @@ def _blocking(gate: threading.Event, log: list, name: str):
   return run
 
 
-def test_jobs_run_one_at_a_time_in_the_order_submitted():
+def _two_jobs(key_a: str, key_b: str):
+  """A queue given job "a" then job "b" (both held at the gate), once "a" has started."""
   queue = jobs.Queue()
   log, gate = [], threading.Event()
-  first = queue.submit("photo-a", _blocking(gate, log, "a"))
-  second = queue.submit("photo-b", _blocking(gate, log, "b"))
+  first = queue.submit(key_a, _blocking(gate, log, "a"))
+  second = queue.submit(key_b, _blocking(gate, log, "b"))
   while not log:
     time.sleep(0.01)
+  return queue, log, gate, first, second
+
+
+def test_jobs_run_one_at_a_time_in_the_order_submitted():
+  queue, log, gate, first, second = _two_jobs("photo-a", "photo-b")
   time.sleep(0.1)
   assert log == [("start", "a")] and second.state == jobs.QUEUED  # b waits for a
   gate.set()
@@ -66,12 +72,7 @@ def test_a_newer_request_for_the_same_photo_supersedes_the_older_ones():
 
 
 def test_cancel_stops_a_running_job_and_drops_a_waiting_one():
-  queue = jobs.Queue()
-  log, gate = [], threading.Event()
-  running = queue.submit("a", _blocking(gate, log, "a"))
-  waiting = queue.submit("b", _blocking(gate, log, "b"))
-  while not log:
-    time.sleep(0.01)
+  queue, log, gate, running, waiting = _two_jobs("a", "b")
   assert queue.cancel(waiting.id).state == jobs.CANCELLED
   queue.cancel(running.id)
   gate.set()

@@ -38,6 +38,7 @@ from PIL import Image
 from dfi_jax import run_state
 from dfi_jax.data import figures
 from dfi_jax.data import image_io
+from dfi_jax.outputs import names as output_names
 from dfi_jax.eval.study.trials import (
     Stimulus, StudyError, main_trials, num_attention, scramble, shard_dir, shard_trials,
     study_id)
@@ -67,10 +68,10 @@ def prompt(attribute: str) -> str:
 
 
 def _split_name(path: Path, parts: int, where: str) -> list[str]:
-  fields = path.stem.rsplit("__", parts - 1)
-  if len(fields) != parts or not all(fields):
-    raise StudyError(f"{path}: expected a name of the form {where}")
-  return fields
+  try:
+    return output_names.split_name(path, parts)
+  except ValueError:
+    raise StudyError(f"{path}: expected a name of the form {where}") from None
 
 
 def dfi_stimuli(run_dir: str | os.PathLike, label: str,
@@ -90,13 +91,10 @@ def dfi_stimuli(run_dir: str | os.PathLike, label: str,
   found = []
   for name in names:
     path = run_dir / name
-    image, attribute, tag = _split_name(path, 3, "<image>__<attribute>__d<delta>.png")
     try:
-      delta = float(tag[1:]) if tag.startswith("d") else None
-    except ValueError:
-      delta = None
-    if delta is None:
-      raise StudyError(f"{path}: expected a name of the form <image>__<attribute>__d<delta>.png")
+      image, attribute, delta = output_names.parse_edit_name(path)
+    except ValueError as e:
+      raise StudyError(f"{path}: {e}") from None
     if not path.exists():
       raise StudyError(f"{path}: listed in metrics.json but missing")
     image_io.check_input_file(path)

@@ -1,0 +1,1 @@
+"""What runs write: the names of their files (`names`) and their figures and pages (`figures`)."""
