@@ -27,7 +27,7 @@ from absl import flags
 from dfi_jax.dfi import decoder as decoder_lib
 from dfi_jax.runs import kit
 from dfi_jax import run_state
-from dfi_jax import versions
+from dfi_jax.outputs import record as run_record
 from dfi_jax.dfi import features as features_lib
 from dfi_jax.data import figures
 from dfi_jax.data import image_io
@@ -182,11 +182,10 @@ def main(argv):
   verdict = (f"target ≥ 3× fewer iterations at equal loss: "
              f"{'met' if best >= 3 else 'not met'} per image (best {best:.2f}×; every image "
              f"must reach its cold loss); on the batch-mean loss {best_mean:.2f}×")
-  record = dict(decoder=fast.path, decoder_sha256=fast.sha256, config=config.to_dict(),
-                faces=tests.names, items=[list(it) for it in items], iterations=n_iter,
-                chunk=_CHUNK.value, rows=rows, curves=curves, verdict=verdict,
-                versions=versions.package_versions(),
-                devices=[str(d) for d in jax.devices()])
+  record = run_record.run_record(
+      config, decoder=fast.path, decoder_sha256=fast.sha256, faces=tests.names,
+      items=[list(it) for it in items], iterations=n_iter, chunk=_CHUNK.value, rows=rows,
+      curves=curves, verdict=verdict)
   image_io.atomic_write_json(workdir / "fast_mode.json", image_io.jsonable(record))
   image_io.atomic_write_text(workdir / "fast_mode.md", table(rows, n_iter, len(items)) +
                              f"\n{verdict}\n")

@@ -32,7 +32,7 @@ from dfi_jax.eval import metrics as metrics_lib
 from dfi_jax.dfi import reconstruct
 from dfi_jax import run_state
 from dfi_jax import workdir_lock
-from dfi_jax import versions
+from dfi_jax.outputs import record as run_record
 from dfi_jax.data import sources
 
 
@@ -142,11 +142,9 @@ def _run(config, workdir: Path, candidates, t_start: float) -> dict:
     rows.append(row)
   run_state.commit(claim)
   figures.save_grid(workdir / "grid.png", rows, col_labels=["input"] + list(config.attributes))
-  record = dict(settings=config.to_dict(),
-                weights=dict(path=network.path, provenance=network.provenance),
-                per_image=per_image, peak_rss_mb=peak_rss_mb(),
-                timings=dict(total_s=time.perf_counter() - t_start),
-                versions=versions.package_versions())
+  record = run_record.run_record(config, network,
+                                 timings=dict(total_s=time.perf_counter() - t_start),
+                                 per_image=per_image, peak_rss_mb=peak_rss_mb())
   image_io.atomic_write_json(workdir / "metrics.json", image_io.jsonable(record))
   return record
 

@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 from dfi_jax import run_state
 from dfi_jax import workdir_lock
-from dfi_jax import versions
+from dfi_jax.outputs import record as run_record
 from dfi_jax.data import figures
 from dfi_jax.data import fitting
 from dfi_jax.data import image_io
@@ -262,13 +262,11 @@ def write_outputs(config, workdir, network, data, hole, x, results, neighbour_pi
   summary = {k: float(np.mean([r[k] for r in per_image]))
              for k in ("rmse_dfi", "rmse_grey", "rmse_neighbour_mean")}
   timings["total_s"] = time.perf_counter() - t_start
-  record = dict(settings=config.to_dict(), data=dict(kind=data.kind, note=data.note,
-                                                     bank_images=len(data.bank_names)),
-                weights=dict(path=network.path, provenance=network.provenance),
-                hole_pixels=int(hole.sum()), summary=summary, per_image=per_image,
-                timings=timings, versions=versions.package_versions(),
-                outputs=dict(grid="grid.png", index="index.html",
-                             inpainted=[r["file"] for r in per_image]))
+  record = run_record.run_record(
+      config, network, timings=timings,
+      data=dict(kind=data.kind, note=data.note, bank_images=len(data.bank_names)),
+      hole_pixels=int(hole.sum()), summary=summary, per_image=per_image,
+      outputs=dict(grid="grid.png", index="index.html", inpainted=[r["file"] for r in per_image]))
   write_index(workdir, config, network, data, hole, summary, per_image)
   image_io.atomic_write_json(workdir / "metrics.json", image_io.jsonable(record))
   return record

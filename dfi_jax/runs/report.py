@@ -6,11 +6,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import jax
 import numpy as np
 
 from dfi_jax import run_state
-from dfi_jax import versions
 from dfi_jax.data import bank_cache
 from dfi_jax.data import figures
 from dfi_jax.data import fitting
@@ -21,6 +19,7 @@ from dfi_jax.eval import judge as judge_lib
 from dfi_jax.eval import metrics as metrics_lib
 from dfi_jax.eval import probe as probe_lib
 from dfi_jax.outputs import names as output_names
+from dfi_jax.outputs import record as run_record
 from dfi_jax.runs import photo_outputs
 from dfi_jax.runs import photos as photos_lib
 
@@ -152,9 +151,8 @@ def write_outputs(config, workdir: Path, network, tests: sources.TestImages, ite
 
   zones = photo_outputs.zone_metrics(config, tests, items, results, finite)
   timings["total_s"] = time.perf_counter() - t_start
-  record = dict(
-      settings=config.to_dict(),
-      weights=dict(path=network.path, provenance=network.provenance),
+  record = run_record.run_record(
+      config, network, timings=timings,
       data="photos" if tests.originals is not None else config.data,
       images=tests.names,
       summary=summary,
@@ -168,11 +166,7 @@ def write_outputs(config, workdir: Path, network, tests: sources.TestImages, ite
                    baselines=dict(pixel=sorted(output_names.output_name(tests.names[i], a, "pixel",
                                                                         "baselines")
                                                for i, a in items)),
-                   **photo_outputs.output_files(config, tests, attributes)),
-      timings=timings,
-      versions=versions.package_versions(),
-      devices=[str(d) for d in jax.devices()],
-  )
+                   **photo_outputs.output_files(config, tests, attributes)))
   record["settings"]["attributes"] = list(attributes)
   write_index(workdir, config, network, tests, attributes, items, files, summary, failures,
               bank_data.attribute_names, photo_outputs.zone_section(zones))

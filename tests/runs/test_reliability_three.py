@@ -19,20 +19,12 @@ from dfi_jax import workdir_lock
 from dfi_jax.data import image_io
 from dfi_jax.runs import edit as edit_run
 from dfi_jax.runs import kit
-from experiments.configs import synthetic
+from tiny_run import tiny
 
 ROOT = Path(__file__).resolve().parents[2]
 ATTRIBUTE = ["smiling"]
 
 
-def tiny(**overrides):
-  config = synthetic.get_config("tiny")
-  config.batch_size = 4
-  config.probe = ""  # the probe's fit compiles anew in every run; not what is tested here
-  with config.unlocked():
-    for key, value in overrides.items():
-      config[key] = value
-  return config
 
 
 @pytest.fixture(scope="module")

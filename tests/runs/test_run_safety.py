@@ -53,19 +53,12 @@ from experiments.configs import features as features_config
 from experiments.configs import highres as highres_config
 from experiments.configs import inpaint as inpaint_config
 from experiments.configs import synthetic
+from tiny_run import tiny
 
 ROOT = Path(__file__).resolve().parents[2]
 ATTRIBUTE = ["smiling"]
 
 
-def tiny(**overrides):
-  config = synthetic.get_config("tiny")
-  config.batch_size = 4
-  config.probe = ""  # the probe's fit compiles anew in every run (6 s); not what is tested here
-  with config.unlocked():
-    for key, value in overrides.items():
-      config[key] = value
-  return config
 
 
 @pytest.fixture(scope="module")
