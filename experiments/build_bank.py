@@ -26,8 +26,8 @@ from dfi_jax.dfi import bank as bank_lib
 from dfi_jax.runs import kit
 from dfi_jax.dfi import feature_bank
 from dfi_jax.dfi import features as features_lib
-from dfi_jax import run_state
-from dfi_jax import workdir_lock
+from dfi_jax.base import run_state
+from dfi_jax.base import workdir_lock
 from dfi_jax.dfi import sharding
 from experiments import cli
 

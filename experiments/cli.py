@@ -19,7 +19,7 @@ import ml_collections
 from ml_collections import config_flags
 
 from dfi_jax.data import image_io
-from dfi_jax import run_state
+from dfi_jax.base import run_state
 from experiments import config_help
 
 # Errors a user can cause: RunError, WeightsError and ImageError are ValueErrors; OSError covers

@@ -6,7 +6,7 @@ Writes DIR/grid.png, one PNG per edit and DIR/metrics.json (counterfactual r, pe
 from absl import flags
 
 from dfi_jax.runs import highres
-from dfi_jax import run_state
+from dfi_jax.base import run_state
 from experiments import cli
 
 _CONFIG = cli.define_config_file(

@@ -10,7 +10,7 @@ command into the same workdir resumes.
 from absl import flags
 
 from dfi_jax.runs import inpaint
-from dfi_jax import run_state
+from dfi_jax.base import run_state
 from experiments import cli
 
 _CONFIG = cli.define_config_file(

@@ -22,7 +22,7 @@ from absl import app, flags
 
 from dfi_jax.data import image_io
 from dfi_jax.nets import porting
-from dfi_jax import run_state
+from dfi_jax.base import run_state
 from experiments import cli
 
 FLAGS = flags.FLAGS

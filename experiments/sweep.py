@@ -7,7 +7,7 @@ Any `--config.FIELD=VALUE` applies to every setting. Writes DIR/sweep_<attribute
 
 from absl import flags
 
-from dfi_jax import run_state
+from dfi_jax.base import run_state
 from dfi_jax.runs import sweep
 from experiments import cli
 

@@ -22,12 +22,12 @@ from tqdm import tqdm
 from dfi_jax.dfi import decoder as decoder_lib
 from dfi_jax.data import faces
 from dfi_jax.dfi import features as features_lib
-from dfi_jax.data import figures
+from dfi_jax.outputs import figures
 from dfi_jax.data import image_io
 from dfi_jax.nets import pretrained
 from dfi_jax.dfi import reconstruct
-from dfi_jax import run_state
-from dfi_jax import workdir_lock
+from dfi_jax.base import run_state
+from dfi_jax.base import workdir_lock
 from dfi_jax.nets import weights as weights_lib
 from experiments import cli
 

@@ -10,7 +10,7 @@ import sys
 import jax
 from tqdm import tqdm
 
-from dfi_jax import run_state
+from dfi_jax.base import run_state
 from dfi_jax.nets import train
 from dfi_jax.nets import weights
 from experiments import cli

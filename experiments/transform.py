@@ -15,7 +15,7 @@
 from absl import flags
 
 from dfi_jax.runs import edit as edit_run
-from dfi_jax import run_state
+from dfi_jax.base import run_state
 from experiments import cli
 
 _CONFIG = cli.define_config_file(

@@ -48,10 +48,10 @@ from absl import flags
 
 from dfi_jax.dfi import align
 from dfi_jax.runs import kit
-from dfi_jax import run_state
+from dfi_jax.base import run_state
 from dfi_jax.data import faces
 from dfi_jax.dfi import features as features_lib
-from dfi_jax.data import figures
+from dfi_jax.outputs import figures
 from dfi_jax.data import image_io
 from dfi_jax.dfi import interpolate
 from dfi_jax.eval import metrics as metrics_lib

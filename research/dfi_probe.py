@@ -34,7 +34,7 @@ from absl import flags
 
 from dfi_jax.data import faces
 from dfi_jax.dfi import features as features_lib
-from dfi_jax.data import figures
+from dfi_jax.outputs import figures
 from dfi_jax.dfi import interpolate
 from dfi_jax.eval import metrics as metrics_lib
 from dfi_jax.dfi import neighbours as neighbours_lib

@@ -26,10 +26,10 @@ from absl import flags
 
 from dfi_jax.dfi import decoder as decoder_lib
 from dfi_jax.runs import kit
-from dfi_jax import run_state
+from dfi_jax.base import run_state
 from dfi_jax.outputs import record as run_record
 from dfi_jax.dfi import features as features_lib
-from dfi_jax.data import figures
+from dfi_jax.outputs import figures
 from dfi_jax.data import image_io
 from dfi_jax.dfi import interpolate
 from dfi_jax.eval import metrics as metrics_lib

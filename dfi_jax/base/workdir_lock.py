@@ -16,9 +16,9 @@ import stat
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from dfi_jax import run_state
+from dfi_jax.base import run_state
 from dfi_jax.data import image_io
-from dfi_jax.run_state import RunError
+from dfi_jax.base.run_state import RunError
 
 LOCK = ".dfi_jax.lock"
 

@@ -32,7 +32,7 @@ from dfi_jax.dfi import features as features_lib
 from dfi_jax.data import image_io
 from dfi_jax.nets import model as model_lib
 from dfi_jax.dfi import reconstruct
-from dfi_jax import run_state
+from dfi_jax.base import run_state
 from dfi_jax.nets import weights as weights_lib
 
 FORMAT = "dfi_jax-decoder-v1"

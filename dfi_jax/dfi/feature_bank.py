@@ -33,7 +33,7 @@ import numpy as np
 
 from dfi_jax.dfi import bank as bank_lib
 from dfi_jax.dfi import features as features_lib
-from dfi_jax import run_state
+from dfi_jax.base import run_state
 from dfi_jax.dfi import sharding
 from dfi_jax.data import bank_cache
 from dfi_jax.data import banks

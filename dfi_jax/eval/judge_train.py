@@ -22,7 +22,7 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from dfi_jax import versions
+from dfi_jax.base import versions
 from dfi_jax.data import faces
 from dfi_jax.eval import judge as judge_lib
 from dfi_jax.eval.judge_augment import Augmentation, augment, noise_bank

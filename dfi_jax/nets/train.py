@@ -22,7 +22,7 @@ import optax
 
 from dfi_jax.data import faces
 from dfi_jax.nets import model as model_lib
-from dfi_jax import run_state
+from dfi_jax.base import run_state
 
 
 def identity_vector(p: faces.FaceParams) -> np.ndarray:

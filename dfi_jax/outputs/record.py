@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import jax
 
-from dfi_jax import versions
+from dfi_jax.base import versions
 
 
 def run_record(config, network=None, *, timings: dict | None = None, **parts) -> dict:

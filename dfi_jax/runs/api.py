@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from dfi_jax import run_state
+from dfi_jax.base import run_state
 from dfi_jax.data import bank_cache
 from dfi_jax.data import banks
 from dfi_jax.data import faces

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from dfi_jax import run_state
+from dfi_jax.base import run_state
 from dfi_jax.data import sources
 from dfi_jax.dfi import align
 from dfi_jax.dfi import decoder as decoder_lib

@@ -25,13 +25,13 @@ import numpy as np
 from dfi_jax.dfi import align
 from dfi_jax.runs import kit
 from dfi_jax.data import faces
-from dfi_jax.data import figures
+from dfi_jax.outputs import figures
 from dfi_jax.data import image_io
 from dfi_jax.dfi import pipeline
 from dfi_jax.eval import metrics as metrics_lib
 from dfi_jax.dfi import reconstruct
-from dfi_jax import run_state
-from dfi_jax import workdir_lock
+from dfi_jax.base import run_state
+from dfi_jax.base import workdir_lock
 from dfi_jax.outputs import record as run_record
 from dfi_jax.data import sources
 

@@ -37,10 +37,10 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from dfi_jax import run_state
-from dfi_jax import workdir_lock
+from dfi_jax.base import run_state
+from dfi_jax.base import workdir_lock
 from dfi_jax.outputs import record as run_record
-from dfi_jax.data import figures
+from dfi_jax.outputs import figures
 from dfi_jax.data import fitting
 from dfi_jax.data import image_io
 from dfi_jax.dfi import bank as bank_lib

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import NamedTuple, Sequence
 
-from dfi_jax import run_state
+from dfi_jax.base import run_state
 from dfi_jax.data import bank_cache
 from dfi_jax.data import banks
 from dfi_jax.data import image_io

@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from dfi_jax.data import figures
+from dfi_jax.outputs import figures
 from dfi_jax.data import fitting
 from dfi_jax.data import image_io
 from dfi_jax.data import sources

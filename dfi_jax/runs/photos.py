@@ -30,7 +30,7 @@ from dfi_jax.data import faces
 from dfi_jax.data import fitting
 from dfi_jax.data import image_io
 from dfi_jax.data import landmarks as landmarks_lib
-from dfi_jax import run_state
+from dfi_jax.base import run_state
 from dfi_jax.data import sources
 
 MODES = ("face", "none")

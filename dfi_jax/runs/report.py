@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dfi_jax import run_state
+from dfi_jax.base import run_state
 from dfi_jax.data import bank_cache
-from dfi_jax.data import figures
+from dfi_jax.outputs import figures
 from dfi_jax.data import fitting
 from dfi_jax.data import image_io
 from dfi_jax.data import sources

@@ -16,11 +16,11 @@ import numpy as np
 from dfi_jax.runs import edit as edit_run
 from dfi_jax.runs import kit
 from dfi_jax.dfi import feature_bank
-from dfi_jax.data import figures
+from dfi_jax.outputs import figures
 from dfi_jax.data import image_io
 from dfi_jax.outputs import names as output_names
-from dfi_jax import run_state
-from dfi_jax import workdir_lock
+from dfi_jax.base import run_state
+from dfi_jax.base import workdir_lock
 
 
 def parse_axis(text: str) -> tuple[str, list]:

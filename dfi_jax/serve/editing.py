@@ -14,7 +14,7 @@ from typing import Callable, NamedTuple, Sequence
 import ml_collections
 import numpy as np
 
-from dfi_jax import run_state
+from dfi_jax.base import run_state
 from dfi_jax.data import landmarks as landmarks_lib
 from dfi_jax.dfi import pipeline as pipeline_lib
 from dfi_jax.dfi import reconstruct

@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
-from dfi_jax import run_state
+from dfi_jax.base import run_state
 from dfi_jax.data import image_io
 from dfi_jax.data import faces as faces_lib
 from dfi_jax.serve import editing

@@ -19,7 +19,7 @@ from dfi_jax.runs import kit
 from dfi_jax.data import faces
 from dfi_jax.dfi import features as features_lib
 from dfi_jax.nets import pretrained
-from dfi_jax import run_state
+from dfi_jax.base import run_state
 from dfi_jax.nets import weights as weights_lib
 from experiments.configs import synthetic
 

@@ -18,7 +18,7 @@ from dfi_jax.runs import kit
 from dfi_jax.dfi import feature_bank
 from dfi_jax.dfi import features as features_lib
 from dfi_jax.dfi import neighbours as neighbours_lib
-from dfi_jax import run_state
+from dfi_jax.base import run_state
 from dfi_jax.data import banks
 from dfi_jax.data import sources
 from dfi_jax.nets import weights as weights_lib

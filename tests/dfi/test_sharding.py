@@ -150,7 +150,7 @@ def test_two_hosts_edit_resume_and_study(tmp_path):
   file on one host stops both with one line; a deleted item is recomputed with its batch only;
   `study_stimuli --distributed` writes a shard per host and process 0 the page linking them."""
   from dfi_jax.runs import edit as edit_run
-  from dfi_jax import workdir_lock
+  from dfi_jax.base import workdir_lock
   from dfi_jax.eval.study import analysis
   import tiny_bank
   tiny_bank.build(run_config(), tmp_path / "bank")

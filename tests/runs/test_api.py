@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 import dfi_jax
-from dfi_jax import run_state
+from dfi_jax.base import run_state
 from dfi_jax.data import image_io
 from dfi_jax.runs import api
 from dfi_jax.runs import edit as edit_run

@@ -15,7 +15,7 @@ import ml_collections
 from ml_collections import config_flags
 
 from dfi_jax.runs import kit
-from dfi_jax import run_state
+from dfi_jax.base import run_state
 from experiments.configs import synthetic
 
 CONV_NAMES = {f"conv{b}_{i}" for b, n in ((1, 2), (2, 2), (3, 4), (4, 4), (5, 4))

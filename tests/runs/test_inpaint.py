@@ -11,7 +11,7 @@ from PIL import Image
 
 from dfi_jax.runs import inpaint
 from dfi_jax.runs import inpaint_data
-from dfi_jax import run_state
+from dfi_jax.base import run_state
 from dfi_jax.data import fitting
 from dfi_jax.data import shoes
 from experiments.configs import inpaint as inpaint_config

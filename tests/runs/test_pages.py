@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from dfi_jax.data import figures
+from dfi_jax.outputs import figures
 from dfi_jax.runs import edit as edit_run
 from experiments.configs import synthetic
 

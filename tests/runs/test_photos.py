@@ -19,7 +19,7 @@ from dfi_jax.data import landmarks
 from dfi_jax.eval import photo_zones
 from dfi_jax.runs import photo_outputs
 from dfi_jax.runs import photos
-from dfi_jax import run_state
+from dfi_jax.base import run_state
 from experiments.configs import synthetic
 from image_points import dots, peak
 

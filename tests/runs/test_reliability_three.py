@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dfi_jax import run_state
-from dfi_jax import workdir_lock
+from dfi_jax.base import run_state
+from dfi_jax.base import workdir_lock
 from dfi_jax.data import image_io
 from dfi_jax.runs import edit as edit_run
 from dfi_jax.runs import kit

@@ -36,8 +36,8 @@ from dfi_jax.dfi import features as features_lib
 from dfi_jax.runs import highres
 from dfi_jax.data import image_io
 from dfi_jax.runs import inpaint
-from dfi_jax import run_state
-from dfi_jax import workdir_lock
+from dfi_jax.base import run_state
+from dfi_jax.base import workdir_lock
 from dfi_jax.data import shoes
 from dfi_jax.data import sources
 from dfi_jax.runs import sweep
@@ -142,7 +142,7 @@ def test_a_workdir_held_by_a_live_run_is_refused(tmp_path):
 def test_a_killed_holder_leaves_no_stuck_lock(tmp_path):
   workdir = tmp_path / "w"
   holder = subprocess.Popen(
-      [sys.executable, "-c", "import sys, time; from dfi_jax import workdir_lock\n"
+      [sys.executable, "-c", "import sys, time; from dfi_jax.base import workdir_lock\n"
        f"with workdir_lock.locked({str(workdir)!r}):\n  print('held', flush=True); time.sleep(600)"],
       cwd=ROOT, stdout=subprocess.PIPE, text=True)
   try:

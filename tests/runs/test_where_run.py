@@ -4,7 +4,7 @@ the mask keeps the rest of the face, and bad values are one clear line."""
 import numpy as np
 import pytest
 
-from dfi_jax import run_state
+from dfi_jax.base import run_state
 from dfi_jax.runs import edit as edit_run
 from dfi_jax.runs import kit
 from experiments.configs import synthetic

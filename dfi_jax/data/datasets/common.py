@@ -20,7 +20,7 @@ from typing import Callable, NamedTuple, Sequence
 import numpy as np
 from PIL import Image
 
-from dfi_jax import run_state
+from dfi_jax.base import run_state
 
 
 class DatasetError(ValueError):

@@ -13,8 +13,8 @@ from typing import Callable, Iterator, NamedTuple, Sequence
 import jax
 import numpy as np
 
-from dfi_jax import run_state
-from dfi_jax import workdir_lock
+from dfi_jax.base import run_state
+from dfi_jax.base import workdir_lock
 
 
 class DistributedSettings(NamedTuple):

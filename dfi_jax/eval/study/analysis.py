@@ -27,7 +27,7 @@ from typing import Iterable, NamedTuple, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from dfi_jax import run_state
+from dfi_jax.base import run_state
 from dfi_jax.data import image_io
 
 SIDES = ("left", "right")

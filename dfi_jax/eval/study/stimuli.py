@@ -35,8 +35,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from dfi_jax import run_state
-from dfi_jax.data import figures
+from dfi_jax.base import run_state
+from dfi_jax.outputs import figures
 from dfi_jax.data import image_io
 from dfi_jax.outputs import names as output_names
 from dfi_jax.eval.study.trials import (

@@ -1,9 +1,9 @@
-"""Grids (PNG with labels) and the static HTML index: dfi_jax/data/figures.py."""
+"""Grids (PNG with labels) and the static HTML index: dfi_jax/outputs/figures.py."""
 
 import numpy as np
 import pytest
 
-from dfi_jax.data import figures
+from dfi_jax.outputs import figures
 from dfi_jax.data.image_io import load_image
 
 
