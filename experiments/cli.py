@@ -1,7 +1,7 @@
 """What every experiments/ entry point shares: one clear line on stderr and exit 1 for bad input.
 
 Also Ctrl-C and SIGTERM: one line saying what was kept (exit 130), never a traceback; the temp
-file of a write in progress is removed on the way out (image_io.atomic_write_bytes).
+file of a write in progress is removed on the way out (files_lib.atomic_write_bytes).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from absl import logging
 import ml_collections
 from ml_collections import config_flags
 
-from dfi_jax.data import image_io
+from dfi_jax.base import files as files_lib
 from dfi_jax.base import run_state
 from experiments import config_help
 
@@ -114,8 +114,8 @@ def parse_flags(argv):
   for path in _config_files(argv):
     if Path(path).exists():  # a named pipe would block the config loader forever
       try:
-        image_io.check_input_file(path, f"--config={path}")
-      except image_io.InputError as e:
+        files_lib.check_input_file(path, f"--config={path}")
+      except files_lib.InputError as e:
         fail(e)
   absl_logger = logging.get_absl_logger()
   absl_logger.disabled = True  # config_flags' own warnings would add lines to the one we print

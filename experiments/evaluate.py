@@ -11,7 +11,7 @@ its share; process 0 writes the outputs and the table.
 from absl import flags
 
 from dfi_jax.runs import edit as edit_run
-from dfi_jax.data import image_io
+from dfi_jax.base import files as files_lib
 from dfi_jax.eval import metrics
 from dfi_jax.base import run_state
 from experiments import cli
@@ -42,7 +42,7 @@ def main(argv):
     parts.append(f"δ = {delta[1:]} ({len(record['images'])} held-out faces)\n\n"
                  + metrics.table_markdown(summary, COLUMNS) + "\n")
   table = "\n".join(parts)
-  image_io.atomic_write_text(f"{_WORKDIR.value}/table.md", table)
+  files_lib.atomic_write_text(f"{_WORKDIR.value}/table.md", table)
   print(table)
 
 

@@ -20,7 +20,7 @@ import sys
 
 from absl import app, flags
 
-from dfi_jax.data import image_io
+from dfi_jax.base import files as files_lib
 from dfi_jax.nets import porting
 from dfi_jax.base import run_state
 from experiments import cli
@@ -57,7 +57,7 @@ def main(argv):
     _fail("--src=FILE and --dst=FILE are required")
   try:  # before reading: a named pipe would block forever, a non-UTF-8 name fail at the end
     if os.path.exists(FLAGS.src):
-      image_io.check_input_file(FLAGS.src, f"--src={FLAGS.src}")
+      files_lib.check_input_file(FLAGS.src, f"--src={FLAGS.src}")
     run_state.check_output_path(FLAGS.dst, "dst")
   except ValueError as e:
     _fail(" ".join(str(e).split()))

@@ -23,7 +23,7 @@ from dfi_jax.dfi import decoder as decoder_lib
 from dfi_jax.data import faces
 from dfi_jax.dfi import features as features_lib
 from dfi_jax.outputs import figures
-from dfi_jax.data import image_io
+from dfi_jax.base import files as files_lib
 from dfi_jax.nets import pretrained
 from dfi_jax.dfi import reconstruct
 from dfi_jax.base import run_state
@@ -58,7 +58,7 @@ def main(argv):
                      "replace it")
   for field in ("weights", "init_from"):
     if c[field] and not (field == "weights" and c[field] in pretrained.NAMED):
-      image_io.check_input_file(c[field], f"--config.{field}={c[field]}")
+      files_lib.check_input_file(c[field], f"--config.{field}={c[field]}")
   out.parent.mkdir(parents=True, exist_ok=True)
   # One training per --out at a time: two would write the same resume file.
   with workdir_lock.hold_lock(out.parent / f".{out.name}.lock", f"--out={out}", keep=False):

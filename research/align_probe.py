@@ -52,7 +52,7 @@ from dfi_jax.base import run_state
 from dfi_jax.data import faces
 from dfi_jax.dfi import features as features_lib
 from dfi_jax.outputs import figures
-from dfi_jax.data import image_io
+from dfi_jax.base import files as files_lib
 from dfi_jax.dfi import interpolate
 from dfi_jax.eval import metrics as metrics_lib
 from dfi_jax.dfi import neighbours as neighbours_lib
@@ -241,7 +241,7 @@ def main(argv):
       rec = dict(arm=arm, delta=None, num_test=len(tests.names), k=config.k,
                  taps=list(config.taps), w_s=w_s, w_summary=wsum, w_rows=w_rows)
       with open(out / "w_records.jsonl", "a") as f:
-        f.write(json.dumps(image_io.jsonable(rec)) + "\n")
+        f.write(json.dumps(files_lib.jsonable(rec)) + "\n")
       continue
     edited = pipeline.edit(
         pipe, tests.images, lambda _, vec=vec: vec.w, deltas, pipeline.iterations_for(
@@ -280,7 +280,7 @@ def main(argv):
                                                  ).astype(np.float16))
     with open(out / "records.jsonl", "a") as f:
       for r in records[-len(deltas):]:
-        f.write(json.dumps(image_io.jsonable(r)) + "\n")
+        f.write(json.dumps(files_lib.jsonable(r)) + "\n")
     write_table(out / "table.md", table, names, len(tests.names))
 
 

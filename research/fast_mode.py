@@ -30,7 +30,7 @@ from dfi_jax.base import run_state
 from dfi_jax.outputs import record as run_record
 from dfi_jax.dfi import features as features_lib
 from dfi_jax.outputs import figures
-from dfi_jax.data import image_io
+from dfi_jax.base import files as files_lib
 from dfi_jax.dfi import interpolate
 from dfi_jax.eval import metrics as metrics_lib
 from dfi_jax.dfi import neighbours as neighbours_lib
@@ -186,8 +186,8 @@ def main(argv):
       config, decoder=fast.path, decoder_sha256=fast.sha256, faces=tests.names,
       items=[list(it) for it in items], iterations=n_iter, chunk=_CHUNK.value, rows=rows,
       curves=curves, verdict=verdict)
-  image_io.atomic_write_json(workdir / "fast_mode.json", image_io.jsonable(record))
-  image_io.atomic_write_text(workdir / "fast_mode.md", table(rows, n_iter, len(items)) +
+  files_lib.atomic_write_json(workdir / "fast_mode.json", files_lib.jsonable(record))
+  files_lib.atomic_write_text(workdir / "fast_mode.md", table(rows, n_iter, len(items)) +
                              f"\n{verdict}\n")
   grid = [[x[j]] + [starts[n][0][j] for n in starts if n != "x (cold)"] +
           [finals[n][j] for n in finals] for j in range(len(items))]

@@ -8,6 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
+from dfi_jax.base import files as files_lib
 from dfi_jax.data import image_io
 
 
@@ -36,7 +37,7 @@ def fake_run(run_dir: str | os.PathLike, images: Sequence[str], attributes: Sequ
       for name in images:
         image_io.save_png(Path(baseline_dir) / f"{name}__{a}.png",
                           rng.random((size, size, 3), dtype=np.float32))
-  image_io.atomic_write_json(run_dir / "metrics.json", dict(
+  files_lib.atomic_write_json(run_dir / "metrics.json", dict(
       images=list(images), per_image=per_image, failures=[],
       settings=dict(attributes=list(attributes), deltas=[float(d) for d in deltas]),
       outputs=dict(grid="grid.png", edits=sorted(edits), index="index.html")))

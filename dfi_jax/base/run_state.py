@@ -2,12 +2,12 @@
 
 The order every run follows, so a failure is one early line and never strands work:
 
-1. `check_config` (every field) and the inputs' kind and name (`image_io.check_input_file`),
+1. `check_config` (every field) and the inputs' kind and name (`files_lib.check_input_file`),
    before anything is written.
 2. `workdir_lock.locked(workdir)`: refuses an empty path, a non-empty folder that holds no dfi_jax run, and a
    workdir a live run holds (an `fcntl.flock` on `.dfi_jax.lock`, released by the kernel when
    its process dies, so a killed run leaves nothing stuck); removes only dead writers' temp
-   files (`image_io.stale_temp_writer`); if the run fails before writing anything, the folder
+   files (`files_lib.stale_temp_writer`); if the run fails before writing anything, the folder
    it created is removed again.
 3. `claim`: `run.json` records the fingerprint of everything that determines the results (the
    config, the weights file's sha256, the input files' sha256, the edits); another run's
@@ -32,7 +32,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
-from dfi_jax.data import image_io
+from dfi_jax.base import files as files_lib
 
 MANIFEST = "run.json"
 STATE_DIR = "state"
@@ -162,8 +162,8 @@ def check_output_path(value: str | os.PathLike | None, flag: str) -> Path:
     raise RunError(f"--{flag} is empty; expected a path (an empty one would write into the "
                    "current directory)")
   try:
-    image_io.check_utf8_name(raw, f"--{flag}")
-  except image_io.InputError as e:
+    files_lib.check_utf8_name(raw, f"--{flag}")
+  except files_lib.InputError as e:
     raise RunError(str(e)) from None
   try:  # the shell leaves `--workdir=~/x` alone: without this, a folder named `~` is made
     return Path(raw).expanduser()
@@ -282,7 +282,7 @@ def commit(run: Claim) -> None:
   with contextlib.suppress(OSError, ValueError):
     if json.loads(path.read_text()) == run.description:
       return
-  image_io.atomic_write_json(path, run.description)
+  files_lib.atomic_write_json(path, run.description)
 
 
 # --- state ---------------------------------------------------------------------------------
@@ -325,8 +325,8 @@ def save_state(run: Claim, item: str, **arrays: np.ndarray) -> None:
   buffer = io.BytesIO()
   np.savez(buffer, fingerprint=np.asarray(run.fingerprint), **arrays)
   path = state_path(run.workdir, item)
-  image_io.make_folder(path.parent)
-  image_io.atomic_write_bytes(path, buffer.getvalue())
+  files_lib.make_folder(path.parent)
+  files_lib.atomic_write_bytes(path, buffer.getvalue())
 
 
 def load_result(run: Claim, item: str, size: int) -> dict | None:

@@ -3,7 +3,7 @@
 `locked(workdir)` refuses an empty path, a non-empty folder that holds no dfi_jax run, and a
 workdir a live run holds (an `fcntl.flock` on `.dfi_jax.lock`, released by the kernel when its
 process dies, so a killed run leaves nothing stuck); it removes only dead writers' temp files
-(`image_io.stale_temp_writer`); if the run fails before writing anything, the folder it created
+(`files_lib.stale_temp_writer`); if the run fails before writing anything, the folder it created
 is removed again.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from dfi_jax.base import run_state
-from dfi_jax.data import image_io
+from dfi_jax.base import files as files_lib
 from dfi_jax.base.run_state import RunError
 
 LOCK = ".dfi_jax.lock"
@@ -132,10 +132,10 @@ def locked(workdir: str | os.PathLike, flag: str = "workdir", markers: Sequence[
 
 def remove_stale_temp_files(workdir: Path) -> list[Path]:
   """Deletes the temp files of writers that died on this host (`kill -9` mid-write); a live
-  writer's, another host's and any file not made by `image_io.atomic_write_bytes` stay."""
+  writer's, another host's and any file not made by `files_lib.atomic_write_bytes` stay."""
   removed = []
   for p in Path(workdir).rglob(".*.tmp"):
-    if image_io.stale_temp_writer(p.name) and p.is_file():
+    if files_lib.stale_temp_writer(p.name) and p.is_file():
       with contextlib.suppress(OSError):
         p.unlink()
         removed.append(p)

@@ -27,7 +27,7 @@ from typing import Callable
 
 import numpy as np
 
-from dfi_jax.data import image_io
+from dfi_jax.base import files as files_lib
 from dfi_jax.nets import pretrained
 
 FORMAT = 1
@@ -109,7 +109,7 @@ def write(path: Path, arrays: dict[str, np.ndarray]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     np.savez(buf, _sha256=np.asarray(_checksum(arrays)), **arrays)
-    image_io.atomic_write_bytes(path, buf.getvalue())
+    files_lib.atomic_write_bytes(path, buf.getvalue())
   except OSError as e:
     note(f"could not write the cache file {path} ({e}); going on without it")
 

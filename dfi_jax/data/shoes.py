@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from dfi_jax.data import image_io
+from dfi_jax.base import files as files_lib
 
 CATEGORIES = ("sneaker", "oxford", "loafer", "boot", "pump")
 MARKER = "PROCEDURAL.txt"
@@ -227,18 +227,18 @@ def write_folder(out: str | Path, count: int, seed: int = 0, width: int = 136,
   """Writes `count` shoes as `out/<category>/<seed>.jpg` plus the `PROCEDURAL.txt` marker."""
   out = Path(out)
   out.mkdir(parents=True, exist_ok=True)
-  image_io.atomic_write_text(  # atomic writes never write through a link the user left there
+  files_lib.atomic_write_text(  # atomic writes never write through a link the user left there
       out / MARKER, "Procedural shoes drawn by dfi_jax.data.shoes (not UT-Zappos50K "
       f"photographs): write_folder(count={count}, seed={seed}, width={width}).\n")
   paths = []
   for i in range(seed, seed + count):
     params = sample_shoe(i)
     path = out / params.category / f"{i:06d}.jpg"
-    image_io.make_folder(path.parent)
+    files_lib.make_folder(path.parent)
     image = np.round(render(params, width) * 255).astype(np.uint8)
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, "JPEG", quality=quality)
-    image_io.atomic_write_bytes(path, buffer.getvalue())
+    files_lib.atomic_write_bytes(path, buffer.getvalue())
     paths.append(path)
   return paths
 

@@ -29,7 +29,7 @@ import optax
 from flax import traverse_util
 
 from dfi_jax.dfi import features as features_lib
-from dfi_jax.data import image_io
+from dfi_jax.base import files as files_lib
 from dfi_jax.nets import model as model_lib
 from dfi_jax.dfi import reconstruct
 from dfi_jax.base import run_state
@@ -225,7 +225,7 @@ def save_train_state(path: str | os.PathLike, state: TrainState, settings: dict)
   arrays["settings"] = np.frombuffer(json.dumps(settings, sort_keys=True).encode(), np.uint8)
   buffer = io.BytesIO()
   np.savez(buffer, **arrays)
-  image_io.atomic_write_bytes(path, buffer.getvalue())
+  files_lib.atomic_write_bytes(path, buffer.getvalue())
 
 
 def load_train_state(path: str | os.PathLike, fresh: TrainState, settings: dict):

@@ -22,7 +22,7 @@ import importlib.util
 import os
 from pathlib import Path
 
-from dfi_jax.data import image_io
+from dfi_jax.base import files as files_lib
 from dfi_jax.nets import porting
 from dfi_jax.nets import weights as weights_lib
 
@@ -88,7 +88,7 @@ def imagenet_weights() -> Path:
   """The native ImageNet VGG16 file, converting the package's checkpoint on first use."""
   cached = imagenet_cache_path()
   for temp in cached.parent.glob(f".{cached.name}.*.tmp"):  # a conversion killed mid-write
-    if image_io.stale_temp_writer(temp.name):
+    if files_lib.stale_temp_writer(temp.name):
       with contextlib.suppress(OSError):
         temp.unlink()
   if cached.is_file():

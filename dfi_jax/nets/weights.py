@@ -32,7 +32,7 @@ import jax
 import numpy as np
 from flax import traverse_util
 
-from dfi_jax.data import image_io
+from dfi_jax.base import files as files_lib
 from dfi_jax.nets import model as model_lib
 
 FORMAT = "dfi_jax-weights-v1"
@@ -114,7 +114,7 @@ def write_npz(path: str | os.PathLike, arrays: dict, meta: dict) -> Path:
   buffer = io.BytesIO()
   np.savez_compressed(buffer, **arrays)
   path.parent.mkdir(parents=True, exist_ok=True)
-  image_io.atomic_write_bytes(path, buffer.getvalue())
+  files_lib.atomic_write_bytes(path, buffer.getvalue())
   return path
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from dfi_jax.base import files as files_lib
 from dfi_jax.data import image_io
 
 
@@ -55,7 +56,7 @@ def _font(size: int = LABEL_SIZE) -> tuple[Any, bool]:
 
 
 def _drawable(text: str, greek: bool) -> str:
-  text = image_io.one_line(text)
+  text = files_lib.one_line(text)
   return text if greek else text.replace("δ", "d")
 
 
@@ -197,4 +198,4 @@ def write_index_html(path: str | os.PathLike, title: str, sections: list[dict]) 
                                     for c, e in table["explained"].items()) + "</dl>")
     out.append("</section>")
   out.append("</body></html>")
-  image_io.atomic_write_text(path, "\n".join(out) + "\n")
+  files_lib.atomic_write_text(path, "\n".join(out) + "\n")

@@ -240,7 +240,7 @@ def write(job: Job, t_start: float) -> dict:
 def keep_gathered(job: Job, mine: np.ndarray, edits: pipeline.Edits) -> None:
   """Process 0 checks the PNG of every finished item it did not just write (kept by an earlier
   run, or computed by another host) against its result: a missing, truncated or altered one is
-  rewritten (`image_io.restore_file`). It keeps the state of items other hosts computed."""
+  rewritten (`files.restore_file`). It keeps the state of items other hosts computed."""
   results, losses, finite, evaluations = edits
   keys = job.keys
   for s, j in np.ndindex(*finite.shape):

@@ -26,6 +26,7 @@ from dfi_jax.dfi import align
 from dfi_jax.runs import kit
 from dfi_jax.data import faces
 from dfi_jax.outputs import figures
+from dfi_jax.base import files as files_lib
 from dfi_jax.data import image_io
 from dfi_jax.dfi import pipeline
 from dfi_jax.eval import metrics as metrics_lib
@@ -145,7 +146,7 @@ def _run(config, workdir: Path, candidates, t_start: float) -> dict:
   record = run_record.run_record(config, network,
                                  timings=dict(total_s=time.perf_counter() - t_start),
                                  per_image=per_image, peak_rss_mb=peak_rss_mb())
-  image_io.atomic_write_json(workdir / "metrics.json", image_io.jsonable(record))
+  files_lib.atomic_write_json(workdir / "metrics.json", files_lib.jsonable(record))
   return record
 
 

@@ -42,6 +42,7 @@ from dfi_jax.base import workdir_lock
 from dfi_jax.outputs import record as run_record
 from dfi_jax.outputs import figures
 from dfi_jax.data import fitting
+from dfi_jax.base import files as files_lib
 from dfi_jax.data import image_io
 from dfi_jax.dfi import bank as bank_lib
 from dfi_jax.dfi import features as features_lib
@@ -147,7 +148,7 @@ def validate(config) -> None:
   kit.validate(checked)
   kit.check_inputs(config)
   if config.hole_mask:
-    image_io.check_input_file(config.hole_mask, f"--config.hole_mask={config.hole_mask}")
+    files_lib.check_input_file(config.hole_mask, f"--config.hole_mask={config.hole_mask}")
   if config.bank_dir and (Path(config.bank_dir).expanduser() / bank_lib.MANIFEST).exists():
     raise run_state.RunError(
         f"--config.bank_dir={config.bank_dir} holds a feature bank (experiments.build_bank); "
@@ -216,13 +217,13 @@ def _run(config, workdir: Path, t_start: float) -> dict:
   results = np.zeros_like(x)
   for n, r in done.items():  # kept from an earlier run: its PNG checked, rewritten if damaged
     results[data.test_names.index(n)] = r["image"]
-    image_io.restore_file(image_io.make_folder(workdir / "inpainted") / f"{n}.png",
+    files_lib.restore_file(files_lib.make_folder(workdir / "inpainted") / f"{n}.png",
                           image_io.png_bytes(r["image"]))
   if todo:
     def on_finished(s, i, edits):  # only the hole is replaced: pixels outside are the input's
       del s  # one δ
       results[i] = np.where(hole[..., None], edits.images[0, i], data.truth[i])
-      image_io.make_folder(workdir / "inpainted")
+      files_lib.make_folder(workdir / "inpainted")
       image_io.save_png(workdir / "inpainted" / f"{data.test_names[i]}.png", results[i])
       run_state.save_result(claim, data.test_names[i], results[i], edits.loss[0, i],
                             edits.evaluations[0, i])
@@ -268,7 +269,7 @@ def write_outputs(config, workdir, network, data, hole, x, results, neighbour_pi
       hole_pixels=int(hole.sum()), summary=summary, per_image=per_image,
       outputs=dict(grid="grid.png", index="index.html", inpainted=[r["file"] for r in per_image]))
   write_index(workdir, config, network, data, hole, summary, per_image)
-  image_io.atomic_write_json(workdir / "metrics.json", image_io.jsonable(record))
+  files_lib.atomic_write_json(workdir / "metrics.json", files_lib.jsonable(record))
   return record
 
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from dfi_jax.data import banks
 from dfi_jax.data import fitting
+from dfi_jax.base import files as files_lib
 from dfi_jax.data import image_io
 from dfi_jax.data import shoes
 from dfi_jax.data import sources
@@ -60,7 +61,7 @@ def list_images(folder: Path, check: bool = False) -> list[str]:
   """Sorted paths (relative, '/'-separated) of the images under `folder`.
 
   `check`: refuse, before any work, one that is not a regular file (a named pipe would block
-  the run forever) or whose name is not valid UTF-8 (image_io.check_input_file).
+  the run forever) or whose name is not valid UTF-8 (files_lib.check_input_file).
   """
   found = []
   for root, dirs, files in os.walk(folder):
@@ -68,7 +69,7 @@ def list_images(folder: Path, check: bool = False) -> list[str]:
     for f in files:
       if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith("."):
         if check:
-          image_io.check_input_file(Path(root, f))
+          files_lib.check_input_file(Path(root, f))
         found.append(Path(root, f).relative_to(folder).as_posix())
   return sorted(found)
 

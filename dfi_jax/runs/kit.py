@@ -13,7 +13,7 @@ from typing import NamedTuple, Sequence
 from dfi_jax.base import run_state
 from dfi_jax.data import bank_cache
 from dfi_jax.data import banks
-from dfi_jax.data import image_io
+from dfi_jax.base import files as files_lib
 from dfi_jax.data import sources
 from dfi_jax.dfi import decoder as decoder_lib
 from dfi_jax.dfi import feature_bank
@@ -106,13 +106,13 @@ def check_memory(config) -> None:
 def check_inputs(config, inputs: Sequence[str] = ()) -> None:
   """The input files' kind and name, before anything runs (a named pipe would block forever)."""
   for path in inputs:
-    image_io.check_input_file(path, f"--inputs={path}")
+    files_lib.check_input_file(path, f"--inputs={path}")
   run_state.check_unique([os.path.realpath(p) for p in inputs], "--inputs")
   names = {"weights": pretrained.NAMED, "decoder": ("",), "judge": ("", judge_lib.DEFAULT)}
   for field, named in names.items():  # names are not files
     path = config.get(field, "")
     if path not in named and os.path.exists(path) and not os.path.isdir(path):
-      image_io.check_input_file(path, f"--config.{field}={path}")  # missing: named on loading
+      files_lib.check_input_file(path, f"--config.{field}={path}")  # missing: named on loading
   if config.get("judge", "") not in names["judge"]:  # read now, not after the reverse maps
     try:
       judge_lib.load(config.judge)

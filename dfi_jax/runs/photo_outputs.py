@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw
 
 from dfi_jax.outputs import figures
 from dfi_jax.data import fitting
+from dfi_jax.base import files as files_lib
 from dfi_jax.data import image_io
 from dfi_jax.data import sources
 from dfi_jax.eval import photo_zones
@@ -133,7 +134,7 @@ def save_animation(path: str | os.PathLike, frames: Sequence[np.ndarray],
   options = dict(lossless=True) if kind == "webp" else dict(optimize=False)
   loop[0].save(buf, format={"gif": "GIF", "webp": "WEBP"}[kind], save_all=True,
                append_images=loop[1:], duration=duration_ms, loop=0, **options)
-  image_io.atomic_write_bytes(path, buf.getvalue())
+  files_lib.atomic_write_bytes(path, buf.getvalue())
 
 
 def save_outputs(workdir: Path, config, tests: sources.TestImages, items, results: np.ndarray,
@@ -149,7 +150,7 @@ def save_outputs(workdir: Path, config, tests: sources.TestImages, items, result
   column = {item: j for j, item in enumerate(items)}
   anim = config.get("animate", "")
   if tests.faces is not None:
-    image_io.make_folder(workdir / "photos")
+    files_lib.make_folder(workdir / "photos")
     for i, name in enumerate(tests.names):
       image_io.save_png(workdir / "photos" / f"{name}__aligned.png", aligned_figure(tests, i))
     for photo, rows in _photo_rows(tests).items():
@@ -176,11 +177,11 @@ def save_outputs(workdir: Path, config, tests: sources.TestImages, items, result
                        tests, i, a,
                        edited, [deltas[s] for s in done])
         if anim:
-          image_io.make_folder(workdir / "animations")
+          files_lib.make_folder(workdir / "animations")
           save_animation(
               workdir / output_names.output_name(photo, a, "", "animations", f".{anim}"), panels)
   elif anim:
-    image_io.make_folder(workdir / "animations")
+    files_lib.make_folder(workdir / "animations")
     for i, name in enumerate(tests.names):
       for a in attributes:
         frames = [tests.images[i]] + [results[s, column[(i, a)]] for s in range(len(deltas))

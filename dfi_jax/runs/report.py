@@ -12,6 +12,7 @@ from dfi_jax.base import run_state
 from dfi_jax.data import bank_cache
 from dfi_jax.outputs import figures
 from dfi_jax.data import fitting
+from dfi_jax.base import files as files_lib
 from dfi_jax.data import image_io
 from dfi_jax.data import sources
 from dfi_jax.dfi import pipeline
@@ -50,12 +51,12 @@ def save_edit(workdir: Path, tests: sources.TestImages, item: tuple[int, str], d
   """One edit's PNG (own photos: at the photo's size), replacing any older file of that name;
   `kept`: a result kept from earlier, its PNG rewritten only if missing or other bytes."""
   path = workdir / edit_file(tests, item, delta)
-  image_io.make_folder(path.parent)
+  files_lib.make_folder(path.parent)
   data = image_io.png_bytes(photo_result(tests, item[0], result))
   if kept:
-    image_io.restore_file(path, data)
+    files_lib.restore_file(path, data)
   else:
-    image_io.atomic_write_bytes(path, data)
+    files_lib.atomic_write_bytes(path, data)
 
 
 def pixel_baseline(x: np.ndarray, bank_images, neighbour_sets: dict, i: int, name: str,
@@ -83,7 +84,7 @@ def write_outputs(config, workdir: Path, network, tests: sources.TestImages, ite
   bank_images = bank_data.images
   failures, per_image, files, baselines = [], [], {}, {}
   for d in ("baselines", "originals"):
-    image_io.make_folder(workdir / d)
+    files_lib.make_folder(workdir / d)
   for i, name in enumerate(tests.names):
     original = tests.originals[i] if tests.originals is not None else tests.images[i]
     image_io.save_png(workdir / "originals" / f"{name}.png", original)
@@ -170,7 +171,7 @@ def write_outputs(config, workdir: Path, network, tests: sources.TestImages, ite
   record["settings"]["attributes"] = list(attributes)
   write_index(workdir, config, network, tests, attributes, items, files, summary, failures,
               bank_data.attribute_names, photo_outputs.zone_section(zones))
-  image_io.atomic_write_json(workdir / "metrics.json", image_io.jsonable(record))
+  files_lib.atomic_write_json(workdir / "metrics.json", files_lib.jsonable(record))
   return record
 
 

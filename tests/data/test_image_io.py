@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from dfi_jax.base import files as files_lib
 from dfi_jax.data import image_io
 from dfi_jax.data.image_io import ImageError, load_image
 
@@ -228,11 +229,11 @@ def test_save_png_atomic_on_enospc(tmp_path, monkeypatch, where):
 
 def test_atomic_write_json(tmp_path):
   p = tmp_path / "meta.json"
-  image_io.atomic_write_json(p, {"b": 1, "a": [1.5, "x"]})
+  files_lib.atomic_write_json(p, {"b": 1, "a": [1.5, "x"]})
   assert json.loads(p.read_text()) == {"a": [1.5, "x"], "b": 1}
   assert p.read_text().index('"a"') < p.read_text().index('"b"')
   with pytest.raises(ValueError, match="meta2.json"):
-    image_io.atomic_write_json(tmp_path / "meta2.json", {"loss": float("nan")})
+    files_lib.atomic_write_json(tmp_path / "meta2.json", {"loss": float("nan")})
   assert sorted(os.listdir(tmp_path)) == ["meta.json"]
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dfi_jax.base import files as files_lib
 from dfi_jax.data import image_io
 from dfi_jax.eval.study import analysis
 from dfi_jax.eval.study.analysis import AnalysisError
@@ -43,7 +44,7 @@ def make_study(root, images=10):
                   baseline=None, dfi_side=None, correct_side="right" if i % 3 else "left",
                   left=f"images/al{i}.png", right=f"images/ar{i}.png") for i in range(5)]
   root.mkdir(parents=True, exist_ok=True)
-  image_io.atomic_write_json(root / "trials.json", dict(study_id="s1", trials=trials))
+  files_lib.atomic_write_json(root / "trials.json", dict(study_id="s1", trials=trials))
   return analysis.load_study([root])
 
 

@@ -16,6 +16,7 @@ from PIL import Image
 
 from dfi_jax.base import run_state
 from dfi_jax.base import workdir_lock
+from dfi_jax.base import files as files_lib
 from dfi_jax.data import image_io
 from dfi_jax.runs import edit as edit_run
 from dfi_jax.runs import kit
@@ -72,7 +73,7 @@ def test_atomic_writes_never_write_through_a_link(tmp_path):
   link = tmp_path / "out" / "x.png"
   link.parent.mkdir()
   link.symlink_to(target)
-  with pytest.raises(image_io.LinkError, match="x.png: is a symbolic link"):
+  with pytest.raises(files_lib.LinkError, match="x.png: is a symbolic link"):
     image_io.save_png(link, np.zeros((2, 2, 3), np.float32))
   assert target.read_bytes() == b"the user's image" and link.is_symlink()
   assert not list(link.parent.glob(".*.tmp"))
@@ -91,7 +92,7 @@ def test_output_folders_that_are_links_are_refused(copy_of, tmp_path, folder):
   else:
     (sorted((copy_of / "state").glob("*.npz"))[0]).unlink()
   before = snapshot(elsewhere)
-  with pytest.raises(image_io.LinkError, match=f"{folder}: is a symbolic link"):
+  with pytest.raises(files_lib.LinkError, match=f"{folder}: is a symbolic link"):
     edit_run.run(tiny(animate="gif"), copy_of, attributes=ATTRIBUTE)
   assert snapshot(elsewhere) == before
 
@@ -102,13 +103,13 @@ def test_prepare_data_s_shoes_never_write_through_a_link(tmp_path):
   target.write_text("mine")
   (tmp_path / "out").mkdir()
   (tmp_path / "out" / shoes.MARKER).symlink_to(target)
-  with pytest.raises(image_io.LinkError):
+  with pytest.raises(files_lib.LinkError):
     shoes.write_folder(tmp_path / "out", 2)
   assert target.read_text() == "mine"
 
 
 def test_every_output_folder_is_made_through_the_link_check():
-  """Run-output code makes folders only with `image_io.make_folder` (which refuses links)."""
+  """Run-output code makes folders only with `files_lib.make_folder` (which refuses links)."""
   found = []
   for path in [*(ROOT / "dfi_jax" / "runs").glob("*.py"), ROOT / "dfi_jax" / "run_state.py",
                *(ROOT / "dfi_jax" / "dfi" / "bank").glob("*.py"),
@@ -172,7 +173,7 @@ def make_study(root):
                   baseline=None, dfi_side=None, correct_side="right", left=f"images/al{i}.png",
                   right=f"images/ar{i}.png") for i in range(3)]
   root.mkdir(parents=True, exist_ok=True)
-  image_io.atomic_write_json(root / "trials.json", dict(study_id="s1", trials=trials))
+  files_lib.atomic_write_json(root / "trials.json", dict(study_id="s1", trials=trials))
   return analysis.load_study([root])
 
 
@@ -491,7 +492,7 @@ def test_a_dead_converter_s_temp_file_is_removed_from_the_cache(tmp_path, monkey
   cached.symlink_to(pretrained.RANDOM_WEIGHTS)  # any file: the conversion is not what is tested
   proc = subprocess.Popen(["true"])
   proc.wait()
-  host = image_io._host()  # pylint: disable=protected-access
+  host = files_lib._host()  # pylint: disable=protected-access
   dead = tmp_path / f".{cached.name}.0123456789.w{proc.pid}@{host}.tmp"
   live = tmp_path / f".{cached.name}.9876543210.w{os.getpid()}@{host}.tmp"
   for temp in (dead, live):

@@ -34,6 +34,7 @@ from dfi_jax.runs import edit as edit_run
 from dfi_jax.runs import kit
 from dfi_jax.dfi import features as features_lib
 from dfi_jax.runs import highres
+from dfi_jax.base import files as files_lib
 from dfi_jax.data import image_io
 from dfi_jax.runs import inpaint
 from dfi_jax.base import run_state
@@ -101,7 +102,7 @@ def dead_pid():
 
 
 def host():
-  return image_io._host()  # pylint: disable=protected-access
+  return files_lib._host()  # pylint: disable=protected-access
 
 
 # --- 1. a run deletes only what it wrote -----------------------------------------------------
@@ -123,11 +124,11 @@ def test_atomic_write_temp_names_identify_their_writer(tmp_path, monkeypatch):
   seen = []
   real = os.replace
   monkeypatch.setattr(image_io.os, "replace", lambda a, b: (seen.append(a), real(a, b)))
-  image_io.atomic_write_bytes(tmp_path / ("n" * 250), b"x")  # a long name still fits
+  files_lib.atomic_write_bytes(tmp_path / ("n" * 250), b"x")  # a long name still fits
   name = Path(seen[0]).name
   assert name.endswith(f".w{os.getpid()}@{host()}.tmp") and len(name) < 255
-  assert not image_io.stale_temp_writer(name)  # this process: alive
-  assert image_io.stale_temp_writer(name.replace(f"w{os.getpid()}@", f"w{dead_pid()}@"))
+  assert not files_lib.stale_temp_writer(name)  # this process: alive
+  assert files_lib.stale_temp_writer(name.replace(f"w{os.getpid()}@", f"w{dead_pid()}@"))
 
 
 def test_a_workdir_held_by_a_live_run_is_refused(tmp_path):
@@ -266,7 +267,7 @@ def test_a_signal_during_a_write_leaves_the_old_file_and_no_temp(tmp_path, monke
 
   monkeypatch.setattr(image_io.os, "replace", interrupted)
   with pytest.raises(KeyboardInterrupt):
-    image_io.atomic_write_json(target, {"new": 1})
+    files_lib.atomic_write_json(target, {"new": 1})
   assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
 
 
@@ -309,10 +310,10 @@ def test_an_interrupt_at_any_instruction_of_a_write_leaves_no_temp(tmp_path, wri
   """CI found one: SIGTERM right after `mkstemp` made the file but before the writer's cleanup
   knew its name left `.00002.phi.npy.*.tmp` in a bank (build_bank's SIGTERM test)."""
   if writer == "atomic_write_json":
-    code = image_io.atomic_write_bytes.__code__
+    code = files_lib.atomic_write_bytes.__code__
 
     def write():
-      image_io.atomic_write_json(tmp_path / "metrics.json", {"new": 1})
+      files_lib.atomic_write_json(tmp_path / "metrics.json", {"new": 1})
   else:
     bank_build = importlib.import_module("dfi_jax.dfi.bank.build")  # `bank.build` is a function
     code = bank_build._atomic_npy.__wrapped__.__code__
@@ -573,7 +574,7 @@ def test_an_input_that_is_not_a_regular_file_is_refused_at_once(tmp_path, kind):
           "symlink to a fifo": lambda: os.symlink(fifo(tmp_path / "p"), tmp_path / "l.png")
           or tmp_path / "l.png",
           "device": lambda: Path("/dev/zero")}[kind]()
-  with no_hang(), pytest.raises(image_io.InputError, match=rf"^--inputs={path}: is a (named "
+  with no_hang(), pytest.raises(files_lib.InputError, match=rf"^--inputs={path}: is a (named "
                                 r"pipe|character device); expected a regular file"):
     edit_run.run(tiny(), tmp_path / "w", [str(path)], ATTRIBUTE)
   assert not (tmp_path / "w").exists()
@@ -581,16 +582,16 @@ def test_an_input_that_is_not_a_regular_file_is_refused_at_once(tmp_path, kind):
 
 def test_named_pipes_anywhere_are_refused(tmp_path, monkeypatch, capsys):
   pipe = fifo(tmp_path / "pipe.npz")
-  with no_hang(), pytest.raises(image_io.InputError, match="--config.weights=.*named pipe"):
+  with no_hang(), pytest.raises(files_lib.InputError, match="--config.weights=.*named pipe"):
     edit_run.run(tiny(weights=str(pipe)), tmp_path / "w", attributes=ATTRIBUTE)
-  with no_hang(), pytest.raises(image_io.InputError, match="named pipe"):
+  with no_hang(), pytest.raises(files_lib.InputError, match="named pipe"):
     analysis.response_files([fifo(tmp_path / "answers.csv")])
-  with no_hang(), pytest.raises(image_io.InputError, match="--config.csv=.*named pipe"):
+  with no_hang(), pytest.raises(files_lib.InputError, match="--config.csv=.*named pipe"):
     folder_dataset.read_table(fifo(tmp_path / "attributes.csv"))
   run = fake_run(tmp_path / "run", ["face1"], ["older"])
   (run / "metrics.json").unlink()
   fifo(run / "metrics.json")
-  with no_hang(), pytest.raises(image_io.InputError, match="metrics.json: is a named pipe"):
+  with no_hang(), pytest.raises(files_lib.InputError, match="metrics.json: is a named pipe"):
     stimuli.dfi_stimuli(run, "run")
   status, lines = parse(monkeypatch, capsys, f"--config={fifo(tmp_path / 'c.py')}")
   assert status == 1 and lines == [f"error: --config={tmp_path / 'c.py'}: is a named pipe; "
@@ -600,7 +601,7 @@ def test_named_pipes_anywhere_are_refused(tmp_path, monkeypatch, capsys):
   fifo(folder / "zz.jpg")
   config = inpaint_config.get_config("shoes_tiny")
   config.bank_dir, config.procedural_shoes, config.k = str(folder), 0, 2
-  with no_hang(), pytest.raises(image_io.InputError, match="zz.jpg: is a named pipe"):
+  with no_hang(), pytest.raises(files_lib.InputError, match="zz.jpg: is a named pipe"):
     inpaint.run(config, tmp_path / "inpaint")
   with no_hang(), pytest.raises(image_io.ImageError, match="is a named pipe"):
     image_io.load_image(fifo(tmp_path / "x.png"))
@@ -614,7 +615,7 @@ def non_utf8(folder: Path, stem: bytes = b"caf\xe9") -> Path:
 
 def test_non_utf8_names_are_refused_before_the_work(tmp_path):
   path = non_utf8(tmp_path)
-  with pytest.raises(image_io.InputError, match=r"the name .*caf\\xe9.png' is not valid UTF-8"):
+  with pytest.raises(files_lib.InputError, match=r"the name .*caf\\xe9.png' is not valid UTF-8"):
     edit_run.run(tiny(), tmp_path / "w", [str(path)], ATTRIBUTE)
   assert not (tmp_path / "w").exists()
   with pytest.raises(run_state.RunError, match="--workdir: the name .* is not valid UTF-8"):
@@ -624,12 +625,12 @@ def test_non_utf8_names_are_refused_before_the_work(tmp_path):
   non_utf8(folder, b"\xff")
   config = inpaint_config.get_config("shoes_tiny")
   config.bank_dir, config.procedural_shoes, config.k = str(folder), 0, 2
-  with pytest.raises(image_io.InputError, match="is not valid UTF-8"):
+  with pytest.raises(files_lib.InputError, match="is not valid UTF-8"):
     inpaint.run(config, tmp_path / "inpaint")
   baselines = tmp_path / "baselines"
   baselines.mkdir()
   non_utf8(baselines, b"face1__\xe9")
-  with pytest.raises(image_io.InputError, match="is not valid UTF-8"):
+  with pytest.raises(files_lib.InputError, match="is not valid UTF-8"):
     stimuli.folder_baselines(baselines, "pixel")
 
 
@@ -685,7 +686,7 @@ def test_edit_pngs_follow_their_state(copy_of, calls):
 
 
 def test_disk_full_during_state_writes_then_rerun_completes(tmp_path, monkeypatch, calls):
-  real, writes = image_io.atomic_write_bytes, []
+  real, writes = files_lib.atomic_write_bytes, []
 
   def full_at_the_second_state_item(path, data):
     if Path(path).parent.name == run_state.STATE_DIR:
@@ -694,12 +695,12 @@ def test_disk_full_during_state_writes_then_rerun_completes(tmp_path, monkeypatc
         raise OSError(errno.ENOSPC, "No space left on device")
     return real(path, data)
 
-  monkeypatch.setattr(run_state.image_io, "atomic_write_bytes", full_at_the_second_state_item)
+  monkeypatch.setattr(run_state.files_lib, "atomic_write_bytes", full_at_the_second_state_item)
   with pytest.raises(OSError, match="No space left"):
     edit_run.run(tiny(), tmp_path / "w", attributes=ATTRIBUTE)
   assert len(list((tmp_path / "w" / "state").glob("*.npz"))) == 1
   assert (tmp_path / "w" / "run.json").exists() and not list((tmp_path / "w").rglob("*.tmp"))
-  monkeypatch.setattr(run_state.image_io, "atomic_write_bytes", real)
+  monkeypatch.setattr(run_state.files_lib, "atomic_write_bytes", real)
   record = edit_run.run(tiny(), tmp_path / "w", attributes=ATTRIBUTE)
   assert calls == [2, 2, 2] and len(record["outputs"]["edits"]) == 4
 

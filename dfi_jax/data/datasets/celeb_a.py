@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dfi_jax.data import image_io
+from dfi_jax.base import files as files_lib
 from dfi_jax.data.datasets import common
 from dfi_jax.data.datasets import crop as crop_lib
 from dfi_jax.data.datasets.common import DatasetError
@@ -101,7 +101,7 @@ def build_index(manual_dir, data_dir) -> dict[str, int]:
     path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()  # written atomically: never through a link at the final path
     np.savez(buffer, version=INDEX_VERSION, names=np.asarray(names, dtype=str), attributes=rows)
-    image_io.atomic_write_bytes(path, buffer.getvalue())
+    files_lib.atomic_write_bytes(path, buffer.getvalue())
     counts[split] = len(names)
   return counts
 

@@ -22,6 +22,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 from dfi_jax.data import fitting
+from dfi_jax.base import files as files_lib
 from dfi_jax.data import image_io
 from dfi_jax.data.datasets import common
 from dfi_jax.data.datasets import crop as crop_lib
@@ -72,7 +73,7 @@ def read_table(path: str | os.PathLike, name_column: str = "name",
   duplicate or empty names."""
   path = Path(path).expanduser()
   if path.exists():  # a named pipe would block the read forever
-    image_io.check_input_file(path, f"--config.csv={path}")
+    files_lib.check_input_file(path, f"--config.csv={path}")
   try:
     f = open(path, newline="", encoding="utf-8-sig")
   except FileNotFoundError:

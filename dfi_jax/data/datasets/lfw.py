@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from dfi_jax.data import image_io
+from dfi_jax.base import files as files_lib
 from dfi_jax.data.datasets import common
 from dfi_jax.data.datasets import crop as crop_lib
 from dfi_jax.data.datasets import lfw_attributes
@@ -100,13 +100,13 @@ def build_index(manual_dir: str | os.PathLike, data_dir: str | os.PathLike) -> P
            score_names=np.asarray(table.score_names),
            images_without_attributes=np.asarray(joined.images_without_attributes, dtype=str),
            attributes_without_images=np.asarray(joined.attributes_without_images, dtype=str))
-  image_io.atomic_write_bytes(path, buffer.getvalue())
+  files_lib.atomic_write_bytes(path, buffer.getvalue())
   report = dict(num_records=len(stems), num_attribute_rows=len(table.names),
                 bank_size=int(len(rows)),
                 images_without_attributes=joined.images_without_attributes,
                 attributes_without_images=joined.attributes_without_images,
                 attribute_gender=binary.gender)
-  image_io.atomic_write_text(path.parent / "lfw_report.json", json.dumps(report, indent=1))
+  files_lib.atomic_write_text(path.parent / "lfw_report.json", json.dumps(report, indent=1))
   return PrepareReport(path, len(stems), joined)
 
 

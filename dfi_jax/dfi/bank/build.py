@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 
-from dfi_jax.data import image_io
+from dfi_jax.base import files as files_lib
 from dfi_jax.dfi import features as features_lib
 from dfi_jax.dfi.bank.layout import BankError, DTYPES, FORMAT, MANIFEST, shard_paths
 from dfi_jax.dfi.bank.search import SearchReduction, reduce_for_search, search_dim
@@ -44,7 +44,7 @@ class BuildReport(NamedTuple):
 @contextlib.contextmanager
 def _atomic_npy(path: Path, dtype, shape) -> Iterator[np.ndarray]:
   """A memory-mapped `.npy` under a temp name, renamed to `path` only if the block succeeds."""
-  tmp = image_io.temp_path_beside(path)
+  tmp = files_lib.temp_path_beside(path)
   try:
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
     _reserve(tmp)
@@ -127,7 +127,7 @@ def build(path: str | os.PathLike, stream: ImageStream, phi_fn: Callable, params
     raise ValueError("the dataset has no images")
   path = Path(path)
   settings = _settings(stream, spec, search, dtype, shard_size, weights or {})
-  image_io.make_folder(path / "shards")
+  files_lib.make_folder(path / "shards")
   manifest_path = path / MANIFEST
   if manifest_path.exists():
     try:
@@ -140,9 +140,9 @@ def build(path: str | os.PathLike, stream: ImageStream, phi_fn: Callable, params
                         "build_bank --overwrite, or choose another directory") from None
       old = {}
     old_settings = {k: old.get(k) for k in settings}
-    if old_settings != image_io.jsonable(settings):
+    if old_settings != files_lib.jsonable(settings):
       if not overwrite:
-        diff = [k for k in settings if old_settings[k] != image_io.jsonable(settings)[k]]
+        diff = [k for k in settings if old_settings[k] != files_lib.jsonable(settings)[k]]
         raise BankError(f"{path} holds a bank built with other settings (different "
                         f"{', '.join(diff)}); choose another directory or overwrite it "
                         "(build_bank --overwrite)")
@@ -156,7 +156,7 @@ def build(path: str | os.PathLike, stream: ImageStream, phi_fn: Callable, params
   # that opened the bank notices shards rebuilt under it (`read.check_shard`).
   generation = old.get("generation") if old else secrets.token_hex(8)  # (banks before: None)
   if hosts.index == 0:
-    image_io.atomic_write_json(manifest_path, image_io.jsonable(
+    files_lib.atomic_write_json(manifest_path, files_lib.jsonable(
         dict(settings, generation=generation, complete=False)))
   if hosts.barrier is not None:
     hosts.barrier("bank_manifest")
@@ -187,7 +187,7 @@ def build(path: str | os.PathLike, stream: ImageStream, phi_fn: Callable, params
   complete = all(_shard_done(path, i, min((i + 1) * shard_size, stream.num_images) - i *
                              shard_size, generation) for i in range(settings["num_shards"]))
   if complete and hosts.index == 0:
-    image_io.atomic_write_json(manifest_path, image_io.jsonable(dict(settings, complete=True)))
+    files_lib.atomic_write_json(manifest_path, files_lib.jsonable(dict(settings, complete=True)))
   return BuildReport(path, built, skipped, complete)
 
 
@@ -229,6 +229,6 @@ def _build_shard(path: Path, i: int, generation: str | None, batches: range, str
         progress(b - a)
   arrays = (["phi", "attributes"] + (["search"] if reduce_fn is not None else []) +
             (["group"] if stream.has_group else []))
-  image_io.atomic_write_json(paths["marker"], dict(shard=i, start=start, rows=rows,
+  files_lib.atomic_write_json(paths["marker"], dict(shard=i, start=start, rows=rows,
                                                    names=names, arrays=arrays,
                                                    generation=generation))

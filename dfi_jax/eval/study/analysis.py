@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from dfi_jax.base import run_state
+from dfi_jax.base import files as files_lib
 from dfi_jax.data import image_io
 
 SIDES = ("left", "right")
@@ -56,7 +57,7 @@ def load_study(paths: Sequence[str | os.PathLike]) -> Study:
       raise AnalysisError(f"{p}: no trials.json (nor shard_*/trials.json) found")
   study_id, trials = None, {}
   for f in files:
-    image_io.check_input_file(f)  # a named pipe would block the read forever
+    files_lib.check_input_file(f)  # a named pipe would block the read forever
     try:
       manifest = json.loads(f.read_text())
       sid, records = manifest["study_id"], manifest["trials"]
@@ -83,7 +84,7 @@ def response_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
     else:
       raise AnalysisError(f"{p}: no such response file or folder")
   for f in out:  # before reading any: a named pipe would block, a device never end
-    image_io.check_input_file(f)
+    files_lib.check_input_file(f)
   if not out:
     raise AnalysisError(f"no response files (.csv or .json) in {[str(p) for p in paths]}")
   return out
@@ -392,8 +393,8 @@ def write(result: dict, out_dir: str | os.PathLike) -> dict[str, Path]:
     raise AnalysisError(f"{out}: cannot create it ({e.strerror})") from None
   paths = dict(json=out / "analysis.json", markdown=out / "analysis.md",
                plot=out / "preference.png")
-  image_io.atomic_write_json(paths["json"], result)
-  image_io.atomic_write_text(paths["markdown"], "# Perceptual study: DFI against baselines\n\n"
+  files_lib.atomic_write_json(paths["json"], result)
+  files_lib.atomic_write_text(paths["markdown"], "# Perceptual study: DFI against baselines\n\n"
                              + table_markdown(result))
   plot(result, paths["plot"])
   return paths
