@@ -16,7 +16,7 @@ from pathlib import Path
 
 import ml_collections
 
-BASE = Path(__file__).resolve().parent / "configs" / "synthetic.py"
+BASE = Path(__file__).resolve().parents[1] / "dfi_jax" / "configs" / "synthetic.py"
 _ASSIGN = re.compile(r"^\s*c\.(\w+)\s*=")
 
 

@@ -15,7 +15,7 @@ PACKAGES = ("dfi_jax", "experiments", "research")
 # page (dfi_jax/serve) → runs → the config files (read by runs, e.g. api's default) → eval → dfi
 # → nets, data, outputs (names, figures, the run record) → the shared base (dfi_jax/base/).
 LAYERS = {"dfi_jax.base": 0, "dfi_jax.nets": 1, "dfi_jax.data": 1,
-          "dfi_jax.outputs": 1, "dfi_jax.dfi": 2, "dfi_jax.eval": 3, "experiments.configs": 4,
+          "dfi_jax.outputs": 1, "dfi_jax.dfi": 2, "dfi_jax.eval": 3, "dfi_jax.configs": 4, "experiments.configs": 4,
           "dfi_jax.runs": 5, "dfi_jax.serve": 6, "experiments": 6, "research": 6}
 
 

@@ -42,7 +42,7 @@ from dfi_jax.outputs import names as output_names
 from dfi_jax.runs import kit
 from dfi_jax.runs import photos as photos_lib
 from dfi_jax.runs import report
-from experiments.configs import synthetic
+from dfi_jax.configs import synthetic
 
 RunError = run_state.RunError
 # `progress(stage, done, total)`: stage is "loading", "faces", "neighbours" (φ of bank faces
@@ -66,7 +66,7 @@ class Editor(NamedTuple):
 
 
 def default_config(variant: str = "demo") -> ml_collections.ConfigDict:
-  """`experiments/configs/synthetic.py`'s settings (`demo`, `tiny`, `eval` or `official`)."""
+  """`dfi_jax/configs/synthetic.py`'s settings (`demo`, `tiny`, `eval` or `official`)."""
   return synthetic.get_config(variant)
 
 

@@ -1,0 +1,1 @@
+"""Config files the library reads itself: `synthetic.py`, the default run config."""
