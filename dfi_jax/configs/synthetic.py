@@ -97,6 +97,22 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
   c.batch_size = 18
   # Iterations per compiled chunk (how often progress is shown).
   c.chunk = 25
+  # The TV term's floor ε on squared differences (0-255 units): keeps its gradient finite.
+  c.tv_epsilon = 1e-3
+  # L-BFGS memory: past steps kept (SciPy's maxcor).
+  c.history = 10
+  # Most line-search steps per iteration (jaxopt_lbfgsb).
+  c.maxls = 20
+  # The line search's Wolfe curvature constant c2 in (0, 1) (jaxopt zoom / backtracking).
+  c.c2 = 0.9
+  # jaxopt: scale the objective so the first L-BFGS-B step moves about one pixel unit.
+  c.scale_first_step = False
+  # Input gradients through kernels flipped once outside the solver loop (False: XLA's own).
+  c.fast_backward = True
+  # Recompute the network's activations in the backward pass (less memory, ~1 more forward).
+  c.remat = False
+  # One L-BFGS problem over the whole batch instead of one per image.
+  c.joint = False
   # Where the edit may change the image, found from the data (dfi_jax/dfi/where.py): 'features' =
   # the attribute vector's energy per location, upsampled, blurred and ramped into a soft mask m,
   # and the reverse map solves z = x + m ⊙ Δ (outside m the face is kept exactly); 'off' = the

@@ -29,7 +29,7 @@ import optax
 
 from dfi_jax.dfi import features as features_lib
 from dfi_jax.dfi import where as where_lib
-from dfi_jax.nets import model as model_lib
+from dfi_jax.nets import networks
 
 with warnings.catch_warnings():
   # jaxopt announces on import that it is unmaintained; we use it as asked and keep optax too.
@@ -37,7 +37,6 @@ with warnings.catch_warnings():
   warnings.filterwarnings("ignore", message=".*JAXopt is no longer maintained.*")
   import jaxopt
 
-SOLVERS = ("jaxopt_lbfgsb", "optax_lbfgs")
 LINESEARCHES = ("zoom", "backtracking", "armijo", "hager-zhang", "none")
 LINESEARCH_INITS = ("increase", "max", "current")
 
@@ -109,16 +108,15 @@ class ReverseMapConfig:
 
 
 def config_for_run(run_config) -> ReverseMapConfig:
-  """The reverse-map settings of an experiment config (fields tv_weight, tv_beta, solver,
-  linesearch, linesearch_init, chunk; chroma_scale and where, off when absent), shared by the
-  edit, inpainting and high-res runs."""
+  """The reverse-map settings of a run config, shared by the edit, inpainting and high-res runs:
+  every `ReverseMapConfig` field under its own name (the dataclass default where a config lacks
+  it), the where mask from `where`, `where_sigma`, `where_low`, `where_high` (off when absent)."""
   where = where_lib.WhereConfig(
       mode=run_config.get("where", "off"), sigma=run_config.get("where_sigma", 0.04),
       low=run_config.get("where_low", 0.35), high=run_config.get("where_high", 0.7))
-  return ReverseMapConfig(
-      tv_weight=run_config.tv_weight, tv_beta=run_config.tv_beta, solver=run_config.solver,
-      linesearch=run_config.linesearch, linesearch_init=run_config.linesearch_init,
-      chunk=run_config.chunk, chroma_scale=run_config.get("chroma_scale", 1), where=where)
+  fields = {f.name: run_config.get(f.name, f.default)
+            for f in dataclasses.fields(ReverseMapConfig) if f.name != "where"}
+  return ReverseMapConfig(**fields, where=where)
 
 
 def total_variation(z: jax.Array, beta: float, epsilon: float = 1e-3,
@@ -178,10 +176,7 @@ class ReverseMap:
     batched = jax.vmap(self.objective, in_axes=(0, 0, None))
     self._losses = jax.jit(batched)
     fn = (lambda z, t, v: jnp.sum(batched(z, t, v))) if config.joint else self.objective
-    if config.solver == "jaxopt_lbfgsb":
-      self._init, self._step = self._jaxopt_fns(fn)
-    else:
-      self._init, self._step = self._optax_fns(fn)
+    self._init, self._step = SOLVER_TABLE[config.solver](self, fn)
     self._init = jax.jit(self._init if config.joint
                          else jax.vmap(self._init, in_axes=(0, 0, None)))
     self._chunk = jax.jit(self._make_chunk(), static_argnums=(3,))
@@ -344,8 +339,8 @@ class ReverseMap:
       z = jax.tree.map(lambda a: jnp.broadcast_to(a, (base.shape[0],) + a.shape), u)
     # Flipped kernels computed here, outside the solver loop (see model.py).
     variables = {"params": params}
-    if self.config.fast_backward:
-      variables["backward"] = model_lib.backward_kernels(params)
+    if self.config.fast_backward:  # the network's table entry says how (`nets.networks`)
+      variables.update(networks.backward_variables(self.net, params))
     state = self._init(z, targets, variables)
     b = base.shape[0]
     finite, evals_total = np.ones(b, bool), np.zeros(b, np.int64)
@@ -371,6 +366,13 @@ class ReverseMap:
       z = self._decode(z, base, targets[2])
     images = np.asarray(jnp.clip(z, 0.0, 1.0))
     return ReverseMapResult(images, value, finite, evals_total, done)
+
+
+# The solver table: name -> the `ReverseMap` method building its `(init, step)` pair over the
+# objective `fn(z, target, variables)`. A new solver = one such method + one entry here.
+SOLVER_TABLE: dict[str, Callable] = {"jaxopt_lbfgsb": ReverseMap._jaxopt_fns,
+                                     "optax_lbfgs": ReverseMap._optax_fns}
+SOLVERS = tuple(SOLVER_TABLE)
 
 
 @functools.lru_cache(maxsize=8)

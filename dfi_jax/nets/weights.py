@@ -34,6 +34,7 @@ from flax import traverse_util
 
 from dfi_jax.base import files as files_lib
 from dfi_jax.nets import model as model_lib
+from dfi_jax.nets import networks
 
 FORMAT = "dfi_jax-weights-v1"
 REQUIRED = ("kind", "description", "preprocessing", "pooling", "width", "layers", "made_by")
@@ -219,7 +220,7 @@ def load_weights_pinned(path: str | os.PathLike) -> tuple[dict, dict, str]:
       ("pooling", meta["pooling"] in model_lib.POOLING),
       ("preprocessing", meta["preprocessing"] in model_lib.PREPROCESSING),
       ("description", isinstance(meta["description"], str)),
-      ("architecture", meta.get("architecture", "vgg19") in model_lib.ARCHITECTURES)) if not ok]
+      ("architecture", meta.get("architecture", "vgg19") in networks.NETWORKS)) if not ok]
   if malformed:
     raise WeightsError(f"{path}: malformed provenance {malformed[0]}="
                        f"{meta.get(malformed[0])!r}; remake the file (experiments.port_weights)")
@@ -272,8 +273,8 @@ def check_params(params: dict, provenance: dict, where: str) -> None:
 
 def model_for(provenance: dict, taps=model_lib.DEFAULT_TAPS,
               pooling: str | None = None, preprocessing: str | None = None):
-  """The `model.VGG` module matching a weights file (its architecture, width, conventions);
-  overrides that differ are warned about."""
+  """The module matching a weights file (its architecture's `networks.NETWORKS` entry, built
+  with the file's width and conventions); overrides that differ are warned about."""
   import warnings
   chosen = {}
   for key, forced in (("pooling", pooling), ("preprocessing", preprocessing)):
@@ -283,7 +284,8 @@ def model_for(provenance: dict, taps=model_lib.DEFAULT_TAPS,
                     f"{key}={recorded!r}", stacklevel=2)
     chosen[key] = forced or recorded
   architecture = architecture_of(provenance)
-  names = model_lib.conv_names(architecture)
+  network = networks.network_for(architecture)
+  names = network.taps
   foreign = [t for t in taps if t not in names]
   if foreign:
     raise WeightsError(f"taps {foreign} are not layers of {architecture.upper()} (the weights' "
@@ -292,5 +294,4 @@ def model_for(provenance: dict, taps=model_lib.DEFAULT_TAPS,
   missing = [t for t in taps if t not in provenance["layers"]]
   if missing:
     raise WeightsError(f"taps {missing} need layers the weights lack (deepest: {deepest})")
-  return model_lib.VGG(taps=tuple(taps), width=float(provenance["width"]),
-                       architecture=architecture, **chosen)
+  return network.build(provenance, tuple(taps), **chosen)
