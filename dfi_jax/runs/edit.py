@@ -233,8 +233,9 @@ def write(job: Job, t_start: float) -> dict:
                                     for j in mine]), timings=timings, failures=[], written=False)
   keep_gathered(job, mine, edits)
   photo_outputs.save_outputs(job.workdir, config, tests, items, edits.images, edits.finite)
-  return report.write_outputs(config, job.workdir, job.network, tests, items, edits,
-                              job.found["neighbourhood"].sets, job.bank_data, timings, t_start)
+  results = report.Results(tests, items, edits, job.found["neighbourhood"].sets, job.bank_data,
+                           job.network)
+  return report.write_outputs(config, job.workdir, results, timings, t_start)
 
 
 def keep_gathered(job: Job, mine: np.ndarray, edits: pipeline.Edits) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -73,23 +74,77 @@ def pixel_baseline(x: np.ndarray, bank_images, neighbour_sets: dict, i: int, nam
   return np.clip(x + change, 0.0, 1.0)
 
 
-def write_outputs(config, workdir: Path, network, tests: sources.TestImages, items,
-                  edits: pipeline.Edits, neighbour_sets, bank_data: sources.Bank, timings: dict,
-                  t_start: float) -> dict:
-  """The edit run's outputs from its `[len(deltas), len(items)]` results (`items`: (test image,
-  attribute), edit-major): originals, pixel baselines, grid.png, index.html, metrics.json (with
-  the probe's and the judge's scores); returns the metrics record."""
-  results, losses, finite, evaluations = edits
+class Results(NamedTuple):
+  """What an edit run hands `write_outputs`: `[len(deltas), len(items)]` results of `items`
+  ((test image, attribute), edit-major) and what the run used to make them."""
+  tests: sources.TestImages
+  items: list
+  edits: pipeline.Edits
+  neighbour_sets: dict  # edit name -> Neighbours (the pixel baseline uses the same ones)
+  bank_data: sources.Bank
+  network: object  # runs.kit.Network
+
+
+def write_outputs(config, workdir: Path, run: Results, timings: dict, t_start: float) -> dict:
+  """The edit run's outputs: originals, pixel baselines, grid.png, index.html, metrics.json
+  (with the probe's and the judge's scores); returns the metrics record."""
+  tests, items, edits = run.tests, run.items, run.edits
   attributes = list(dict.fromkeys(a for _, a in items))
-  bank_images = bank_data.images
-  failures, per_image, files, baselines = [], [], {}, {}
-  for d in ("baselines", "originals"):
-    files_lib.make_folder(workdir / d)
+  save_originals(workdir, tests)
+  baselines = save_baselines(config, workdir, run)
+  per_image, files, failures = score_edits(config, tests, items, edits, baselines)
+  probe_accuracy = None
+  if config.probe and per_image:
+    probe_accuracy = add_probe_scores(config, per_image, tests, items, edits.images,
+                                      edits.finite, run.bank_data)
+  judge_record = None
+  if config.get("judge", "") and per_image:
+    judge_record = add_judge_scores(config, per_image, tests, items, edits.images, edits.finite,
+                                    baselines)
+  summary = {output_names.delta_tag(delta): metrics_lib.summarise(
+      [r for r in per_image if r["delta"] == float(delta)], attributes)
+      for delta in config.deltas}
+  save_grid(config, workdir, tests, items, edits)
+  zones = photo_outputs.zone_metrics(config, tests, items, edits.images, edits.finite)
+  timings["total_s"] = time.perf_counter() - t_start
+  record = run_record.run_record(
+      config, run.network, timings=timings,
+      data="photos" if tests.originals is not None else config.data,
+      images=tests.names,
+      summary=summary,
+      probe=dict(representation=config.probe, accuracy_on_held_out=probe_accuracy),
+      judge=judge_record,
+      per_image=per_image,
+      photo_zones=zones,
+      failures=failures,
+      outputs=dict(grid="grid.png", edits=sorted(files.values()), index="index.html",
+                   originals=[f"originals/{n}.png" for n in tests.names],
+                   baselines=dict(pixel=sorted(output_names.output_name(tests.names[i], a, "pixel",
+                                                                        "baselines")
+                                               for i, a in items)),
+                   **photo_outputs.output_files(config, tests, attributes)))
+  record["settings"]["attributes"] = list(attributes)
+  write_index(workdir, config, run, files, summary, failures, photo_outputs.zone_section(zones))
+  files_lib.atomic_write_json(workdir / "metrics.json", files_lib.jsonable(record))
+  return record
+
+
+def save_originals(workdir: Path, tests: sources.TestImages) -> None:
+  """`originals/<image>.png`: each input (own photos: at their own size)."""
+  files_lib.make_folder(workdir / "originals")
   for i, name in enumerate(tests.names):
     original = tests.originals[i] if tests.originals is not None else tests.images[i]
     image_io.save_png(workdir / "originals" / f"{name}.png", original)
-  # The pixel-space baseline, with the δ that best matches the counterfactual when there is one.
-  for i, a in items:
+
+
+def save_baselines(config, workdir: Path, run: Results) -> dict:
+  """The pixel-space baseline of each item, with the δ that best matches the counterfactual
+  when there is one: `(test image, attribute) -> ([S, S, 3] baseline, r, δ)`; each saved as
+  `baselines/<image>__<attribute>__pixel.png`."""
+  tests, bank_images, neighbour_sets = run.tests, run.bank_data.images, run.neighbour_sets
+  files_lib.make_folder(workdir / "baselines")
+  baselines = {}
+  for i, a in run.items:
     x = tests.images[i]
     best_r, best_d = float("nan"), config.pixel_delta_photos
     if tests.counterfactuals is not None:
@@ -99,9 +154,17 @@ def write_outputs(config, workdir: Path, network, tests: sources.TestImages, ite
           for d in config.pixel_deltas)
     baseline = pixel_baseline(x, bank_images, neighbour_sets, i, a, best_d)
     baselines[(i, a)] = (baseline, best_r, best_d)
-    baseline = photo_result(tests, i, baseline)
     image_io.save_png(workdir / output_names.output_name(tests.names[i], a, "pixel", "baselines"),
-                      baseline)
+                      photo_result(tests, i, baseline))
+  return baselines
+
+
+def score_edits(config, tests: sources.TestImages, items, edits: pipeline.Edits,
+                baselines: dict) -> tuple[list[dict], dict, list[str]]:
+  """`(per_image, files, failures)`: on generated faces each finished edit's scores against its
+  counterfactual (and its baseline's); `(s, j) -> its PNG`; a line per failed edit."""
+  results, losses, finite, evaluations = edits
+  failures, per_image, files = [], [], {}
   for s, delta in enumerate(config.deltas):
     for j, (i, a) in enumerate(items):
       if not finite[s, j]:
@@ -119,60 +182,29 @@ def write_outputs(config, workdir: Path, network, tests: sources.TestImages, ite
             baseline_r=best_r, baseline_outside=metrics_lib.outside_change(baseline, x, m),
             baseline_delta=best_d, loss=float(losses[s, j]),
             evaluations=int(evaluations[s, j])))
-  probe_accuracy = None
-  if config.probe and per_image:
-    probe_accuracy = add_probe_scores(config, per_image, tests, items, results, finite,
-                                      bank_data)
-  judge_record = None
-  if config.get("judge", "") and per_image:
-    judge_record = add_judge_scores(config, per_image, tests, items, results, finite, baselines)
+  return per_image, files, failures
 
-  summary = {}
-  for s, delta in enumerate(config.deltas):
-    rows = [r for r in per_image if r["delta"] == float(delta)]
-    summary[output_names.delta_tag(delta)] = metrics_lib.summarise(rows, attributes)
 
-  # The grid: original | edits for each δ | counterfactuals.
-  grid_rows = []
+def save_grid(config, workdir: Path, tests: sources.TestImages, items,
+              edits: pipeline.Edits) -> None:
+  """`grid.png`: per test image, the input | its edits for each δ | the counterfactuals."""
+  attributes = list(dict.fromkeys(a for _, a in items))
   col_labels = ["input"] + [f"{a} δ={d:g}" for d in config.deltas for a in attributes]
   if tests.counterfactuals is not None:
     col_labels += [f"true {a}" for a in attributes]
   blank = np.ones_like(tests.images[0])
-  for i, name in enumerate(tests.names):
+  grid_rows = []
+  for i in range(len(tests.names)):
     row = [tests.images[i]]
     for s in range(len(config.deltas)):
       for a in attributes:
         j = items.index((i, a))
-        row.append(results[s, j] if finite[s, j] else blank)
+        row.append(edits.images[s, j] if edits.finite[s, j] else blank)
     if tests.counterfactuals is not None:
       row += [tests.counterfactuals[a][i] for a in attributes]
     grid_rows.append(row)
   figures.save_grid(workdir / "grid.png", grid_rows, row_labels=tests.names,
                     col_labels=col_labels, min_tile=figures.MIN_TILE)
-
-  zones = photo_outputs.zone_metrics(config, tests, items, results, finite)
-  timings["total_s"] = time.perf_counter() - t_start
-  record = run_record.run_record(
-      config, network, timings=timings,
-      data="photos" if tests.originals is not None else config.data,
-      images=tests.names,
-      summary=summary,
-      probe=dict(representation=config.probe, accuracy_on_held_out=probe_accuracy),
-      judge=judge_record,
-      per_image=per_image,
-      photo_zones=zones,
-      failures=failures,
-      outputs=dict(grid="grid.png", edits=sorted(files.values()), index="index.html",
-                   originals=[f"originals/{n}.png" for n in tests.names],
-                   baselines=dict(pixel=sorted(output_names.output_name(tests.names[i], a, "pixel",
-                                                                        "baselines")
-                                               for i, a in items)),
-                   **photo_outputs.output_files(config, tests, attributes)))
-  record["settings"]["attributes"] = list(attributes)
-  write_index(workdir, config, network, tests, attributes, items, files, summary, failures,
-              bank_data.attribute_names, photo_outputs.zone_section(zones))
-  files_lib.atomic_write_json(workdir / "metrics.json", files_lib.jsonable(record))
-  return record
 
 
 def add_judge_scores(config, per_image, tests, items, results, finite, baselines) -> dict:
@@ -291,9 +323,13 @@ def already_has(tests: sources.TestImages, attribute_names, attribute: str) -> l
           if all(p in names and tests.attributes[i][names.index(p)] for p in attribute.split("+"))]
 
 
-def write_index(workdir, config, network, tests, attributes, items, files, summary, failures,
-                attribute_names=(), extra=()):
-  prov = network.provenance
+def write_index(workdir: Path, config, run: Results, files: dict, summary: dict,
+                failures: Sequence[str], extra: Sequence[dict] = ()) -> None:
+  """`index.html`: the settings and grid, a quality table per δ (generated faces), each
+  attribute's edits (`files`: `(s, j)` -> PNG), the photo sections, `extra`, the failures."""
+  tests, items, attribute_names = run.tests, run.items, run.bank_data.attribute_names
+  attributes = list(dict.fromkeys(a for _, a in items))
+  prov = run.network.provenance
   sections = [dict(
       heading="Settings",
       text=(f"Weights: {prov['description']} (kind {prov['kind']}, width {prov['width']}, "
