@@ -13,3 +13,11 @@ def tiny(**overrides):
     for key, value in overrides.items():
       config[key] = value
   return config
+
+
+def fresh_copy(folder, tmp_path, name: str):
+  """`tmp_path/name`: a copy of a module-wide `folder` (a finished run, a built bank) that one
+  test may change."""
+  import shutil
+  shutil.copytree(folder, tmp_path / name)
+  return tmp_path / name

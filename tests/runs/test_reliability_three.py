@@ -20,7 +20,7 @@ from dfi_jax.base import files as files_lib
 from dfi_jax.data import image_io
 from dfi_jax.runs import edit as edit_run
 from dfi_jax.runs import kit
-from tiny_run import tiny
+from tiny_run import fresh_copy, tiny
 
 ROOT = Path(__file__).resolve().parents[2]
 ATTRIBUTE = ["smiling"]
@@ -38,8 +38,7 @@ def finished(tmp_path_factory):
 
 @pytest.fixture
 def copy_of(finished, tmp_path):
-  shutil.copytree(finished, tmp_path / "run")
-  return tmp_path / "run"
+  return fresh_copy(finished, tmp_path, "run")
 
 
 def snapshot(folder: Path) -> dict:
@@ -283,8 +282,7 @@ def tiny_bank_dir(tmp_path_factory):
 
 @pytest.fixture
 def bank_copy(tiny_bank_dir, tmp_path):
-  shutil.copytree(tiny_bank_dir, tmp_path / "bank")
-  return tmp_path / "bank"
+  return fresh_copy(tiny_bank_dir, tmp_path, "bank")
 
 
 def test_shards_rebuilt_under_an_open_bank_are_an_error_never_wrong_data(bank_copy):

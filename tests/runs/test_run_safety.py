@@ -12,7 +12,6 @@ import errno
 import importlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -54,7 +53,7 @@ from experiments.configs import features as features_config
 from experiments.configs import highres as highres_config
 from experiments.configs import inpaint as inpaint_config
 from experiments.configs import synthetic
-from tiny_run import tiny
+from tiny_run import fresh_copy, tiny
 
 ROOT = Path(__file__).resolve().parents[2]
 ATTRIBUTE = ["smiling"]
@@ -72,8 +71,7 @@ def finished(tmp_path_factory):
 
 @pytest.fixture
 def copy_of(finished, tmp_path):
-  shutil.copytree(finished, tmp_path / "run")
-  return tmp_path / "run"
+  return fresh_copy(finished, tmp_path, "run")
 
 
 def fifo(path):
