@@ -110,7 +110,9 @@ def test_prepare_data_s_shoes_never_write_through_a_link(tmp_path):
 def test_every_output_folder_is_made_through_the_link_check():
   """Run-output code makes folders only with `files_lib.make_folder` (which refuses links)."""
   found = []
-  for path in [*(ROOT / "dfi_jax" / "runs").glob("*.py"), ROOT / "dfi_jax" / "run_state.py",
+  for path in [*(ROOT / "dfi_jax" / "runs").glob("*.py"),
+               ROOT / "dfi_jax" / "base" / "run_state.py",
+               *(ROOT / "dfi_jax" / "outputs").glob("*.py"),
                *(ROOT / "dfi_jax" / "dfi" / "bank").glob("*.py"),
                *(ROOT / "dfi_jax" / "eval" / "study").glob("*.py")]:
     found += [f"{path.name}:{n}" for n, line in enumerate(path.read_text().splitlines(), 1)
