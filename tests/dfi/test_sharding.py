@@ -60,7 +60,6 @@ def assert_same_run(got: Path, want: Path, atol=1e-6):
 @pytest.mark.skipif(CHILD, reason="this is the child")
 def test_on_eight_fake_cpu_devices(tmp_path):
   from dfi_jax.runs import edit as edit_run
-  from dfi_jax.runs import kit
   flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
   env = dict(os.environ, XLA_FLAGS=flags.strip(), DFI_TEST_FAKE_DEVICES="8",
              JAX_PLATFORMS="cpu", DFI_TEST_SHARED=str(tmp_path))
@@ -228,6 +227,7 @@ if CHILD:
 
   from dfi_jax.dfi import bank as bank_lib
   from dfi_jax.runs import edit as edit_run
+  from dfi_jax.runs import kit
   from dfi_jax.data import faces
   from dfi_jax.dfi import feature_bank
   from dfi_jax.dfi import features as features_lib
