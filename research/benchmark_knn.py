@@ -254,7 +254,6 @@ def _rss_config(n: int, bank_dir: str = ""):
 def bank_worker(n: int) -> dict:
   """The tiny config's bank of n faces on disk with a pool:1 search (for edit_rss)."""
   from dfi_jax.dfi import bank as bank_lib
-  from dfi_jax.runs import edit as edit_run
   from dfi_jax.runs import kit
   from dfi_jax.dfi import feature_bank
   from dfi_jax.dfi import features as features_lib
