@@ -2,6 +2,8 @@
 
   --config=experiments/configs/benchmark.py[:small|large|tiny]   (see that file)
   --sizes=64,200 --batch_sizes=1,8 --iterations=100 --solvers=torch,jaxopt_lbfgsb,scipy
+  --objectives=plain,product    the paper's pixel objective and/or the edit runs' own
+                                (where mask + chroma at 1/4 resolution; research/solvers.py)
   --repeats=3                   medians over fresh processes
   --peer_python=/path/python    an interpreter that has torch and dfi_jax's dependencies
 
@@ -36,7 +38,7 @@ import time
 from absl import flags
 
 from experiments import cli
-from research.solvers import conv_gflop, parse_solver, time_to_loss, worker
+from research.solvers import OBJECTIVES, conv_gflop, parse_solver, time_to_loss, worker
 
 
 _CONFIG = cli.define_config_file(
@@ -47,6 +49,9 @@ _BATCHES = flags.DEFINE_list("batch_sizes", [], "Batch sizes (overrides the conf
 _ITERATIONS = flags.DEFINE_integer("iterations", None, "L-BFGS iterations (overrides).")
 _SOLVERS = flags.DEFINE_string("solvers", "", "Solvers separated by ';' (overrides).")
 _REPEATS = flags.DEFINE_integer("repeats", None, "Repeats per run (overrides).")
+_OBJECTIVES = flags.DEFINE_list(
+    "objectives", [], "plain (pixels, the paper's) and/or product (where mask + coarse chroma, "
+    "what the edit runs solve); overrides the config.")
 _PEER_PYTHON = flags.DEFINE_string("peer_python", None, "Python for the torch peer.")
 _WORKER = flags.DEFINE_string("worker", "", "Internal: run one benchmark (JSON spec).")
 _IN_PROCESS = flags.DEFINE_bool(
@@ -104,18 +109,20 @@ def summarise(runs: list[dict], size: int, batch: int, width: float, taps,
 
 
 def markdown(rows: list[dict]) -> str:
-  head = ("| size | batch | solver | iters | wall s | s/image | evals/iter | ms/eval | "
+  head = ("| size | batch | objective | solver | iters | wall s | s/image | evals/iter | ms/eval | "
           "loss@N / start | to peer loss s | vs peer | GFLOP/s | peak RSS MB |")
   lines = [head, "|" + "|".join(["---"] * (head.count("|") - 1)) + "|"]
   for r in rows:
     if "error" in r:
-      lines.append(f"| {r['size']} | {r['batch']} | {r['solver']} | {r['error']} |")
+      lines.append(f"| {r['size']} | {r['batch']} | {r.get('objective', 'plain')} | "
+                   f"{r['solver']} | {r['error']} |")
       continue
     reach = r.get("to_peer_s")
     reach_s = "—" if reach is None else (f"{reach:.1f}" if reach == reach else "not reached")
     ratio = r.get("vs_peer")
     lines.append(
-        f"| {r['size']}² | {r['batch']} | {r['solver']} | {r['iterations']} | "
+        f"| {r['size']}² | {r['batch']} | {r.get('objective', 'plain')} | {r['solver']} | "
+        f"{r['iterations']} | "
         f"{r['wall_s']:.1f} | {r['s_per_image']:.2f} | {r['evals_per_iter']:.2f} | "
         f"{r['ms_per_eval']:.0f} | {r['loss'] / r['start_loss']:.4f} | {reach_s} | "
         f"{'—' if ratio is None else f'{ratio:.2f}x'} | {r['gflops']:.0f} | "
@@ -145,6 +152,10 @@ def main(argv):
   iterations = _ITERATIONS.value or c.iterations
   solvers = [s for s in _SOLVERS.value.split(";") if s] or list(c.solvers)
   repeats = _REPEATS.value or c.repeats
+  objectives = list(_OBJECTIVES.value) or list(c.get("objectives", ("plain",)))
+  for o in objectives:
+    if o not in OBJECTIVES:
+      raise ValueError(f"--objectives: expected plain and/or product, got {o!r}")
   peer_python = _PEER_PYTHON.value or c.peer_python or sys.executable
   for s in solvers:
     parse_solver(s)
@@ -161,35 +172,35 @@ def main(argv):
   solvers.sort(key=lambda s: s != "torch")
   rows = []
   t_start = time.time()
-  for size in sizes:
-    for batch in batches:
-      peer_loss, peer_wall = None, None
-      for solver in solvers:
-        spec = dict(seed=c.seed, size=size, batch=batch, iterations=iterations, chunk=chunk,
-                    solver=solver, width=c.width, taps=list(c.taps), tv_weight=c.tv_weight,
-                    architecture=c.architecture,
-                    tv_beta=c.tv_beta, torch_threads=c.torch_threads, xla_flags=c.xla_flags)
-        python = peer_python if solver == "torch" else sys.executable
-        if _IN_PROCESS.value:
-          runs = [worker(spec) for _ in range(repeats)]
-        else:
-          runs = [run_one(spec, python, c.timeout_s) for _ in range(repeats)]
-        row = dict(size=size, batch=batch, solver=solver,
-                   **summarise(runs, size, batch, c.width, c.taps, c.architecture))
-        if "error" not in row:
-          if solver == "torch":
-            peer_loss, peer_wall = row["loss"], row["wall_s"]
-          elif peer_loss is not None and row["trajectory"]:
-            # The final exact loss counts as a reading too.
-            points = row["trajectory"] + [(row["wall_s"], iterations, row["loss"])]
-            reach = time_to_loss(points, peer_loss)
-            row["to_peer_s"] = float("nan") if reach is None else reach
-            row["vs_peer"] = None if reach is None else peer_wall / reach
-        rows.append(row)
-        print(f"[{time.time() - t_start:6.0f} s] {size}² batch {batch} {solver}: "
-              + (row["error"] if "error" in row else
-                 f"{row['wall_s']:.1f} s, loss {row['loss']:.6g}, "
-                 f"{row['evals_per_iter']:.2f} evals/iter"), file=sys.stderr, flush=True)
+  for size, batch, objective in [(s, b, o) for s in sizes for b in batches for o in objectives]:
+    peer_loss, peer_wall = None, None
+    for solver in solvers:
+      spec = dict(seed=c.seed, size=size, batch=batch, iterations=iterations, chunk=chunk,
+                  objective=objective,
+                  solver=solver, width=c.width, taps=list(c.taps), tv_weight=c.tv_weight,
+                  architecture=c.architecture,
+                  tv_beta=c.tv_beta, torch_threads=c.torch_threads, xla_flags=c.xla_flags)
+      python = peer_python if solver == "torch" else sys.executable
+      if _IN_PROCESS.value:
+        runs = [worker(spec) for _ in range(repeats)]
+      else:
+        runs = [run_one(spec, python, c.timeout_s) for _ in range(repeats)]
+      row = dict(size=size, batch=batch, objective=objective, solver=solver,
+                 **summarise(runs, size, batch, c.width, c.taps, c.architecture))
+      if "error" not in row:
+        if solver == "torch":
+          peer_loss, peer_wall = row["loss"], row["wall_s"]
+        elif peer_loss is not None and row["trajectory"]:
+          # The final exact loss counts as a reading too.
+          points = row["trajectory"] + [(row["wall_s"], iterations, row["loss"])]
+          reach = time_to_loss(points, peer_loss)
+          row["to_peer_s"] = float("nan") if reach is None else reach
+          row["vs_peer"] = None if reach is None else peer_wall / reach
+      rows.append(row)
+      print(f"[{time.time() - t_start:6.0f} s] {size}² batch {batch} {objective} {solver}: "
+            + (row["error"] if "error" in row else
+               f"{row['wall_s']:.1f} s, loss {row['loss']:.6g}, "
+               f"{row['evals_per_iter']:.2f} evals/iter"), file=sys.stderr, flush=True)
   table = markdown(rows)
   command = "python -m research.benchmark " + " ".join(sys.argv[1:])
   print(f"\n{command}\n{iterations} iterations, {c.architecture.upper()} width {c.width} to "

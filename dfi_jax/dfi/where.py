@@ -74,6 +74,11 @@ def energy(w: jax.Array, spec: features_lib.FeatureSpec, image_shape: tuple[int,
   return total / jnp.maximum(jnp.max(total, axis=(1, 2), keepdims=True), 1e-30)
 
 
+# `energy` compiled once per (layout, image shape, σ): op by op, its first call in a process
+# dispatches and compiles each small operation (~4.6 s against ~1.4 s compiled, measured at 64²).
+_energy_compiled = jax.jit(energy, static_argnums=(1, 2, 3))
+
+
 def mask(w: jax.Array, spec: features_lib.FeatureSpec, image_shape: tuple[int, int],
          config: WhereConfig) -> np.ndarray:
   """`[B, D]` attribute vectors -> `[B, H, W]` float32 soft where-masks in [0, 1] (all ones when
@@ -84,7 +89,7 @@ def mask(w: jax.Array, spec: features_lib.FeatureSpec, image_shape: tuple[int, i
     return np.ones((len(w), *image_shape), np.float32)
   if not 0 <= config.low < config.high:
     raise ValueError(f"where: expected 0 <= low < high, got {config.low}, {config.high}")
-  e = energy(w, spec, image_shape, config.sigma)
+  e = _energy_compiled(w, spec, tuple(image_shape), float(config.sigma))
   return np.asarray(jnp.clip((e - config.low) / (config.high - config.low), 0.0, 1.0))
 
 

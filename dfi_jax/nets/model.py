@@ -220,8 +220,12 @@ def conv_gflop(size: int, taps: Sequence[str], width: float = 1.0,
   return flop / 1e9
 
 
+@jax.jit
 def backward_kernels(params) -> dict:
   """The `backward` collection (flipped kernels) for fast input gradients; compute it once,
-  outside any loop, and pass `{'params': params, 'backward': ...}` to `apply`."""
+  outside any loop, and pass `{'params': params, 'backward': ...}` to `apply`.
+
+  Compiled as one program: op by op, the first call in a process compiled each flip and swap
+  separately (8.6 s of an editor's edit at load 15, profiled)."""
   return {name: {"kernel_t": flip_kernel(p["kernel"])} for name, p in params.items()}
 

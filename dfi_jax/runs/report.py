@@ -11,6 +11,7 @@ import numpy as np
 
 from dfi_jax.base import run_state
 from dfi_jax.data import bank_cache
+from dfi_jax.data.datasets import common
 from dfi_jax.outputs import figures
 from dfi_jax.data import fitting
 from dfi_jax.base import files as files_lib
@@ -141,7 +142,8 @@ def save_baselines(config, workdir: Path, run: Results) -> dict:
   """The pixel-space baseline of each item, with the δ that best matches the counterfactual
   when there is one: `(test image, attribute) -> ([S, S, 3] baseline, r, δ)`; each saved as
   `baselines/<image>__<attribute>__pixel.png`."""
-  tests, bank_images, neighbour_sets = run.tests, run.bank_data.images, run.neighbour_sets
+  tests, neighbour_sets = run.tests, run.neighbour_sets
+  bank_images = common.ReadOnce(run.bank_data.images)
   files_lib.make_folder(workdir / "baselines")
   baselines = {}
   for i, a in run.items:

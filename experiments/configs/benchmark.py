@@ -35,6 +35,9 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
   c.iterations = 100
   c.solvers = HEADLINE_SOLVERS
   c.repeats = 1  # fresh processes per run; medians over repeats
+  # plain: the paper's objective over the pixels; product: what the edit runs solve (the where
+  # mask and the change's chroma at 1/4 resolution, dfi_jax/dfi/where.py). Each gets its peer.
+  c.objectives = ("plain",)
   c.chunk = 5  # iterations between loss readings (time-to-loss resolution)
   # Network: full-width VGG with random weights (speed does not depend on the values). The
   # solver tables of docs/benchmarks.md were measured on VGG19; the default features are VGG16.

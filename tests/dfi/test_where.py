@@ -45,6 +45,17 @@ def test_the_mask_follows_ws_energy_and_off_is_everywhere():
     where_lib.mask(w, SPEC, (SIZE, SIZE), where_lib.WhereConfig(low=0.7, high=0.3))
 
 
+def test_the_compiled_mask_is_the_op_by_op_one():
+  """`mask` runs `energy` compiled (speed only): the same mask as `energy` op by op, for each
+  σ and image shape it is asked for."""
+  w = _w_at(slice(4, 12), slice(10, 30), seed=3)
+  for shape, config in (((SIZE, SIZE), where_lib.WhereConfig()),
+                        ((24, 40), where_lib.WhereConfig(sigma=0.1, low=0.2, high=0.5))):
+    e = np.asarray(where_lib.energy(w, SPEC, shape, config.sigma))
+    expected = np.clip((e - config.low) / (config.high - config.low), 0, 1)
+    np.testing.assert_allclose(where_lib.mask(w, SPEC, shape, config), expected, atol=1e-5)
+
+
 def test_decode_keeps_the_base_where_the_mask_is_zero_and_chroma_is_coarse():
   rng = np.random.default_rng(1)
   base = jnp.asarray(rng.uniform(0.2, 0.8, (SIZE, SIZE, 3)), jnp.float32)
