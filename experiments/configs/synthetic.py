@@ -77,7 +77,7 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
   # Warp neighbours onto the test face before φ (generated test faces only).
   c.align_neighbours = False
   # δ, the edit strengths: each a result (a,b: a sweep, each from the previous).
-  c.deltas = (3.0,)
+  c.deltas = (3.5,)
   # Reverse map.
   # λ: total-variation weight, in 0-255 units (the paper's units; official 0.001).
   c.tv_weight = 0.002
@@ -102,6 +102,8 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
   # and the reverse map solves z = x + m ⊙ Δ (outside m the face is kept exactly); 'off' = the
   # paper's global edit.
   c.where = "features"
+  # keep | project: each edit's w minus its part along the other attributes' w for the same face.
+  c.w_others = "project"
   # The where mask's blur σ, as a fraction of the image side.
   c.where_sigma = 0.04
   # The energy (fraction of its maximum) where the mask starts rising from 0.
@@ -162,6 +164,7 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
     c.chunk = 2
     c.feature_batch = 16
     c.where = "off"  # the random weights' w; tests that need the where mask turn it on
+    c.w_others = "keep"  # tests that need the projection turn it on
     c.chroma_scale = 1
   elif c.variant == "eval":
     c.num_test = 8
@@ -174,6 +177,7 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
     c.iterations = 500
     c.next_iterations = 250
     c.where = "off"
+    c.w_others = "keep"
     c.chroma_scale = 1
     c.photo_chroma = 1.0
   elif c.variant != "demo":
