@@ -39,7 +39,7 @@ def test_help_on_every_command_exits_0_and_lists_its_config_fields():
     assert "flags:" in out, command
   out = subprocess.run([sys.executable, "-m", "experiments.transform", "--help"], cwd=root,
                        capture_output=True, text=True, timeout=300).stdout
-  for field, value in (("deltas", "3.0"), ("k", "100"), ("tv_weight", "0.002"),
+  for field, value in (("deltas", "3.5"), ("k", "100"), ("tv_weight", "0.002"),
                        ("faces", "all"), ("animate", "''")):
     line, = [l for l in out.splitlines() if l.strip().startswith(f"--config.{field}=")]
     assert line.split()[0] == f"--config.{field}={value}"

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from typing import NamedTuple, Sequence
 
+import numpy as np
+
 from dfi_jax.base import run_state
 from dfi_jax.data import bank_cache
 from dfi_jax.data import banks
@@ -73,7 +75,8 @@ RULES = dict(
     judge=run_state.text(), where=run_state.choice(where_lib.MODES),
     where_sigma=run_state.number(0, 1), where_low=run_state.number(0, 1),
     where_high=run_state.number(0, 1, open_low=True),
-    chroma_scale=run_state.integer(1, 64), photo_chroma=run_state.number(0, 1))
+    chroma_scale=run_state.integer(1, 64), photo_chroma=run_state.number(0, 1),
+    w_others=run_state.choice(("keep", "project")))
 
 
 def validate(config) -> None:
@@ -174,14 +177,26 @@ def make_directions(config, bank_data: sources.Bank, bank: feature_bank.FeatureB
   `aligned(neighbourhood, singles)`, when given, returns the singles' w instead (align_neighbours).
   The command and `dfi_jax.edit` both edit through this."""
   singles, found = single_edits(bank_data, edits), {}
+  others = []  # w_others = project: every other attribute of the bank with K candidates each
+  if config.get("w_others", "keep") == "project":
+    for e in bank_data.edits:
+      pair = neighbours_lib.candidate_masks(bank_data.attributes, e, bank_data.attribute_names)
+      if e not in singles and min(map(np.sum, pair)) >= config.k:
+        others.append(e)
+        masks = {**masks, e.name: pair}
 
   def directions(phi_x):
-    found["neighbourhood"] = nb = feature_bank.find_neighbours(config, bank_data, bank, tests,
-                                                               singles, masks, phi_x)
-    ws = (aligned(nb, singles) if aligned is not None
-          else [feature_bank.attribute_vector(nb, e.name) for e in singles])
-    by_name = {e.name: w for e, w in zip(singles, ws)}
-    return [sum(by_name[p.name] for p in parts(bank_data, e)) for e in edits]
+    found["neighbourhood"] = nb = feature_bank.find_neighbours(
+        config, bank_data, bank, tests, singles + others, masks, phi_x)
+    ws = (aligned(nb, singles + others) if aligned is not None
+          else [feature_bank.attribute_vector(nb, e.name) for e in singles + others])
+    by_name = {e.name: w for e, w in zip(singles + others, ws)}
+    summed = [sum(by_name[p.name] for p in parts(bank_data, e)) for e in edits]
+    if config.get("w_others", "keep") != "project":
+      return summed
+    return [where_lib.project_out(w, np.stack([by_name[o.name] for o in singles + others
+                                               if o not in parts(bank_data, e)]))
+            for e, w in zip(edits, summed)]
 
   return directions, found
 

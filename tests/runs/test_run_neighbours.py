@@ -14,6 +14,7 @@ from dfi_jax.runs import kit
 from dfi_jax.data import faces
 from dfi_jax.dfi import feature_bank
 from dfi_jax.dfi import neighbours as neighbours_lib
+from dfi_jax.dfi import where as where_lib
 from dfi_jax.data import banks
 from dfi_jax.data import sources
 from experiments.configs import synthetic
@@ -135,3 +136,25 @@ def test_bank_test_images_are_never_their_own_neighbour_and_keep_to_their_group(
       assert [list(np.asarray(got.source[b])), list(np.asarray(got.target[b]))] == \
           want[e.name][b], (e.name, b)
   check_vectors(found, bank, edits, want)
+
+
+def test_w_others_project_takes_every_other_attributes_w_out_of_the_edits():
+  config, bank, edits, masks = setup("attributes", w_others="project")
+  tests = sources.load_tests(config, bank, edits)
+  chosen = [e for e in edits if e.name == "eyeglasses"]
+  directions, found = kit.make_directions(config, bank, in_memory(bank, pixels_phi), tests,
+                                          chosen, {"eyeglasses": masks["eyeglasses"]})
+  (w,) = directions(pixels_phi(tests.images))
+  nb = found["neighbourhood"]
+  plain = feature_bank.attribute_vector(nb, "eyeglasses")
+  others = [feature_bank.attribute_vector(nb, e.name) for e in edits if e.name != "eyeglasses"]
+  assert set(nb.sets) == {e.name for e in edits}  # the others' neighbours were found too
+  for o in others:  # per face, orthogonal to every other attribute's w of the same face
+    cos = np.sum(o * w, -1) / (np.linalg.norm(o, axis=-1) * np.linalg.norm(w, axis=-1))
+    assert np.abs(cos).max() < 1e-4
+  np.testing.assert_allclose(w, where_lib.project_out(plain, np.stack(others)), atol=1e-4)
+  assert np.linalg.norm(w) < np.linalg.norm(plain)
+  config.w_others = "keep"
+  directions, _ = kit.make_directions(config, bank, in_memory(bank, pixels_phi), tests,
+                                      chosen, {"eyeglasses": masks["eyeglasses"]})
+  np.testing.assert_array_equal(directions(pixels_phi(tests.images))[0], plain)

@@ -32,7 +32,8 @@ def test_the_where_mask_lowers_the_change_outside_the_attributes_region(tmp_path
 @pytest.mark.parametrize("overrides, field", [
     (dict(where="hands"), "where"), (dict(chroma_scale=0), "chroma_scale"),
     (dict(where_low=0.8, where_high=0.4), "where_low"),
-    (dict(where_sigma=-1.0), "where_sigma"), (dict(where_high=2.0), "where_high")])
+    (dict(where_sigma=-1.0), "where_sigma"), (dict(where_high=2.0), "where_high"),
+    (dict(w_others="drop"), "w_others")])
 def test_bad_where_settings_are_one_line_naming_the_field(overrides, field):
   with pytest.raises(run_state.RunError, match=f"--config.{field}"):
     kit.validate(tiny(**overrides))
@@ -40,6 +41,7 @@ def test_bad_where_settings_are_one_line_naming_the_field(overrides, field):
 
 def test_the_official_variant_keeps_the_papers_global_edit():
   config = synthetic.get_config("official")
-  assert config.where == "off" and config.chroma_scale == 1
+  assert config.where == "off" and config.chroma_scale == 1 and config.w_others == "keep"
   default = synthetic.get_config()
   assert default.where == "features" and default.chroma_scale > 1
+  assert default.w_others == "project"
