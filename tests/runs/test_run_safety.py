@@ -186,12 +186,13 @@ def test_a_file_system_without_locks_warns_and_goes_on(tmp_path, monkeypatch, ca
 
 
 def run_cli(module, *args, **kw):
-  """The command as a terminal starts it: SIGINT at its default, so Python turns Ctrl-C into
-  KeyboardInterrupt even when the suite itself runs in the background (where a shell without
-  job control starts it with SIGINT ignored, which a child would inherit)."""
+  """The command as a terminal starts it: with SIGINT not ignored, so Python turns Ctrl-C into
+  KeyboardInterrupt even when the suite itself runs in the background (a shell without job
+  control starts it with SIGINT ignored, and an ignored signal is inherited across exec)."""
+  if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
   return subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kw)
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
 def wait_for(proc, condition, seconds: float = 300) -> None:
