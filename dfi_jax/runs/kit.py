@@ -20,7 +20,7 @@ from dfi_jax.data import sources
 from dfi_jax.dfi import decoder as decoder_lib
 from dfi_jax.dfi import feature_bank
 from dfi_jax.dfi import features as features_lib
-from dfi_jax.dfi import interpolate
+from dfi_jax.dfi import attribute_vector
 from dfi_jax.dfi import neighbours as neighbours_lib
 from dfi_jax.dfi import reconstruct
 from dfi_jax.dfi import where as where_lib
@@ -54,7 +54,7 @@ RULES = dict(
     preprocessing=run_state.choice(("",) + model_lib.PREPROCESSING),
     feature_batch=run_state.integer(1), taps=run_state.names(model_lib.CONV_NAMES),
     neighbours=run_state.choice(("attributes", "features")), k=run_state.integer(1),
-    scaling=run_state.choice(interpolate.SCALINGS), align_neighbours=run_state.boolean(),
+    scaling=run_state.choice(attribute_vector.SCALINGS), align_neighbours=run_state.boolean(),
     deltas=run_state.numbers(tag=output_names.delta_tag),
     tv_weight=run_state.number(0)._replace(expected="λ >= 0 (a finite number)"),
     tv_beta=run_state.number(0, open_low=True)._replace(expected="β > 0 (a finite number)"),
