@@ -7,6 +7,7 @@ sweep, the bank builder and the probes all start from these.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import NamedTuple, Sequence
 
@@ -273,4 +274,27 @@ def check(config, inputs: Sequence[str] = ()) -> None:
   validate(config)
   check_memory(config)
   check_inputs(config, inputs)
-  feature_bank.read_manifest(config)
+  read_bank_manifest(config)
+
+
+@contextlib.contextmanager
+def bank_dir_errors(config):
+  """A `feature_bank.BankError` (a bank that is missing, unfinished or built for other
+  settings) re-raised as the one-line RunError naming `--config.bank_dir`."""
+  try:
+    yield
+  except feature_bank.BankError as e:
+    raise RunError(f"--config.bank_dir={config.get('bank_dir', '')}: {e}") from None
+
+
+def read_bank_manifest(config) -> dict | None:
+  """`feature_bank.read_manifest` with its errors worded for the flag (`bank_dir_errors`)."""
+  with bank_dir_errors(config):
+    return feature_bank.read_manifest(config)
+
+
+def load_bank(config, network: Network, spec: features_lib.FeatureSpec, phi_of_images
+              ) -> tuple[sources.Bank, feature_bank.FeatureBank]:
+  """`feature_bank.load` with its errors worded for the flag (`bank_dir_errors`)."""
+  with bank_dir_errors(config):
+    return feature_bank.load(config, network, spec, phi_of_images)
