@@ -53,7 +53,7 @@ from dfi_jax.data import faces
 from dfi_jax.dfi import features as features_lib
 from dfi_jax.outputs import figures
 from dfi_jax.base import files as files_lib
-from dfi_jax.dfi import interpolate
+from dfi_jax.dfi import attribute_vector
 from dfi_jax.eval import metrics as metrics_lib
 from dfi_jax.dfi import neighbours as neighbours_lib
 from dfi_jax.dfi import pipeline
@@ -207,7 +207,7 @@ def main(argv):
     t_arm = time.perf_counter()
     if arm == "none":
       vec = align.AlignedVectors(
-          [np.asarray(interpolate.attribute_vector(jnp.asarray(bank), nb))
+          [np.asarray(attribute_vector.from_bank(jnp.asarray(bank), nb))
            for nb in neighbour_sets], unaligned_pixels)
     elif arm == "paired_geometry":
       vec = paired_geometry_vectors(phi, network.params, bank_params, test_params, size,
@@ -220,7 +220,7 @@ def main(argv):
           phi, network.params, bank_data.images, align.landmarks(bank_params, size),
           align.landmarks(test_params, size), neighbour_sets, arm, config.feature_batch)
     w_s = time.perf_counter() - t_arm
-    w = jnp.concatenate([interpolate.scale_vector(jnp.asarray(v), config.scaling)
+    w = jnp.concatenate([attribute_vector.scale_vector(jnp.asarray(v), config.scaling)
                          for v in vec.w])  # [items, D], edit-major like `items`
     w_rows = w_diagnostics(np.asarray(w), oracle, spec, items, names, tests.names)
     for row, (i, e) in zip(w_rows, items):

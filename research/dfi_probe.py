@@ -35,7 +35,7 @@ from absl import flags
 from dfi_jax.data import faces
 from dfi_jax.dfi import features as features_lib
 from dfi_jax.outputs import figures
-from dfi_jax.dfi import interpolate
+from dfi_jax.dfi import attribute_vector
 from dfi_jax.eval import metrics as metrics_lib
 from dfi_jax.dfi import neighbours as neighbours_lib
 from dfi_jax.nets import pretrained
@@ -166,7 +166,7 @@ def probe(settings: Probe, out: Path, tag: str) -> list[dict]:
           nb = neighbours_lib.feature_neighbours(bank, phi_x, source, target, k)
         nbs[a] = nb
         if w_mode == "neighbours":
-          ws.append(interpolate.attribute_vector(bank, nb))
+          ws.append(attribute_vector.from_bank(bank, nb))
         elif w_mode == "oracle":
           ws.append(jnp.asarray(features_lib.compute_features(phi, params, cfs[a], 32)) - phi_x)
         else:

@@ -31,7 +31,7 @@ from dfi_jax.outputs import record as run_record
 from dfi_jax.dfi import features as features_lib
 from dfi_jax.outputs import figures
 from dfi_jax.base import files as files_lib
-from dfi_jax.dfi import interpolate
+from dfi_jax.dfi import attribute_vector
 from dfi_jax.eval import metrics as metrics_lib
 from dfi_jax.dfi import neighbours as neighbours_lib
 from dfi_jax.dfi import pipeline
@@ -60,7 +60,7 @@ def edit_problems(config, pipe: pipeline.Pipeline):
                                                    config.feature_batch))
   masks = neighbours_lib.edit_masks(bank_data.attributes, edits, bank_data.attribute_names,
                                     config.k)
-  ws = [interpolate.attribute_vector(bank, neighbours_lib.feature_neighbours(
+  ws = [attribute_vector.from_bank(bank, neighbours_lib.feature_neighbours(
       bank, phi_tests, *masks[e.name], config.k, tests.bank_index)) for e in edits]
   items = [(i, e.name) for e in edits for i in range(len(tests.names))]
   return tests, items, phi_tests, ws

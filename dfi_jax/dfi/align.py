@@ -32,6 +32,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from dfi_jax.data import faces
+from dfi_jax.dfi import attribute_vector as vector_lib
 from dfi_jax.dfi import features as features_lib
 from dfi_jax.data import sources
 from dfi_jax.dfi.neighbours import Neighbours
@@ -198,10 +199,10 @@ def neighbour_vectors(phi, params, images_for, num_tests: int,
     slot = {int(j): u for u, j in enumerate(used)}
     weights = np.zeros((len(sets), len(used)), np.float64)  # +1/K targets, −1/K sources
     for e, (src, tgt) in enumerate(sets):
-      for j in tgt:
-        weights[e, slot[int(j)]] += 1.0 / len(tgt)
+      for j in tgt:  # each row's weight in w: the one formula applied to one target row
+        weights[e, slot[int(j)]] += vector_lib.difference(0.0, 1.0, len(tgt))
       for j in src:
-        weights[e, slot[int(j)]] -= 1.0 / len(src)
+        weights[e, slot[int(j)]] += vector_lib.difference(1.0, 0.0, len(src))
     images = images_for(b, used)
     w = 0.0
     for start in range(0, len(used), 8 * batch_size):  # bounded memory: ~8 batches of φ

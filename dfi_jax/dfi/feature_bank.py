@@ -2,7 +2,7 @@
 
 One code path for both kinds of bank (`FeatureBank`):
 
-* on disk (`--config.bank_dir=DIR`, built by `experiments.build_bank`): rows are read from the
+* on disk (`config.bank_dir`, built by `experiments.build_bank`): rows are read from the
   memory-mapped shards, each host reading only what its own devices hold. The manifest must
   match the run (`check_manifest`: weights file, pooling, preprocessing, taps, image size, the
   data it was built from); an unfinished bank is refused.
@@ -42,7 +42,7 @@ from dfi_jax.data.datasets import common
 from dfi_jax.data.sources import Edit
 from dfi_jax.dfi.neighbours import Neighbours
 
-RunError = run_state.RunError
+BankError = bank_lib.BankError  # runs.kit words it as a --config.bank_dir message
 
 
 class FeatureBank(NamedTuple):
@@ -135,46 +135,40 @@ def expected_source(config) -> dict:
 
 def check_manifest(config, manifest: dict, weights: dict | None = None,
                    spec: features_lib.FeatureSpec | None = None) -> None:
-  """Raises RunError, one line naming the field, unless the bank in `config.bank_dir` was built
+  """Raises BankError, one line naming the field, unless the bank in `config.bank_dir` was built
   for this run: its data, image size and taps (and, given `weights` — `{sha256, pooling,
   preprocessing}` of the run's network — and `spec`, the same weights file and φ layout)."""
-  where = f"--config.bank_dir={config.bank_dir}"
   if manifest.get("format") != bank_lib.FORMAT:
-    raise RunError(f"{where}: format {manifest.get('format')!r}, expected {bank_lib.FORMAT!r}")
+    raise BankError(f"format {manifest.get('format')!r}, expected {bank_lib.FORMAT!r}")
   if not manifest.get("complete"):
-    raise RunError(f"{where}: the bank is unfinished; rerun the build_bank command that "
-                   "started it to complete it")
+    raise BankError("the bank is unfinished; rerun the build_bank command that started it to "
+                    "complete it")
   if manifest.get("dtype") not in bank_lib.DTYPES:
-    raise RunError(f"{where}: φ stored as {manifest.get('dtype')!r}, expected one of "
-                   f"{bank_lib.DTYPES}")
+    raise BankError(f"φ stored as {manifest.get('dtype')!r}, expected one of {bank_lib.DTYPES}")
   source = manifest.get("source", {})
   for key, value in expected_source(config).items():
     if source.get(key) != value:
-      raise RunError(f"{where}: {_field(key, source.get(key), value)}")
+      raise BankError(_field(key, source.get(key), value))
   if manifest.get("taps") != list(config.taps):
-    raise RunError(f"{where}: {_field('taps', manifest.get('taps'), list(config.taps))}")
+    raise BankError(_field("taps", manifest.get("taps"), list(config.taps)))
   for key, value in (weights or {}).items():
     built = manifest.get("weights", {}).get(key)
     if built != value:
       name = "weights (the file's sha256)" if key == "sha256" else key
-      raise RunError(f"{where}: {_field(name, built, value)}")
+      raise BankError(_field(name, built, value))
   if spec is not None:
     built = [tuple(s) for s in manifest.get("tap_shapes", [])]
     if built != list(spec.shapes) or manifest.get("feature_dim") != spec.dim:
-      raise RunError(f"{where}: {_field('tap_shapes', built, list(spec.shapes))}")
+      raise BankError(_field("tap_shapes", built, list(spec.shapes)))
 
 
 def read_manifest(config) -> dict | None:
   """`config.bank_dir`'s manifest (None when no bank_dir is set), checked as far as it can be
-  without the network (see `check_manifest`)."""
+  without the network (see `check_manifest`); a bad one raises BankError."""
   bank_dir = config.get("bank_dir", "")
   if not bank_dir:
     return None
-  path = Path(os.path.expanduser(bank_dir))
-  try:
-    disk = bank_lib.read_manifest(path)
-  except bank_lib.BankError as e:
-    raise RunError(f"--config.bank_dir={bank_dir}: {e}") from None
+  disk = bank_lib.read_manifest(Path(os.path.expanduser(bank_dir)))
   check_manifest(config, disk)
   return disk
 
@@ -201,22 +195,20 @@ def load(config, network, spec: features_lib.FeatureSpec,
          ) -> tuple[sources.Bank, FeatureBank]:
   """The run's bank: attributes, names and (lazy) images, and φ — from `config.bank_dir`,
   checked against this run's network (`runs.kit.Network`), or computed for the rows read and
-  kept (`phi_rows`)."""
+  kept (`phi_rows`). A bank that does not fit the run raises BankError."""
   if read_manifest(config) is None:
     data = banks.load_bank(config)
     rows = phi_rows(config, network, data.images, phi_of_images, spec.dim)
     return data, kept(rows, len(data.images))
   weights = {k: v for k, v in weights_record(network).items() if k != "description"}
-  path = Path(os.path.expanduser(config.bank_dir))
   try:
-    disk = bank_lib.open_bank(path)
-  except (bank_lib.BankError, OSError) as e:
-    raise RunError(f"--config.bank_dir={config.bank_dir}: {e}") from None
+    disk = bank_lib.open_bank(Path(os.path.expanduser(config.bank_dir)))
+  except OSError as e:
+    raise BankError(str(e)) from None
   check_manifest(config, disk.manifest, weights, spec)
   images = lazy_images(config, disk.num_images)
   if len(images) != disk.num_images:
-    raise RunError(f"--config.bank_dir={config.bank_dir}: {disk.num_images} images, the data "
-                   f"has {len(images)}; rebuild the bank")
+    raise BankError(f"{disk.num_images} images, the data has {len(images)}; rebuild the bank")
   data = sources.Bank(images, disk.attributes, disk.attribute_names, disk.names, disk.edits,
                       disk.group)
   return data, on_disk(disk)

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dfi_jax.dfi import features as features_lib
-from dfi_jax.dfi import interpolate
+from dfi_jax.dfi import attribute_vector
 from dfi_jax.dfi import reconstruct
 from dfi_jax.dfi import where as where_lib
 
@@ -69,10 +69,11 @@ def empty(num_deltas: int, n: int, image_shape: Sequence[int]) -> Edits:
 def targets(phi_x: jax.Array, directions: Sequence[jax.Array], scaling: str,
             deltas: Sequence[float]) -> jax.Array:
   """`[B, D]` φ(x) and E unscaled `[B, D]` directions -> `[S, E·B, D]` targets (edit-major):
-  each w scaled (`interpolate.scale_vector`), then φ(x) + δ_s·w for each δ."""
+  each w scaled (`attribute_vector.scale_vector`), then φ(x) + δ_s·w for each δ."""
   phi_x = jnp.asarray(phi_x)
   return jnp.concatenate([
-      interpolate.edit_targets(phi_x, interpolate.scale_vector(jnp.asarray(w), scaling), deltas)
+      attribute_vector.edit_targets(
+          phi_x, attribute_vector.scale_vector(jnp.asarray(w), scaling), deltas)
       for w in directions], axis=1)
 
 
@@ -187,7 +188,7 @@ def edit(pipe: Pipeline, x: np.ndarray, directions: Callable[[np.ndarray], Seque
     pipe: from `make`.
     directions: `φ(x) [B, D] -> E unscaled w's, each [B, D]` (its neighbours and means).
     deltas, iterations: the δ sweep and each δ's iterations (same length).
-    scaling: `interpolate.SCALINGS`.
+    scaling: `attribute_vector.SCALINGS`.
     phi_x: φ(x) when already computed (else computed here in batches of `feature_batch`).
     solve: one batch's reverse map (default `pipe.reverse_map`).
     first_start: `(targets [b, D], z0 [b, S, S, 3], φ(x) [b, D]) -> z0` for the first δ.

@@ -162,7 +162,7 @@ def load_editor(config: ml_collections.ConfigDict | str | None = None,
 
     phi_rows = None
     if config.get("bank_dir", ""):  # φ precomputed by experiments.build_bank
-      bank, features = feature_bank.load(config, network, pipe.spec, bank_phi)
+      bank, features = kit.load_bank(config, network, pipe.spec, bank_phi)
     else:  # as feature_bank.load: φ of the rows read, computed then and kept
       bank = banks.load_bank(config)
       phi_rows = feature_bank.phi_rows(config, network, bank.images, bank_phi, pipe.spec.dim)

@@ -93,7 +93,7 @@ def prepare(config, workdir: Path, inputs: Sequence[str], attributes: Sequence[s
   print(f"weights: {network.path} — {network.provenance['description']}", flush=True)
 
   t0 = time.perf_counter()  # the bank: images with attributes, and their φ
-  bank_data, bank = feature_bank.load(config, network, pipe.spec, bank_phi(config, pipe))
+  bank_data, bank = kit.load_bank(config, network, pipe.spec, bank_phi(config, pipe))
   edits = kit.select_edits(bank_data, attributes or config.attributes)
   kit.check_combined(config, edits, bool(photos))
   masks = kit.edit_masks(bank_data, edits, config.k)

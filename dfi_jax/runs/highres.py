@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dfi_jax.dfi import align
+from dfi_jax.dfi import attribute_vector
 from dfi_jax.runs import kit
 from dfi_jax.data import faces
 from dfi_jax.outputs import figures
@@ -169,7 +170,7 @@ def _edit(config, pipe: pipeline.Pipeline, candidates, params, face, mask, phi_x
         warped = align.warp(faces.render(c, size).image, matrix, size)
         total += np.asarray(pipe.phi(pipe.params, jnp.asarray(warped[None])))[0]
       means.append(total / config.k)
-    return [(means[1] - means[0])[None].astype(np.float32)]
+    return [attribute_vector.difference(means[0], means[1])[None].astype(np.float32)]
 
   result = pipeline.edit(pipe, x[None], directions, config.deltas[:1], [config.iterations],
                          scaling=config.scaling, batch_size=1, phi_x=phi_x).edits

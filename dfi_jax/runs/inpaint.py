@@ -44,6 +44,7 @@ from dfi_jax.outputs import figures
 from dfi_jax.data import fitting
 from dfi_jax.base import files as files_lib
 from dfi_jax.data import image_io
+from dfi_jax.dfi import attribute_vector
 from dfi_jax.dfi import bank as bank_lib
 from dfi_jax.dfi import features as features_lib
 from dfi_jax.dfi import pipeline
@@ -228,9 +229,10 @@ def _run(config, workdir: Path, t_start: float) -> dict:
       run_state.save_result(claim, data.test_names[i], results[i], edits.loss[0, i],
                             edits.evaluations[0, i])
 
+    w = attribute_vector.difference(means.phi_masked, means.phi_unmasked)
     with tqdm(total=config.iterations * len(todo), desc="reverse map", unit="it·img") as bar:
       edited = pipeline.edit(
-          pipe, x, lambda _: [means.phi_unmasked - means.phi_masked], config.deltas,
+          pipe, x, lambda _: [w], config.deltas,
           [config.iterations], scaling=config.scaling, batch_size=config.batch_size,
           phi_x=phi_x, rows=todo, on_finished=on_finished, progress=bar.update)
     failed = [data.test_names[i] for i in todo if not edited.edits.finite[0, i]]

@@ -7,6 +7,7 @@ sweep, the bank builder and the probes all start from these.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import NamedTuple, Sequence
 
@@ -20,7 +21,7 @@ from dfi_jax.data import sources
 from dfi_jax.dfi import decoder as decoder_lib
 from dfi_jax.dfi import feature_bank
 from dfi_jax.dfi import features as features_lib
-from dfi_jax.dfi import interpolate
+from dfi_jax.dfi import attribute_vector
 from dfi_jax.dfi import neighbours as neighbours_lib
 from dfi_jax.dfi import reconstruct
 from dfi_jax.dfi import where as where_lib
@@ -54,7 +55,7 @@ RULES = dict(
     preprocessing=run_state.choice(("",) + model_lib.PREPROCESSING),
     feature_batch=run_state.integer(1), taps=run_state.names(model_lib.CONV_NAMES),
     neighbours=run_state.choice(("attributes", "features")), k=run_state.integer(1),
-    scaling=run_state.choice(interpolate.SCALINGS), align_neighbours=run_state.boolean(),
+    scaling=run_state.choice(attribute_vector.SCALINGS), align_neighbours=run_state.boolean(),
     deltas=run_state.numbers(tag=output_names.delta_tag),
     tv_weight=run_state.number(0)._replace(expected="λ >= 0 (a finite number)"),
     tv_beta=run_state.number(0, open_low=True)._replace(expected="β > 0 (a finite number)"),
@@ -273,4 +274,27 @@ def check(config, inputs: Sequence[str] = ()) -> None:
   validate(config)
   check_memory(config)
   check_inputs(config, inputs)
-  feature_bank.read_manifest(config)
+  read_bank_manifest(config)
+
+
+@contextlib.contextmanager
+def bank_dir_errors(config):
+  """A `feature_bank.BankError` (a bank that is missing, unfinished or built for other
+  settings) re-raised as the one-line RunError naming `--config.bank_dir`."""
+  try:
+    yield
+  except feature_bank.BankError as e:
+    raise RunError(f"--config.bank_dir={config.get('bank_dir', '')}: {e}") from None
+
+
+def read_bank_manifest(config) -> dict | None:
+  """`feature_bank.read_manifest` with its errors worded for the flag (`bank_dir_errors`)."""
+  with bank_dir_errors(config):
+    return feature_bank.read_manifest(config)
+
+
+def load_bank(config, network: Network, spec: features_lib.FeatureSpec, phi_of_images
+              ) -> tuple[sources.Bank, feature_bank.FeatureBank]:
+  """`feature_bank.load` with its errors worded for the flag (`bank_dir_errors`)."""
+  with bank_dir_errors(config):
+    return feature_bank.load(config, network, spec, phi_of_images)

@@ -15,7 +15,6 @@ import numpy as np
 
 from dfi_jax.runs import edit as edit_run
 from dfi_jax.runs import kit
-from dfi_jax.dfi import feature_bank
 from dfi_jax.outputs import figures
 from dfi_jax.data import image_io
 from dfi_jax.outputs import names as output_names
@@ -68,7 +67,7 @@ def run_sweep(config, workdir: str | Path, axis: tuple[str, list],
       kit.validate(settings[(v2, v)][1])
       kit.check_memory(settings[(v2, v)][1])
       kit.check_inputs(settings[(v2, v)][1])
-      feature_bank.read_manifest(settings[(v2, v)][1])  # a bank built for every setting
+      kit.read_bank_manifest(settings[(v2, v)][1])  # a bank built for every setting
   with workdir_lock.locked(workdir) as held:
     return _figures(config, held, axis, rows_axis, attributes, settings)
 

@@ -6,6 +6,7 @@ are in tests/dfi/test_sharding.py (8 devices; 2 processes, opt-in).
 """
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -48,7 +49,7 @@ def built(tmp_path_factory):
 def test_a_bank_built_for_other_settings_is_one_line_naming_the_field(built, tmp_path):
   root, network = built
   spec = features_lib.feature_spec(network.net, network.params, (32, 32))
-  load = lambda c: feature_bank.load(c, network, spec, None)
+  load = lambda c: kit.load_bank(c, network, spec, None)
   for field, value, named in (("taps", ("conv2_1", "conv3_2"), "taps"),
                               ("image_size", 64, "image_size"),
                               ("bank_size", 41, "bank_size"), ("bank_seed", 1, "bank_seed")):
@@ -64,17 +65,33 @@ def test_a_bank_built_for_other_settings_is_one_line_naming_the_field(built, tmp
                            provenance)
   config = tiny(bank_dir=str(root / "none"), weights=str(other))
   with pytest.raises(run_state.RunError, match=r"weights \(the file's sha256\)"):
-    feature_bank.load(config, kit.load_network(config), spec, None)
+    kit.load_bank(config, kit.load_network(config), spec, None)
   # Unfinished, not a bank.
   manifest = json.loads((root / "none" / "bank.json").read_text())
   unfinished = tmp_path / "unfinished"
   unfinished.mkdir()
   (unfinished / "bank.json").write_text(json.dumps(dict(manifest, complete=False)))
   with pytest.raises(run_state.RunError, match="the bank is unfinished"):
-    feature_bank.read_manifest(tiny(bank_dir=str(unfinished)))
+    kit.read_bank_manifest(tiny(bank_dir=str(unfinished)))
   with pytest.raises(run_state.RunError, match="is not a bank"):
-    feature_bank.read_manifest(tiny(bank_dir=str(tmp_path)))
-  assert feature_bank.read_manifest(tiny()) is None
+    kit.read_bank_manifest(tiny(bank_dir=str(tmp_path)))
+  assert kit.read_bank_manifest(tiny()) is None
+
+
+def test_feature_bank_raises_its_own_error_and_the_run_kit_words_it_for_the_flag(built):
+  root, network = built
+  config = tiny(bank_dir=str(root / "none"), taps=("conv2_1", "conv3_2"))
+  with pytest.raises(feature_bank.BankError, match="^taps: the bank was built with") as e:
+    feature_bank.read_manifest(config)
+  assert not isinstance(e.value, run_state.RunError) and "--config" not in str(e.value)
+  spec = features_lib.feature_spec(network.net, network.params, (32, 32))
+  with pytest.raises(feature_bank.BankError, match="^taps: the bank was built with"):
+    feature_bank.load(config, network, spec, None)
+  flag = re.escape(f"--config.bank_dir={root / 'none'}: taps: the bank was built with")
+  with pytest.raises(run_state.RunError, match=f"^{flag}"):
+    kit.read_bank_manifest(config)
+  with pytest.raises(run_state.RunError, match=f"^{flag}"):
+    kit.load_bank(config, network, spec, None)
 
 
 def test_the_command_refuses_a_mismatched_bank_before_touching_the_workdir(built, tmp_path):

@@ -1,11 +1,8 @@
-"""Neighbour selection against brute-force references; attribute vectors and scaling."""
+"""Neighbour selection against brute-force references."""
 
 import numpy as np
 import pytest
 
-import jax.numpy as jnp
-
-from dfi_jax.dfi import interpolate
 from dfi_jax.dfi import neighbours as nb_lib
 
 
@@ -63,38 +60,3 @@ def test_too_few_candidates_is_a_clear_error():
     nb_lib.check_candidates(source, ~source, 3, "x")
   with pytest.raises(ValueError, match="K must be positive"):
     nb_lib.check_candidates(source, ~source, 0, "x")
-
-
-def test_attribute_vector_is_difference_of_neighbour_means():
-  rng = np.random.default_rng(2)
-  bank = rng.standard_normal((30, 11)).astype(np.float32)
-  n = nb_lib.Neighbours(jnp.array([[0, 1, 2], [4, 5, 6]]), jnp.array([[7, 8, 9], [3, 2, 1]]))
-  w = np.asarray(interpolate.attribute_vector(bank, n))
-  np.testing.assert_allclose(w[0], bank[[7, 8, 9]].mean(0) - bank[[0, 1, 2]].mean(0), rtol=1e-5,
-                             atol=1e-6)
-  np.testing.assert_allclose(w[1], bank[[3, 2, 1]].mean(0) - bank[[4, 5, 6]].mean(0), rtol=1e-5,
-                             atol=1e-6)
-
-
-def test_scalings_with_a_batch_where_norm_and_mean_square_differ():
-  # Row 0: ‖w‖ = 5, mean(w²) = 12.5; row 1: ‖w‖ = √20, mean(w²) = 10 — each row its own scale.
-  w = jnp.array([[3.0, 4.0], [-2.0, 4.0]])
-  np.testing.assert_allclose(interpolate.scale_vector(w, "mean_square"),
-                             [[3 / 12.5, 4 / 12.5], [-0.2, 0.4]], rtol=1e-6)
-  np.testing.assert_allclose(interpolate.scale_vector(w, "unit"),
-                             [[0.6, 0.8], [-2 / np.sqrt(20), 4 / np.sqrt(20)]], rtol=1e-6)
-  np.testing.assert_array_equal(interpolate.scale_vector(w, "none"), w)
-  with pytest.raises(ValueError, match="scaling"):
-    interpolate.scale_vector(w, "l2")
-
-
-def test_edit_targets_are_phi_plus_delta_w_for_every_delta_and_row():
-  rng = np.random.default_rng(3)
-  phi_x = rng.standard_normal((3, 4)).astype(np.float32)
-  w = rng.standard_normal((3, 4)).astype(np.float32)
-  deltas = [0.4, -1.5, 2.0]
-  t = np.asarray(interpolate.edit_targets(jnp.asarray(phi_x), jnp.asarray(w), deltas))
-  assert t.shape == (3, 3, 4) and t.dtype == np.float32
-  for s, delta in enumerate(deltas):
-    for b in range(3):
-      np.testing.assert_allclose(t[s, b], phi_x[b] + delta * w[b], rtol=1e-6, atol=1e-6)

@@ -11,6 +11,7 @@ import ml_dtypes
 import numpy as np
 
 from dfi_jax.data.sources import Edit
+from dfi_jax.dfi import attribute_vector as vector_lib
 from dfi_jax.dfi import features as features_lib
 from dfi_jax.dfi.bank.layout import BankError, FORMAT, MANIFEST, shard_paths
 from dfi_jax.dfi.bank.search import SearchReduction
@@ -209,7 +210,8 @@ def attribute_vector(bank: DiskBank, neighbours: Neighbours, rows_per_read: int 
   # Sparse [B, N] selection weights as (row, query, weight) triples, sorted by row.
   rows = np.concatenate([target.ravel(), source.ravel()])
   queries = np.concatenate([np.repeat(np.arange(b), k)] * 2)
-  signs = np.concatenate([np.full(b * k, 1.0 / k), np.full(b * k, -1.0 / k)]).astype(np.float32)
+  to_target, to_source = vector_lib.difference(0.0, 1.0, k), vector_lib.difference(1.0, 0.0, k)
+  signs = np.concatenate([np.full(b * k, to_target), np.full(b * k, to_source)]).astype(np.float32)
   order = np.argsort(rows, kind="stable")
   rows, queries, signs = rows[order], queries[order], signs[order]
   unique, inverse = np.unique(rows, return_inverse=True)

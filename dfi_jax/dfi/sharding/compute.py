@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from dfi_jax.dfi import attribute_vector as vector_lib
 from dfi_jax.dfi import reconstruct
 from dfi_jax.dfi.neighbours import Neighbours
 from dfi_jax.dfi.sharding.mesh import DATA, padded_size, replicated
@@ -113,8 +114,8 @@ def neighbours(knn: Callable, mesh: Mesh, bank: jax.Array, queries, source, targ
 
 def make_attribute_vector(mesh: Mesh, axis: str = DATA) -> Callable:
   """Jitted `w(bank [N, D] split along axis, neighbours) -> [B, D]` float32 replicated:
-  mean bank[target] − mean bank[source], each device adding the rows it holds (one K-step
-  loop of `[B, D]` gathers), then one psum. Memory per device: `[B, D]`, whatever K."""
+  `attribute_vector.difference` of the K-row sums, each device adding the rows it holds (one
+  K-step loop of `[B, D]` gathers), then one psum. Memory per device: `[B, D]`, whatever K."""
 
   def local(bank, source, target):
     n = bank.shape[0]
@@ -129,7 +130,7 @@ def make_attribute_vector(mesh: Mesh, axis: str = DATA) -> Callable:
       return jax.lax.fori_loop(0, idx.shape[1], body,
                                jnp.zeros((idx.shape[0], bank.shape[1]), jnp.float32))
 
-    w = (total(target) - total(source)) / target.shape[1]
+    w = vector_lib.difference(total(source), total(target), target.shape[1])
     return jax.lax.psum(w, axis)
 
   sharded = jax.shard_map(local, mesh=mesh, in_specs=(P(axis, None), P(), P()),

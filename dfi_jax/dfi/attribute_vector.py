@@ -1,4 +1,13 @@
-"""The attribute vector w and the edit targets φ(x) + δ·w."""
+"""w, the attribute vector (mean φ(targets) − mean φ(sources), scaled); targets φ(x) + δ·w.
+
+`difference` is the one formula for w. Every place that computes w gathers its φ rows its own
+way and calls it: `from_bank` here (a bank in memory; the probes), the bank streamed from disk
+(`bank.attribute_vector`), the bank split over devices (`sharding.make_attribute_vector`, what
+runs use), neighbours warped onto each face (`align.neighbour_vectors`), inpainting's masked
+neighbours and high-resolution's warped candidates (`runs/inpaint`, `runs/highres`). Being
+linear, it also gives each bank row's weight in w from how often the row is a target or a
+source (`selection_weights`). `scale_vector` is the one scaling.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +21,16 @@ from dfi_jax.dfi.neighbours import Neighbours
 SCALINGS = ("mean_square", "none", "unit")
 
 
+def difference(source, target, k: int = 1):
+  """w = (target − source) / k: the one formula for the attribute vector.
+
+  `source`, `target`: `[..., D]` φ of the images without and with the attribute (NumPy or JAX,
+  any float dtype, kept), either their means (k = 1; dividing by 1 is exact) or their sums over
+  K neighbours each (k = K). Also maps per-row target/source counts to selection weights.
+  """
+  return (target - source) / k
+
+
 def selection_weights(neighbours: Neighbours, bank_size: int) -> jax.Array:
   """`[B, N]` weights: +1/K on each target, -1/K on each source neighbour.
 
@@ -20,13 +39,14 @@ def selection_weights(neighbours: Neighbours, bank_size: int) -> jax.Array:
   k = neighbours.target.shape[-1]
 
   def one(src, tgt):
-    w = jnp.zeros((bank_size,), jnp.float32)
-    return w.at[tgt].add(1.0 / k).at[src].add(-1.0 / k)
+    def count(rows):
+      return jnp.zeros((bank_size,), jnp.float32).at[rows].add(1.0)
+    return difference(count(src), count(tgt), k)
 
   return jax.vmap(one)(neighbours.source, neighbours.target)
 
 
-def attribute_vector(bank: jax.Array, neighbours: Neighbours) -> jax.Array:
+def from_bank(bank: jax.Array, neighbours: Neighbours) -> jax.Array:
   """w = mean bank[target] − mean bank[source]: `[N, D]` bank -> `[B, D]`."""
   return selection_weights(neighbours, bank.shape[0]) @ jnp.asarray(bank, jnp.float32)
 
