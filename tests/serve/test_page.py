@@ -134,7 +134,9 @@ def test_the_astronaut_gets_a_moustache_inside_her_face_only(page, tmp_path):
   download.value.save_as(tmp_path / "download.png")
   assert np.asarray(Image.open(tmp_path / "download.png")).tolist() == result.tolist()
 
-  page.wait_for_selector("#play:not([hidden])", timeout=SOLVE_MS)  # the δ sweep plays
+  page.wait_for_selector("#play:not([hidden])", timeout=SOLVE_MS)  # the δ sweep is ready
+  if page.text_content("#play") != "Stop":  # it auto-plays, but if it arrived before the clicks
+    page.click("#play")  # above, before/after stopped it: play it with the button
   page.wait_for_selector("#result-label:has-text('δ sweep: δ = 0.133')", timeout=20_000)
   assert [f["delta"] for f in _job(page)["outputs"]["sweep"]] == pytest.approx(
       [0, 0.4 / 3, 0.8 / 3, 0.4])
