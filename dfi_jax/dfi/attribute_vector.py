@@ -15,6 +15,7 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from dfi_jax.dfi.neighbours import Neighbours
 
@@ -71,3 +72,18 @@ def edit_targets(phi_x: jax.Array, w: jax.Array, deltas: Sequence[float]) -> jax
   d = jnp.asarray(deltas, jnp.float32)[:, None, None]
   return phi_x[None] + d * w[None]
 
+
+def project_out(w: np.ndarray, others: np.ndarray) -> np.ndarray:
+  """`[B, D]` w minus its least-squares projection onto the span of `[O, B, D]` `others` (per
+  row b: w_b − A_bᵀ c_b, A_b = others[:, b], c_b = argmin ‖w_b − A_bᵀ c‖), float32: the result
+  is orthogonal to every other row it was projected against. O = 0 returns w unchanged."""
+  w = np.asarray(w, np.float64)
+  others = np.asarray(others, np.float64).reshape(-1, *w.shape)
+  if not len(others):
+    return w.astype(np.float32)
+  out = np.empty_like(w)
+  for b in range(len(w)):
+    a = others[:, b]  # [O, D]
+    c = np.linalg.lstsq(a.T, w[b], rcond=None)[0]
+    out[b] = w[b] - a.T @ c
+  return out.astype(np.float32)

@@ -12,9 +12,6 @@ The change is then parameterised (`decode`): z = clip(base + m ⊙ Δ, 0, 1), wi
 luminance/chroma space (JPEG's YCbCr, linear): luminance at the image's resolution, chroma at
 1/`chroma_scale` of it, upsampled bilinearly — chroma cannot carry pixel-scale colour noise, and
 where m = 0 the image is exactly `base`.
-
-`project_out` keeps an edit off the other attributes' axes: w minus its least-squares part in
-the span of the other attributes' vectors for the same face (`config.w_others = "project"`).
 """
 
 from __future__ import annotations
@@ -131,19 +128,3 @@ def chroma_highpass(image: np.ndarray, scale: int) -> float:
   blocks = c.reshape(hh // scale, scale, ww // scale, scale, 2).mean(axis=(1, 3))
   smooth = np.repeat(np.repeat(blocks, scale, 0), scale, 1)
   return float(np.sqrt(np.mean((c - smooth) ** 2)))
-
-
-def project_out(w: np.ndarray, others: np.ndarray) -> np.ndarray:
-  """`[B, D]` w minus its least-squares projection onto the span of `[O, B, D]` `others` (per
-  row b: w_b − A_bᵀ c_b, A_b = others[:, b], c_b = argmin ‖w_b − A_bᵀ c‖), float32: the result
-  is orthogonal to every other row it was projected against. O = 0 returns w unchanged."""
-  w = np.asarray(w, np.float64)
-  others = np.asarray(others, np.float64).reshape(-1, *w.shape)
-  if not len(others):
-    return w.astype(np.float32)
-  out = np.empty_like(w)
-  for b in range(len(w)):
-    a = others[:, b]  # [O, D]
-    c = np.linalg.lstsq(a.T, w[b], rcond=None)[0]
-    out[b] = w[b] - a.T @ c
-  return out.astype(np.float32)

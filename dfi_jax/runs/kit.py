@@ -195,7 +195,7 @@ def make_directions(config, bank_data: sources.Bank, bank: feature_bank.FeatureB
     summed = [sum(by_name[p.name] for p in parts(bank_data, e)) for e in edits]
     if config.get("w_others", "keep") != "project":
       return summed
-    return [where_lib.project_out(w, np.stack([by_name[o.name] for o in singles + others
+    return [attribute_vector.project_out(w, np.stack([by_name[o.name] for o in singles + others
                                                if o not in parts(bank_data, e)]))
             for e, w in zip(edits, summed)]
 

@@ -77,3 +77,20 @@ def test_edit_targets_are_phi_plus_delta_w_for_every_delta_and_row():
   for s, delta in enumerate(deltas):
     for b in range(3):
       np.testing.assert_allclose(t[s, b], phi_x[b] + delta * w[b], rtol=1e-6, atol=1e-6)
+
+
+def test_project_out_removes_the_other_attributes_axes_and_keeps_the_rest():
+  rng = np.random.default_rng(3)
+  others = rng.standard_normal((2, 3, 50))  # [O, B, D]
+  own = rng.standard_normal((3, 50))
+  own -= np.einsum("bd,bd->b", own, others[0])[:, None] * others[0] / np.sum(
+      others[0] ** 2, -1, keepdims=True)  # a part orthogonal to others[0] only
+  w = own + 0.7 * others[0] - 1.3 * others[1]
+  out = attribute_vector.project_out(w, others)
+  assert out.shape == w.shape and out.dtype == np.float32
+  np.testing.assert_allclose(np.einsum("obd,bd->ob", others, out), 0.0, atol=1e-4)
+  # The part of w outside the others' span is kept: out is w's residual, not a shrunk w.
+  span = np.linalg.lstsq(others[:, 0].T, own[0], rcond=None)[0]
+  np.testing.assert_allclose(out[0], own[0] - others[:, 0].T @ span, atol=1e-4)
+  np.testing.assert_array_equal(attribute_vector.project_out(w, np.zeros((0, 3, 50))),
+                                w.astype(np.float32))

@@ -14,7 +14,7 @@ from dfi_jax.runs import kit
 from dfi_jax.data import faces
 from dfi_jax.dfi import feature_bank
 from dfi_jax.dfi import neighbours as neighbours_lib
-from dfi_jax.dfi import where as where_lib
+from dfi_jax.dfi import attribute_vector
 from dfi_jax.data import banks
 from dfi_jax.data import sources
 from experiments.configs import synthetic
@@ -152,7 +152,7 @@ def test_w_others_project_takes_every_other_attributes_w_out_of_the_edits():
   for o in others:  # per face, orthogonal to every other attribute's w of the same face
     cos = np.sum(o * w, -1) / (np.linalg.norm(o, axis=-1) * np.linalg.norm(w, axis=-1))
     assert np.abs(cos).max() < 1e-4
-  np.testing.assert_allclose(w, where_lib.project_out(plain, np.stack(others)), atol=1e-4)
+  np.testing.assert_allclose(w, attribute_vector.project_out(plain, np.stack(others)), atol=1e-4)
   assert np.linalg.norm(w) < np.linalg.norm(plain)
   config.w_others = "keep"
   directions, _ = kit.make_directions(config, bank, in_memory(bank, pixels_phi), tests,
