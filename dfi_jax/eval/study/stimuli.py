@@ -214,6 +214,7 @@ def build_study(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLik
     raise StudyError("no DFI edit has a baseline of the same image and attribute; e.g. "
                      + (unmatched[0] if unmatched else "no edits"))
   mine = shard_trials(everything, num_shards, shard_index)
+  sid = study_id(everything, seed)  # reads every source: a missing one fails before any copy
 
   stored: dict[str, bytes] = {}  # images/<name> -> content, written once the study is checked
   shard_rng = np.random.default_rng([seed, num_shards, shard_index])
@@ -225,7 +226,7 @@ def build_study(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLik
   trials = [trials[int(i)] for i in order]
 
   manifest = dict(
-      study_id=study_id(everything, seed), seed=seed, num_shards=num_shards,
+      study_id=sid, seed=seed, num_shards=num_shards,
       shard_index=shard_index, num_main_trials_total=len(everything), num_main_trials=len(mine),
       num_attention_trials=n_attention,
       attention="intact edit against a block-scrambled copy of itself; correct = intact",
