@@ -177,6 +177,29 @@ def run_main(main: Callable, kept: Callable[[], str] | None = None) -> None:
   app.run(lambda argv: call_main(main, argv, kept), flags_parser=parse_flags)
 
 
+class RunFlags(NamedTuple):
+  """A run command's `--config` (a ConfigDict once parsed) and `--workdir` (required)."""
+  config: flags.FlagHolder
+  workdir: flags.FlagHolder
+
+
+def define_run_flags(default_config: str) -> RunFlags:
+  """`--config` (default `default_config`, FILE or FILE:variant) and `--workdir`, the flags
+  every run command (transform, evaluate, sweep, inpaint, highres) takes; run it with
+  `run_in_workdir`."""
+  config = define_config_file(default_config, "Config file (FILE or FILE:variant).")
+  workdir = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
+  # --help lists the main module's key flags (absl names it by sys.argv[0]): --workdir is one.
+  flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS["workdir"])
+  return RunFlags(config, workdir)
+
+
+def run_in_workdir(main: Callable, run: RunFlags) -> None:
+  """`run_main` for a run command: an interrupted or failed run says what it kept in
+  `--workdir` (and that the same command resumes)."""
+  run_main(main, kept=lambda: run_state.kept_message(run.workdir.value))
+
+
 def define_output_file(what: str) -> tuple[flags.FlagHolder, flags.FlagHolder]:
   """`--out` (required: the `what` file to write, .npz) and `--overwrite` (replace it), for the
   training commands; check them with `check_new_output`."""

@@ -8,17 +8,12 @@ absolute change outside it, next to the pixel-space baseline's. Also writes `DIR
 its share; process 0 writes the outputs and the table.
 """
 
-from absl import flags
-
 from dfi_jax.runs import edit as edit_run
 from dfi_jax.base import files as files_lib
 from dfi_jax.eval import metrics
-from dfi_jax.base import run_state
 from experiments import cli
 
-_CONFIG = cli.define_config_file(
-    "experiments/configs/synthetic.py:eval", "Config file (FILE or FILE:variant).")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
+_RUN = cli.define_run_flags("experiments/configs/synthetic.py:eval")
 _DISTRIBUTED = cli.define_distributed_flags()
 
 COLUMNS = (("judge_success", "judge success"), ("judge_preservation", "judge preservation"),
@@ -33,7 +28,7 @@ COLUMNS = (("judge_success", "judge success"), ("judge_preservation", "judge pre
 def main(argv):
   del argv  # cli.call_main refuses positional arguments
   cli.initialize_distributed(_DISTRIBUTED)
-  record = edit_run.run(_CONFIG.value, _WORKDIR.value)
+  record = edit_run.run(_RUN.config.value, _RUN.workdir.value)
   if not record.get("written", True):  # another host writes the table
     return
   weights = record["weights"]["provenance"]["description"]
@@ -42,9 +37,9 @@ def main(argv):
     parts.append(f"δ = {delta[1:]} ({len(record['images'])} held-out faces)\n\n"
                  + metrics.table_markdown(summary, COLUMNS) + "\n")
   table = "\n".join(parts)
-  files_lib.atomic_write_text(f"{_WORKDIR.value}/table.md", table)
+  files_lib.atomic_write_text(f"{_RUN.workdir.value}/table.md", table)
   print(table)
 
 
 if __name__ == "__main__":
-  cli.run_main(main, kept=lambda: run_state.kept_message(_WORKDIR.value))
+  cli.run_in_workdir(main, _RUN)

@@ -7,20 +7,15 @@ DIR/metrics.json with the RMSE inside the hole against the true image. Rerunning
 command into the same workdir resumes.
 """
 
-from absl import flags
-
 from dfi_jax.runs import inpaint
-from dfi_jax.base import run_state
 from experiments import cli
 
-_CONFIG = cli.define_config_file(
-    "experiments/configs/inpaint.py", "Config file (FILE or FILE:variant).")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
+_RUN = cli.define_run_flags("experiments/configs/inpaint.py")
 
 
 def main(argv):
   del argv  # cli.call_main refuses positional arguments
-  record = inpaint.run(_CONFIG.value, _WORKDIR.value)
+  record = inpaint.run(_RUN.config.value, _RUN.workdir.value)
   s = record["summary"]
   print(f"data: {record['data']['note']}")
   print(f"RMSE inside the hole: DFI {s['rmse_dfi']:.4f}, neighbour mean "
@@ -28,4 +23,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  cli.run_main(main, kept=lambda: run_state.kept_message(_WORKDIR.value))
+  cli.run_in_workdir(main, _RUN)

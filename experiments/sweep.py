@@ -7,13 +7,10 @@ Any `--config.FIELD=VALUE` applies to every setting. Writes DIR/sweep_<attribute
 
 from absl import flags
 
-from dfi_jax.base import run_state
 from dfi_jax.runs import sweep
 from experiments import cli
 
-_CONFIG = cli.define_config_file(
-    "experiments/configs/synthetic.py", "Config file (FILE or FILE:variant).")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
+_RUN = cli.define_run_flags("experiments/configs/synthetic.py")
 _AXIS = flags.DEFINE_string("axis", None, "FIELD:V1,V2,… (columns).", required=True)
 _AXIS2 = flags.DEFINE_string("axis2", None, "FIELD:V1,V2,… (rows), optional.")
 _ATTRIBUTES = flags.DEFINE_list("attributes", [], "Attributes to add (default: config's).")
@@ -22,10 +19,10 @@ _ATTRIBUTES = flags.DEFINE_list("attributes", [], "Attributes to add (default: c
 def main(argv):
   del argv  # cli.call_main refuses positional arguments
   axis2 = sweep.parse_axis(_AXIS2.value) if _AXIS2.value else None
-  for path in sweep.run_sweep(_CONFIG.value, _WORKDIR.value, sweep.parse_axis(_AXIS.value),
+  for path in sweep.run_sweep(_RUN.config.value, _RUN.workdir.value, sweep.parse_axis(_AXIS.value),
                               axis2, _ATTRIBUTES.value):
     print(f"wrote {path}")
 
 
 if __name__ == "__main__":
-  cli.run_main(main, kept=lambda: run_state.kept_message(_WORKDIR.value))
+  cli.run_in_workdir(main, _RUN)

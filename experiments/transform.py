@@ -15,12 +15,9 @@
 from absl import flags
 
 from dfi_jax.runs import edit as edit_run
-from dfi_jax.base import run_state
 from experiments import cli
 
-_CONFIG = cli.define_config_file(
-    "experiments/configs/synthetic.py", "Config file (FILE or FILE:variant).")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
+_RUN = cli.define_run_flags("experiments/configs/synthetic.py")
 _INPUTS = flags.DEFINE_list("inputs", [], "Image files to edit (any Pillow-readable image).")
 _ATTRIBUTES = flags.DEFINE_list("attributes", [], "Attributes to add (default: config's); "
                                 "a+b is one combined edit.")
@@ -30,8 +27,8 @@ _DISTRIBUTED = cli.define_distributed_flags()
 def main(argv):
   del argv  # cli.call_main refuses positional arguments
   cli.initialize_distributed(_DISTRIBUTED)
-  record = edit_run.run(_CONFIG.value, _WORKDIR.value, _INPUTS.value, _ATTRIBUTES.value)
-  report(record, _WORKDIR.value)
+  record = edit_run.run(_RUN.config.value, _RUN.workdir.value, _INPUTS.value, _ATTRIBUTES.value)
+  report(record, _RUN.workdir.value)
 
 
 def report(record: dict, workdir: str) -> None:
@@ -47,4 +44,4 @@ def report(record: dict, workdir: str) -> None:
 
 
 if __name__ == "__main__":
-  cli.run_main(main, kept=lambda: run_state.kept_message(_WORKDIR.value))
+  cli.run_in_workdir(main, _RUN)

@@ -37,6 +37,8 @@ def test_help_on_every_command_exits_0_and_lists_its_config_fields():
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, (command, err[-500:])
     assert "flags:" in out, command
+    if command in ("transform", "evaluate", "sweep", "inpaint", "highres"):  # cli.define_run_flags
+      assert "--workdir: Output directory." in out.split("config fields")[0], command
   out = subprocess.run([sys.executable, "-m", "experiments.transform", "--help"], cwd=root,
                        capture_output=True, text=True, timeout=300).stdout
   for field, value in (("deltas", "3.5"), ("k", "100"), ("tv_weight", "0.002"),

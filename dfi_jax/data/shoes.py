@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import io
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -102,57 +103,91 @@ def sample_shoe(seed: int) -> ShoeParams:
                     stripe, toe_cap)
 
 
-def _outlines(s: ShoeParams, aspect: float) -> dict:
-  """Polygons and lines in unit coordinates (x across, y down)."""
+def _sole_y(s: ShoeParams, x):
+  """y of the top of the sole under the upper at x (a pump's rises from the ball to the heel)."""
   x0, x1 = s.left, s.left + s.length
   ball = x0 + 0.4 * s.length  # where a pump's sole starts to rise
+  t = np.clip((x - ball) / (x1 - ball), 0, 1)
+  return s.ground - s.sole - s.heel * (3 * t**2 - 2 * t**3)
 
-  def bottom(x):  # y of the top of the sole under the upper at x
-    t = np.clip((x - ball) / (x1 - ball), 0, 1)
-    return s.ground - s.sole - s.heel * (3 * t**2 - 2 * t**3)
 
-  xs = np.linspace(x0, x1, 40)
-  sole_top = [(x, bottom(x)) for x in xs]
-  sole_bottom = [(x, bottom(x) + s.sole) for x in xs[::-1]]
-  sole = sole_top + sole_bottom
-  heel_block = []
-  if s.heel > 0:
-    top_l, top_r = x1 - 0.1 * s.length, x1 - 0.005
-    heel_block = [(top_l, bottom(top_l) + s.sole), (top_r, bottom(top_r) + s.sole),
-                  (top_r - 0.01, s.ground), (top_r - 0.01 - s.heel_width, s.ground)]
-  # Upper: toe curve, vamp, throat, collar (or shaft), back, along the sole back to the toe.
+class _Marks(NamedTuple):
+  """Where the upper's parts meet, in unit coordinates (x across, y down)."""
+  toe_len: float  # the toe curve's length
+  toe_y: float  # height of the toe's top
+  throat: tuple[float, float]  # front of the opening (or the shaft)
+  back_x: float
+  collar_y: float
+
+
+def _marks(s: ShoeParams) -> _Marks:
   toe_len = {"round": 0.16, "pointed": 0.24, "square": 0.1}[s.toe] * s.length
-  ty = bottom(x0 + toe_len) - s.toe_height
-  toe_pts = []
+  throat_x = s.left + 0.5 * s.length
+  back_x = s.left + s.length - 0.02 * s.length
+  return _Marks(toe_len, _sole_y(s, s.left + toe_len) - s.toe_height,
+                (throat_x, _sole_y(s, throat_x) - s.vamp), back_x, _sole_y(s, back_x) - s.collar)
+
+
+def _outlines(s: ShoeParams, aspect: float) -> dict:
+  """Polygons and lines in unit coordinates (x across, y down)."""
+  xs = np.linspace(s.left, s.left + s.length, 40)
+  sole_top = [(x, _sole_y(s, x)) for x in xs]
+  sole = sole_top + [(x, _sole_y(s, x) + s.sole) for x in xs[::-1]]
+  m = _marks(s)
+  return dict(sole=sole, heel=_heel_block(s), upper=_upper(s, m, sole_top),
+              lines=_lines(s, m, sole_top), tab=_tab(s, m), opening=_opening(s, m))
+
+
+def _heel_block(s: ShoeParams) -> list:
+  if s.heel <= 0:
+    return []
+  x1 = s.left + s.length
+  top_l, top_r = x1 - 0.1 * s.length, x1 - 0.005
+  return [(top_l, _sole_y(s, top_l) + s.sole), (top_r, _sole_y(s, top_r) + s.sole),
+          (top_r - 0.01, s.ground), (top_r - 0.01 - s.heel_width, s.ground)]
+
+
+def _toe(s: ShoeParams, toe_len: float) -> list:
+  """The toe curve, from the sole up to its top."""
+  x0, bottom = s.left, _sole_y(s, s.left)
+  points = []
   for a in np.linspace(0, np.pi / 2, 12):
     if s.toe == "square":
-      px, py = x0 + toe_len * (1 - np.cos(a)) ** 3, bottom(x0) - s.toe_height * np.sin(a) ** 0.5
+      px, py = x0 + toe_len * (1 - np.cos(a)) ** 3, bottom - s.toe_height * np.sin(a) ** 0.5
     elif s.toe == "pointed":
-      px, py = x0 + toe_len * (1 - np.cos(a)), bottom(x0) - s.toe_height * np.sin(a) ** 2
+      px, py = x0 + toe_len * (1 - np.cos(a)), bottom - s.toe_height * np.sin(a) ** 2
     else:
-      px, py = x0 + toe_len * (1 - np.cos(a)), bottom(x0) - s.toe_height * np.sin(a)
-    toe_pts.append((px, py))
-  throat_x = x0 + 0.5 * s.length
-  throat = (throat_x, bottom(throat_x) - s.vamp)
-  back_x = x1 - 0.02 * s.length
-  collar_y = bottom(back_x) - s.collar
+      px, py = x0 + toe_len * (1 - np.cos(a)), bottom - s.toe_height * np.sin(a)
+    points.append((px, py))
+  return points
+
+
+def _upper(s: ShoeParams, m: _Marks, sole_top: list) -> list:
+  """Toe curve, vamp, throat, collar (or shaft), back, along the sole back to the toe."""
+  x0, x1 = s.left, s.left + s.length
+  throat_x, throat_y = m.throat
   if s.shaft > 0:
-    top = collar_y - s.shaft
+    top = m.collar_y - s.shaft
     front = throat_x + 0.08 * s.length
-    top_line = [(front - 0.02 * s.length, (throat[1] + top) / 2), (front, top),
-                (back_x + 0.01, top)]
+    top_line = [(front - 0.02 * s.length, (throat_y + top) / 2), (front, top),
+                (m.back_x + 0.01, top)]
   else:
-    mid_x = (throat_x + back_x) / 2
-    dip = bottom(mid_x) - (s.vamp + s.collar) / 2 + 0.04
-    top_line = [(mid_x, dip)]
-  upper = toe_pts + [(x0 + toe_len + 0.35 * (throat_x - x0 - toe_len),
-                      (ty + throat[1]) / 2 - 0.01), throat] + top_line + \
-      [(back_x, collar_y), (x1, collar_y + 0.35 * (bottom(x1) - collar_y)), (x1, bottom(x1))] + \
-      [p for p in sole_top[::-1] if x0 < p[0] < x1] + [(x0, bottom(x0))]
+    mid_x = (throat_x + m.back_x) / 2
+    top_line = [(mid_x, _sole_y(s, mid_x) - (s.vamp + s.collar) / 2 + 0.04)]
+  return _toe(s, m.toe_len) + [(x0 + m.toe_len + 0.35 * (throat_x - x0 - m.toe_len),
+                                (m.toe_y + throat_y) / 2 - 0.01), m.throat] + top_line + \
+      [(m.back_x, m.collar_y), (x1, m.collar_y + 0.35 * (_sole_y(s, x1) - m.collar_y)),
+       (x1, _sole_y(s, x1))] + \
+      [p for p in sole_top[::-1] if x0 < p[0] < x1] + [(x0, _sole_y(s, x0))]
+
+
+def _lines(s: ShoeParams, m: _Marks, sole_top: list) -> list:
+  """(kind, points, width) of the laces, seams, stripe and stitching."""
+  x0, x1 = s.left, s.left + s.length
   lines = []
   if s.eyelets:
-    a = np.asarray((x0 + toe_len + 0.25 * (throat_x - x0 - toe_len), ty - 0.015))
-    b = np.asarray((throat_x - 0.01, throat[1] + 0.02))
+    a = np.asarray((x0 + m.toe_len + 0.25 * (m.throat[0] - x0 - m.toe_len), m.toe_y - 0.015))
+    b = np.asarray((m.throat[0] - 0.01, m.throat[1] + 0.02))
     holes = [a + (b - a) * t for t in np.linspace(0, 1, s.eyelets)]
     lines += [("lace", [tuple(h + (-0.02, 0.025)), tuple(h2 + (0.02, -0.015))], 0.012)
               for h, h2 in zip(holes[:-1], holes[1:])]
@@ -161,27 +196,35 @@ def _outlines(s: ShoeParams, aspect: float) -> dict:
     lines += [("seam", [tuple(h + (-0.022, 0.027)), tuple(h + (-0.018, 0.023))], 0.02)
               for h in holes]
   if s.toe_cap:
-    cx = x0 + toe_len * 1.3
-    lines.append(("seam", [(cx, bottom(cx)), (cx - 0.03, bottom(cx) - s.toe_height * 0.9)],
-                  0.004))
+    cx = x0 + m.toe_len * 1.3
+    lines.append(("seam", [(cx, _sole_y(s, cx)),
+                           (cx - 0.03, _sole_y(s, cx) - s.toe_height * 0.9)], 0.004))
   if s.stripe:
     sx = np.linspace(x0 + 0.4 * s.length, x1 - 0.12 * s.length, 10)
-    sy = [bottom(x) - 0.03 - 0.1 * np.sin(np.pi * (x - sx[0]) / (sx[-1] - sx[0]) * 0.8)
+    sy = [_sole_y(s, x) - 0.03 - 0.1 * np.sin(np.pi * (x - sx[0]) / (sx[-1] - sx[0]) * 0.8)
           for x in sx]
     lines.append(("stripe", list(zip(sx, sy)), 0.02))
   if s.sole < 0.06:
     lines.append(("stitch", [(x, y - 0.008) for x, y in sole_top[2:-2]], 0.003))
-  tab = []
-  if s.shaft > 0:
-    top = collar_y - s.shaft
-    tab = [(back_x - 0.01, top + 0.06), (back_x + 0.025, top + 0.07), (back_x + 0.02, top - 0.015),
-           (back_x - 0.01, top - 0.01)]
-  opening = []
-  if s.shaft == 0:
-    mid_x = (throat_x + back_x) / 2
-    opening = [throat, (mid_x, bottom(mid_x) - (s.vamp + s.collar) / 2 + 0.04),
-               (back_x, collar_y), (mid_x, bottom(mid_x) - (s.vamp + s.collar) / 2 + 0.015)]
-  return dict(sole=sole, heel=heel_block, upper=upper, lines=lines, tab=tab, opening=opening)
+  return lines
+
+
+def _tab(s: ShoeParams, m: _Marks) -> list:
+  """A boot's pull tab (none without a shaft)."""
+  if s.shaft <= 0:
+    return []
+  top = m.collar_y - s.shaft
+  return [(m.back_x - 0.01, top + 0.06), (m.back_x + 0.025, top + 0.07),
+          (m.back_x + 0.02, top - 0.015), (m.back_x - 0.01, top - 0.01)]
+
+
+def _opening(s: ShoeParams, m: _Marks) -> list:
+  """The shoe's opening (none on a boot, whose shaft covers it)."""
+  if s.shaft != 0:
+    return []
+  mid_x = (m.throat[0] + m.back_x) / 2
+  return [m.throat, (mid_x, _sole_y(s, mid_x) - (s.vamp + s.collar) / 2 + 0.04),
+          (m.back_x, m.collar_y), (mid_x, _sole_y(s, mid_x) - (s.vamp + s.collar) / 2 + 0.015)]
 
 
 def render(s: ShoeParams, width: int = 136) -> np.ndarray:

@@ -125,7 +125,7 @@ def reverse_maps(solve: Solve, targets: jax.Array, x: np.ndarray, iterations: Se
                  on_finished: Callable[[int, int, Edits], None] | None = None, **chain) -> Edits:
   """`finished_items` run to the end: every item's result (kept, computed here, or untouched
   where another process maps it). `kept`: results already done (default none);
-  `on_finished(s, j, edits)` is called for each item finished here with a finite loss;
+  `on_finished`: `(s, j, edits)`, called for each item finished here with a finite loss;
   `chain`: `finished_items`'s rows, first_start, where, progress."""
   out = kept if kept is not None else empty(len(iterations), len(x), x.shape[1:])
   for s, j in finished_items(solve, targets, x, iterations, batch_size, out, **chain):
@@ -184,11 +184,14 @@ def edit(pipe: Pipeline, x: np.ndarray, directions: Callable[[np.ndarray], Seque
          first_start: Callable | None = None, **chain) -> Edited:
   """DFI on `[B, S, S, 3]` images x: the whole sequence (`plan`, then `reverse_maps`).
 
+  A keyword-only builder: every setting after the δ sweep is named at the call.
+
   Args:
     pipe: from `make`.
     directions: `φ(x) [B, D] -> E unscaled w's, each [B, D]` (its neighbours and means).
     deltas, iterations: the δ sweep and each δ's iterations (same length).
     scaling: `attribute_vector.SCALINGS`.
+    batch_size: items per `solve` call.
     phi_x: φ(x) when already computed (else computed here in batches of `feature_batch`).
     solve: one batch's reverse map (default `pipe.reverse_map`).
     first_start: `(targets [b, D], z0 [b, S, S, 3], φ(x) [b, D]) -> z0` for the first δ.

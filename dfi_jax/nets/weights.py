@@ -87,7 +87,15 @@ def init_random(seed: int | jax.Array, width: float = 1.0, last_layer: str = "co
 def provenance_for(kind: str, description: str, made_by: str, params: dict, *,
                    preprocessing: str = "torchvision", pooling: str = "floor",
                    width: float = 1.0, architecture: str = "vgg19", **extra: Any) -> dict:
-  """A complete provenance record for `params`."""
+  """A complete provenance record for `params` (layer name -> {kernel, bias}).
+
+  Keyword-only builder; its keywords describe how the weights are used:
+    `preprocessing`: the input normalisation ("torchvision" or "caffe");
+    `pooling`: how max pooling rounds odd sizes ("floor" or "ceil");
+    `width`: channel multiplier of the network (1.0 = VGG's own widths);
+    `architecture`: "vgg19" or "vgg16" (`model.conv_names`);
+    `extra`: further fields stored as given (e.g. source, sha256).
+  """
   names = model_lib.conv_names(architecture)
   return dict(format=FORMAT, kind=kind, description=description, made_by=made_by,
               architecture=architecture, preprocessing=preprocessing, pooling=pooling,

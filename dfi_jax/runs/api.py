@@ -148,25 +148,8 @@ def load_editor(config: ml_collections.ConfigDict | str | None = None,
                          reconstruct.config_for_run(config))
     show("loading", 2, steps)
     reporter: list = [None]
-
-    def bank_phi(images):  # φ of the bank faces an edit needs and has not computed yet
-      report_to, done = reporter[0], [0]
-
-      def tick(k):
-        done[0] += k
-        if report_to is not None:
-          report_to("neighbours", done[0], len(images))
-
-      return features_lib.compute_features(pipe.phi, network.params, images,
-                                           config.feature_batch, progress=tick)
-
-    phi_rows = None
-    if config.get("bank_dir", ""):  # φ precomputed by experiments.build_bank
-      bank, features = kit.load_bank(config, network, pipe.spec, bank_phi)
-    else:  # as feature_bank.load: φ of the rows read, computed then and kept
-      bank = banks.load_bank(config)
-      phi_rows = feature_bank.phi_rows(config, network, bank.images, bank_phi, pipe.spec.dim)
-      features = feature_bank.kept(phi_rows, len(bank.images))
+    bank, features, phi_rows = _load_bank(config, network, pipe,
+                                          _bank_phi(config, network, pipe, reporter))
     show("loading", 3, steps)
     frame = detector = None
     if config.align == "face":
@@ -176,6 +159,37 @@ def load_editor(config: ml_collections.ConfigDict | str | None = None,
   except RunError as e:
     raise RunError(f"{_WHERE}: {_python_words(e)}") from None
   return Editor(config, network, pipe, bank, features, phi_rows, frame, detector, reporter)
+
+
+def _bank_phi(config: ml_collections.ConfigDict, network: kit.Network, pipe: pipeline.Pipeline,
+              reporter: list) -> Callable[[np.ndarray], np.ndarray]:
+  """φ of the bank faces an edit needs and has not computed yet (`images [n, S, S, 3] ->
+  [n, D]`), reported as stage "neighbours" to the edit in progress (`reporter[0]`)."""
+
+  def bank_phi(images):
+    report_to, done = reporter[0], [0]
+
+    def tick(k):
+      done[0] += k
+      if report_to is not None:
+        report_to("neighbours", done[0], len(images))
+
+    return features_lib.compute_features(pipe.phi, network.params, images,
+                                         config.feature_batch, progress=tick)
+
+  return bank_phi
+
+
+def _load_bank(config: ml_collections.ConfigDict, network: kit.Network, pipe: pipeline.Pipeline,
+               bank_phi: Callable) -> tuple[sources.Bank, feature_bank.FeatureBank,
+                                            bank_cache.PhiRows | None]:
+  """(the bank's labels, φ of its rows, what keeps that φ: None for `config.bank_dir`)."""
+  if config.get("bank_dir", ""):  # φ precomputed by experiments.build_bank
+    bank, features = kit.load_bank(config, network, pipe.spec, bank_phi)
+    return bank, features, None
+  bank = banks.load_bank(config)  # as feature_bank.load: φ of the rows read, computed and kept
+  phi_rows = feature_bank.phi_rows(config, network, bank.images, bank_phi, pipe.spec.dim)
+  return bank, feature_bank.kept(phi_rows, len(bank.images)), phi_rows
 
 
 def _photo(image) -> np.ndarray:
@@ -321,25 +335,33 @@ def edit(image, attributes: str | Sequence[str], deltas: float | Sequence[float]
   names = _attributes(attributes)
   deltas = _deltas(deltas, (editor.config if editor is not None else default_config()).deltas)
   if editor is None:
-    config = default_config()
-    if config.data == "synthetic":
+    if default_config().data == "synthetic":
       _known(names, faces.ATTRIBUTES)
     editor = load_editor(weights=weights, progress=progress)
-  config = editor.config
   _known(names, [e.name for e in editor.bank.edits])
   show = progress or _bar_progress()
   try:
     edits = kit.select_edits(editor.bank, names, "attributes")
-    kit.check_combined(config, edits, True)
+    kit.check_combined(editor.config, edits, True)
     tests = _tests(editor, x, face, whole_image)
     show("faces", len(tests.names), len(tests.names))
-    if config.neighbours == "attributes":
-      tests = kit.judged_attributes(config, tests, editor.bank)
-    masks = kit.edit_masks(editor.bank, edits, config.k)
+    if editor.config.neighbours == "attributes":
+      tests = kit.judged_attributes(editor.config, tests, editor.bank)
+    masks = kit.edit_masks(editor.bank, edits, editor.config.k)
   except RunError as e:
     raise RunError(_python_words(e)) from None
-  directions, _ = kit.make_directions(config, editor.bank, editor.features, tests, edits,
-                                           masks)
+  edited = _edit_faces(editor, tests, edits, masks, deltas, show)
+  faces_n = len(tests.names)  # items: edit-major, then face
+  return {e.name: np.stack([_to_photo(tests, edited[s, n * faces_n:(n + 1) * faces_n])
+                            for s in range(len(deltas))]) for n, e in enumerate(edits)}
+
+
+def _edit_faces(editor: Editor, tests: sources.TestImages, edits: Sequence, masks,
+                deltas: Sequence[float], show: Progress) -> np.ndarray:
+  """The DFI edits of `tests` (`pipeline.edit` on this machine's devices), `[S, N·B, s, s, 3]`
+  float32: δ-major, then edit, then face; a non-finite reverse map raises."""
+  config = editor.config
+  directions, _ = kit.make_directions(config, editor.bank, editor.features, tests, edits, masks)
   iterations = pipeline.iterations_for(deltas, config.iterations, config.next_iterations)
   total = sum(iterations) * len(edits) * len(tests.names)
   done = [0]
@@ -356,7 +378,6 @@ def edit(image, attributes: str | Sequence[str], deltas: float | Sequence[float]
       editor.reporter[0] = None
 
   devices = sharding.local_mesh()
-
   def solve(targets, z0, n, progress):
     return sharding.reverse_maps(editor.pipeline.reverse_map, devices, editor.network.params,
                                  targets, z0, n, progress=progress)
@@ -368,9 +389,7 @@ def edit(image, attributes: str | Sequence[str], deltas: float | Sequence[float]
   if failed.any():
     raise RunError(f"δ={deltas[int(np.argmax(failed))]:g}: the reverse map's loss became "
                    "non-finite")
-  faces_n = len(tests.names)  # items: edit-major, then face
-  return {e.name: np.stack([_to_photo(tests, edited.edits.images[s, n * faces_n:(n + 1) * faces_n])
-                            for s in range(len(deltas))]) for n, e in enumerate(edits)}
+  return edited.edits.images
 
 
 def _to_photo(tests: sources.TestImages, results: np.ndarray) -> np.ndarray:

@@ -117,14 +117,15 @@ def _only_face(image: np.ndarray, edited: np.ndarray, boxes: Sequence[Sequence[f
   return np.where(keep, edited, image[None])
 
 
-def solve(editor: api.Editor, image: np.ndarray, attributes: Sequence[str],
-          deltas: Sequence[float], settings: Settings, target: str | int,
-          boxes: Sequence[Sequence[float]], progress: Progress) -> np.ndarray:
-  """The photo edited at each δ: `[len(deltas), H, W, 3]` float32 in [0, 1].
+def solve(editor: api.Editor, image: np.ndarray, attributes: Sequence[str], settings: Settings,
+          target: str | int, boxes: Sequence[Sequence[float]], progress: Progress) -> np.ndarray:
+  """The photo edited at `settings.delta`: `[1, H, W, 3]` float32 in [0, 1] (one δ a solve, so
+  a δ sweep reuses the compiled shapes).
 
   Args:
     image: `[H, W, 3]` float32 in [0, 1].
     attributes: one name, or several for one combined edit (their directions summed).
+    settings: the page's δ, K, λ and iterations.
     target: `ALL`, `WHOLE`, or the index of one face among `boxes` (`find_faces`' order).
     progress: called with each stage; raising from it stops the edit (at the next stage where
       the API reports no progress of its own).
@@ -147,7 +148,7 @@ def solve(editor: api.Editor, image: np.ndarray, attributes: Sequence[str],
   if not kwargs.get("progress"):
     progress("solving (this dfi_jax reports no iterations)", 0, 0)
   names = [COMBINE.join(attributes)] if faces_known else list(attributes)
-  edited = edit(image, names, deltas=list(deltas), editor=run, **kwargs)
+  edited = edit(image, names, deltas=[settings.delta], editor=run, **kwargs)
   result = next(iter(edited.values()))
   progress("pasting the edit into the photo", 1, 1)
   if isinstance(target, int) and "face" not in kwargs:

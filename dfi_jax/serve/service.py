@@ -220,8 +220,8 @@ class Service:
     if self.editor is None:
       raise run_state.RunError(self.load_error)
     delta = settings.delta
-    result = editing.solve(self.editor, photo.image, attributes, [delta], settings, target,
-                           photo.faces, job.report)[0]
+    result = editing.solve(self.editor, photo.image, attributes, settings, target, photo.faces,
+                           job.report)[0]
     label = "+".join(attributes)
     job.outputs.update(result=self._save_png(result),
                        download=f"{Path(photo.name).stem or 'photo'}_{label}_d{delta:g}.png")
@@ -232,7 +232,7 @@ class Service:
     for n, d in enumerate(deltas):  # one δ per solve: the result's compiled shapes, no new compile
       prefix = f"the δ sweep, δ = {d:.3g} ({n + 1} of {len(deltas)})"
       frames += list(editing.solve(
-          self.editor, photo.image, attributes, [d], settings._replace(delta=d), target,
+          self.editor, photo.image, attributes, settings._replace(delta=d), target,
           photo.faces, lambda stage, done=0, total=0: job.report(f"{prefix}: {stage}", done, total)))
     job.outputs["sweep"] = [{"delta": d, "url": self._save_png(x, SWEEP_SIDE)} for d, x in
                             zip([0.0, *deltas, delta], [photo.image, *frames, result])]

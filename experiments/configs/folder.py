@@ -22,7 +22,6 @@ from experiments.configs import synthetic
 
 def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
   c = synthetic.derived(arg, "folder.py")
-  variant = c.variant
   c.data = "folder"
   c.folder = "~/dfi_folder"
   c.csv = "~/dfi_folder/attributes.csv"
@@ -34,21 +33,20 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
   c.attributes = ()  # which edits to run; () = all of `edits`
   c.crop = ()
   c.fit = "pad"
-  c.test_names = ("image1.jpg",)
-  c.image_size = 200
-  c.weights = ""  # ImageNet VGG16 (the default); the paper's: weights/vgg_normalised.npz
-  c.k = 100
-  c.batch_size = 6
-  if variant == "tiny":
+  if c.variant == "tiny":  # the fakes, at synthetic.py's tiny size with its random weights
     c.folder = "/tmp/dfi_fakes/folder"
     c.csv = "/tmp/dfi_fakes/folder/attributes.csv"
     c.edits = ("smiling", "eyeglasses", "age_score")
     c.test_names = fakes.FOLDER_TEST_NAMES
-    c.image_size = 32
-    c.weights = "random"
     c.k = 4
     c.deltas = (0.4,)
     c.iterations = 3
     c.batch_size = 12
+  else:
+    c.test_names = ("image1.jpg",)
+    c.image_size = 200
+    c.weights = ""  # ImageNet VGG16 (the default); the paper's: weights/vgg_normalised.npz
+    c.k = 100
+    c.batch_size = 6
   c.num_test = len(c.test_names)
   return c

@@ -32,31 +32,26 @@ from experiments.configs import synthetic
 
 def get_config(arg: str = "demo1") -> ml_collections.ConfigDict:
   c = synthetic.derived(arg, "lfw_demo1.py", ("demo1", "tiny"))
-  variant = c.variant
   c.data = "lfw"
   c.data_dir = "~/tensorflow_datasets"  # where prepare_data wrote tfds's lfw and the index
   c.crop = ()  # (top, left, height, width) in the 250² image; () = centre 150² (official)
   c.attributes = lfw_attributes.DEMO1_EDITS
-  # Test images: LFW image names ("Person_Name_0001"), excluded from their own neighbours.
-  c.test_names = ("Aaron_Eckhart_0001", "Al_Gore_0001", "Alan_Greenspan_0001")
-  c.image_size = 200
-  c.weights = "weights/vgg_normalised.npz"
   c.neighbours = "attributes"
-  c.k = 100
   c.scaling = "mean_square"
-  c.deltas = (0.4,)
   c.tv_weight = 0.001
-  c.iterations = 500
   c.next_iterations = 250
-  c.batch_size = 6
-  if variant == "tiny":
+  if c.variant == "tiny":  # the fakes, at synthetic.py's tiny size, K, δ and random weights
     c.data_dir = "/tmp/dfi_fakes/tfds"
     c.test_names = fakes.LFW_TEST_NAMES
-    c.image_size = 32
-    c.weights = "random"
-    c.k = 5
-    c.deltas = (0.4, 0.8)
-    c.iterations = 4
     c.batch_size = 12
+  else:
+    # Test images: LFW image names ("Person_Name_0001"), excluded from their own neighbours.
+    c.test_names = ("Aaron_Eckhart_0001", "Al_Gore_0001", "Alan_Greenspan_0001")
+    c.image_size = 200
+    c.weights = "weights/vgg_normalised.npz"
+    c.k = 100
+    c.deltas = (0.4,)
+    c.iterations = 500
+    c.batch_size = 6
   c.num_test = len(c.test_names)
   return c

@@ -82,53 +82,73 @@ def read_table(path: str | os.PathLike, name_column: str = "name",
     raise DatasetError(f"--config.csv={path}: cannot read it ({e.strerror})") from None
   with f:
     reader = _rows(csv.reader(f), path)
-    header = next(reader, None)
-    if not header:
-      raise DatasetError(f"{path}: empty; expected a header row with {name_column!r} and "
-                         "attribute columns")
-    header = [h.strip() for h in header]
-    dupes = sorted({h for h in header if header.count(h) > 1})
-    if dupes:
-      raise DatasetError(f"{path}: duplicate column(s) {dupes} in the header")
-    if name_column not in header:
-      raise DatasetError(f"{path}: no column {name_column!r} (--config.name_column); the "
-                         f"columns are {header}")
-    wanted = list(columns) or [h for h in header if h != name_column]
-    unknown = [c for c in wanted if c not in header or c == name_column]
-    if unknown:
-      raise DatasetError(f"{path}: unknown column(s) {unknown} in --config.columns; the "
-                         f"attribute columns are {[h for h in header if h != name_column]}")
-    if not wanted:
-      raise DatasetError(f"{path}: no attribute columns besides {name_column!r}")
-    name_at = header.index(name_column)
-    at = [header.index(c) for c in wanted]
-    names, rows, seen = [], [], {}
-    words = np.zeros(len(wanted), bool)
-    for line, row in enumerate(reader, 2):
-      if not any(cell.strip() for cell in row):
-        continue
-      if len(row) != len(header):
-        raise DatasetError(f"{path} line {line}: {len(row)} fields, the header has "
-                           f"{len(header)}")
-      name = row[name_at].strip()
-      if not name:
-        raise DatasetError(f"{path} line {line}: empty {name_column!r}")
-      if name in seen:
-        raise DatasetError(f"{path} line {line}: duplicate name {name!r} (first on line "
-                           f"{seen[name]})")
-      seen[name] = line
-      values = []
-      for j, (c, k) in enumerate(zip(wanted, at)):
-        v, word = _cell(row[k], path, line, c)
-        words[j] |= word is not None
-        values.append(v)
-      names.append(name)
-      rows.append(values)
+    header = _header(next(reader, None), path, name_column)
+    wanted = _wanted_columns(header, path, name_column, columns)
+    names, rows, words = _read_rows(reader, path, header, name_column, wanted)
   if not rows:
     raise DatasetError(f"{path}: no rows after the header")
   values = np.asarray(rows, np.float64)
   binary = np.all((values == 0) | (values == 1) | (values == -1), axis=0) | words
   return Table(names, tuple(wanted), values, binary)
+
+
+def _header(header: list[str] | None, path: Path, name_column: str) -> list[str]:
+  """The header row, stripped; it must hold `name_column` and no column twice."""
+  if not header:
+    raise DatasetError(f"{path}: empty; expected a header row with {name_column!r} and "
+                       "attribute columns")
+  header = [h.strip() for h in header]
+  dupes = sorted({h for h in header if header.count(h) > 1})
+  if dupes:
+    raise DatasetError(f"{path}: duplicate column(s) {dupes} in the header")
+  if name_column not in header:
+    raise DatasetError(f"{path}: no column {name_column!r} (--config.name_column); the "
+                       f"columns are {header}")
+  return header
+
+
+def _wanted_columns(header: list[str], path: Path, name_column: str,
+                    columns: Sequence[str]) -> list[str]:
+  """`columns` (default: every column but the names), each checked against the header."""
+  wanted = list(columns) or [h for h in header if h != name_column]
+  unknown = [c for c in wanted if c not in header or c == name_column]
+  if unknown:
+    raise DatasetError(f"{path}: unknown column(s) {unknown} in --config.columns; the "
+                       f"attribute columns are {[h for h in header if h != name_column]}")
+  if not wanted:
+    raise DatasetError(f"{path}: no attribute columns besides {name_column!r}")
+  return wanted
+
+
+def _read_rows(reader, path: Path, header: list[str], name_column: str,
+               wanted: list[str]) -> tuple[list[str], list[list[float]], np.ndarray]:
+  """(names, each row's `wanted` values, `[len(wanted)]` bool: the column had a true/false
+  word); blank rows skipped, a short row or an empty or repeated name raises."""
+  name_at = header.index(name_column)
+  at = [header.index(c) for c in wanted]
+  names, rows, seen = [], [], {}
+  words = np.zeros(len(wanted), bool)
+  for line, row in enumerate(reader, 2):
+    if not any(cell.strip() for cell in row):
+      continue
+    if len(row) != len(header):
+      raise DatasetError(f"{path} line {line}: {len(row)} fields, the header has "
+                         f"{len(header)}")
+    name = row[name_at].strip()
+    if not name:
+      raise DatasetError(f"{path} line {line}: empty {name_column!r}")
+    if name in seen:
+      raise DatasetError(f"{path} line {line}: duplicate name {name!r} (first on line "
+                         f"{seen[name]})")
+    seen[name] = line
+    values = []
+    for j, (c, k) in enumerate(zip(wanted, at)):
+      v, word = _cell(row[k], path, line, c)
+      words[j] |= word is not None
+      values.append(v)
+    names.append(name)
+    rows.append(values)
+  return names, rows, words
 
 
 def binarise(table: Table, rule: str = "official") -> np.ndarray:

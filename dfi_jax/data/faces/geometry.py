@@ -118,8 +118,10 @@ def band(x, top, bottom, **kw) -> Op:
                np.concatenate([np.asarray(top), np.asarray(bottom)[::-1]]), **kw)
 
 
-def soft(cx, cy, a, b, rgb, mul: float, alpha: float, n: int = 6) -> list[Op]:
-  """A soft-edged blob: `n` nested ellipses whose blended opacity reaches `alpha` inside."""
+def soft(centre, radii, rgb, mul: float, alpha: float, n: int = 6) -> list[Op]:
+  """A soft-edged blob: `n` nested ellipses about `centre` `(cx, cy)`, the largest of `radii`
+  `(a, b)`, in `rgb`·`mul`, whose blended opacity reaches `alpha` inside."""
+  (cx, cy), (a, b) = centre, radii
   each = 1 - (1 - alpha) ** (1 / n)
   colour = rgba(rgb, mul, each)
   return [ellipse(cx, cy, a * k, b * k, fill=colour) for k in lin(1, 0.45, n)]

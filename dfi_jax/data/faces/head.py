@@ -64,7 +64,7 @@ def hair_front(lay: Layout, p: FaceParams, a: Mapping[str, bool]) -> list[Op]:
   hx, hy, ha, hb = _hair_ellipse(lay)
   if style == "receding":
     # Bald crown: only a sheen; the side hair sits behind the head.
-    return soft(cx + 0.2 * fw * lay.light[0], lay.cy - 0.78 * fh, 0.35 * fw, 0.12 * fh,
+    return soft((cx + 0.2 * fw * lay.light[0], lay.cy - 0.78 * fh), (0.35 * fw, 0.12 * fh),
                  (1, 1, 1), 1.0, 0.15)
   y_sb = {"short": lay.eye_y - 0.05 * fh, "long": lay.eye_y + 0.3 * fh,
           "fringe": lay.eye_y - 0.02 * fh, "curly": lay.eye_y}[style]
@@ -107,7 +107,7 @@ def neck_ops(lay: Layout, p: FaceParams, a) -> list[Op]:
   x = cx + fw * np.array([-0.45, 0.45, 0.55, -0.55])
   y = np.array([top, top, bottom, bottom])
   return [poly(x, y, fill=rgba(p.skin, 0.86))] + soft(
-      cx, lay.cy + 0.95 * fh, 0.5 * fw, 0.18 * fh, p.skin, 0.55, 0.5)
+      (cx, lay.cy + 0.95 * fh), (0.5 * fw, 0.18 * fh), p.skin, 0.55, 0.5)
 
 
 def clothes(lay: Layout, p: FaceParams, a) -> list[Op]:
@@ -115,7 +115,7 @@ def clothes(lay: Layout, p: FaceParams, a) -> list[Op]:
   sh = lay.cy + fh + 0.11
   shirt, neck = rgba(p.shirt), rgba(p.skin, 0.86)
   ops = [Op("rrect", (cx - 0.46, sh, cx + 0.46, sh + 0.5), fill=shirt, extra=(0.17,))]
-  ops += soft(cx, sh + 0.3, 0.5, 0.2, p.shirt, 0.7, 0.4)
+  ops += soft((cx, sh + 0.3), (0.5, 0.2), p.shirt, 0.7, 0.4)
   style = NECKLINES[p.neckline]
   if style == "crew":
     bbox = (cx - 0.55 * fw, sh - 0.05, cx + 0.55 * fw, sh + 0.05)

@@ -153,9 +153,19 @@ def sample_face(seed: int) -> FaceParams:
   Returns:
     The `FaceParams`; attributes are independent Bernoulli draws with `ATTRIBUTE_PROBS`.
   """
-  rng = np.random.default_rng(seed)
+  rng = np.random.default_rng(seed)  # every draw below in this order: a seed's face is fixed
   probs = np.array([ATTRIBUTE_PROBS[a] for a in ATTRIBUTES])
   attributes = tuple(bool(b) for b in rng.random(len(ATTRIBUTES)) < probs)
+  colours = _colours(rng)
+  nose_length = rng.uniform(0.34, 0.44)
+  head = _head(rng, colours)
+  middle = _eyes_nose_mouth(rng, colours, nose_length)
+  scene = _scene(rng, colours)
+  return FaceParams(**head, **middle, **scene, attributes=attributes, seed=int(seed))
+
+
+def _colours(rng: np.random.Generator) -> dict[str, np.ndarray]:
+  """Skin (a light-to-dark tone), lips (from the skin), shirt and background: `[3]` each."""
   u = rng.uniform
   light, dark = np.array([0.98, 0.84, 0.73]), np.array([0.40, 0.26, 0.18])
   tone = u() ** 1.3
@@ -166,15 +176,20 @@ def sample_face(seed: int) -> FaceParams:
   shirt = shirt * u(0.5, 1.0) + shirt.mean() * (1 - u(0.5, 1.0))
   background = u(0.25, 0.92, 3)
   background = 0.6 * background + 0.4 * background.mean()   # muted, photo-studio like
-  nose_length = u(0.34, 0.44)
-  return FaceParams(
+  return dict(skin=skin, lip=lip, shirt=shirt, background=background)
+
+
+def _head(rng: np.random.Generator, colours: dict) -> dict:
+  """Placement, head shape, skin, hair and brows (`FaceParams` fields `centre_x`…`brow_tilt`)."""
+  u = rng.uniform
+  return dict(
       centre_x=0.5 + u(-0.025, 0.025),
       eye_line=0.40 + u(-0.02, 0.02),
       scale=u(0.92, 1.08),
       face_width=u(0.205, 0.24),
       face_height=u(0.28, 0.315),
       jaw=u(0.05, 0.25),
-      skin=rgb_tuple(skin),
+      skin=rgb_tuple(colours["skin"]),
       hair=_rgb(rng, _HAIR_PALETTE, 0.04),
       hair_style=int(rng.integers(len(HAIR_STYLES))),
       hairline=u(0.52, 0.66),
@@ -182,7 +197,13 @@ def sample_face(seed: int) -> FaceParams:
       brow_thickness=u(0.045, 0.095),
       brow_height=u(0.17, 0.24),
       brow_arch=u(0.015, 0.06),
-      brow_tilt=u(-0.03, 0.03),
+      brow_tilt=u(-0.03, 0.03))
+
+
+def _eyes_nose_mouth(rng: np.random.Generator, colours: dict, nose_length: float) -> dict:
+  """Eyes, nose, mouth and ears (`FaceParams` fields `eye_spacing`…`ear_size`)."""
+  u = rng.uniform
+  return dict(
       eye_spacing=u(0.4, 0.48),
       eye_size=u(0.18, 0.23),
       eye_aspect=u(0.45, 0.6),
@@ -192,9 +213,17 @@ def sample_face(seed: int) -> FaceParams:
       mouth_width=u(0.38, 0.5),
       mouth_height=nose_length + u(0.25, 0.31),
       lip_thickness=u(0.15, 0.25),
-      lip=rgb_tuple(lip),
-      ear_size=u(0.85, 1.15),
-      shirt=rgb_tuple(np.clip(shirt, 0, 1)),
+      lip=rgb_tuple(colours["lip"]),
+      ear_size=u(0.85, 1.15))
+
+
+def _scene(rng: np.random.Generator, colours: dict) -> dict:
+  """Shirt, background, light, glasses and moustache styles (`FaceParams` fields
+  `shirt`…`moustache_style`)."""
+  u = rng.uniform
+  background = colours["background"]
+  return dict(
+      shirt=rgb_tuple(np.clip(colours["shirt"], 0, 1)),
       neckline=int(rng.integers(len(NECKLINES))),
       background=rgb_tuple(background),
       background2=rgb_tuple(np.clip(background * u(0.55, 0.9) + u(-0.05, 0.05, 3), 0, 1)),
@@ -204,10 +233,7 @@ def sample_face(seed: int) -> FaceParams:
       glasses_style=int(rng.integers(len(GLASSES_STYLES))),
       glasses_colour=_rgb(rng, _FRAME_PALETTE, 0.03),
       glasses_thickness=u(0.03, 0.05),
-      moustache_style=int(rng.integers(len(MOUSTACHE_STYLES))),
-      attributes=attributes,
-      seed=int(seed),
-  )
+      moustache_style=int(rng.integers(len(MOUSTACHE_STYLES))))
 
 
 def check_attribute_names(names) -> None:

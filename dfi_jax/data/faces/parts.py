@@ -37,7 +37,7 @@ def eye_sockets(lay: Layout, p: FaceParams, a) -> list[Op]:
   crease = lay.eye_y - lay.eh * 1.5 * (1 - u ** 2) ** 0.7
   for s in (-1, 1):
     xc = lay.cx + s * lay.ex
-    ops += soft(xc, lay.eye_y - 0.2 * lay.eh, lay.ew * 1.5, lay.eh * 2.2, p.skin, 0.7, 0.2, n=4)
+    ops += soft((xc, lay.eye_y - 0.2 * lay.eh), (lay.ew * 1.5, lay.eh * 2.2), p.skin, 0.7, 0.2, n=4)
     ops.append(line(xc + s * u * lay.ew * 1.05, crease, rgba(p.skin, 0.6, 0.35),
                      0.012 * lay.fw))
   return ops
@@ -120,7 +120,7 @@ def nose(lay: Layout, p: FaceParams, a) -> list[Op]:
       line(cx + side * nw * np.array([0.3, 0.35, 0.55]),
             [lay.eye_y + 0.1 * lay.fh, (lay.eye_y + ny) / 2, ny - 0.3 * nw],
             rgba(p.skin, 0.7, 0.25), 0.06 * lay.fw),
-  ] + soft(cx, ny - 0.15 * nw, 0.5 * nw, 0.42 * nw, p.skin, 1.15, 0.4, n=4)
+  ] + soft((cx, ny - 0.15 * nw), (0.5 * nw, 0.42 * nw), p.skin, 1.15, 0.4, n=4)
   for s in (-1, 1):
     ops.append(line(cx + s * nw * np.array([0.55, 0.95, 0.95, 0.6]),
                      ny + nw * np.array([-0.4, -0.05, 0.25, 0.4]),
@@ -137,15 +137,15 @@ def cheeks(lay: Layout, p: FaceParams, a) -> list[Op]:
     x = lay.cx + s * 0.56 * lay.fw
     if smiling:
       y = lay.mouth_y - 0.4 * lay.fh
-      ops += soft(x, y, 0.21 * lay.fw, 0.15 * lay.fh, (0.9, 0.4, 0.4), 1, 0.3)
-      ops += soft(x - s * 0.03 * lay.fw, y - 0.03 * lay.fh, 0.1 * lay.fw, 0.06 * lay.fh,
+      ops += soft((x, y), (0.21 * lay.fw, 0.15 * lay.fh), (0.9, 0.4, 0.4), 1, 0.3)
+      ops += soft((x - s * 0.03 * lay.fw, y - 0.03 * lay.fh), (0.1 * lay.fw, 0.06 * lay.fh),
                    (1, 1, 1), 1, 0.15, n=3)
       u = lin(-0.7, 0.7, 10)      # cheeks push the lower lid up
       ops.append(line(lay.cx + s * (lay.ex + u * lay.ew),
                        lay.eye_y + lay.eh * (1.25 + 0.35 * (1 - u ** 2)),
                        rgba(p.skin, 0.6, 0.45), 0.014 * lay.fw))
     else:
-      ops += soft(x, lay.mouth_y - 0.3 * lay.fh, 0.2 * lay.fw, 0.12 * lay.fh,
+      ops += soft((x, lay.mouth_y - 0.3 * lay.fh), (0.2 * lay.fw, 0.12 * lay.fh),
                    (0.9, 0.45, 0.45), 1, 0.12)
   return ops
 
@@ -192,7 +192,7 @@ def mouth(lay: Layout, p: FaceParams, a) -> list[Op]:
     ops.append(band(x, yc, yc + lt * 1.25 * bend ** 0.6, fill=lip_lo))
     ops.append(band(x, yc - lt * bend ** 0.6 + cupid, yc, fill=lip_up))
     ops.append(line(x, yc, rgba(p.lip, 0.4), 0.12 * lt))
-    ops += soft(lay.cx, yc[16] + 0.65 * lt, 0.35 * mw, 0.22 * lt, (1, 1, 1), 1, 0.25, n=3)
+    ops += soft((lay.cx, yc[16] + 0.65 * lt), (0.35 * mw, 0.22 * lt), (1, 1, 1), 1, 0.25, n=3)
   if smiling:
     for s, i in ((-1, 0), (1, -1)):
       ops.append(line(x[i] + s * lay.fw * np.array([0.02, 0.07, 0.06]),

@@ -99,6 +99,17 @@ def _shard_done(path: Path, i: int, rows: int, generation: str) -> bool:
     return False
 
 
+class _Features(NamedTuple):
+  """How a shard's images become its arrays: `phi_of` (`images [b, S, S, 3] -> [b, dim]`)
+  stored as `dtype`; `reduce_fn` (`φ [b, dim] -> [b, search_dim]` float32, None for search
+  "none") gives the search features."""
+  phi_of: Callable
+  dim: int
+  dtype: str
+  reduce_fn: Callable | None
+  search_dim: int
+
+
 def build(path: str | os.PathLike, stream: ImageStream, phi_fn: Callable, params,
           spec: features_lib.FeatureSpec, *, shard_size: int = 256, dtype: str = "float32",
           search: SearchReduction = SearchReduction(), batch_size: int = 32,
@@ -107,63 +118,30 @@ def build(path: str | os.PathLike, stream: ImageStream, phi_fn: Callable, params
           stop_after: int | None = None) -> BuildReport:
   """Computes φ for every image of `stream` and writes the bank to `path`, resuming.
 
+  Keyword-only builder; its keywords:
+    `shard_size`: images per shard (resume granularity; at 200² φ, 64 images ≈ 265 MB).
+    `dtype`: on-disk dtype of φ, `float32` or `bfloat16` (search features stay float32).
+    `search`: the search reduction (`SearchReduction`).
+    `batch_size`: images per φ call (one compile: the last batch is padded).
+    `weights`: what produced φ (path, provenance); a resumed build must match it.
+    `hosts`: this host's share of the shards (default: one host builds all).
+    `overwrite`: replace a bank built with other settings instead of raising.
+    `progress`: called with images done (finished shards count at once on resume).
+    `stop_after`: build at most this many shards, then return (tests simulate interruption).
+
   Args:
     phi_fn: `(params, images [b, S, S, 3]) -> [b, D]` (e.g. `features.make_phi(net)`).
-    shard_size: images per shard (resume granularity; at 200² φ, 64 images ≈ 265 MB).
-    dtype: on-disk dtype of φ, `float32` or `bfloat16` (search features stay float32).
-    batch_size: images per φ call (one compile: the last batch is padded).
-    weights: what produced φ (path, provenance); a resumed build must match it.
-    hosts: this host's share of the shards (default: one host builds all).
-    overwrite: replace a bank built with other settings instead of raising.
-    progress: called with images done (finished shards count at once on resume).
-    stop_after: build at most this many shards, then return (tests simulate interruption).
   """
-  if dtype not in DTYPES:
-    raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
-  if shard_size <= 0 or batch_size <= 0:
-    raise ValueError(f"shard_size and batch_size must be positive, got {shard_size}, "
-                     f"{batch_size}")
-  if stream.num_images <= 0:
-    raise ValueError("the dataset has no images")
+  _check_build_arguments(stream, dtype, shard_size, batch_size)
   path = Path(path)
   settings = _settings(stream, spec, search, dtype, shard_size, weights or {})
   files_lib.make_folder(path / "shards")
-  manifest_path = path / MANIFEST
-  if manifest_path.exists():
-    try:
-      old = json.loads(manifest_path.read_text())
-      if not isinstance(old, dict):
-        raise ValueError("not a JSON object")
-    except (OSError, ValueError) as e:
-      if not overwrite:
-        raise BankError(f"{manifest_path} is damaged ({e}); rebuild the bank there with "
-                        "build_bank --overwrite, or choose another directory") from None
-      old = {}
-    old_settings = {k: old.get(k) for k in settings}
-    if old_settings != files_lib.jsonable(settings):
-      if not overwrite:
-        diff = [k for k in settings if old_settings[k] != files_lib.jsonable(settings)[k]]
-        raise BankError(f"{path} holds a bank built with other settings (different "
-                        f"{', '.join(diff)}); choose another directory or overwrite it "
-                        "(build_bank --overwrite)")
-      if hosts.index == 0:
-        for f in (path / "shards").iterdir():
-          f.unlink()
-      old = {}
-  else:
-    old = {}
-  # A new build gets a new generation (a resumed one keeps it); its shards carry it, so a run
-  # that opened the bank notices shards rebuilt under it (`read.check_shard`).
-  generation = old.get("generation") if old else secrets.token_hex(8)  # (banks before: None)
-  if hosts.index == 0:
-    files_lib.atomic_write_json(manifest_path, files_lib.jsonable(
-        dict(settings, generation=generation, complete=False)))
-  if hosts.barrier is not None:
-    hosts.barrier("bank_manifest")
-    generation = json.loads(manifest_path.read_text())["generation"]  # process 0's
-  settings = dict(settings, generation=generation)
-
-  reduce_fn = jax.jit(lambda x: reduce_for_search(x, spec, search))
+  settings = _start_generation(path, settings, hosts, overwrite)
+  generation = settings["generation"]
+  features = _Features(lambda images: phi_fn(params, jnp.asarray(images, jnp.float32)),
+                       spec.dim, dtype,
+                       (jax.jit(lambda x: reduce_for_search(x, spec, search))
+                        if search.kind != "none" else None), search_dim(search, spec))
   built, skipped = [], []
   for i in range(settings["num_shards"]):
     if i % hosts.count != hosts.index:
@@ -176,10 +154,8 @@ def build(path: str | os.PathLike, stream: ImageStream, phi_fn: Callable, params
       continue
     if stop_after is not None and len(built) >= stop_after:
       break
-    _build_shard(path, i, generation, range(start, stop, batch_size), stream,
-                 lambda images: phi_fn(params, jnp.asarray(images, jnp.float32)),
-                 reduce_fn if search.kind != "none" else None, search_dim(search, spec), spec,
-                 dtype, progress)
+    _build_shard(path, i, generation, range(start, stop, batch_size), stream, features,
+                 progress)
     built.append(i)
 
   if hosts.barrier is not None:
@@ -187,26 +163,84 @@ def build(path: str | os.PathLike, stream: ImageStream, phi_fn: Callable, params
   complete = all(_shard_done(path, i, min((i + 1) * shard_size, stream.num_images) - i *
                              shard_size, generation) for i in range(settings["num_shards"]))
   if complete and hosts.index == 0:
-    files_lib.atomic_write_json(manifest_path, files_lib.jsonable(dict(settings, complete=True)))
+    files_lib.atomic_write_json(path / MANIFEST,
+                                files_lib.jsonable(dict(settings, complete=True)))
   return BuildReport(path, built, skipped, complete)
 
 
+def _check_build_arguments(stream: ImageStream, dtype: str, shard_size: int,
+                           batch_size: int) -> None:
+  if dtype not in DTYPES:
+    raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+  if shard_size <= 0 or batch_size <= 0:
+    raise ValueError(f"shard_size and batch_size must be positive, got {shard_size}, "
+                     f"{batch_size}")
+  if stream.num_images <= 0:
+    raise ValueError("the dataset has no images")
+
+
+def _previous_manifest(path: Path, settings: dict, hosts: Hosts, overwrite: bool) -> dict:
+  """The manifest already at `path` if it was built with `settings` (a resume), else `{}`: a
+  damaged one or one with other settings raises, or with `overwrite` is dropped (host 0 empties
+  `shards/`)."""
+  manifest_path = path / MANIFEST
+  if not manifest_path.exists():
+    return {}
+  try:
+    old = json.loads(manifest_path.read_text())
+    if not isinstance(old, dict):
+      raise ValueError("not a JSON object")
+  except (OSError, ValueError) as e:
+    if not overwrite:
+      raise BankError(f"{manifest_path} is damaged ({e}); rebuild the bank there with "
+                      "build_bank --overwrite, or choose another directory") from None
+    old = {}
+  old_settings = {k: old.get(k) for k in settings}
+  if old_settings != files_lib.jsonable(settings):
+    if not overwrite:
+      diff = [k for k in settings if old_settings[k] != files_lib.jsonable(settings)[k]]
+      raise BankError(f"{path} holds a bank built with other settings (different "
+                      f"{', '.join(diff)}); choose another directory or overwrite it "
+                      "(build_bank --overwrite)")
+    if hosts.index == 0:
+      for f in (path / "shards").iterdir():
+        f.unlink()
+    old = {}
+  return old
+
+
+def _start_generation(path: Path, settings: dict, hosts: Hosts, overwrite: bool) -> dict:
+  """`settings` plus the build's generation, once host 0 has written the manifest
+  (`complete=False`) and every host has seen it."""
+  old = _previous_manifest(path, settings, hosts, overwrite)
+  # A new build gets a new generation (a resumed one keeps it); its shards carry it, so a run
+  # that opened the bank notices shards rebuilt under it (`read.check_shard`).
+  generation = old.get("generation") if old else secrets.token_hex(8)  # (banks before: None)
+  if hosts.index == 0:
+    files_lib.atomic_write_json(path / MANIFEST, files_lib.jsonable(
+        dict(settings, generation=generation, complete=False)))
+  if hosts.barrier is not None:
+    hosts.barrier("bank_manifest")
+    generation = json.loads((path / MANIFEST).read_text())["generation"]  # process 0's
+  return dict(settings, generation=generation)
+
+
 def _build_shard(path: Path, i: int, generation: str | None, batches: range, stream: ImageStream,
-                 phi_of: Callable, reduce_fn: Callable | None, d: int,
-                 spec: features_lib.FeatureSpec, dtype: str,
-                 progress) -> None:
-  """Shard `i`: rows `batches.start:batches.stop` of `stream`, φ (`phi_of`) in batches of
-  `batches.step` (the last padded: one compiled shape), `d`-dim search features when
-  `reduce_fn`; its marker written last."""
+                 features: _Features, progress) -> None:
+  """Shard `i`: rows `batches.start:batches.stop` of `stream`, φ in batches of `batches.step`
+  (the last padded: one compiled shape), search features when `features.reduce_fn`; its
+  marker written last."""
   start, stop, batch_size = batches.start, batches.stop, batches.step
+  dtype, reduce_fn = features.dtype, features.reduce_fn
   store = np.float32 if dtype == "float32" else np.uint16
   paths = shard_paths(path, i)
   rows, names = stop - start, []
   with contextlib.ExitStack() as files:
-    phi_out = files.enter_context(_atomic_npy(paths["phi"], store, (rows, spec.dim)))
+    phi_out = files.enter_context(_atomic_npy(paths["phi"], store, (rows, features.dim)))
     attr_out = files.enter_context(
         _atomic_npy(paths["attributes"], bool, (rows, len(stream.attribute_names))))
-    search_out = (files.enter_context(_atomic_npy(paths["search"], np.float32, (rows, d)))
+    search_out = (files.enter_context(
+        _atomic_npy(paths["search"], np.float32, (rows, features.search_dim)))
                   if reduce_fn is not None else None)
     group_out = (files.enter_context(_atomic_npy(paths["group"], np.int32, (rows,)))
                  if stream.has_group else None)
@@ -215,7 +249,7 @@ def _build_shard(path: Path, i: int, generation: str | None, batches: range, str
       images, attributes, batch_names, group = stream.read(a, b)
       if len(images) < batch_size:  # pad: one compiled shape for every batch
         images = np.concatenate([images, np.repeat(images[-1:], batch_size - len(images), 0)])
-      phi = phi_of(images)
+      phi = features.phi_of(images)
       if search_out is not None:
         search_out[a - start:b - start] = np.asarray(reduce_fn(phi))[:b - a]
       phi = np.asarray(phi)[:b - a]

@@ -25,11 +25,10 @@ from pathlib import Path
 from typing import Iterable, NamedTuple, Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
 
 from dfi_jax.base import run_state
 from dfi_jax.base import files as files_lib
-from dfi_jax.data import image_io
+from dfi_jax.eval.study import chart
 
 SIDES = ("left", "right")
 
@@ -222,7 +221,32 @@ def analyse(study: Study, responses: Iterable[dict], *, threshold: float = 0.8,
   """
   if unit not in ("response", "rater"):
     raise ValueError(f"unit={unit!r}: expected 'response' or 'rater'")
-  responses = separate_raters(list(responses))
+  seen, duplicates, conflicts = _unique_responses(study, separate_raters(list(responses)))
+  raters = _rater_table(study, seen, threshold)
+  kept = {r["rater"] for r in raters if r["kept"]}
+  groups, pooled = _votes(study, seen, kept)
+  rng = np.random.default_rng(seed)
+  bootstrap = (unit, rng, num_resamples, level)
+  edits = [_row(groups[k], *bootstrap, method=k[0], attribute=k[1], delta=k[2])
+           for k in sorted(groups, key=lambda k: (k[0], k[1], k[2] if k[2] is not None else 0))]
+  overall = [_row(pooled[m], *bootstrap, method=m, attribute="all", delta=None)
+             for m in sorted(pooled)]
+  dropped = [r for r in raters if not r["kept"]]
+  return dict(
+      study_id=study.study_id, threshold=threshold, level=level, num_resamples=num_resamples,
+      seed=seed, unit=unit,
+      raters=dict(total=len(raters), kept=len(kept), dropped=len(dropped),
+                  dropped_no_checks=sum(r["attention_total"] == 0 for r in dropped),
+                  per_rater=raters),
+      responses=dict(read=len(seen) + duplicates, duplicates=duplicates,
+                     conflicting_duplicates=conflicts,
+                     used=sum(e["n"] for e in edits)),
+      edits=edits, overall=overall)
+
+
+def _unique_responses(study: Study, responses: Sequence[dict]) -> tuple[dict, int, int]:
+  """({(rater, trial id): response}, duplicates dropped, duplicates that chose otherwise);
+  every response checked against the manifests."""
   seen: dict[tuple, dict] = {}
   duplicates = conflicts = 0
   for r in responses:
@@ -239,11 +263,15 @@ def analyse(study: Study, responses: Iterable[dict], *, threshold: float = 0.8,
       conflicts += seen[key]["choice"] != r["choice"]
       continue
     seen[key] = r
+  return seen, duplicates, conflicts
 
+
+def _rater_table(study: Study, seen: dict, threshold: float) -> list[dict]:
+  """One row per rater (sorted): responses, attention accuracy, kept (accuracy ≥ threshold)."""
   by_rater: dict[str, list[dict]] = {}
   for r in seen.values():
     by_rater.setdefault(r["rater"], []).append(r)
-  raters, kept = [], set()
+  raters = []
   for rater in sorted(by_rater):
     checks = [r for r in by_rater[rater] if study.trials[r["trial_id"]]["kind"] == "attention"]
     correct = sum(r["choice"] == study.trials[r["trial_id"]]["correct_side"] for r in checks)
@@ -253,9 +281,12 @@ def analyse(study: Study, responses: Iterable[dict], *, threshold: float = 0.8,
     raters.append(dict(rater=rater, responses=len(by_rater[rater]), attention_total=len(checks),
                        attention_correct=correct, attention_accuracy=accuracy, kept=passed,
                        median_rt_ms=float(np.median(rts)) if rts else None))
-    if passed:
-      kept.add(rater)
+  return raters
 
+
+def _votes(study: Study, seen: dict, kept: set[str]) -> tuple[dict, dict]:
+  """The kept raters' main-trial votes `(rater, chose DFI)`, grouped by (baseline, attribute, δ)
+  and pooled by baseline."""
   groups: dict[tuple, list[tuple[str, bool]]] = {}
   pooled: dict[str, list[tuple[str, bool]]] = {}
   for r in seen.values():
@@ -265,37 +296,25 @@ def analyse(study: Study, responses: Iterable[dict], *, threshold: float = 0.8,
       vote = (r["rater"], chose_dfi)
       groups.setdefault((t["baseline"], t["attribute"], t["delta"]), []).append(vote)
       pooled.setdefault(t["baseline"], []).append(vote)
+  return groups, pooled
 
-  rng = np.random.default_rng(seed)
 
-  def row(votes: list[tuple[str, bool]], **key) -> dict:
-    n, k = len(votes), sum(chose for _, chose in votes)
-    if unit == "rater":
-      per_rater: dict[str, list[int]] = {}
-      for rater, chose in votes:
-        per_rater.setdefault(rater, [0, 0])[0] += chose
-        per_rater[rater][1] += 1
-      ks, ns = zip(*per_rater.values())
-      lo, hi = bootstrap_fraction_by_rater(ks, ns, rng, num_resamples, level)
-    else:
-      lo, hi = bootstrap_fraction(k, n, rng, num_resamples, level)
-    return dict(key, n=n, dfi=k, baseline=n - k, fraction=k / n, fraction_ci=[lo, hi],
-                ratio=k / (n - k) if k < n else None, ratio_ci=[_finite(odds(lo)), _finite(odds(hi))])
-
-  edits = [row(groups[k], method=k[0], attribute=k[1], delta=k[2])
-           for k in sorted(groups, key=lambda k: (k[0], k[1], k[2] if k[2] is not None else 0))]
-  overall = [row(pooled[m], method=m, attribute="all", delta=None) for m in sorted(pooled)]
-  dropped = [r for r in raters if not r["kept"]]
-  return dict(
-      study_id=study.study_id, threshold=threshold, level=level, num_resamples=num_resamples,
-      seed=seed, unit=unit,
-      raters=dict(total=len(raters), kept=len(kept), dropped=len(dropped),
-                  dropped_no_checks=sum(r["attention_total"] == 0 for r in dropped),
-                  per_rater=raters),
-      responses=dict(read=len(seen) + duplicates, duplicates=duplicates,
-                     conflicting_duplicates=conflicts,
-                     used=sum(e["n"] for e in edits)),
-      edits=edits, overall=overall)
+def _row(votes: list[tuple[str, bool]], unit: str, rng: np.random.Generator,
+         num_resamples: int, level: float, **key) -> dict:
+  """One table row `key` + counts, fraction and ratio with their bootstrap intervals."""
+  n, k = len(votes), sum(chose for _, chose in votes)
+  if unit == "rater":
+    per_rater: dict[str, list[int]] = {}
+    for rater, chose in votes:
+      per_rater.setdefault(rater, [0, 0])[0] += chose
+      per_rater[rater][1] += 1
+    ks, ns = zip(*per_rater.values())
+    lo, hi = bootstrap_fraction_by_rater(ks, ns, rng, num_resamples, level)
+  else:
+    lo, hi = bootstrap_fraction(k, n, rng, num_resamples, level)
+  return dict(key, n=n, dfi=k, baseline=n - k, fraction=k / n, fraction_ci=[lo, hi],
+              ratio=k / (n - k) if k < n else None,
+              ratio_ci=[_finite(odds(lo)), _finite(odds(hi))])
 
 
 def _finite(x: float) -> float | None:
@@ -328,62 +347,6 @@ def table_markdown(result: dict) -> str:
   return "\n".join(lines) + "\n"
 
 
-_COLOURS = [(47, 111, 179), (214, 123, 36), (60, 150, 90), (150, 80, 160), (120, 120, 120)]
-
-
-def plot(result: dict, path: str | os.PathLike) -> None:
-  """Bar chart PNG: fraction of choices for DFI per edit with CI whiskers; labels give ratios."""
-  rows = result["edits"] + result["overall"]
-  methods = sorted({e["method"] for e in rows})
-  font = ImageFont.load_default(size=13)
-  small = ImageFont.load_default(size=11)
-  bar, gap, left, top, height, bottom = 46, 22, 58, 58, 260, 70
-  width = left + max(1, len(rows)) * (bar + gap) + gap
-  width = max(width, 420)
-  canvas = Image.new("RGB", (width, top + height + bottom), "white")
-  draw = ImageDraw.Draw(canvas)
-
-  def y(f: float) -> float:
-    return top + height * (1 - f)
-
-  pct = round(100 * result["level"])
-  draw.text((left, 8), f"DFI preferred (fraction of choices, {pct}% bootstrap CI)",
-            fill="black", font=font)
-  for f in (0, 0.25, 0.5, 0.75, 1):
-    draw.line([(left, y(f)), (width - gap // 2, y(f))],
-              fill=(120, 120, 120) if f == 0.5 else (225, 225, 225), width=1)
-    draw.text((left - 8, y(f)), f"{f:g}", fill="black", font=small, anchor="rm")
-  if len(methods) > 1:
-    x = left
-    for m in methods:
-      c = _COLOURS[methods.index(m) % len(_COLOURS)]
-      draw.rectangle([x, 30, x + 10, 40], fill=c)
-      draw.text((x + 14, 35), f"vs {m}", fill="black", font=small, anchor="lm")
-      x += 24 + int(draw.textlength(f"vs {m}", font=small))
-  several_deltas = len({e["delta"] for e in result["edits"]}) > 1
-  for i, e in enumerate(rows):
-    x0 = left + gap + i * (bar + gap)
-    c = _COLOURS[methods.index(e["method"]) % len(_COLOURS)]
-    if e["attribute"] == "all":
-      c = tuple(int(0.6 * v) for v in c)
-    draw.rectangle([x0, y(e["fraction"]), x0 + bar, y(0)], fill=c)
-    lo, hi = e["fraction_ci"]
-    xm = x0 + bar // 2
-    draw.line([(xm, y(lo)), (xm, y(hi))], fill="black", width=2)
-    for f in (lo, hi):
-      draw.line([(xm - 6, y(f)), (xm + 6, y(f))], fill="black", width=2)
-    ratio = "inf" if e["ratio"] is None else f"{e['ratio']:.2f}"  # the default font has no ∞
-    draw.text((xm, y(hi) - 4), ratio, fill="black", font=small, anchor="md")
-    label = e["attribute"].replace("_", " ")
-    draw.text((xm, y(0) + 6), label, fill="black", font=small, anchor="ma")
-    sub = f"n={e['n']}" + (f" δ={e['delta']:g}" if several_deltas and e["delta"] is not None
-                           else "")
-    draw.text((xm, y(0) + 22), sub, fill=(90, 90, 90), font=small, anchor="ma")
-  draw.text((left, top + height + 44), "numbers above bars: ratio DFI : baseline (Table 1)",
-            fill=(90, 90, 90), font=small)
-  image_io.save_png(path, np.asarray(canvas))
-
-
 def write(result: dict, out_dir: str | os.PathLike) -> dict[str, Path]:
   """`analysis.json`, `analysis.md` and `preference.png` in `out_dir` (all atomic)."""
   out = Path(out_dir)
@@ -396,5 +359,5 @@ def write(result: dict, out_dir: str | os.PathLike) -> dict[str, Path]:
   files_lib.atomic_write_json(paths["json"], result)
   files_lib.atomic_write_text(paths["markdown"], "# Perceptual study: DFI against baselines\n\n"
                              + table_markdown(result))
-  plot(result, paths["plot"])
+  chart.plot(result, paths["plot"])
   return paths

@@ -192,11 +192,56 @@ def build_study(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLik
                 overwrite: bool = False) -> dict:
   """Writes one shard's study folder (see the module docstring); returns its manifest.
 
+  Keyword-only builder; its keywords:
+    `baseline_dirs`, `baseline_names`: folders of another method's outputs and the method name of
+      each (default: the folder's name);
+    `deltas`: the DFI edits' δ to rate (default: each run's largest);
+    `seed`, `num_shards`, `shard_index`: the study's draw, and which shard of it this host writes;
+    `attention_fraction`, `min_attention`: how many attention checks the shard gets;
+    `overwrite`: replace another study (or other files) in the folder.
+
   Rerunning the same command is cheap and safe: images already stored are skipped, and the
   manifest and page are replaced atomically, so an interrupted run leaves either the old folder
   or the new one. Another study in the folder is replaced only with `overwrite`.
   """
   out_dir = run_state.check_output_path(out_dir, "out_dir")
+  _check_arguments(run_dirs, baseline_dirs, baseline_names, attention_fraction, min_attention)
+  run_dirs = [Path(r) for r in run_dirs]
+  labels = _labels(run_dirs)
+  dfi, baselines = _gather_stimuli(run_dirs, labels, baseline_dirs, baseline_names, deltas)
+  everything, unmatched = main_trials(dfi, baselines, seed)
+  if not everything:
+    raise StudyError("no DFI edit has a baseline of the same image and attribute; e.g. "
+                     + (unmatched[0] if unmatched else "no edits"))
+  mine = shard_trials(everything, num_shards, shard_index)
+  sid = study_id(everything, seed)  # reads every source: a missing one fails before any copy
+
+  stored: dict[str, bytes] = {}  # images/<name> -> content, written once the study is checked
+  shard_rng = np.random.default_rng([seed, num_shards, shard_index])
+  trials = [dict(t, prompt=prompt(t["attribute"]), left=_copy_image(stored, t["left_source"]),
+                 right=_copy_image(stored, t["right_source"])) for t in mine]
+  n_attention = num_attention(len(mine), attention_fraction, min_attention)
+  trials += _attention_trials(mine, n_attention, shard_index, shard_rng, stored)
+  order = shard_rng.permutation(len(trials))
+  trials = [trials[int(i)] for i in order]
+
+  manifest = dict(
+      study_id=sid, seed=seed, num_shards=num_shards,
+      shard_index=shard_index, num_main_trials_total=len(everything), num_main_trials=len(mine),
+      num_attention_trials=n_attention,
+      attention="intact edit against a block-scrambled copy of itself; correct = intact",
+      runs=[dict(label=l, path=os.path.abspath(r)) for r, l in zip(run_dirs, labels)],
+      methods=sorted({t["baseline"] for t in everything}),
+      deltas=sorted({t["delta"] for t in everything}),
+      unmatched=unmatched, trials=trials)
+  out = shard_dir(out_dir, num_shards, shard_index)
+  _check_replace(out, manifest, overwrite)
+  _write_study(out, Path(out_dir), stored, manifest)
+  return manifest
+
+
+def _check_arguments(run_dirs: Sequence, baseline_dirs: Sequence, baseline_names: Sequence[str],
+                     attention_fraction: float, min_attention: int) -> None:
   if not run_dirs:
     raise StudyError("no run directories given (--runs)")
   if baseline_names and len(baseline_names) != len(baseline_dirs):
@@ -204,8 +249,12 @@ def build_study(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLik
   if not 0 <= attention_fraction <= 1 or min_attention < 0:
     raise StudyError(f"attention_fraction={attention_fraction}, min_attention={min_attention}: "
                      "expected a fraction in [0, 1] and a count >= 0")
-  run_dirs = [Path(r) for r in run_dirs]
-  labels = _labels(run_dirs)
+
+
+def _gather_stimuli(run_dirs: Sequence[Path], labels: Sequence[str],
+                    baseline_dirs: Sequence[str | os.PathLike], baseline_names: Sequence[str],
+                    deltas: Sequence[float]) -> tuple[list[Stimulus], list[Stimulus]]:
+  """(DFI's edits, every baseline): the runs' own baselines, then the baseline folders'."""
   dfi, baselines = [], []
   for r, label in zip(run_dirs, labels):
     dfi += dfi_stimuli(r, label, deltas)
@@ -216,45 +265,42 @@ def build_study(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLik
   if not baselines:
     raise StudyError("no baseline images: the runs have no baselines/ folder and no "
                      "--baseline_dirs were given")
-  everything, unmatched = main_trials(dfi, baselines, seed)
-  if not everything:
-    raise StudyError("no DFI edit has a baseline of the same image and attribute; e.g. "
-                     + (unmatched[0] if unmatched else "no edits"))
-  mine = shard_trials(everything, num_shards, shard_index)
-  sid = study_id(everything, seed)
+  return dfi, baselines
 
-  out = shard_dir(out_dir, num_shards, shard_index)
-  stored: dict[str, bytes] = {}  # images/<name> -> content, written once the study is checked
 
-  def store(data: bytes, ext: str) -> str:
-    name = f"images/{hashlib.sha256(data).hexdigest()[:16]}{ext.lower()}"
-    stored[name] = data
-    return name
+def _store_image(stored: dict[str, bytes], data: bytes, ext: str) -> str:
+  """Adds `data` to `stored` under its content name `images/<sha256[:16]><ext>`; returns it."""
+  name = f"images/{hashlib.sha256(data).hexdigest()[:16]}{ext.lower()}"
+  stored[name] = data
+  return name
 
-  def copy(source: str) -> str:  # decoded first: raters never meet a broken image
-    path = Path(source)
-    data = path.read_bytes()
-    try:
-      image_io.decode_image(data, path)
-    except image_io.ImageError as e:
-      raise StudyError(f"{e}; rerun the command that made it (a resumed run rewrites a "
-                       "damaged output)") from None
-    return store(data, path.suffix)
 
-  shard_rng = np.random.default_rng([seed, num_shards, shard_index])
-  trials = []
-  for t in mine:
-    trials.append(dict(t, prompt=prompt(t["attribute"]), left=copy(t["left_source"]),
-                       right=copy(t["right_source"])))
-  n_attention = num_attention(len(mine), attention_fraction, min_attention)
+def _copy_image(stored: dict[str, bytes], source: str) -> str:
+  """Stores the image file `source`, decoded first: raters never meet a broken image."""
+  path = Path(source)
+  data = path.read_bytes()
+  try:
+    image_io.decode_image(data, path)
+  except image_io.ImageError as e:
+    raise StudyError(f"{e}; rerun the command that made it (a resumed run rewrites a "
+                     "damaged output)") from None
+  return _store_image(stored, data, path.suffix)
+
+
+def _attention_trials(mine: Sequence[dict], n_attention: int, shard_index: int,
+                      shard_rng: np.random.Generator, stored: dict[str, bytes]) -> list[dict]:
+  """`n_attention` checks, each one side of a main trial (drawn from `shard_rng`) against a
+  block-scrambled copy of itself, on a side drawn from `shard_rng`; images go to `stored`."""
   picks = shard_rng.choice(len(mine), size=n_attention, replace=n_attention > len(mine))
+  trials = []
   for n, k in enumerate(picks):
     t = mine[int(k)]
     side = "left" if shard_rng.random() < 0.5 else "right"
     source = t[f"{side}_source"]
     intact_method = t[f"{side}_method"]
-    foil = store(_png_bytes(scramble(image_io.load_image(source), shard_rng)), ".png")
-    intact = copy(source)
+    foil = _store_image(stored, _png_bytes(scramble(image_io.load_image(source), shard_rng)),
+                        ".png")
+    intact = _copy_image(stored, source)
     correct = "left" if shard_rng.random() < 0.5 else "right"
     pair = (intact, foil) if correct == "left" else (foil, intact)
     methods = (intact_method, "foil") if correct == "left" else ("foil", intact_method)
@@ -265,33 +311,23 @@ def build_study(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLik
         left_method=methods[0], right_method=methods[1], dfi_side=None, correct_side=correct,
         left_source=source if correct == "left" else None,
         right_source=source if correct == "right" else None))
-  order = shard_rng.permutation(len(trials))
-  trials = [trials[int(i)] for i in order]
+  return trials
 
-  manifest = dict(
-      study_id=sid, seed=seed, num_shards=num_shards, shard_index=shard_index,
-      num_main_trials_total=len(everything), num_main_trials=len(mine),
-      num_attention_trials=n_attention,
-      attention="intact edit against a block-scrambled copy of itself; correct = intact",
-      runs=[dict(label=l, path=os.path.abspath(r)) for r, l in zip(run_dirs, labels)],
-      methods=sorted({t["baseline"] for t in everything}),
-      deltas=sorted({t["delta"] for t in everything}),
-      unmatched=unmatched, trials=trials)
-  _check_replace(out, manifest, overwrite)
-  images_dir = out / "images"
+
+def _write_study(out: Path, out_dir: Path, stored: dict[str, bytes], manifest: dict) -> None:
+  """The shard folder `out`: new images, the page, trials.csv, and trials.json last."""
   try:
-    if out != Path(out_dir):  # a shard's folder is the tool's own; --out_dir the user's
+    if out != out_dir:  # a shard's folder is the tool's own; --out_dir the user's
       files_lib.refuse_link(out)
-    files_lib.make_folder(images_dir)
+    files_lib.make_folder(out / "images")
   except OSError as e:
     raise StudyError(f"{out}: cannot create it ({e.strerror})") from None
   for name, data in stored.items():
     if not (out / name).exists():  # content-addressed: present means written in full
       files_lib.atomic_write_bytes(out / name, data)
   _write_page(out, manifest)
-  _write_csv(out / "trials.csv", trials)
+  _write_csv(out / "trials.csv", manifest["trials"])
   files_lib.atomic_write_json(out / "trials.json", manifest)
-  return manifest
 
 
 def page_trials(manifest: dict) -> dict:

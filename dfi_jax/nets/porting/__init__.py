@@ -137,8 +137,14 @@ def port_file(src: str | os.PathLike, dst: str | os.PathLike, *,
               source_format: str | None = None, overwrite: bool = False,
               made_by: str = "dfi_jax.nets.porting.port_file", licence: str | None = None,
               source_sha256: str | None = None, **extra) -> PortResult:
-  """Ports `src` and writes the native weights file `dst` atomically (temp file + rename);
-  `extra` entries are added to the provenance."""
+  """Ports `src` and writes the native weights file `dst` atomically (temp file + rename).
+
+  Keyword-only builder; its keywords:
+    `source_format`: one of `FORMATS` (default: detected from the file);
+    `overwrite`: replace an existing `dst`;
+    `made_by`, `licence`, `source_sha256`: provenance fields (see `port`);
+    `extra`: entries added to the provenance as given.
+  """
   src, dst = Path(src), Path(dst)
   _check_format(source_format)
   _check_source(src)
