@@ -9,23 +9,22 @@ One code path for both kinds of bank (`FeatureBank`):
 * in memory (no `bank_dir`): a one-shard bank whose rows are φ of the bank images, computed
   when a device's rows are read.
 
-`find_neighbours` runs the sharded KNN (`sharding.make_knn`) over the whole bank split along a
-mesh of every device of every host: the attribute rows (Hamming rule) or the search features
-(feature rule: φ, or the bank's search reduction of it, with the queries reduced the same
-way); candidate masks, per-query groups and the test image's own row apply as in
-`neighbours`. w (`attribute_vector`) is the sharded mean (`sharding.make_attribute_vector`)
-over φ of just the rows some neighbour set uses, read onto the devices (or, when the search
-features are φ itself, the rows already there). A host's memory therefore holds its devices'
+`find_neighbours` puts the rows a run searches on a mesh of every device of every host — the
+attribute rows (Hamming rule) or the search features (feature rule: φ, or the bank's search
+reduction of it, with the queries reduced the same way) — and searches them with
+`neighbours.search` (candidate masks, per-query groups and the test image's own row apply
+there). It then reads onto the devices φ of just the rows some neighbour set uses (or, when the
+search features are φ itself, keeps the rows already there), from which
+`attribute_vector.from_rows` sums w where the rows live. A host's memory therefore holds its devices'
 share of the search features, `[U, D]` φ of the U used rows split over the devices, and the
 bank's attributes `[N, A]` and names — never φ of the whole bank on one host.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 from pathlib import Path
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -39,7 +38,7 @@ from dfi_jax.data import bank_cache
 from dfi_jax.data import banks
 from dfi_jax.data import sources
 from dfi_jax.data.datasets import common
-from dfi_jax.data.sources import Edit
+from dfi_jax.dfi import neighbours as neighbours_lib
 from dfi_jax.dfi.neighbours import Neighbours
 
 BankError = bank_lib.BankError  # runs.kit words it as a --config.bank_dir message
@@ -215,24 +214,20 @@ def load(config, network, spec: features_lib.FeatureSpec,
 
 
 # ---------------------------------------------------------------------------------------
-# Neighbours and w, sharded.
+# Rows on the mesh, and the neighbours of a run.
 
 
-class Neighbourhood(NamedTuple):
-  """Each edit's neighbours and the φ of the bank images they use."""
-  sets: dict  # edit name -> Neighbours: `[B, K]` int32 bank indices, nearest first
-  used: np.ndarray  # [U] sorted bank indices: the rows of `bank`
-  bank: jax.Array  # [U_padded, D] φ of those bank images, split over the mesh
+def bank_to_mesh(bank: bank_lib.DiskBank, mesh, what: str = "search",
+                 axis: str = sharding.DATA, dtype=jnp.float32) -> jax.Array:
+  """An on-disk bank's search features (`what="search"`) or φ (`"phi"`) as a global
+  `[N_padded, d]` array split along `axis`; each host reads only the rows of its own devices."""
+  if what not in ("search", "phi"):
+    raise ValueError(f"what must be 'search' or 'phi', got {what!r}")
+  read = bank_lib.read_search if what == "search" else bank_lib.read_phi
+  dim = (bank.manifest["feature_dim"] if what == "phi" or bank.search.kind == "none"
+         else bank.manifest["search"]["dim"])
+  return sharding.rows_to_mesh(lambda a, b: read(bank, a, b), bank.num_images, dim, mesh, axis, dtype)
 
-
-@functools.lru_cache(maxsize=16)
-def _knn(mesh, k: int, metric: str):
-  return sharding.make_knn(mesh, k, metric)
-
-
-@functools.lru_cache(maxsize=16)
-def _mean(mesh):
-  return sharding.make_attribute_vector(mesh)
 
 
 def _to_mesh(bank: FeatureBank, kind: str, rows: np.ndarray, mesh) -> jax.Array:
@@ -245,49 +240,52 @@ def _to_mesh(bank: FeatureBank, kind: str, rows: np.ndarray, mesh) -> jax.Array:
                                dtype=keep)
 
 
-def find_neighbours(config, bank_data: sources.Bank, bank: FeatureBank,
-                    tests: sources.TestImages, edits: Sequence[Edit], masks: dict,
-                    phi_x: np.ndarray, mesh=None) -> Neighbourhood:
-  """The source and target neighbours of every test image for every edit.
+class Search(NamedTuple):
+  """How a run finds neighbours: `k` per set; `rule` "attributes" (Hamming, when the test images
+  have attributes) or "features" (the bank's search space); on `mesh` (None: every device of
+  every host)."""
+  k: int
+  rule: str = "attributes"
+  mesh: object = None
 
-  With known test attributes and `config.neighbours == "attributes"`: ranked by Hamming
-  distance, within the test image's group when both sides have groups; φ is then read only for
-  the bank images some neighbour set uses (not all of LFW's 13k at 55 GB). Otherwise ranked by
-  distance to `phi_x` (`[B, D]`) in the bank's search space, over the whole bank. A test image
-  taken from the bank (`tests.bank_index`) is never its own neighbour. Equal, index for index,
-  whatever the mesh (`sharding.make_knn`).
+
+class Neighbourhood(NamedTuple):
+  """Each edit's neighbours and the φ of the bank images they use."""
+  sets: dict  # edit name -> Neighbours: `[B, K]` int32 bank indices, nearest first
+  used: np.ndarray  # [U] sorted bank indices: the rows of `bank`
+  bank: jax.Array  # [U_padded, D] φ of those bank images, split over the mesh
+
+
+def find_neighbours(bank_data: sources.Bank, bank: FeatureBank, tests: sources.TestImages,
+                    phi_x: np.ndarray, masks: dict, search: Search) -> Neighbourhood:
+  """The source and target neighbours of every test image for every edit of `masks`.
+
+  With known test attributes and `search.rule == "attributes"`: ranked by Hamming distance,
+  within the test image's group when both sides have groups; φ is then read only for the bank
+  images some neighbour set uses (not all of LFW's 13k at 55 GB). Otherwise ranked by distance
+  to `phi_x` (`[B, D]`) in the bank's search space, over the whole bank. A test image taken from
+  the bank (`tests.bank_index`) is never its own neighbour. The search is `neighbours.search`:
+  equal, index for index, whatever the mesh.
 
   Args:
-    masks: edit name -> `[N]` bool source and target candidate masks (`candidate_masks`).
-    mesh: default every device of every host.
+    masks: edit name -> its `[N]` bool `Candidates` (`neighbours.candidate_masks`).
   """
-  mesh = sharding.make_mesh() if mesh is None else mesh
-  by_attributes = tests.attributes is not None and config.neighbours == "attributes"
+  mesh = sharding.make_mesh() if search.mesh is None else search.mesh
+  by_attributes = tests.attributes is not None and search.rule == "attributes"
   allowed = None
   if by_attributes:
     if tests.group is not None and bank_data.group is not None:
       allowed = tests.group[:, None] == bank_data.group[None, :]
     rows = sharding.shard_rows(np.asarray(bank_data.attributes, bool), mesh)
-    queries, knn = np.asarray(tests.attributes, bool), _knn(mesh, config.k, "hamming")
+    queries, metric = np.asarray(tests.attributes, bool), "hamming"
   else:
     rows = _to_mesh(bank, "search", np.arange(bank.num_images), mesh)
-    queries, knn = bank.reduce(phi_x), _knn(mesh, config.k, "l2")
-  sets = {}
-  for e in edits:
-    found = sharding.neighbours(knn, mesh, rows, queries, *masks[e.name], tests.bank_index,
-                                allowed)
-    sets[e.name] = Neighbours(*(np.asarray(n) for n in found))
+    queries, metric = bank.reduce(phi_x), "l2"
+  knn = neighbours_lib.knn_for(mesh, search.k, metric)
+  sets = {name: Neighbours(*(np.asarray(n) for n in neighbours_lib.search(
+      knn, rows, queries, neighbours_lib.Candidates(*pair), tests.bank_index, allowed)))
+          for name, pair in masks.items()}
   if not by_attributes and bank.searches_phi:  # φ of the whole bank is on the devices already
     return Neighbourhood(sets, np.arange(bank.num_images), rows)
   used = np.unique(np.concatenate([np.ravel(n) for nb in sets.values() for n in nb]))
   return Neighbourhood(sets, used, _to_mesh(bank, "phi", used, mesh))
-
-
-def attribute_vector(found: Neighbourhood, name: str) -> np.ndarray:
-  """Edit `name`'s unscaled w, `[B, D]` float32: mean φ(target) − mean φ(source), summed where
-  the rows live (`sharding.make_attribute_vector`)."""
-  mesh = found.bank.sharding.mesh
-  local = Neighbours(*(np.searchsorted(found.used, n).astype(np.int32)
-                       for n in found.sets[name]))
-  return np.asarray(_mean(mesh)(found.bank, Neighbours(
-      *(sharding.replicated(n, mesh) for n in local))))

@@ -188,9 +188,11 @@ def make_directions(config, bank_data: sources.Bank, bank: feature_bank.FeatureB
 
   def directions(phi_x):
     found["neighbourhood"] = nb = feature_bank.find_neighbours(
-        config, bank_data, bank, tests, singles + others, masks, phi_x)
+        bank_data, bank, tests, phi_x, {e.name: masks[e.name] for e in singles + others},
+        feature_bank.Search(config.k, config.neighbours))
     ws = (aligned(nb, singles + others) if aligned is not None
-          else [feature_bank.attribute_vector(nb, e.name) for e in singles + others])
+          else [attribute_vector.from_rows(nb.bank, nb.used, nb.sets[e.name])
+                for e in singles + others])
     by_name = {e.name: w for e, w in zip(singles + others, ws)}
     summed = [sum(by_name[p.name] for p in parts(bank_data, e)) for e in edits]
     if config.get("w_others", "keep") != "project":

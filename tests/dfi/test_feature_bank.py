@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dfi_jax.dfi import attribute_vector
 from dfi_jax.dfi import bank as bank_lib
 from dfi_jax.runs import kit
 from dfi_jax.dfi import feature_bank
@@ -120,15 +121,16 @@ def test_disk_bank_gives_the_in_memory_neighbours_and_w(built, rule):
   phi_x = features_lib.compute_features(phi, network.params, tests.images, config.feature_batch)
   memory = feature_bank.in_memory(data.images, lambda im: features_lib.compute_features(
       phi, network.params, im, config.feature_batch), phi_x.shape[1])
-  want = feature_bank.find_neighbours(config, data, memory, tests, edits, masks, phi_x)
+  search = feature_bank.Search(config.k, config.neighbours)
+  want = feature_bank.find_neighbours(data, memory, tests, phi_x, masks, search)
   for kind in ("none", "pool"):
     disk = bank_lib.open_bank(root / kind)
     bank = feature_bank.on_disk(disk)
     assert np.array_equal(disk.attributes, data.attributes) and disk.names == data.names
-    got = feature_bank.find_neighbours(config, data, bank, tests, edits, masks, phi_x)
+    got = feature_bank.find_neighbours(data, bank, tests, phi_x, masks, search)
     for e in edits:
-      w_want = feature_bank.attribute_vector(want, e.name)
-      w_got = feature_bank.attribute_vector(got, e.name)
+      w_want = attribute_vector.from_rows(want.bank, want.used, want.sets[e.name])
+      w_got = attribute_vector.from_rows(got.bank, got.used, got.sets[e.name])
       if kind == "none" or rule == "attributes":  # the same space: the same neighbours
         np.testing.assert_array_equal(got.sets[e.name].source, want.sets[e.name].source)
         np.testing.assert_array_equal(got.sets[e.name].target, want.sets[e.name].target)
