@@ -2,12 +2,13 @@
 
 One code path for both kinds of bank (`FeatureBank`):
 
-* on disk (`config.bank_dir`, built by `experiments.build_bank`): rows are read from the
-  memory-mapped shards, each host reading only what its own devices hold. The manifest must
-  match the run (`check_manifest`: weights file, pooling, preprocessing, taps, image size, the
-  data it was built from); an unfinished bank is refused.
-* in memory (no `bank_dir`): a one-shard bank whose rows are φ of the bank images, computed
-  when a device's rows are read.
+* on disk (built by `experiments.build_bank`): rows are read from the memory-mapped shards,
+  each host reading only what its own devices hold. The manifest must match what the run
+  expects (`check_manifest`: weights file, pooling, preprocessing, taps, image size, the data
+  it was built from); an unfinished bank is refused. Errors are `BankError`, one line naming
+  the field; runs/run_bank.py reads what to expect from a run's config.
+* in memory: a one-shard bank whose rows are φ of the bank images, computed when a device's
+  rows are read.
 
 `find_neighbours` puts the rows a run searches on a mesh of every device of every host — the
 attribute rows (Hamming rule) or the search features (feature rule: φ, or the bank's search
@@ -15,9 +16,9 @@ reduction of it, with the queries reduced the same way) — and searches them wi
 `neighbours.search` (candidate masks, per-query groups and the test image's own row apply
 there). It then reads onto the devices φ of just the rows some neighbour set uses (or, when the
 search features are φ itself, keeps the rows already there), from which
-`attribute_vector.from_rows` sums w where the rows live. A host's memory therefore holds its devices'
-share of the search features, `[U, D]` φ of the U used rows split over the devices, and the
-bank's attributes `[N, A]` and names — never φ of the whole bank on one host.
+`attribute_vector.from_rows` sums w where the rows live. A host's memory therefore holds its
+devices' share of the search features, `[U, D]` φ of the U used rows split over the devices,
+and the bank's attributes `[N, A]` and names — never φ of the whole bank on one host.
 """
 
 from __future__ import annotations
@@ -35,9 +36,7 @@ from dfi_jax.dfi import features as features_lib
 from dfi_jax.base import run_state
 from dfi_jax.dfi import sharding
 from dfi_jax.data import bank_cache
-from dfi_jax.data import banks
 from dfi_jax.data import sources
-from dfi_jax.data.datasets import common
 from dfi_jax.dfi import neighbours as neighbours_lib
 from dfi_jax.dfi.neighbours import Neighbours
 
@@ -116,27 +115,30 @@ def on_disk(disk: bank_lib.DiskBank) -> FeatureBank:
 
 
 # ---------------------------------------------------------------------------------------
-# The bank of a run.
+# A bank on disk, checked against what a run needs (runs/run_bank.py reads that from the run's
+# config; runs/kit.py words a BankError for the flag).
 
 
-def _field(config_field: str, built, used) -> str:
-  return (f"{config_field}: the bank was built with {built!r}, this run uses {used!r}; "
+class Expected(NamedTuple):
+  """What a run needs of a bank on disk: `source`, the data it was built from (as `bank.build`
+  records it); `taps`; and, once the network is loaded, `weights` (`{sha256, pooling,
+  preprocessing}` of the run's network) and `spec` (its φ layout)."""
+  source: dict
+  taps: list
+  weights: dict | None = None
+  spec: features_lib.FeatureSpec | None = None
+
+
+def _field(field: str, built, used) -> str:
+  return (f"{field}: the bank was built with {built!r}, this run uses {used!r}; "
           "rebuild the bank with these settings (python -m experiments.build_bank) or "
           "choose a bank built with them")
 
 
-def expected_source(config) -> dict:
-  """What `bank.build` records as the bank's `source` for this config's data."""
-  if config.data in bank_lib.STREAMS:
-    return bank_lib.STREAMS[config.data](config).description
-  return bank_lib.stream_from_config(config).description
-
-
-def check_manifest(config, manifest: dict, weights: dict | None = None,
-                   spec: features_lib.FeatureSpec | None = None) -> None:
-  """Raises BankError, one line naming the field, unless the bank in `config.bank_dir` was built
-  for this run: its data, image size and taps (and, given `weights` — `{sha256, pooling,
-  preprocessing}` of the run's network — and `spec`, the same weights file and φ layout)."""
+def check_manifest(manifest: dict, expected: Expected) -> None:
+  """Raises BankError, one line naming the field, unless the bank whose `manifest` this is was
+  built for `expected`: its format, completeness, φ dtype, data, taps (and, given them, the
+  same weights file and φ layout)."""
   if manifest.get("format") != bank_lib.FORMAT:
     raise BankError(f"format {manifest.get('format')!r}, expected {bank_lib.FORMAT!r}")
   if not manifest.get("complete"):
@@ -145,40 +147,41 @@ def check_manifest(config, manifest: dict, weights: dict | None = None,
   if manifest.get("dtype") not in bank_lib.DTYPES:
     raise BankError(f"φ stored as {manifest.get('dtype')!r}, expected one of {bank_lib.DTYPES}")
   source = manifest.get("source", {})
-  for key, value in expected_source(config).items():
+  for key, value in expected.source.items():
     if source.get(key) != value:
       raise BankError(_field(key, source.get(key), value))
-  if manifest.get("taps") != list(config.taps):
-    raise BankError(_field("taps", manifest.get("taps"), list(config.taps)))
-  for key, value in (weights or {}).items():
+  if manifest.get("taps") != list(expected.taps):
+    raise BankError(_field("taps", manifest.get("taps"), list(expected.taps)))
+  for key, value in (expected.weights or {}).items():
     built = manifest.get("weights", {}).get(key)
     if built != value:
       name = "weights (the file's sha256)" if key == "sha256" else key
       raise BankError(_field(name, built, value))
-  if spec is not None:
+  if expected.spec is not None:
     built = [tuple(s) for s in manifest.get("tap_shapes", [])]
-    if built != list(spec.shapes) or manifest.get("feature_dim") != spec.dim:
-      raise BankError(_field("tap_shapes", built, list(spec.shapes)))
+    if built != list(expected.spec.shapes) or manifest.get("feature_dim") != expected.spec.dim:
+      raise BankError(_field("tap_shapes", built, list(expected.spec.shapes)))
 
 
-def read_manifest(config) -> dict | None:
-  """`config.bank_dir`'s manifest (None when no bank_dir is set), checked as far as it can be
-  without the network (see `check_manifest`); a bad one raises BankError."""
-  bank_dir = config.get("bank_dir", "")
+def read_manifest(bank_dir: str, expected: Expected) -> dict | None:
+  """The manifest of the bank in `bank_dir` (None for ""), checked (`check_manifest`); a
+  missing, unfinished or mismatched bank raises BankError."""
   if not bank_dir:
     return None
   disk = bank_lib.read_manifest(Path(os.path.expanduser(bank_dir)))
-  check_manifest(config, disk)
+  check_manifest(disk, expected)
   return disk
 
 
-def lazy_images(config, num_images: int):
-  """The bank images of `config.data`, read one at a time when indexed."""
-  if config.data in bank_lib.STREAMS:
-    stream = bank_lib.STREAMS[config.data](config)
-    return common.LazyImages(num_images, config.image_size,
-                             lambda i: stream.read(i, i + 1).images[0])
-  return banks.load_bank(config).images  # dataset banks read their images lazily
+def open_checked(bank_dir: str, expected: Expected) -> bank_lib.DiskBank:
+  """The bank in `bank_dir`, opened (`bank_lib.open_bank`) and checked (`check_manifest`);
+  BankError otherwise."""
+  try:
+    disk = bank_lib.open_bank(Path(os.path.expanduser(bank_dir)))
+  except OSError as e:
+    raise BankError(str(e)) from None
+  check_manifest(disk.manifest, expected)
+  return disk
 
 
 def weights_record(network) -> dict:
@@ -187,30 +190,6 @@ def weights_record(network) -> dict:
   return dict(sha256=getattr(network, "sha256", "") or run_state.file_sha256(network.path),
               description=network.provenance["description"], pooling=network.net.pooling,
               preprocessing=network.net.preprocessing)
-
-
-def load(config, network, spec: features_lib.FeatureSpec,
-         phi_of_images: Callable[[np.ndarray], np.ndarray]
-         ) -> tuple[sources.Bank, FeatureBank]:
-  """The run's bank: attributes, names and (lazy) images, and φ — from `config.bank_dir`,
-  checked against this run's network (`runs.kit.Network`), or computed for the rows read and
-  kept (`phi_rows`). A bank that does not fit the run raises BankError."""
-  if read_manifest(config) is None:
-    data = banks.load_bank(config)
-    rows = phi_rows(config, network, data.images, phi_of_images, spec.dim)
-    return data, kept(rows, len(data.images))
-  weights = {k: v for k, v in weights_record(network).items() if k != "description"}
-  try:
-    disk = bank_lib.open_bank(Path(os.path.expanduser(config.bank_dir)))
-  except OSError as e:
-    raise BankError(str(e)) from None
-  check_manifest(config, disk.manifest, weights, spec)
-  images = lazy_images(config, disk.num_images)
-  if len(images) != disk.num_images:
-    raise BankError(f"{disk.num_images} images, the data has {len(images)}; rebuild the bank")
-  data = sources.Bank(images, disk.attributes, disk.attribute_names, disk.names, disk.edits,
-                      disk.group)
-  return data, on_disk(disk)
 
 
 # ---------------------------------------------------------------------------------------

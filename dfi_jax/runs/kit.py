@@ -32,6 +32,7 @@ from dfi_jax.nets import pretrained
 from dfi_jax.nets import weights as weights_lib
 from dfi_jax.outputs import names as output_names
 from dfi_jax.runs import photos as photos_lib
+from dfi_jax.runs import run_bank
 
 
 RunError = run_state.RunError  # a bad setting or input; the message is the one line a user sees
@@ -290,13 +291,13 @@ def bank_dir_errors(config):
 
 
 def read_bank_manifest(config) -> dict | None:
-  """`feature_bank.read_manifest` with its errors worded for the flag (`bank_dir_errors`)."""
+  """`run_bank.read_manifest` with its errors worded for the flag (`bank_dir_errors`)."""
   with bank_dir_errors(config):
-    return feature_bank.read_manifest(config)
+    return run_bank.read_manifest(config)
 
 
 def load_bank(config, network: Network, spec: features_lib.FeatureSpec, phi_of_images
               ) -> tuple[sources.Bank, feature_bank.FeatureBank]:
-  """`feature_bank.load` with its errors worded for the flag (`bank_dir_errors`)."""
+  """`run_bank.load` with its errors worded for the flag (`bank_dir_errors`)."""
   with bank_dir_errors(config):
-    return feature_bank.load(config, network, spec, phi_of_images)
+    return run_bank.load(config, network, spec, phi_of_images)
