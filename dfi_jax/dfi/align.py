@@ -34,7 +34,6 @@ from PIL import Image, ImageDraw, ImageFilter
 from dfi_jax.data import faces
 from dfi_jax.dfi import attribute_vector as vector_lib
 from dfi_jax.dfi import features as features_lib
-from dfi_jax.data import sources
 from dfi_jax.dfi.neighbours import Neighbours
 
 TRANSFORMS = ("similarity", "affine")
@@ -238,25 +237,3 @@ def aligned_vectors(phi, params, bank: Landmarked, test_landmarks: np.ndarray,
 
   return neighbour_vectors(phi, params, images_for, len(test_landmarks), neighbour_sets,
                            batch_size)
-
-
-def run_vectors(config, phi, params, bank_images: np.ndarray,
-                neighbour_sets: Sequence[Neighbours]) -> AlignedVectors:
-  """`aligned_vectors` for an edit run on generated faces (`config.data == 'synthetic'`).
-
-  The bank is `faces.sample_face(s)` for s in [bank_seed, bank_seed + bank_size) and the tests
-  `sources.test_face_params(config)`; their landmarks come from the generator.
-
-  Raises:
-    ValueError: other data (their banks carry no landmarks yet).
-  """
-  if config.data != "synthetic":
-    raise ValueError(f"--config.align_neighbours needs landmarks, which only "
-                     f"--config.data=synthetic provides (got {config.data!r})")
-  size = config.image_size
-  bank_params = [faces.sample_face(s) for s in range(config.bank_seed,
-                                                     config.bank_seed + config.bank_size)]
-  test_params = sources.test_face_params(config)
-  return aligned_vectors(phi, params, Landmarked(bank_images, landmarks(bank_params, size)),
-                         landmarks(test_params, size), neighbour_sets,
-                         config.get("align_transform", "similarity"), config.feature_batch)

@@ -27,7 +27,6 @@ from tqdm import tqdm
 
 from dfi_jax.base import run_state
 from dfi_jax.data import sources
-from dfi_jax.dfi import align
 from dfi_jax.dfi import decoder as decoder_lib
 from dfi_jax.dfi import feature_bank
 from dfi_jax.dfi import features as features_lib
@@ -152,8 +151,8 @@ def aligned_vectors(config, pipe: pipeline.Pipeline, bank_data: sources.Bank) ->
   """`(neighbourhood, singles) -> each single edit's w` from neighbours warped onto each test
   face (`config.align_neighbours`)."""
   def aligned(nb, singles):
-    vectors = align.run_vectors(config, pipe.phi, pipe.params, bank_data.images,
-                                [nb.sets[e.name] for e in singles])
+    vectors = kit.aligned_vectors(config, pipe.phi, pipe.params, bank_data.images,
+                                  [nb.sets[e.name] for e in singles])
     return [jnp.asarray(w) for w in vectors.w]
   return aligned
 

@@ -15,9 +15,11 @@ import numpy as np
 
 from dfi_jax.base import run_state
 from dfi_jax.data import bank_cache
+from dfi_jax.data import faces
 from dfi_jax.data import banks
 from dfi_jax.base import files as files_lib
 from dfi_jax.data import sources
+from dfi_jax.dfi import align
 from dfi_jax.dfi import decoder as decoder_lib
 from dfi_jax.dfi import feature_bank
 from dfi_jax.dfi import features as features_lib
@@ -301,3 +303,22 @@ def load_bank(config, network: Network, spec: features_lib.FeatureSpec, phi_of_i
   """`run_bank.load` with its errors worded for the flag (`bank_dir_errors`)."""
   with bank_dir_errors(config):
     return run_bank.load(config, network, spec, phi_of_images)
+
+
+def aligned_vectors(config, phi, params, bank_images: np.ndarray,
+                    neighbour_sets: Sequence[neighbours_lib.Neighbours]) -> align.AlignedVectors:
+  """`align.aligned_vectors` for an edit run on generated faces (`config.align_neighbours`):
+  the bank is `faces.sample_face(s)` for s in [bank_seed, bank_seed + bank_size) and the tests
+  `sources.test_face_params(config)`; their landmarks come from the generator. Other data
+  (their banks carry no landmarks yet) is a RunError."""
+  if config.data != "synthetic":
+    raise RunError(f"--config.align_neighbours needs landmarks, which only "
+                   f"--config.data=synthetic provides (got {config.data!r})")
+  size = config.image_size
+  bank_params = [faces.sample_face(s) for s in range(config.bank_seed,
+                                                     config.bank_seed + config.bank_size)]
+  bank = align.Landmarked(bank_images, align.landmarks(bank_params, size))
+  return align.aligned_vectors(phi, params, bank,
+                               align.landmarks(sources.test_face_params(config), size),
+                               neighbour_sets, config.get("align_transform", "similarity"),
+                               config.feature_batch)

@@ -128,4 +128,4 @@ def test_tiny_edit_run_with_aligned_neighbours(tiny, tmp_path):
   with config.unlocked():
     config.data = "folder"
   with pytest.raises(ValueError, match="synthetic"):
-    align.run_vectors(config, None, None, None, [])
+    kit.aligned_vectors(config, None, None, None, [])
