@@ -12,8 +12,8 @@ Multi-host: `initialize` is the one place that calls `jax.distributed.initialize
 (`rows_to_mesh` reads just those rows), and only `is_writer()` (process 0)
 writes outputs. An edit run searches the bank on the mesh of every host's devices, then each
 host reverse-maps its `share` of the items on its own devices (`local_mesh`), `gather_items`
-collects them on every host, and process 0 writes. `hold_workdir` holds a run's folder on every
-host and makes a failure during set-up on one host stop them all with its line.
+collects them on every host, and process 0 writes. `runs.hosts.hold_workdir` holds a run's
+folder on every host and makes a failure during set-up on one host stop them all with its line.
 
 The package: `mesh` (the mesh, rows on it), `compute` (reverse maps on it), `hosts` (many
 hosts).
@@ -24,10 +24,8 @@ from dfi_jax.dfi.sharding.mesh import (
     shard_rows)
 from dfi_jax.dfi.sharding.compute import reverse_maps
 from dfi_jax.dfi.sharding.hosts import (
-    MESSAGE_BYTES, DistributedSettings, Held, all_succeeded, barrier, gather_items,
-    gather_values, hold_workdir, host_lock, initialize, is_writer, share)
+    DistributedSettings, barrier, gather_items, gather_values, initialize, is_writer, share)
 
-__all__ = ["DATA", "DistributedSettings", "Held", "MESSAGE_BYTES", "all_succeeded", "barrier",
-           "gather_items", "gather_values", "hold_workdir", "host_lock", "initialize",
-           "is_writer", "local_mesh", "make_mesh", "mesh_from_config", "padded_size",
-           "replicated", "reverse_maps", "rows_to_mesh", "shard_rows", "share"]
+__all__ = ["DATA", "DistributedSettings", "barrier", "gather_items", "gather_values",
+           "initialize", "is_writer", "local_mesh", "make_mesh", "mesh_from_config",
+           "padded_size", "replicated", "reverse_maps", "rows_to_mesh", "shard_rows", "share"]
