@@ -1,15 +1,20 @@
-"""A run on many hosts: its workdir held on every host (`hold_workdir`), and a failure on one
-host told to every other (`all_succeeded`) instead of leaving them waiting in a collective.
+"""A run on many hosts: the one `jax.distributed` set-up (`initialize`), its workdir held on
+every host (`hold_workdir`), and a failure on one host told to every other (`all_succeeded`)
+instead of leaving them waiting in a collective.
 
-The same command runs on every host (`sharding.initialize`); these are the run's side of it:
-the run's lock files and its RunError lines.
+The same command runs on every host; `dfi.sharding` holds what the computation needs of many
+hosts (who writes, each host's share, gathering), these the run's side: the flags' wording, the
+run's lock files and its RunError lines.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
+import threading
 from pathlib import Path
-from typing import Callable, Iterator, NamedTuple
+from typing import Callable, Iterator, NamedTuple, Sequence
 
 import jax
 import numpy as np
@@ -17,6 +22,51 @@ import numpy as np
 from dfi_jax.base import run_state
 from dfi_jax.base import workdir_lock
 from dfi_jax.dfi.sharding import gather_values
+
+
+class DistributedSettings(NamedTuple):
+  """What `jax.distributed.initialize` needs; None fields are auto-detected (TPU pods, SLURM,
+  Open MPI, Kubernetes jobs set them in the environment)."""
+  coordinator_address: str | None = None  # "host0:1234"
+  num_processes: int | None = None
+  process_id: int | None = None
+  local_device_ids: Sequence[int] | None = None
+  timeout_s: float = 300.0  # every host must have joined by then
+
+
+def initialize(enabled: bool, settings: DistributedSettings = DistributedSettings()) -> None:
+  """All multi-host set-up: `jax.distributed.initialize` when `enabled`, else nothing.
+
+  Call it before anything touches a device; the same command then runs on every host. A host
+  that never joins (not started, a wrong address, a firewall) ends every waiting process after
+  `settings.timeout_s` with one line and exit 1: JAX's own timeout aborts the process with a
+  C++ stack trace, so a watchdog thread exits first (the wait releases the GIL).
+  """
+  if not enabled:
+    return
+  timeout = settings.timeout_s
+
+  def give_up():
+    where = settings.coordinator_address or "the auto-detected coordinator"
+    print(f"error: --distributed: not every host joined {where} within {timeout:g} s "
+          f"(process {settings.process_id if settings.process_id is not None else '?'} of "
+          f"{settings.num_processes or '?'}); start the same command on every host, check "
+          "--coordinator_address, or raise --distributed_timeout", file=sys.stderr, flush=True)
+    os._exit(1)  # pylint: disable=protected-access  # no clean way out of JAX's C++ wait
+
+  watchdog = threading.Timer(timeout, give_up)
+  watchdog.daemon = True
+  watchdog.start()
+  try:
+    jax.distributed.initialize(coordinator_address=settings.coordinator_address,
+                               num_processes=settings.num_processes,
+                               process_id=settings.process_id,
+                               local_device_ids=settings.local_device_ids,
+                               initialization_timeout=int(timeout) + 60)
+  except (RuntimeError, ValueError) as e:  # e.g. nothing to auto-detect the settings from
+    raise run_state.RunError(f"--distributed: {type(e).__name__}: {e}") from None
+  finally:
+    watchdog.cancel()
 
 
 MESSAGE_BYTES = 1000  # of a failed host's error line, told to the others

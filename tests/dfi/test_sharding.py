@@ -83,7 +83,8 @@ import neighbours_reference
 from dfi_jax.dfi import attribute_vector
 from dfi_jax.dfi import neighbours as nl
 from dfi_jax.dfi import sharding
-sharding.initialize(True, sharding.DistributedSettings(sys.argv[1], 2, int(sys.argv[2])))
+from dfi_jax.runs import hosts
+hosts.initialize(True, hosts.DistributedSettings(sys.argv[1], 2, int(sys.argv[2])))
 import jax
 assert jax.process_count() == 2 and jax.device_count() == 8
 mesh = sharding.make_mesh()
@@ -230,6 +231,7 @@ if CHILD:
 
   from dfi_jax.dfi import bank as bank_lib
   from dfi_jax.runs import edit as edit_run
+  from dfi_jax.runs import hosts
   from dfi_jax.runs import kit
   from dfi_jax.data import faces
   from dfi_jax.dfi import feature_bank
@@ -284,7 +286,7 @@ def test_mesh_set_up(mesh):
   config = ml_collections.ConfigDict(dict(mesh_shape=(4, -1), mesh_axes=("data", "model")))
   assert dict(sharding.mesh_from_config(config).shape) == {"data": 4, "model": 2}
   assert dict(sharding.mesh_from_config(ml_collections.ConfigDict()).shape) == {"data": 8}
-  sharding.initialize(False)  # one host: nothing to do
+  hosts.initialize(False)  # one host: nothing to do
   assert sharding.is_writer()
   sharding.barrier("noop")
 
