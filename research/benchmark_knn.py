@@ -68,7 +68,7 @@ def _tiny_params(width, last):
   return weights_lib.init_random(0, width, last)
 
 
-def _time_knn(knn, mesh, bank, queries, source) -> tuple[float, float]:
+def _time_knn(knn, bank, queries, source) -> tuple[float, float]:
   """Seconds of the first (compiling) call and the median of `--repeats` further calls."""
   import jax
   import numpy as np
@@ -102,7 +102,7 @@ def knn_worker() -> list[dict]:
     del host
     source = rng.random(n) < 0.5
     queries = rng.standard_normal((b, d), dtype=np.float32)
-    first, latency = _time_knn(knn, mesh, bank, queries, source)
+    first, latency = _time_knn(knn, bank, queries, source)
     rows.append(dict(devices=mesh.size, n=n, dim=d, queries=b, k=k, first_call_s=first,
                      latency_ms=latency * 1e3, queries_per_s=b / latency,
                      rows_scanned_per_s=n * b / latency, peak_rss_mb=_peak_rss_mb()))
@@ -234,7 +234,7 @@ def disk_knn_worker(dtype: str) -> list[dict]:
       read = time.perf_counter() - t
       source = disk.attributes[:, 0]
       queries = rng.standard_normal((b, d), dtype=np.float32)
-      _, latency = _time_knn(knn, mesh, bank, queries, source)
+      _, latency = _time_knn(knn, bank, queries, source)
       disk_mb = sum(f.stat().st_size for f in Path(path).rglob("*.phi.npy")) / 1e6
       rows.append(dict(devices=mesh.size, n=n, dim=d, dtype=dtype, queries=b, k=k,
                        write_s=written, read_s=read, phi_on_disk_mb=disk_mb,

@@ -205,7 +205,8 @@ def bank_to_mesh(bank: bank_lib.DiskBank, mesh, what: str = "search",
   read = bank_lib.read_search if what == "search" else bank_lib.read_phi
   dim = (bank.manifest["feature_dim"] if what == "phi" or bank.search.kind == "none"
          else bank.manifest["search"]["dim"])
-  return sharding.rows_to_mesh(lambda a, b: read(bank, a, b), bank.num_images, dim, mesh, axis, dtype)
+  return sharding.rows_to_mesh(lambda a, b: read(bank, a, b), bank.num_images, dim, mesh, axis,
+                               dtype)
 
 
 

@@ -29,7 +29,8 @@ def test_attribute_neighbours_match_brute_force():
   np.testing.assert_array_equal(target, bank[:, 1] & ~bank[:, 0])
   exclude = np.array([3, -1, 7, -1, 50], np.int32)
   allowed = rng.random((5, 120)) < 0.8
-  got = neighbours_reference.attribute_neighbours(bank, queries, source, target, 6, exclude, allowed)
+  got = neighbours_reference.attribute_neighbours(bank, queries, source, target, 6, exclude,
+                                                  allowed)
   for b in range(5):
     want_s, want_t = brute_force_hamming(bank, queries[b], source, target, 6, exclude[b],
                                          allowed[b])
@@ -42,7 +43,8 @@ def test_feature_neighbours_match_brute_force_and_break_ties_by_index():
   bank = rng.integers(0, 3, (90, 4)).astype(np.float32)  # many exact ties
   queries = rng.integers(0, 3, (4, 4)).astype(np.float32)
   has = rng.random(90) < 0.5
-  got = neighbours_reference.feature_neighbours(bank, queries, ~has, has, 7, np.array([0, 5, -1, -1]))
+  got = neighbours_reference.feature_neighbours(bank, queries, ~has, has, 7,
+                                                np.array([0, 5, -1, -1]))
   for b in range(4):
     d = np.sum((bank - queries[b]) ** 2, axis=1)
     for mask, result in ((~has, got.source[b]), (has, got.target[b])):
