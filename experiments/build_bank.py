@@ -29,6 +29,7 @@ from dfi_jax.dfi import features as features_lib
 from dfi_jax.base import run_state
 from dfi_jax.base import workdir_lock
 from dfi_jax.dfi import sharding
+from dfi_jax.runs import hosts as run_hosts
 from experiments import cli
 
 _CONFIG = cli.define_config_file(
@@ -70,7 +71,7 @@ def main(argv):
   kit.check_inputs(config)
   search = bank_lib.parse_search(_SEARCH.value, seed=config.seed)
   lock = (workdir_lock.LOCK if jax.process_count() == 1
-          else sharding.host_lock(jax.process_index()))
+          else run_hosts.host_lock(jax.process_index()))
   with workdir_lock.locked(_BANK_DIR.value, "bank_dir", (bank_lib.MANIFEST,), lock) as bank_dir:
     build(config, bank_dir, search)
 

@@ -260,8 +260,7 @@ def initialize_distributed(given: DistributedFlags) -> None:
       raise ValueError("--coordinator_address, --num_processes and --process_id need "
                        "--distributed")
     return
-  from dfi_jax.dfi import sharding  # imports JAX: only when it is needed
+  from dfi_jax.runs import hosts  # imports JAX: only when it is needed
   if given.timeout.value <= 0:
     raise ValueError(f"--distributed_timeout={given.timeout.value}: expected seconds > 0")
-  sharding.initialize(True, sharding.DistributedSettings(*settings,
-                                                         timeout_s=given.timeout.value))
+  hosts.initialize(True, hosts.DistributedSettings(*settings, timeout_s=given.timeout.value))

@@ -68,6 +68,7 @@ def one_shard_per_host(build) -> dict:
   linking them. A host that fails stops every host with its line."""
   import jax  # pylint: disable=import-outside-toplevel  # only multi-host runs need JAX
   from dfi_jax.dfi import sharding  # pylint: disable=import-outside-toplevel
+  from dfi_jax.runs import hosts  # pylint: disable=import-outside-toplevel
   if _NUM_SHARDS.present or _SHARD_INDEX.present:
     raise ValueError("--distributed makes one shard per host; drop --num_shards and "
                      "--shard_index")
@@ -77,7 +78,7 @@ def one_shard_per_host(build) -> dict:
     manifest = build(num_shards=jax.process_count(), shard_index=jax.process_index())
   except Exception as e:  # pylint: disable=broad-except  # re-raised by all_succeeded
     error = e
-  sharding.all_succeeded(error)
+  hosts.all_succeeded(error)
   counts = sharding.gather_values([manifest["num_main_trials"],
                                    manifest["num_attention_trials"]])
   if jax.process_count() > 1 and sharding.is_writer():

@@ -182,10 +182,10 @@ def main(argv):
   for e in edits:
     masks = neighbours_lib.candidate_masks(bank_data.attributes, e, bank_data.attribute_names)
     if config.neighbours == "attributes":
-      nb = neighbours_lib.attribute_neighbours(bank_data.attributes, tests.attributes, *masks,
-                                               config.k)
+      nb = neighbours_lib.nearest(bank_data.attributes, tests.attributes, masks, config.k,
+                                  metric="hamming")
     else:
-      nb = neighbours_lib.feature_neighbours(bank, phi_x, *masks, config.k)
+      nb = neighbours_lib.nearest(bank, phi_x, masks, config.k)
     neighbour_sets.append(nb)
   # The oracle w = φ(x_cf) − φ(x): what a perfect attribute vector would be (scaling none).
   oracle = np.stack([features_lib.compute_features(
@@ -217,7 +217,8 @@ def main(argv):
                              neighbour_sets, config.feature_batch)
     else:
       vec = align.aligned_vectors(
-          phi, network.params, bank_data.images, align.landmarks(bank_params, size),
+          phi, network.params, align.Landmarked(bank_data.images,
+                                                align.landmarks(bank_params, size)),
           align.landmarks(test_params, size), neighbour_sets, arm, config.feature_batch)
     w_s = time.perf_counter() - t_arm
     w = jnp.concatenate([attribute_vector.scale_vector(jnp.asarray(v), config.scaling)

@@ -6,7 +6,7 @@
   python -m research.benchmark_knn --sections=edit_rss --rss_sizes=1000,10000
 
 Each measurement runs in its own child process, so devices and peak memory are its own:
-  * KNN (`sharding.make_knn`): a `[N, dim]` float32 bank of search features (default dim 256,
+  * KNN (`neighbours.make_knn`): a `[N, dim]` float32 bank of search features (default dim 256,
     e.g. `--search=projection:256` at build time), B queries, top-K source and target sets, on 1
     device and on 8 (`XLA_FLAGS=--xla_force_host_platform_device_count=8`; on CPU the 8 "devices"
     share the host's cores, so this shows the partitioning works, not a speed-up).
@@ -68,13 +68,13 @@ def _tiny_params(width, last):
   return weights_lib.init_random(0, width, last)
 
 
-def _time_knn(knn, mesh, bank, queries, source) -> tuple[float, float]:
+def _time_knn(knn, bank, queries, source) -> tuple[float, float]:
   """Seconds of the first (compiling) call and the median of `--repeats` further calls."""
   import jax
   import numpy as np
-  from dfi_jax.dfi import sharding
+  from dfi_jax.dfi import neighbours
   call = lambda: jax.block_until_ready(
-      sharding.neighbours(knn, mesh, bank, queries, source, ~source))
+      neighbours.search(knn, bank, queries, neighbours.Candidates(source, ~source)))
   t = time.perf_counter()
   call()
   first = time.perf_counter() - t
@@ -89,11 +89,12 @@ def _time_knn(knn, mesh, bank, queries, source) -> tuple[float, float]:
 def knn_worker() -> list[dict]:
   import jax
   import numpy as np
+  from dfi_jax.dfi import neighbours
   from dfi_jax.dfi import sharding
   mesh = sharding.make_mesh()
   rng = np.random.default_rng(0)
   b, k, d = _QUERIES.value, _K.value, _DIM.value
-  knn = sharding.make_knn(mesh, k)
+  knn = neighbours.make_knn(mesh, k)
   rows = []
   for n in map(int, _SIZES.value):
     host = rng.standard_normal((n, d), dtype=np.float32)
@@ -101,7 +102,7 @@ def knn_worker() -> list[dict]:
     del host
     source = rng.random(n) < 0.5
     queries = rng.standard_normal((b, d), dtype=np.float32)
-    first, latency = _time_knn(knn, mesh, bank, queries, source)
+    first, latency = _time_knn(knn, bank, queries, source)
     rows.append(dict(devices=mesh.size, n=n, dim=d, queries=b, k=k, first_call_s=first,
                      latency_ms=latency * 1e3, queries_per_s=b / latency,
                      rows_scanned_per_s=n * b / latency, peak_rss_mb=_peak_rss_mb()))
@@ -212,10 +213,12 @@ def disk_knn_worker(dtype: str) -> list[dict]:
   import jax.numpy as jnp
   import numpy as np
   from dfi_jax.dfi import bank as bank_lib
+  from dfi_jax.dfi import feature_bank
+  from dfi_jax.dfi import neighbours
   from dfi_jax.dfi import sharding
   mesh = sharding.make_mesh()
   b, k, d = _QUERIES.value, _K.value, _DISK_DIM.value
-  knn = sharding.make_knn(mesh, k)
+  knn = neighbours.make_knn(mesh, k)
   rng = np.random.default_rng(0)
   rows = []
   with tempfile.TemporaryDirectory(dir=_WORK_DIR.value or None) as tmp:
@@ -226,12 +229,12 @@ def disk_knn_worker(dtype: str) -> list[dict]:
       written = time.perf_counter() - t
       disk = bank_lib.open_bank(path)
       t = time.perf_counter()
-      bank = jax.block_until_ready(sharding.bank_to_mesh(
+      bank = jax.block_until_ready(feature_bank.bank_to_mesh(
           disk, mesh, "phi", dtype=jnp.bfloat16 if dtype == "bfloat16" else jnp.float32))
       read = time.perf_counter() - t
       source = disk.attributes[:, 0]
       queries = rng.standard_normal((b, d), dtype=np.float32)
-      _, latency = _time_knn(knn, mesh, bank, queries, source)
+      _, latency = _time_knn(knn, bank, queries, source)
       disk_mb = sum(f.stat().st_size for f in Path(path).rglob("*.phi.npy")) / 1e6
       rows.append(dict(devices=mesh.size, n=n, dim=d, dtype=dtype, queries=b, k=k,
                        write_s=written, read_s=read, phi_on_disk_mb=disk_mb,
@@ -345,7 +348,7 @@ def _table(title: str, columns: list[tuple[str, str, str]], rows: list[dict]) ->
 _RSS = ("peak RSS MB", "peak_rss_mb", ".0f")
 # Section -> (title from its first row and the record, columns: (header, key, format)).
 TABLES = {
-    "knn": (lambda r, rec: f"KNN (sharding.make_knn): d={r['dim']} float32 search features, "
+    "knn": (lambda r, rec: f"KNN (neighbours.make_knn): d={r['dim']} float32 search features, "
             f"B={r['queries']} queries, K={r['k']} source + {r['k']} target; CPU, "
             f"{rec['cpu_count']} cores",
             [("devices", "devices", ""), ("N", "n", ""), ("latency ms", "latency_ms", ".2f"),

@@ -158,12 +158,12 @@ def probe(settings: Probe, out: Path, tag: str) -> list[dict]:
     def directions(phi_x, rule=rule):  # per attribute: its neighbours' (or the oracle's) w
       ws = []
       for a in attributes:
-        source, target = neighbours_lib.candidate_masks(
+        candidates = neighbours_lib.candidate_masks(
             bank_attributes, neighbours_lib.Edit(a, a), faces.ATTRIBUTES)
         if rule == "attributes":
-          nb = neighbours_lib.attribute_neighbours(bank_attributes, x_attrs, source, target, k)
+          nb = neighbours_lib.nearest(bank_attributes, x_attrs, candidates, k, metric="hamming")
         else:
-          nb = neighbours_lib.feature_neighbours(bank, phi_x, source, target, k)
+          nb = neighbours_lib.nearest(bank, phi_x, candidates, k)
         nbs[a] = nb
         if w_mode == "neighbours":
           ws.append(attribute_vector.from_bank(bank, nb))

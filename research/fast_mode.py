@@ -60,8 +60,8 @@ def edit_problems(config, pipe: pipeline.Pipeline):
                                                    config.feature_batch))
   masks = neighbours_lib.edit_masks(bank_data.attributes, edits, bank_data.attribute_names,
                                     config.k)
-  ws = [attribute_vector.from_bank(bank, neighbours_lib.feature_neighbours(
-      bank, phi_tests, *masks[e.name], config.k, tests.bank_index)) for e in edits]
+  ws = [attribute_vector.from_bank(bank, neighbours_lib.nearest(
+      bank, phi_tests, masks[e.name], config.k, exclude=tests.bank_index)) for e in edits]
   items = [(i, e.name) for e in edits for i in range(len(tests.names))]
   return tests, items, phi_tests, ws
 

@@ -34,7 +34,6 @@ from PIL import Image, ImageDraw, ImageFilter
 from dfi_jax.data import faces
 from dfi_jax.dfi import attribute_vector as vector_lib
 from dfi_jax.dfi import features as features_lib
-from dfi_jax.data import sources
 from dfi_jax.dfi.neighbours import Neighbours
 
 TRANSFORMS = ("similarity", "affine")
@@ -194,15 +193,11 @@ def neighbour_vectors(phi, params, images_for, num_tests: int,
   ws = [[None] * num_tests for _ in neighbour_sets]
   pix = [[None] * num_tests for _ in neighbour_sets]
   for b in range(num_tests):
-    sets = [(np.asarray(nb.source[b]), np.asarray(nb.target[b])) for nb in neighbour_sets]
-    used = np.unique(np.concatenate([np.concatenate(s) for s in sets]))
-    slot = {int(j): u for u, j in enumerate(used)}
-    weights = np.zeros((len(sets), len(used)), np.float64)  # +1/K targets, −1/K sources
-    for e, (src, tgt) in enumerate(sets):
-      for j in tgt:  # each row's weight in w: the one formula applied to one target row
-        weights[e, slot[int(j)]] += vector_lib.difference(0.0, 1.0, len(tgt))
-      for j in src:
-        weights[e, slot[int(j)]] += vector_lib.difference(1.0, 0.0, len(src))
+    sets = [Neighbours(np.asarray(nb.source[b:b + 1]), np.asarray(nb.target[b:b + 1]))
+            for nb in neighbour_sets]  # per edit, this test image's `[1, K]` rows
+    used = np.unique(np.concatenate([np.ravel(s) for nb in sets for s in nb]))
+    # [E, U]: each used row's weight in each edit's w (+1/K targets, −1/K sources)
+    weights = np.concatenate([vector_lib.row_weights(nb, used) for nb in sets])
     images = images_for(b, used)
     w = 0.0
     for start in range(0, len(used), 8 * batch_size):  # bounded memory: ~8 batches of φ
@@ -215,45 +210,30 @@ def neighbour_vectors(phi, params, images_for, num_tests: int,
   return AlignedVectors([np.stack(w) for w in ws], [np.stack(p) for p in pix])
 
 
-def aligned_vectors(phi, params, bank_images: np.ndarray, bank_landmarks: np.ndarray,
-                    test_landmarks: np.ndarray, neighbour_sets: Sequence[Neighbours],
-                    transform: str = "similarity", batch_size: int = 32) -> AlignedVectors:
+class Landmarked(NamedTuple):
+  """Images and their landmarks in the same pixels: `images` `[N, S, S, 3]`, `landmarks`
+  `[N, L, 2]`."""
+  images: np.ndarray
+  landmarks: np.ndarray
+
+
+def aligned_vectors(phi, params, bank: Landmarked, test_landmarks: np.ndarray,
+                    neighbour_sets: Sequence[Neighbours], transform: str = "similarity",
+                    batch_size: int = 32) -> AlignedVectors:
   """w for every test image and edit from neighbours warped onto that test image.
 
   Args:
     phi, params: `features.make_phi` and the network's parameters.
-    bank_images: `[N, S, S, 3]`; bank_landmarks: `[N, L, 2]` in the same pixels.
+    bank: the bank's images and landmarks.
     test_landmarks: `[B, L, 2]`.
-    neighbour_sets: per edit, `Neighbours` of `[B, K]` indices into `bank_images`.
+    neighbour_sets: per edit, `Neighbours` of `[B, K]` indices into `bank.images`.
     transform: 'similarity' or 'affine'.
   """
-  fit(bank_landmarks[0], test_landmarks[0], transform)  # a bad transform fails here, early
+  fit(bank.landmarks[0], test_landmarks[0], transform)  # a bad transform fails here, early
 
   def images_for(b, used):
-    return np.stack([warp_onto(bank_images[j], bank_landmarks[j], test_landmarks[b], transform)
+    return np.stack([warp_onto(bank.images[j], bank.landmarks[j], test_landmarks[b], transform)
                      for j in used])
 
   return neighbour_vectors(phi, params, images_for, len(test_landmarks), neighbour_sets,
                            batch_size)
-
-
-def run_vectors(config, phi, params, bank_images: np.ndarray,
-                neighbour_sets: Sequence[Neighbours]) -> AlignedVectors:
-  """`aligned_vectors` for an edit run on generated faces (`config.data == 'synthetic'`).
-
-  The bank is `faces.sample_face(s)` for s in [bank_seed, bank_seed + bank_size) and the tests
-  `sources.test_face_params(config)`; their landmarks come from the generator.
-
-  Raises:
-    ValueError: other data (their banks carry no landmarks yet).
-  """
-  if config.data != "synthetic":
-    raise ValueError(f"--config.align_neighbours needs landmarks, which only "
-                     f"--config.data=synthetic provides (got {config.data!r})")
-  size = config.image_size
-  bank_params = [faces.sample_face(s) for s in range(config.bank_seed,
-                                                     config.bank_seed + config.bank_size)]
-  test_params = sources.test_face_params(config)
-  return aligned_vectors(phi, params, bank_images, landmarks(bank_params, size),
-                         landmarks(test_params, size), neighbour_sets,
-                         config.get("align_transform", "similarity"), config.feature_batch)

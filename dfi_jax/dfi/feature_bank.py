@@ -2,30 +2,30 @@
 
 One code path for both kinds of bank (`FeatureBank`):
 
-* on disk (`config.bank_dir`, built by `experiments.build_bank`): rows are read from the
-  memory-mapped shards, each host reading only what its own devices hold. The manifest must
-  match the run (`check_manifest`: weights file, pooling, preprocessing, taps, image size, the
-  data it was built from); an unfinished bank is refused.
-* in memory (no `bank_dir`): a one-shard bank whose rows are φ of the bank images, computed
-  when a device's rows are read.
+* on disk (built by `experiments.build_bank`): rows are read from the memory-mapped shards,
+  each host reading only what its own devices hold. The manifest must match what the run
+  expects (`check_manifest`: weights file, pooling, preprocessing, taps, image size, the data
+  it was built from); an unfinished bank is refused. Errors are `BankError`, one line naming
+  the field; runs/run_bank.py reads what to expect from a run's config.
+* in memory: a one-shard bank whose rows are φ of the bank images, computed when a device's
+  rows are read.
 
-`find_neighbours` runs the sharded KNN (`sharding.make_knn`) over the whole bank split along a
-mesh of every device of every host: the attribute rows (Hamming rule) or the search features
-(feature rule: φ, or the bank's search reduction of it, with the queries reduced the same
-way); candidate masks, per-query groups and the test image's own row apply as in
-`neighbours`. w (`attribute_vector`) is the sharded mean (`sharding.make_attribute_vector`)
-over φ of just the rows some neighbour set uses, read onto the devices (or, when the search
-features are φ itself, the rows already there). A host's memory therefore holds its devices'
-share of the search features, `[U, D]` φ of the U used rows split over the devices, and the
-bank's attributes `[N, A]` and names — never φ of the whole bank on one host.
+`find_neighbours` puts the rows a run searches on a mesh of every device of every host — the
+attribute rows (Hamming rule) or the search features (feature rule: φ, or the bank's search
+reduction of it, with the queries reduced the same way) — and searches them with
+`neighbours.search` (candidate masks, per-query groups and the test image's own row apply
+there). It then reads onto the devices φ of just the rows some neighbour set uses (or, when the
+search features are φ itself, keeps the rows already there), from which
+`attribute_vector.from_rows` sums w where the rows live. A host's memory therefore holds its
+devices' share of the search features, `[U, D]` φ of the U used rows split over the devices,
+and the bank's attributes `[N, A]` and names — never φ of the whole bank on one host.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 from pathlib import Path
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -36,10 +36,8 @@ from dfi_jax.dfi import features as features_lib
 from dfi_jax.base import run_state
 from dfi_jax.dfi import sharding
 from dfi_jax.data import bank_cache
-from dfi_jax.data import banks
 from dfi_jax.data import sources
-from dfi_jax.data.datasets import common
-from dfi_jax.data.sources import Edit
+from dfi_jax.dfi import neighbours as neighbours_lib
 from dfi_jax.dfi.neighbours import Neighbours
 
 BankError = bank_lib.BankError  # runs.kit words it as a --config.bank_dir message
@@ -117,27 +115,30 @@ def on_disk(disk: bank_lib.DiskBank) -> FeatureBank:
 
 
 # ---------------------------------------------------------------------------------------
-# The bank of a run.
+# A bank on disk, checked against what a run needs (runs/run_bank.py reads that from the run's
+# config; runs/kit.py words a BankError for the flag).
 
 
-def _field(config_field: str, built, used) -> str:
-  return (f"{config_field}: the bank was built with {built!r}, this run uses {used!r}; "
+class Expected(NamedTuple):
+  """What a run needs of a bank on disk: `source`, the data it was built from (as `bank.build`
+  records it); `taps`; and, once the network is loaded, `weights` (`{sha256, pooling,
+  preprocessing}` of the run's network) and `spec` (its φ layout)."""
+  source: dict
+  taps: list
+  weights: dict | None = None
+  spec: features_lib.FeatureSpec | None = None
+
+
+def _field(field: str, built, used) -> str:
+  return (f"{field}: the bank was built with {built!r}, this run uses {used!r}; "
           "rebuild the bank with these settings (python -m experiments.build_bank) or "
           "choose a bank built with them")
 
 
-def expected_source(config) -> dict:
-  """What `bank.build` records as the bank's `source` for this config's data."""
-  if config.data in bank_lib.STREAMS:
-    return bank_lib.STREAMS[config.data](config).description
-  return bank_lib.stream_from_config(config).description
-
-
-def check_manifest(config, manifest: dict, weights: dict | None = None,
-                   spec: features_lib.FeatureSpec | None = None) -> None:
-  """Raises BankError, one line naming the field, unless the bank in `config.bank_dir` was built
-  for this run: its data, image size and taps (and, given `weights` — `{sha256, pooling,
-  preprocessing}` of the run's network — and `spec`, the same weights file and φ layout)."""
+def check_manifest(manifest: dict, expected: Expected) -> None:
+  """Raises BankError, one line naming the field, unless the bank whose `manifest` this is was
+  built for `expected`: its format, completeness, φ dtype, data, taps (and, given them, the
+  same weights file and φ layout)."""
   if manifest.get("format") != bank_lib.FORMAT:
     raise BankError(f"format {manifest.get('format')!r}, expected {bank_lib.FORMAT!r}")
   if not manifest.get("complete"):
@@ -146,40 +147,41 @@ def check_manifest(config, manifest: dict, weights: dict | None = None,
   if manifest.get("dtype") not in bank_lib.DTYPES:
     raise BankError(f"φ stored as {manifest.get('dtype')!r}, expected one of {bank_lib.DTYPES}")
   source = manifest.get("source", {})
-  for key, value in expected_source(config).items():
+  for key, value in expected.source.items():
     if source.get(key) != value:
       raise BankError(_field(key, source.get(key), value))
-  if manifest.get("taps") != list(config.taps):
-    raise BankError(_field("taps", manifest.get("taps"), list(config.taps)))
-  for key, value in (weights or {}).items():
+  if manifest.get("taps") != list(expected.taps):
+    raise BankError(_field("taps", manifest.get("taps"), list(expected.taps)))
+  for key, value in (expected.weights or {}).items():
     built = manifest.get("weights", {}).get(key)
     if built != value:
       name = "weights (the file's sha256)" if key == "sha256" else key
       raise BankError(_field(name, built, value))
-  if spec is not None:
+  if expected.spec is not None:
     built = [tuple(s) for s in manifest.get("tap_shapes", [])]
-    if built != list(spec.shapes) or manifest.get("feature_dim") != spec.dim:
-      raise BankError(_field("tap_shapes", built, list(spec.shapes)))
+    if built != list(expected.spec.shapes) or manifest.get("feature_dim") != expected.spec.dim:
+      raise BankError(_field("tap_shapes", built, list(expected.spec.shapes)))
 
 
-def read_manifest(config) -> dict | None:
-  """`config.bank_dir`'s manifest (None when no bank_dir is set), checked as far as it can be
-  without the network (see `check_manifest`); a bad one raises BankError."""
-  bank_dir = config.get("bank_dir", "")
+def read_manifest(bank_dir: str, expected: Expected) -> dict | None:
+  """The manifest of the bank in `bank_dir` (None for ""), checked (`check_manifest`); a
+  missing, unfinished or mismatched bank raises BankError."""
   if not bank_dir:
     return None
   disk = bank_lib.read_manifest(Path(os.path.expanduser(bank_dir)))
-  check_manifest(config, disk)
+  check_manifest(disk, expected)
   return disk
 
 
-def lazy_images(config, num_images: int):
-  """The bank images of `config.data`, read one at a time when indexed."""
-  if config.data in bank_lib.STREAMS:
-    stream = bank_lib.STREAMS[config.data](config)
-    return common.LazyImages(num_images, config.image_size,
-                             lambda i: stream.read(i, i + 1).images[0])
-  return banks.load_bank(config).images  # dataset banks read their images lazily
+def open_checked(bank_dir: str, expected: Expected) -> bank_lib.DiskBank:
+  """The bank in `bank_dir`, opened (`bank_lib.open_bank`) and checked (`check_manifest`);
+  BankError otherwise."""
+  try:
+    disk = bank_lib.open_bank(Path(os.path.expanduser(bank_dir)))
+  except OSError as e:
+    raise BankError(str(e)) from None
+  check_manifest(disk.manifest, expected)
+  return disk
 
 
 def weights_record(network) -> dict:
@@ -190,49 +192,22 @@ def weights_record(network) -> dict:
               preprocessing=network.net.preprocessing)
 
 
-def load(config, network, spec: features_lib.FeatureSpec,
-         phi_of_images: Callable[[np.ndarray], np.ndarray]
-         ) -> tuple[sources.Bank, FeatureBank]:
-  """The run's bank: attributes, names and (lazy) images, and φ — from `config.bank_dir`,
-  checked against this run's network (`runs.kit.Network`), or computed for the rows read and
-  kept (`phi_rows`). A bank that does not fit the run raises BankError."""
-  if read_manifest(config) is None:
-    data = banks.load_bank(config)
-    rows = phi_rows(config, network, data.images, phi_of_images, spec.dim)
-    return data, kept(rows, len(data.images))
-  weights = {k: v for k, v in weights_record(network).items() if k != "description"}
-  try:
-    disk = bank_lib.open_bank(Path(os.path.expanduser(config.bank_dir)))
-  except OSError as e:
-    raise BankError(str(e)) from None
-  check_manifest(config, disk.manifest, weights, spec)
-  images = lazy_images(config, disk.num_images)
-  if len(images) != disk.num_images:
-    raise BankError(f"{disk.num_images} images, the data has {len(images)}; rebuild the bank")
-  data = sources.Bank(images, disk.attributes, disk.attribute_names, disk.names, disk.edits,
-                      disk.group)
-  return data, on_disk(disk)
-
-
 # ---------------------------------------------------------------------------------------
-# Neighbours and w, sharded.
+# Rows on the mesh, and the neighbours of a run.
 
 
-class Neighbourhood(NamedTuple):
-  """Each edit's neighbours and the φ of the bank images they use."""
-  sets: dict  # edit name -> Neighbours: `[B, K]` int32 bank indices, nearest first
-  used: np.ndarray  # [U] sorted bank indices: the rows of `bank`
-  bank: jax.Array  # [U_padded, D] φ of those bank images, split over the mesh
+def bank_to_mesh(bank: bank_lib.DiskBank, mesh, what: str = "search",
+                 axis: str = sharding.DATA, dtype=jnp.float32) -> jax.Array:
+  """An on-disk bank's search features (`what="search"`) or φ (`"phi"`) as a global
+  `[N_padded, d]` array split along `axis`; each host reads only the rows of its own devices."""
+  if what not in ("search", "phi"):
+    raise ValueError(f"what must be 'search' or 'phi', got {what!r}")
+  read = bank_lib.read_search if what == "search" else bank_lib.read_phi
+  dim = (bank.manifest["feature_dim"] if what == "phi" or bank.search.kind == "none"
+         else bank.manifest["search"]["dim"])
+  return sharding.rows_to_mesh(lambda a, b: read(bank, a, b), bank.num_images, dim, mesh, axis,
+                               dtype)
 
-
-@functools.lru_cache(maxsize=16)
-def _knn(mesh, k: int, metric: str):
-  return sharding.make_knn(mesh, k, metric)
-
-
-@functools.lru_cache(maxsize=16)
-def _mean(mesh):
-  return sharding.make_attribute_vector(mesh)
 
 
 def _to_mesh(bank: FeatureBank, kind: str, rows: np.ndarray, mesh) -> jax.Array:
@@ -245,49 +220,52 @@ def _to_mesh(bank: FeatureBank, kind: str, rows: np.ndarray, mesh) -> jax.Array:
                                dtype=keep)
 
 
-def find_neighbours(config, bank_data: sources.Bank, bank: FeatureBank,
-                    tests: sources.TestImages, edits: Sequence[Edit], masks: dict,
-                    phi_x: np.ndarray, mesh=None) -> Neighbourhood:
-  """The source and target neighbours of every test image for every edit.
+class Search(NamedTuple):
+  """How a run finds neighbours: `k` per set; `rule` "attributes" (Hamming, when the test images
+  have attributes) or "features" (the bank's search space); on `mesh` (None: every device of
+  every host)."""
+  k: int
+  rule: str = "attributes"
+  mesh: object = None
 
-  With known test attributes and `config.neighbours == "attributes"`: ranked by Hamming
-  distance, within the test image's group when both sides have groups; φ is then read only for
-  the bank images some neighbour set uses (not all of LFW's 13k at 55 GB). Otherwise ranked by
-  distance to `phi_x` (`[B, D]`) in the bank's search space, over the whole bank. A test image
-  taken from the bank (`tests.bank_index`) is never its own neighbour. Equal, index for index,
-  whatever the mesh (`sharding.make_knn`).
+
+class Neighbourhood(NamedTuple):
+  """Each edit's neighbours and the φ of the bank images they use."""
+  sets: dict  # edit name -> Neighbours: `[B, K]` int32 bank indices, nearest first
+  used: np.ndarray  # [U] sorted bank indices: the rows of `bank`
+  bank: jax.Array  # [U_padded, D] φ of those bank images, split over the mesh
+
+
+def find_neighbours(bank_data: sources.Bank, bank: FeatureBank, tests: sources.TestImages,
+                    phi_x: np.ndarray, masks: dict, search: Search) -> Neighbourhood:
+  """The source and target neighbours of every test image for every edit of `masks`.
+
+  With known test attributes and `search.rule == "attributes"`: ranked by Hamming distance,
+  within the test image's group when both sides have groups; φ is then read only for the bank
+  images some neighbour set uses (not all of LFW's 13k at 55 GB). Otherwise ranked by distance
+  to `phi_x` (`[B, D]`) in the bank's search space, over the whole bank. A test image taken from
+  the bank (`tests.bank_index`) is never its own neighbour. The search is `neighbours.search`:
+  equal, index for index, whatever the mesh.
 
   Args:
-    masks: edit name -> `[N]` bool source and target candidate masks (`candidate_masks`).
-    mesh: default every device of every host.
+    masks: edit name -> its `[N]` bool `Candidates` (`neighbours.candidate_masks`).
   """
-  mesh = sharding.make_mesh() if mesh is None else mesh
-  by_attributes = tests.attributes is not None and config.neighbours == "attributes"
+  mesh = sharding.make_mesh() if search.mesh is None else search.mesh
+  by_attributes = tests.attributes is not None and search.rule == "attributes"
   allowed = None
   if by_attributes:
     if tests.group is not None and bank_data.group is not None:
       allowed = tests.group[:, None] == bank_data.group[None, :]
     rows = sharding.shard_rows(np.asarray(bank_data.attributes, bool), mesh)
-    queries, knn = np.asarray(tests.attributes, bool), _knn(mesh, config.k, "hamming")
+    queries, metric = np.asarray(tests.attributes, bool), "hamming"
   else:
     rows = _to_mesh(bank, "search", np.arange(bank.num_images), mesh)
-    queries, knn = bank.reduce(phi_x), _knn(mesh, config.k, "l2")
-  sets = {}
-  for e in edits:
-    found = sharding.neighbours(knn, mesh, rows, queries, *masks[e.name], tests.bank_index,
-                                allowed)
-    sets[e.name] = Neighbours(*(np.asarray(n) for n in found))
+    queries, metric = bank.reduce(phi_x), "l2"
+  knn = neighbours_lib.knn_for(mesh, search.k, metric)
+  sets = {name: Neighbours(*(np.asarray(n) for n in neighbours_lib.search(
+      knn, rows, queries, neighbours_lib.Candidates(*pair), tests.bank_index, allowed)))
+          for name, pair in masks.items()}
   if not by_attributes and bank.searches_phi:  # φ of the whole bank is on the devices already
     return Neighbourhood(sets, np.arange(bank.num_images), rows)
   used = np.unique(np.concatenate([np.ravel(n) for nb in sets.values() for n in nb]))
   return Neighbourhood(sets, used, _to_mesh(bank, "phi", used, mesh))
-
-
-def attribute_vector(found: Neighbourhood, name: str) -> np.ndarray:
-  """Edit `name`'s unscaled w, `[B, D]` float32: mean φ(target) − mean φ(source), summed where
-  the rows live (`sharding.make_attribute_vector`)."""
-  mesh = found.bank.sharding.mesh
-  local = Neighbours(*(np.searchsorted(found.used, n).astype(np.int32)
-                       for n in found.sets[name]))
-  return np.asarray(_mean(mesh)(found.bank, Neighbours(
-      *(sharding.replicated(n, mesh) for n in local))))

@@ -11,7 +11,7 @@ Items are edit-major: item `j` is test image `j % B` under edit `j // B` (`pipel
 
 The bank (`feature_bank`): built by `experiments.build_bank` (`config.bank_dir`) or in memory,
 searched over every device of every host; after `jax.distributed.initialize` each host edits its
-share of the items and process 0 writes the outputs (`sharding.hold_workdir`).
+share of the items and process 0 writes the outputs (`hosts.hold_workdir`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from tqdm import tqdm
 
 from dfi_jax.base import run_state
 from dfi_jax.data import sources
-from dfi_jax.dfi import align
 from dfi_jax.dfi import decoder as decoder_lib
 from dfi_jax.dfi import feature_bank
 from dfi_jax.dfi import features as features_lib
@@ -35,6 +34,7 @@ from dfi_jax.dfi import pipeline
 from dfi_jax.dfi import reconstruct
 from dfi_jax.dfi import sharding
 from dfi_jax.outputs import names as output_names
+from dfi_jax.runs import hosts
 from dfi_jax.runs import kit
 from dfi_jax.runs import photo_outputs
 from dfi_jax.runs import photos as photos_lib
@@ -70,7 +70,7 @@ def run(config, workdir: str | os.PathLike, inputs: Sequence[str] = (),
   """
   t_start = time.perf_counter()
   config = run_state.split_lists(config)
-  with sharding.hold_workdir(workdir, check=lambda: kit.check(config, inputs)) as held:
+  with hosts.hold_workdir(workdir, check=lambda: kit.check(config, inputs)) as held:
     job = prepare(config, held.path, inputs, attributes, held.agree)
     for s, j in solve(job):
       save(job, s, j)
@@ -102,7 +102,7 @@ def prepare(config, workdir: Path, inputs: Sequence[str], attributes: Sequence[s
   if claim.resuming:
     print(f"resuming the run in {workdir}: finished edits are kept", flush=True)
   tests = test_images(config, photos, bank_data, edits)
-  agree()  # every host got this far (many hosts: see sharding.hold_workdir)
+  agree()  # every host got this far (many hosts: see hosts.hold_workdir)
   aligned = (aligned_vectors(config, pipe, bank_data)
              if config.get("align_neighbours", False) else None)
   directions, found = kit.make_directions(config, bank_data, bank, tests, edits, masks, aligned)
@@ -152,8 +152,8 @@ def aligned_vectors(config, pipe: pipeline.Pipeline, bank_data: sources.Bank) ->
   """`(neighbourhood, singles) -> each single edit's w` from neighbours warped onto each test
   face (`config.align_neighbours`)."""
   def aligned(nb, singles):
-    vectors = align.run_vectors(config, pipe.phi, pipe.params, bank_data.images,
-                                [nb.sets[e.name] for e in singles])
+    vectors = kit.aligned_vectors(config, pipe.phi, pipe.params, bank_data.images,
+                                  [nb.sets[e.name] for e in singles])
     return [jnp.asarray(w) for w in vectors.w]
   return aligned
 

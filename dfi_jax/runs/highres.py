@@ -18,12 +18,14 @@ import os
 import resource
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
 
 from dfi_jax.dfi import align
 from dfi_jax.dfi import attribute_vector
+from dfi_jax.dfi import neighbours as neighbours_lib
 from dfi_jax.runs import kit
 from dfi_jax.data import faces
 from dfi_jax.outputs import figures
@@ -56,15 +58,15 @@ RULES = dict(rerank=run_state.integer(1))  # the field highres.py adds to synthe
 
 
 def _pools(config, candidates, attribute: str, query) -> list[list]:
-  """Bank faces without and with `attribute`, nearest in the other attributes first."""
+  """Bank faces without and with `attribute`, nearest in the other attributes first
+  (`neighbours.hamming_order`), the first `config.rerank` of each."""
   col = faces.ATTRIBUTES.index(attribute)
+  attributes = np.asarray([c.attributes for c in candidates], bool)
   others = np.arange(len(faces.ATTRIBUTES)) != col
-  pools = []
-  for has in (False, True):  # source, then target
-    pool = [c for c in candidates if c.attributes[col] == has]
-    pool.sort(key=lambda c: int(np.sum(np.asarray(c.attributes)[others] != query[others])))
-    pools.append(pool[:config.rerank])
-  return pools
+  query = np.asarray(query, bool)
+  return [[candidates[i] for i in neighbours_lib.hamming_order(
+      attributes, query, attributes[:, col] == has, others)[:config.rerank]]
+          for has in (False, True)]  # source, then target
 
 
 def validate(config, candidates) -> None:
@@ -113,6 +115,14 @@ def run(config, workdir: str | Path) -> dict:
     return _run(config, held, candidates, t_start)
 
 
+class TestFace(NamedTuple):
+  """One test face at the run's size: its parameters, rendering, blend mask and φ."""
+  params: faces.FaceParams
+  face: faces.Face  # image [S, S, 3], landmarks, attribute masks
+  mask: np.ndarray  # [S, S] feathered hull of the landmarks
+  phi_x: np.ndarray  # [1, D]
+
+
 def _run(config, workdir: Path, candidates, t_start: float) -> dict:
   network = kit.load_network(config)
   size = config.image_size
@@ -122,8 +132,8 @@ def _run(config, workdir: Path, candidates, t_start: float) -> dict:
   for params in sources.test_face_params(config):
     face = faces.render(params, size)
     x = face.image
-    mask = align.hull_mask(face.landmarks, size)
-    phi_x = np.asarray(pipe.phi(network.params, jnp.asarray(x[None])))
+    test = TestFace(params, face, align.hull_mask(face.landmarks, size),
+                    np.asarray(pipe.phi(network.params, jnp.asarray(x[None]))))
     row = [x]
     for attribute in config.attributes:
       name = f"face{params.seed}__{attribute}"
@@ -131,7 +141,7 @@ def _run(config, workdir: Path, candidates, t_start: float) -> dict:
       if done is not None:
         blended = done["image"]
       else:
-        blended = _edit(config, pipe, candidates, params, face, mask, phi_x, attribute)
+        blended = _edit(config, pipe, candidates, test, attribute)
         run_state.save_state(claim, name, image=blended)
       image_io.save_png(workdir / f"{name}.png", blended)
       row.append(blended)
@@ -151,31 +161,53 @@ def _run(config, workdir: Path, candidates, t_start: float) -> dict:
   return record
 
 
-def _edit(config, pipe: pipeline.Pipeline, candidates, params, face, mask, phi_x, attribute):
+def chosen(config, candidates, test: TestFace, attribute: str) -> list[list]:
+  """The K source and the K target candidates of `attribute`'s edit of `test`, each as
+  `(candidate, [2, 3] similarity onto the test face)`: the `rerank` nearest in the other
+  attributes (`_pools`), re-ranked by how well their landmarks fit the face's (ties by seed)."""
+  size = config.image_size
+  sets = []
+  for pool in _pools(config, candidates, attribute, np.asarray(test.params.attributes)):
+    fits = []
+    for c in pool:
+      # Landmarks don't depend on size: render at 64² for the fit, scale up.
+      lm = faces.render(c, 64).landmarks * (size / 64.0)
+      fits.append(align.similarity_fit(lm, test.face.landmarks))
+    best = neighbours_lib.first_k(np.asarray([r for _, r in fits]), config.k,
+                                  ties=[c.seed for c in pool])
+    sets.append([(pool[i], fits[i][0]) for i in best])
+  return sets
+
+
+def mean_phi(pipe: pipeline.Pipeline, warped: list, size: int) -> np.ndarray:
+  """`[D]` float64 mean φ of `(candidate, matrix)` pairs, each warped onto the face, summed one
+  image at a time (memory does not grow with K)."""
+  total = None
+  for c, matrix in warped:
+    image = align.warp(faces.render(c, size).image, matrix, size)
+    phi = np.asarray(pipe.phi(pipe.params, jnp.asarray(image[None])))[0].astype(np.float64)
+    total = phi if total is None else total + phi
+  return total / len(warped)
+
+
+def direction(config, pipe: pipeline.Pipeline, candidates, test: TestFace, attribute: str
+              ) -> np.ndarray:
+  """`[1, D]` float32 unscaled w of the edit: mean φ(warped targets) − mean φ(warped
+  sources)."""
+  source, target = (mean_phi(pipe, s, config.image_size)
+                    for s in chosen(config, candidates, test, attribute))
+  return attribute_vector.difference(source, target)[None].astype(np.float32)
+
+
+def _edit(config, pipe: pipeline.Pipeline, candidates, test: TestFace, attribute: str):
   """One attribute's edit of one face: `[size, size, 3]` float32, blended into the input."""
-  size, x = config.image_size, face.image
-
-  def directions(phi_x):  # w from the best-fitting candidates warped onto the face
-    means = []
-    for pool in _pools(config, candidates, attribute, np.asarray(params.attributes)):
-      fits = []
-      for c in pool:
-        # Landmarks don't depend on size: render at 64² for the fit, scale up.
-        lm = faces.render(c, 64).landmarks * (size / 64.0)
-        matrix, residual = align.similarity_fit(lm, face.landmarks)
-        fits.append((residual, c.seed, c, matrix))
-      fits.sort(key=lambda f: f[:2])
-      total = np.zeros(phi_x.shape[-1], np.float64)
-      for _, _, c, matrix in fits[:config.k]:
-        warped = align.warp(faces.render(c, size).image, matrix, size)
-        total += np.asarray(pipe.phi(pipe.params, jnp.asarray(warped[None])))[0]
-      means.append(total / config.k)
-    return [attribute_vector.difference(means[0], means[1])[None].astype(np.float32)]
-
-  result = pipeline.edit(pipe, x[None], directions, config.deltas[:1], [config.iterations],
-                         scaling=config.scaling, batch_size=1, phi_x=phi_x).edits
+  x, mask = test.face.image, test.mask
+  result = pipeline.edit(
+      pipe, x[None], lambda _: [direction(config, pipe, candidates, test, attribute)],
+      config.deltas[:1], [config.iterations], scaling=config.scaling, batch_size=1,
+      phi_x=test.phi_x).edits
   if not result.finite[0, 0]:
-    raise ValueError(f"face{params.seed} / {attribute}: loss became non-finite; "
+    raise ValueError(f"face{test.params.seed} / {attribute}: loss became non-finite; "
                      "no image written")
   edited = colour_match(result.images[0, 0], x, mask)
   return (x + mask[..., None] * (edited - x)).astype(np.float32)

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
@@ -47,11 +47,12 @@ from dfi_jax.data import image_io
 from dfi_jax.dfi import attribute_vector
 from dfi_jax.dfi import bank as bank_lib
 from dfi_jax.dfi import features as features_lib
+from dfi_jax.dfi import neighbours as neighbours_lib
 from dfi_jax.dfi import pipeline
 from dfi_jax.dfi import reconstruct
 from dfi_jax.runs import kit
 from dfi_jax.runs.inpaint_data import (
-    DATA, apply_hole, centre_square, folder_data, hole_error, load_hole, synthetic_data)
+    DATA, Data, apply_hole, centre_square, folder_data, hole_error, load_hole, synthetic_data)
 
 
 NEIGHBOURS_STATE = "neighbours"
@@ -68,27 +69,29 @@ def _phi(phi, params, images: np.ndarray, batch: int) -> np.ndarray:
   return np.asarray(phi(params, jnp.asarray(padded, jnp.float32)))[:n]
 
 
-def nearest_masked(phi, params, bank, hole: np.ndarray, phi_x: np.ndarray, k: int, batch: int,
-                   progress=None) -> np.ndarray:
+class Masked(NamedTuple):
+  """What the streamed steps read: φ (`features.make_phi`) and its parameters, the bank's
+  `[N, S, S, 3]` images (an array or `LazyImages`), the `[S, S]` bool hole, the batch size."""
+  phi: Callable
+  params: dict
+  bank: object
+  hole: np.ndarray
+  batch: int
+
+
+def nearest_masked(masked: Masked, phi_x: np.ndarray, k: int, progress=None) -> np.ndarray:
   """`[B, k]` int32: for each `[B, D]` query, the bank images whose *masked* φ is nearest
-  (squared L2; ties by index), with a running top-k over bank batches."""
-  q = np.asarray(phi_x, np.float32)
-  q_sq = np.sum(q * q, axis=1, keepdims=True)
-  best_d = np.full((len(q), 0), np.inf, np.float32)
-  best_i = np.zeros((len(q), 0), np.int64)
-  for start in range(0, len(bank), batch):
-    images = apply_hole(bank[start:start + batch], hole)
-    f = _phi(phi, params, images, batch)
-    d = np.sum(f * f, axis=1)[None] - 2.0 * q @ f.T + q_sq
-    cand_d = np.concatenate([best_d, d.astype(np.float32)], axis=1)
-    cand_i = np.concatenate([best_i, np.broadcast_to(np.arange(start, start + len(f)),
-                                                     d.shape)], axis=1)
-    order = np.lexsort((cand_i, cand_d), axis=1)[:, :k]
-    best_d = np.take_along_axis(cand_d, order, 1)
-    best_i = np.take_along_axis(cand_i, order, 1)
-    if progress is not None:
-      progress(len(f))
-  return best_i.astype(np.int32)
+  (`neighbours.streamed`: squared L2, ties by index), the bank read a batch at a time."""
+
+  def batches():
+    for start in range(0, len(masked.bank), masked.batch):
+      images = apply_hole(masked.bank[start:start + masked.batch], masked.hole)
+      f = _phi(masked.phi, masked.params, images, masked.batch)
+      yield f
+      if progress is not None:
+        progress(len(f))
+
+  return neighbours_lib.streamed(phi_x, batches(), k)
 
 
 class NeighbourMeans(NamedTuple):
@@ -97,31 +100,30 @@ class NeighbourMeans(NamedTuple):
   pixels: np.ndarray  # [B, S, S, 3] their mean image
 
 
-def neighbour_means(phi, params, bank, hole: np.ndarray, neighbours: np.ndarray, batch: int,
-                    with_phi: bool = True, progress=None) -> NeighbourMeans:
+def neighbour_means(masked: Masked, neighbours: np.ndarray, with_phi: bool = True,
+                    progress=None) -> NeighbourMeans:
   """Means over each row of `[B, K]` `neighbours`, reading each used bank image once."""
   used = np.unique(neighbours)
-  b, k = neighbours.shape
-  # weights[q, j] = (times used[j] is among q's neighbours) / K
-  weights = np.zeros((b, len(used)), np.float64)
-  for q in range(b):
-    np.add.at(weights[q], np.searchsorted(used, neighbours[q]), 1.0 / k)
+  b = len(neighbours)
+  weights = attribute_vector.mean_weights(neighbours, used)  # [B, U]
   pixels = phi_un = phi_m = None
+  batch = masked.batch
   for start in range(0, len(used), batch):
-    images = bank[used[start:start + batch]]
+    images = masked.bank[used[start:start + batch]]
     w = weights[:, start:start + batch]
     flat = w @ images.reshape(len(images), -1).astype(np.float64)
     pixels = flat if pixels is None else pixels + flat
     if with_phi:
-      un = w @ _phi(phi, params, images, batch).astype(np.float64)
-      m = w @ _phi(phi, params, apply_hole(images, hole), batch).astype(np.float64)
+      un = w @ _phi(masked.phi, masked.params, images, batch).astype(np.float64)
+      m = w @ _phi(masked.phi, masked.params, apply_hole(images, masked.hole), batch
+                   ).astype(np.float64)
       phi_un = un if phi_un is None else phi_un + un
       phi_m = m if phi_m is None else phi_m + m
     if progress is not None:
       progress(len(images))
   as32 = lambda a: None if a is None else a.astype(np.float32)  # noqa: E731
   return NeighbourMeans(as32(phi_un), as32(phi_m),
-                        pixels.reshape((b,) + hole.shape + (3,)).astype(np.float32))
+                        pixels.reshape((b,) + masked.hole.shape + (3,)).astype(np.float32))
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -169,8 +171,20 @@ def run(config, workdir: str | Path) -> dict:
     return _run(config, held, t_start)
 
 
-def _run(config, workdir: Path, t_start: float) -> dict:
-  timings = {}
+class Job(NamedTuple):
+  """An inpainting run once its workdir is claimed."""
+  network: kit.Network
+  data: Data
+  hole: np.ndarray  # [S, S] bool
+  claim: run_state.Claim
+  done: dict  # test image name -> its result kept from an earlier run
+  pipe: pipeline.Pipeline
+  x: np.ndarray  # [B, S, S, 3] the test images with the hole
+  todo: list  # indices of the test images still to inpaint
+
+
+def _prepare(config, workdir: Path) -> Job:
+  """The network, the hole, the data, the claimed workdir and what an earlier run finished."""
   network = kit.load_network(config)
   size = config.image_size
   inputs = [config.hole_mask] if config.hole_mask else []
@@ -191,64 +205,97 @@ def _run(config, workdir: Path, t_start: float) -> dict:
   if claim.resuming:
     print(f"resuming the run in {workdir}: {len(done)} of {len(data.test_names)} finished",
           flush=True)
-
   pipe = pipeline.make(network.net, network.params, size, reconstruct.config_for_run(config))
-  phi = pipe.phi
-  x = apply_hole(data.truth, hole)
-  batch = config.feature_batch
-  t0 = time.perf_counter()
-  shape = (len(x), config.k)
-  nb = run_state.load_state(claim, NEIGHBOURS_STATE, dict(neighbours=shape))
-  nb = None if nb is None else nb["neighbours"]
   todo = [i for i, n in enumerate(data.test_names) if n not in done]
-  phi_x = features_lib.compute_features(phi, network.params, x, batch) \
-      if todo or nb is None else None
-  if nb is None:
-    with tqdm(total=len(data.bank), desc="bank φ (masked)", unit="img") as bar:
-      nb = nearest_masked(phi, network.params, data.bank, hole, phi_x, config.k, batch,
-                          bar.update)
-    run_state.save_state(claim, NEIGHBOURS_STATE, neighbours=nb)
-  with tqdm(total=len(np.unique(nb)), desc="neighbours φ", unit="img") as bar:
-    means = neighbour_means(phi, network.params, data.bank, hole, nb, batch,
-                            with_phi=bool(todo), progress=bar.update)
-  timings["bank_s"] = time.perf_counter() - t0
+  return Job(network, data, hole, claim, done, pipe, apply_hole(data.truth, hole), todo)
 
-  # Source = the nearest images masked, target = the same images unmasked.
-  t0 = time.perf_counter()
-  results = np.zeros_like(x)
-  for n, r in done.items():  # kept from an earlier run: its PNG checked, rewritten if damaged
+
+def _neighbours(config, job: Job) -> tuple[np.ndarray, NeighbourMeans, np.ndarray | None]:
+  """Each test image's K neighbours by masked φ (kept in the run state), their means, and φ of
+  the test images (None when nothing is left to inpaint)."""
+  masked = Masked(job.pipe.phi, job.network.params, job.data.bank, job.hole,
+                  config.feature_batch)
+  nb = run_state.load_state(job.claim, NEIGHBOURS_STATE,
+                            dict(neighbours=(len(job.x), config.k)))
+  nb = None if nb is None else nb["neighbours"]
+  phi_x = features_lib.compute_features(job.pipe.phi, job.network.params, job.x,
+                                        config.feature_batch) \
+      if job.todo or nb is None else None
+  if nb is None:
+    with tqdm(total=len(job.data.bank), desc="bank φ (masked)", unit="img") as bar:
+      nb = nearest_masked(masked, phi_x, config.k, bar.update)
+    run_state.save_state(job.claim, NEIGHBOURS_STATE, neighbours=nb)
+  with tqdm(total=len(np.unique(nb)), desc="neighbours φ", unit="img") as bar:
+    means = neighbour_means(masked, nb, with_phi=bool(job.todo), progress=bar.update)
+  return nb, means, phi_x
+
+
+def _inpaint(config, workdir: Path, job: Job, phi_x: np.ndarray | None,
+             means: NeighbourMeans) -> np.ndarray:
+  """`[B, S, S, 3]` every test image inpainted: kept ones restored, the others reverse-mapped
+  and written as each finishes."""
+  data, hole = job.data, job.hole
+  results = np.zeros_like(job.x)
+  for n, r in job.done.items():  # kept from an earlier run: its PNG checked, rewritten if damaged
     results[data.test_names.index(n)] = r["image"]
     files_lib.restore_file(files_lib.make_folder(workdir / "inpainted") / f"{n}.png",
                           image_io.png_bytes(r["image"]))
-  if todo:
-    def on_finished(s, i, edits):  # only the hole is replaced: pixels outside are the input's
-      del s  # one δ
-      results[i] = np.where(hole[..., None], edits.images[0, i], data.truth[i])
-      files_lib.make_folder(workdir / "inpainted")
-      image_io.save_png(workdir / "inpainted" / f"{data.test_names[i]}.png", results[i])
-      run_state.save_result(claim, data.test_names[i], results[i], edits.loss[0, i],
-                            edits.evaluations[0, i])
+  if not job.todo:
+    return results
 
-    w = attribute_vector.difference(means.phi_masked, means.phi_unmasked)
-    with tqdm(total=config.iterations * len(todo), desc="reverse map", unit="it·img") as bar:
-      edited = pipeline.edit(
-          pipe, x, lambda _: [w], config.deltas,
-          [config.iterations], scaling=config.scaling, batch_size=config.batch_size,
-          phi_x=phi_x, rows=todo, on_finished=on_finished, progress=bar.update)
-    failed = [data.test_names[i] for i in todo if not edited.edits.finite[0, i]]
-    if failed:
-      raise ValueError(f"inpainting {failed}: loss became non-finite; no image written for "
-                       "them (the others are kept)")
+  def on_finished(s, i, edits):  # only the hole is replaced: pixels outside are the input's
+    del s  # one δ
+    results[i] = np.where(hole[..., None], edits.images[0, i], data.truth[i])
+    files_lib.make_folder(workdir / "inpainted")
+    image_io.save_png(workdir / "inpainted" / f"{data.test_names[i]}.png", results[i])
+    run_state.save_result(job.claim, data.test_names[i], results[i], edits.loss[0, i],
+                          edits.evaluations[0, i])
+
+  # Source = the nearest images masked, target = the same images unmasked.
+  w = attribute_vector.difference(means.phi_masked, means.phi_unmasked)
+  with tqdm(total=config.iterations * len(job.todo), desc="reverse map", unit="it·img") as bar:
+    edited = pipeline.edit(
+        job.pipe, job.x, lambda _: [w], config.deltas,
+        [config.iterations], scaling=config.scaling, batch_size=config.batch_size,
+        phi_x=phi_x, rows=job.todo, on_finished=on_finished, progress=bar.update)
+  failed = [data.test_names[i] for i in job.todo if not edited.edits.finite[0, i]]
+  if failed:
+    raise ValueError(f"inpainting {failed}: loss became non-finite; no image written for "
+                     "them (the others are kept)")
+  return results
+
+
+def _run(config, workdir: Path, t_start: float) -> dict:
+  timings = {}
+  job = _prepare(config, workdir)
+  t0 = time.perf_counter()
+  nb, means, phi_x = _neighbours(config, job)
+  timings["bank_s"] = time.perf_counter() - t0
+  t0 = time.perf_counter()
+  results = _inpaint(config, workdir, job, phi_x, means)
   timings["reverse_map_s"] = time.perf_counter() - t0
-  timings["reverse_maps_run"] = len(todo)
-  run_state.commit(claim)
-  return write_outputs(config, workdir, network, data, hole, x, results, means.pixels, nb,
-                       timings, t_start)
+  timings["reverse_maps_run"] = len(job.todo)
+  run_state.commit(job.claim)
+  shown = Inpainted(job.data, job.hole, job.x, results, means.pixels, nb)
+  return write_outputs(config, workdir, job.network, shown, timings, t_start)
 
 
-def write_outputs(config, workdir, network, data, hole, x, results, neighbour_pixels, nb,
-                  timings, t_start) -> dict:
-  neighbour_mean = np.where(hole[..., None], neighbour_pixels, data.truth).astype(np.float32)
+class Inpainted(NamedTuple):
+  """What the outputs show, per test image."""
+  data: Data
+  hole: np.ndarray  # [S, S] bool
+  x: np.ndarray  # [B, S, S, 3] the input with the hole
+  results: np.ndarray  # [B, S, S, 3] inpainted
+  neighbour_pixels: np.ndarray  # [B, S, S, 3] the neighbours' mean image
+  neighbours: np.ndarray  # [B, K] bank indices
+
+
+def write_outputs(config, workdir: Path, network: kit.Network, shown: Inpainted, timings: dict,
+                  t_start: float) -> dict:
+  """grid.png, index.html and metrics.json (returned) of an inpainting run."""
+  data, hole, x, results = shown.data, shown.hole, shown.x, shown.results
+  neighbour_mean = np.where(hole[..., None], shown.neighbour_pixels, data.truth
+                            ).astype(np.float32)
   rows, per_image = [], []
   scale = config.grid_scale  # README pictures: 64² tiles are too small to see on a page
   for i, name in enumerate(data.test_names):
@@ -259,7 +306,7 @@ def write_outputs(config, workdir, network, data, hole, x, results, neighbour_pi
         rmse_dfi=hole_error(results[i], data.truth[i], hole),
         rmse_grey=hole_error(x[i], data.truth[i], hole),
         rmse_neighbour_mean=hole_error(neighbour_mean[i], data.truth[i], hole),
-        neighbours=[data.bank_names[j] for j in nb[i][:5]]))
+        neighbours=[data.bank_names[j] for j in shown.neighbours[i][:5]]))
   figures.save_grid(workdir / "grid.png", rows, row_labels=data.test_names,
                     col_labels=["input (hole)", "DFI", "neighbour mean", "truth"])
   summary = {k: float(np.mean([r[k] for r in per_image]))

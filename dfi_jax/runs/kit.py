@@ -15,9 +15,11 @@ import numpy as np
 
 from dfi_jax.base import run_state
 from dfi_jax.data import bank_cache
+from dfi_jax.data import faces
 from dfi_jax.data import banks
 from dfi_jax.base import files as files_lib
 from dfi_jax.data import sources
+from dfi_jax.dfi import align
 from dfi_jax.dfi import decoder as decoder_lib
 from dfi_jax.dfi import feature_bank
 from dfi_jax.dfi import features as features_lib
@@ -32,6 +34,7 @@ from dfi_jax.nets import pretrained
 from dfi_jax.nets import weights as weights_lib
 from dfi_jax.outputs import names as output_names
 from dfi_jax.runs import photos as photos_lib
+from dfi_jax.runs import run_bank
 
 
 RunError = run_state.RunError  # a bad setting or input; the message is the one line a user sees
@@ -188,9 +191,11 @@ def make_directions(config, bank_data: sources.Bank, bank: feature_bank.FeatureB
 
   def directions(phi_x):
     found["neighbourhood"] = nb = feature_bank.find_neighbours(
-        config, bank_data, bank, tests, singles + others, masks, phi_x)
+        bank_data, bank, tests, phi_x, {e.name: masks[e.name] for e in singles + others},
+        feature_bank.Search(config.k, config.neighbours))
     ws = (aligned(nb, singles + others) if aligned is not None
-          else [feature_bank.attribute_vector(nb, e.name) for e in singles + others])
+          else [attribute_vector.from_rows(nb.bank, nb.used, nb.sets[e.name])
+                for e in singles + others])
     by_name = {e.name: w for e, w in zip(singles + others, ws)}
     summed = [sum(by_name[p.name] for p in parts(bank_data, e)) for e in edits]
     if config.get("w_others", "keep") != "project":
@@ -288,13 +293,32 @@ def bank_dir_errors(config):
 
 
 def read_bank_manifest(config) -> dict | None:
-  """`feature_bank.read_manifest` with its errors worded for the flag (`bank_dir_errors`)."""
+  """`run_bank.read_manifest` with its errors worded for the flag (`bank_dir_errors`)."""
   with bank_dir_errors(config):
-    return feature_bank.read_manifest(config)
+    return run_bank.read_manifest(config)
 
 
 def load_bank(config, network: Network, spec: features_lib.FeatureSpec, phi_of_images
               ) -> tuple[sources.Bank, feature_bank.FeatureBank]:
-  """`feature_bank.load` with its errors worded for the flag (`bank_dir_errors`)."""
+  """`run_bank.load` with its errors worded for the flag (`bank_dir_errors`)."""
   with bank_dir_errors(config):
-    return feature_bank.load(config, network, spec, phi_of_images)
+    return run_bank.load(config, network, spec, phi_of_images)
+
+
+def aligned_vectors(config, phi, params, bank_images: np.ndarray,
+                    neighbour_sets: Sequence[neighbours_lib.Neighbours]) -> align.AlignedVectors:
+  """`align.aligned_vectors` for an edit run on generated faces (`config.align_neighbours`):
+  the bank is `faces.sample_face(s)` for s in [bank_seed, bank_seed + bank_size) and the tests
+  `sources.test_face_params(config)`; their landmarks come from the generator. Other data
+  (their banks carry no landmarks yet) is a RunError."""
+  if config.data != "synthetic":
+    raise RunError(f"--config.align_neighbours needs landmarks, which only "
+                   f"--config.data=synthetic provides (got {config.data!r})")
+  size = config.image_size
+  bank_params = [faces.sample_face(s) for s in range(config.bank_seed,
+                                                     config.bank_seed + config.bank_size)]
+  bank = align.Landmarked(bank_images, align.landmarks(bank_params, size))
+  return align.aligned_vectors(phi, params, bank,
+                               align.landmarks(sources.test_face_params(config), size),
+                               neighbour_sets, config.get("align_transform", "similarity"),
+                               config.feature_batch)

@@ -90,10 +90,10 @@ def test_demo1_neighbours_match_official_make_manifolds(tmp_path):
     e = edits[name]
     gender = 0 if binary.gender[e.target_attribute] == "Male" else 1
     queries = np.flatnonzero(binary.group == gender)[:3]  # test images of the edit's gender
-    source, target = nb_lib.candidate_masks(binary.attributes, e, binary.attribute_names)
+    candidates = nb_lib.candidate_masks(binary.attributes, e, binary.attribute_names)
     allowed = binary.group[queries][:, None] == binary.group[None, :]
-    got = nb_lib.attribute_neighbours(binary.attributes, binary.attributes[queries], source,
-                                      target, k, queries.astype(np.int32), allowed)
+    got = nb_lib.nearest(binary.attributes, binary.attributes[queries], candidates, k,
+                         metric="hamming", exclude=queries.astype(np.int32), allowed=allowed)
     for b, x in enumerate(queries):
       want_p, want_q = official_make_manifolds(S, G, binary.attribute_names,
                                                e.target_attribute, e.source_attribute, x, k)

@@ -3,7 +3,6 @@ the aligned w against the pipeline's when there is nothing to align, and the tin
 
 import dataclasses
 
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -106,10 +105,9 @@ def test_aligned_w_equals_the_pipelines_when_landmarks_coincide(tiny):
   images, attributes = faces.generate(range(12), size)
   bank = features_lib.compute_features(phi, network.params, images, 16)
   source = ~attributes[:, 3]
-  nb = neighbours_lib.feature_neighbours(jnp.asarray(bank), jnp.asarray(bank[:2]), source,
-                                         ~source, 3)
+  nb = neighbours_lib.nearest(bank, bank[:2], neighbours_lib.Candidates(source, ~source), 3)
   same = np.broadcast_to(align.landmarks([faces.sample_face(0)], size)[0], (12, 12, 2))
-  vec = align.aligned_vectors(phi, network.params, images, same, same[:2], [nb])
+  vec = align.aligned_vectors(phi, network.params, align.Landmarked(images, same), same[:2], [nb])
   expected = w_reference.mean_difference(bank, nb)
   np.testing.assert_allclose(vec.w[0], expected, rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(
@@ -130,4 +128,4 @@ def test_tiny_edit_run_with_aligned_neighbours(tiny, tmp_path):
   with config.unlocked():
     config.data = "folder"
   with pytest.raises(ValueError, match="synthetic"):
-    align.run_vectors(config, None, None, None, [])
+    kit.aligned_vectors(config, None, None, None, [])

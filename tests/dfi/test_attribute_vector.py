@@ -43,6 +43,21 @@ def test_selection_weights_count_repeated_rows_and_cancel_shared_ones():
                              w_reference.mean_difference(bank, n), rtol=1e-5, atol=1e-6)
 
 
+def test_row_weights_are_the_selection_weights_of_the_rows_used():
+  n = nb_lib.Neighbours(np.array([[0, 1, 1], [2, 3, 4]]), np.array([[5, 5, 5], [4, 6, 7]]))
+  used = np.unique(np.concatenate([np.ravel(n.source), np.ravel(n.target)]))
+  mean = attribute_vector.mean_weights(n.target, used)
+  assert mean.dtype == np.float64 and mean.shape == (2, len(used))
+  np.testing.assert_allclose(mean.sum(1), 1.0)
+  np.testing.assert_allclose(mean[0, list(used).index(5)], 1.0)  # row 5 three times of K = 3
+  weights = attribute_vector.row_weights(n, used)
+  full = np.asarray(attribute_vector.selection_weights(n, 9))
+  np.testing.assert_allclose(weights, full[:, used], rtol=1e-6, atol=1e-7)
+  bank = np.random.default_rng(2).standard_normal((9, 4))
+  np.testing.assert_allclose(weights @ bank[used], w_reference.mean_difference(bank, n),
+                             rtol=1e-12, atol=1e-12)
+
+
 def test_attribute_vector_is_difference_of_neighbour_means():
   rng = np.random.default_rng(2)
   bank = rng.standard_normal((30, 11)).astype(np.float32)

@@ -14,8 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dfi_jax.dfi import attribute_vector
 from dfi_jax.dfi import bank as bank_lib
 from dfi_jax.runs import kit
+from dfi_jax.runs import run_bank
 from dfi_jax.dfi import feature_bank
 from dfi_jax.dfi import features as features_lib
 from dfi_jax.dfi import neighbours as neighbours_lib
@@ -82,11 +84,11 @@ def test_feature_bank_raises_its_own_error_and_the_run_kit_words_it_for_the_flag
   root, network = built
   config = tiny(bank_dir=str(root / "none"), taps=("conv2_1", "conv3_2"))
   with pytest.raises(feature_bank.BankError, match="^taps: the bank was built with") as e:
-    feature_bank.read_manifest(config)
+    run_bank.read_manifest(config)
   assert not isinstance(e.value, run_state.RunError) and "--config" not in str(e.value)
   spec = features_lib.feature_spec(network.net, network.params, (32, 32))
   with pytest.raises(feature_bank.BankError, match="^taps: the bank was built with"):
-    feature_bank.load(config, network, spec, None)
+    run_bank.load(config, network, spec, None)
   flag = re.escape(f"--config.bank_dir={root / 'none'}: taps: the bank was built with")
   with pytest.raises(run_state.RunError, match=f"^{flag}"):
     kit.read_bank_manifest(config)
@@ -120,15 +122,16 @@ def test_disk_bank_gives_the_in_memory_neighbours_and_w(built, rule):
   phi_x = features_lib.compute_features(phi, network.params, tests.images, config.feature_batch)
   memory = feature_bank.in_memory(data.images, lambda im: features_lib.compute_features(
       phi, network.params, im, config.feature_batch), phi_x.shape[1])
-  want = feature_bank.find_neighbours(config, data, memory, tests, edits, masks, phi_x)
+  how = feature_bank.Search(config.k, config.neighbours)
+  want = feature_bank.find_neighbours(data, memory, tests, phi_x, masks, how)
   for kind in ("none", "pool"):
     disk = bank_lib.open_bank(root / kind)
     bank = feature_bank.on_disk(disk)
     assert np.array_equal(disk.attributes, data.attributes) and disk.names == data.names
-    got = feature_bank.find_neighbours(config, data, bank, tests, edits, masks, phi_x)
+    got = feature_bank.find_neighbours(data, bank, tests, phi_x, masks, how)
     for e in edits:
-      w_want = feature_bank.attribute_vector(want, e.name)
-      w_got = feature_bank.attribute_vector(got, e.name)
+      w_want = attribute_vector.from_rows(want.bank, want.used, want.sets[e.name])
+      w_got = attribute_vector.from_rows(got.bank, got.used, got.sets[e.name])
       if kind == "none" or rule == "attributes":  # the same space: the same neighbours
         np.testing.assert_array_equal(got.sets[e.name].source, want.sets[e.name].source)
         np.testing.assert_array_equal(got.sets[e.name].target, want.sets[e.name].target)
@@ -152,10 +155,10 @@ def test_disk_bank_gives_the_in_memory_neighbours_and_w(built, rule):
 
 
 def test_lazy_bank_images_index_like_an_array():
-  """A disk bank's images are read on demand (`feature_bank.lazy_images`); the probe and the
+  """A disk bank's images are read on demand (`run_bank.lazy_images`); the probe and the
   pixel baseline index them as arrays."""
   config = tiny()
-  lazy = feature_bank.lazy_images(config, config.bank_size)
+  lazy = run_bank.lazy_images(config, config.bank_size)
   whole = banks.load_bank(config).images
   np.testing.assert_array_equal(lazy[[3, 1]], whole[[3, 1]])
   np.testing.assert_array_equal(lazy[:4, :16, 8:], whole[:4, :16, 8:])

@@ -78,9 +78,13 @@ def test_on_eight_fake_cpu_devices(tmp_path):
 
 _TWO_HOSTS = """
 import sys, numpy as np
+sys.path.insert(0, "tests")
+import neighbours_reference
+from dfi_jax.dfi import attribute_vector
 from dfi_jax.dfi import neighbours as nl
 from dfi_jax.dfi import sharding
-sharding.initialize(True, sharding.DistributedSettings(sys.argv[1], 2, int(sys.argv[2])))
+from dfi_jax.runs import hosts
+hosts.initialize(True, hosts.DistributedSettings(sys.argv[1], 2, int(sys.argv[2])))
 import jax
 assert jax.process_count() == 2 and jax.device_count() == 8
 mesh = sharding.make_mesh()
@@ -90,10 +94,10 @@ queries = rng.standard_normal((5, 16)).astype(np.float32)
 source = rng.random(1003) < 0.4
 rows = sharding.shard_rows(bank, mesh)
 assert all(s.index[0].start // 504 == jax.process_index() for s in rows.addressable_shards)
-got = sharding.neighbours(sharding.make_knn(mesh, 7), mesh, rows, queries, source, ~source)
-want = nl.feature_neighbours(bank, queries, source, ~source, 7)
+got = nl.search(nl.make_knn(mesh, 7), rows, queries, nl.Candidates(source, ~source))
+want = neighbours_reference.feature_neighbours(bank, queries, source, ~source, 7)
 assert np.array_equal(got.source, want.source) and np.array_equal(got.target, want.target)
-w = sharding.make_attribute_vector(mesh)(rows, got)
+w = attribute_vector.on_mesh(mesh)(rows, got)
 want_w = bank[np.asarray(want.target)].mean(1) - bank[np.asarray(want.source)].mean(1)
 assert np.allclose(w, want_w, rtol=1e-5, atol=1e-6)
 sharding.barrier("done")
@@ -227,11 +231,15 @@ if CHILD:
 
   from dfi_jax.dfi import bank as bank_lib
   from dfi_jax.runs import edit as edit_run
+  from dfi_jax.runs import hosts
   from dfi_jax.runs import kit
   from dfi_jax.data import faces
   from dfi_jax.dfi import feature_bank
   from dfi_jax.dfi import features as features_lib
+  import neighbours_reference
   import w_reference
+  from dfi_jax.dfi import attribute_vector
+  from dfi_jax.dfi.neighbours import Candidates
   from dfi_jax.nets import model as model_lib
   from dfi_jax.dfi import neighbours as neighbours_lib
   from dfi_jax.dfi import reconstruct
@@ -278,7 +286,7 @@ def test_mesh_set_up(mesh):
   config = ml_collections.ConfigDict(dict(mesh_shape=(4, -1), mesh_axes=("data", "model")))
   assert dict(sharding.mesh_from_config(config).shape) == {"data": 4, "model": 2}
   assert dict(sharding.mesh_from_config(ml_collections.ConfigDict()).shape) == {"data": 8}
-  sharding.initialize(False)  # one host: nothing to do
+  hosts.initialize(False)  # one host: nothing to do
   assert sharding.is_writer()
   sharding.barrier("noop")
 
@@ -306,14 +314,14 @@ def test_sharded_knn_equals_single_device(mesh, values):
   assert rows.sharding.spec == P("data", None)
   assert {s.data.shape for s in rows.addressable_shards} == {(126, d)}
   for k in (7, 200):  # 200 > 126 rows per device
-    knn = sharding.make_knn(mesh, k)
-    got = sharding.neighbours(knn, mesh, rows, queries, source, target, exclude)
-    want = neighbours_lib.feature_neighbours(bank, queries, source, target, k, exclude)
+    knn = neighbours_lib.make_knn(mesh, k)
+    got = neighbours_lib.search(knn, rows, queries, Candidates(source, target), exclude)
+    want = neighbours_reference.feature_neighbours(bank, queries, source, target, k, exclude)
     _equal(got, want)
   with pytest.raises(ValueError, match="queries must be"):
-    sharding.neighbours(knn, mesh, rows, queries[:, :3], source, target)
+    neighbours_lib.search(knn, rows, queries[:, :3], Candidates(source, target))
   with pytest.raises(ValueError, match="masks"):
-    sharding.neighbours(knn, mesh, rows, queries, source[:10], target[:10])
+    neighbours_lib.search(knn, rows, queries, Candidates(source[:10], target[:10]))
 
 
 @in_child
@@ -325,11 +333,11 @@ def test_sharded_attribute_neighbours_equal_single_device(mesh):
   source, target = attributes[:, 2], ~attributes[:, 2]
   exclude = np.asarray([4, -1, 7, 8, -1, 300], np.int32)
   allowed = rng.random((b, n)) < 0.8
-  knn = sharding.make_knn(mesh, k, metric="hamming")
-  got = sharding.neighbours(knn, mesh, sharding.shard_rows(attributes, mesh), queries, source,
-                            target, exclude, allowed)
-  want = neighbours_lib.attribute_neighbours(attributes, queries, source, target, k, exclude,
-                                             allowed)
+  knn = neighbours_lib.make_knn(mesh, k, metric="hamming")
+  got = neighbours_lib.search(knn, sharding.shard_rows(attributes, mesh), queries,
+                              Candidates(source, target), exclude, allowed)
+  want = neighbours_reference.attribute_neighbours(attributes, queries, source, target, k,
+                                                   exclude, allowed)
   _equal(got, want)
 
 
@@ -339,13 +347,13 @@ def test_neighbour_means_where_rows_live_and_no_recompiles(mesh, tmp_path):
   n, dim, b, k = 37, 64, 4, 5
   phi = rng.standard_normal((n, dim)).astype(np.float32)
   rows = sharding.shard_rows(phi, mesh)
-  sharded_w = sharding.make_attribute_vector(mesh)
-  knn = sharding.make_knn(mesh, k)
+  sharded_w = attribute_vector.on_mesh(mesh)
+  knn = neighbours_lib.make_knn(mesh, k)
   source = rng.random(n) < 0.5
   with count_compiles() as compiles:
     for batch in range(3):
       queries = rng.standard_normal((b, dim)).astype(np.float32)
-      nb = sharding.neighbours(knn, mesh, rows, queries, source, ~source)
+      nb = neighbours_lib.search(knn, rows, queries, Candidates(source, ~source))
       w = sharded_w(rows, nb)
       assert w.sharding.is_fully_replicated
       want = w_reference.mean_difference(phi, nb)
@@ -367,7 +375,7 @@ def test_bank_to_mesh_reads_each_devices_rows(mesh, tmp_path):
                  search=bank_lib.parse_search("pool:1"))
   bank = bank_lib.open_bank(tmp_path)
   for what, read in (("search", bank_lib.read_search), ("phi", bank_lib.read_phi)):
-    rows = sharding.bank_to_mesh(bank, mesh, what)
+    rows = feature_bank.bank_to_mesh(bank, mesh, what)
     assert rows.shape[0] == 16 and rows.sharding.spec == P("data", None)
     np.testing.assert_array_equal(np.asarray(rows)[:13], read(bank))
     np.testing.assert_array_equal(np.asarray(rows)[13:], 0)
@@ -397,7 +405,8 @@ def test_run_neighbours_and_w_are_the_same_on_one_and_eight_devices(mesh, tmp_pa
         phi, network.params, im, 16), phi_x.shape[1])
     disks = [feature_bank.on_disk(bank_lib.open_bank(tmp_path / k)) for k in ("none", "bf16")]
     for bank in [memory] + disks:
-      found = [feature_bank.find_neighbours(config, data, bank, tests, edits, masks, phi_x, m)
+      found = [feature_bank.find_neighbours(data, bank, tests, phi_x, masks,
+                                            feature_bank.Search(config.k, config.neighbours, m))
                for m in (one, mesh)]
       assert found[1].bank.sharding.mesh.size == 8
       for e in edits:
@@ -405,7 +414,7 @@ def test_run_neighbours_and_w_are_the_same_on_one_and_eight_devices(mesh, tmp_pa
         for b, own in enumerate((0, 9, 58)):  # never its own neighbour
           assert own not in found[1].sets[e.name].source[b]
           assert own not in found[1].sets[e.name].target[b]
-        w = [feature_bank.attribute_vector(f, e.name) for f in found]
+        w = [attribute_vector.from_rows(f.bank, f.used, f.sets[e.name]) for f in found]
         np.testing.assert_allclose(w[1], w[0], rtol=1e-5, atol=1e-6)
     assert disks[1].dtype == "bfloat16"
     if rule == "features":  # bfloat16 φ stays bfloat16 on the devices

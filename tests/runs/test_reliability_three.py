@@ -413,8 +413,8 @@ def test_a_distributed_peer_that_never_starts_is_one_line_after_the_timeout(tmp_
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
-  code = ("from dfi_jax.dfi import sharding\n"
-          f"sharding.initialize(True, sharding.DistributedSettings('127.0.0.1:{port}', 2, 1, "
+  code = ("from dfi_jax.runs import hosts\n"
+          f"hosts.initialize(True, hosts.DistributedSettings('127.0.0.1:{port}', 2, 1, "
           "timeout_s=3))\n")
   done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                         timeout=120, cwd=ROOT, env=dict(os.environ, JAX_PLATFORMS="cpu"))

@@ -1,6 +1,6 @@
 """The edit run's neighbours and w, recomputed by brute force over the whole bank.
 
-`feature_bank.find_neighbours` and `feature_bank.attribute_vector` are the run's own neighbour
+`feature_bank.find_neighbours` and `attribute_vector.from_rows` are the run's own neighbour
 and w step; here they run on a tiny generated in-memory bank and every (test image, edit) is
 checked against a plain loop over all bank images: held-out test faces, self-exclusion of test
 images taken from the bank, same-group restriction, and the map from bank indices to the rows
@@ -68,7 +68,7 @@ def check_vectors(found, bank, edits, want):
   """w of every edit equals the neighbour-mean difference over the whole bank's φ."""
   full = pixels_phi(bank.images).astype(np.float64)
   for e in edits:
-    w = feature_bank.attribute_vector(found, e.name)
+    w = attribute_vector.from_rows(found.bank, found.used, found.sets[e.name])
     for b, (src, tgt) in enumerate(want[e.name]):
       np.testing.assert_allclose(w[b], full[tgt].mean(0) - full[src].mean(0), rtol=1e-5,
                                  atol=1e-5)
@@ -86,8 +86,9 @@ def test_held_out_faces_get_hamming_neighbours_and_w_over_the_whole_bank():
     assert not any(faces.sample_face(seed).attributes)
     assert np.abs(bank.images - tests.images[i]).reshape(len(bank.images), -1).max(1).min() > 0
   phi = CountingPhi()
-  found = feature_bank.find_neighbours(config, bank, in_memory(bank, phi), tests, edits, masks,
-                                       pixels_phi(tests.images))
+  found = feature_bank.find_neighbours(bank, in_memory(bank, phi), tests,
+                                       pixels_phi(tests.images), masks,
+                                       feature_bank.Search(config.k, config.neighbours))
   want = {}
   for e in edits:
     a = faces.ATTRIBUTES.index(e.target_attribute)
@@ -117,8 +118,8 @@ def test_bank_test_images_are_never_their_own_neighbour_and_keep_to_their_group(
   tests = sources.bank_tests(bank, names)
   np.testing.assert_array_equal(tests.bank_index, [0, 7, 64, 119])
   phi_x = pixels_phi(tests.images)
-  found = feature_bank.find_neighbours(config, bank, in_memory(bank, pixels_phi), tests, edits,
-                                       masks, phi_x)
+  found = feature_bank.find_neighbours(bank, in_memory(bank, pixels_phi), tests, phi_x, masks,
+                                       feature_bank.Search(config.k, config.neighbours))
   full = pixels_phi(bank.images).astype(np.float64)
   want = {}
   for e in edits:
@@ -146,8 +147,9 @@ def test_w_others_project_takes_every_other_attributes_w_out_of_the_edits():
                                           chosen, {"eyeglasses": masks["eyeglasses"]})
   (w,) = directions(pixels_phi(tests.images))
   nb = found["neighbourhood"]
-  plain = feature_bank.attribute_vector(nb, "eyeglasses")
-  others = [feature_bank.attribute_vector(nb, e.name) for e in edits if e.name != "eyeglasses"]
+  plain = attribute_vector.from_rows(nb.bank, nb.used, nb.sets["eyeglasses"])
+  others = [attribute_vector.from_rows(nb.bank, nb.used, nb.sets[e.name]) for e in edits
+            if e.name != "eyeglasses"]
   assert set(nb.sets) == {e.name for e in edits}  # the others' neighbours were found too
   for o in others:  # per face, orthogonal to every other attribute's w of the same face
     cos = np.sum(o * w, -1) / (np.linalg.norm(o, axis=-1) * np.linalg.norm(w, axis=-1))

@@ -10,8 +10,6 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from dfi_jax.dfi import bank as bank_lib
-
 
 DATA = "data"
 
@@ -81,18 +79,6 @@ def rows_to_mesh(read: Callable[[int, int], np.ndarray], n: int, dim: int, mesh:
     return out
 
   return jax.make_array_from_callback((padded, dim), NamedSharding(mesh, P(axis, None)), piece)
-
-
-def bank_to_mesh(bank: bank_lib.DiskBank, mesh: Mesh, what: str = "search",
-                 axis: str = DATA, dtype=jnp.float32) -> jax.Array:
-  """An on-disk bank's search features (`what="search"`) or φ (`"phi"`) as a global
-  `[N_padded, d]` array split along `axis`; each host reads only the rows of its own devices."""
-  if what not in ("search", "phi"):
-    raise ValueError(f"what must be 'search' or 'phi', got {what!r}")
-  read = bank_lib.read_search if what == "search" else bank_lib.read_phi
-  dim = (bank.manifest["feature_dim"] if what == "phi" or bank.search.kind == "none"
-         else bank.manifest["search"]["dim"])
-  return rows_to_mesh(lambda a, b: read(bank, a, b), bank.num_images, dim, mesh, axis, dtype)
 
 
 def replicated(x, mesh: Mesh) -> jax.Array:
