@@ -79,21 +79,6 @@ def kept(phi_rows: bank_cache.PhiRows, num_images: int) -> FeatureBank:
                      lambda x: np.asarray(x), True, "float32", {})
 
 
-def phi_rows(config, network, images, phi_of_images: Callable[[np.ndarray], np.ndarray],
-             dim: int) -> bank_cache.PhiRows:
-  """φ of the bank's rows as `kept` reads them: for generated faces, cached on disk under the
-  key of everything φ depends on (the generator, image size, the weights file's sha256,
-  pooling, preprocessing, taps), each face named by its seed."""
-  folder = ids = None
-  if config.data == "synthetic":
-    weights = {k: v for k, v in weights_record(network).items() if k != "description"}
-    folder = bank_cache.cache_root() / ("phi-" + bank_cache.key(
-        generator=bank_cache.generator_version(), image_size=config.image_size,
-        weights=weights, taps=list(config.taps), dim=dim))
-    ids = lambda rows: np.asarray(rows, np.int64) + config.bank_seed  # noqa: E731
-  return bank_cache.PhiRows(images, phi_of_images, dim, ids, folder)
-
-
 def from_phi(phi) -> FeatureBank:
   """A one-shard bank whose φ (`[N, D]`) is already computed (e.g. `api.load_editor`'s)."""
   return FeatureBank(len(phi), phi.shape[1], phi.shape[1],

@@ -42,6 +42,7 @@ from dfi_jax.outputs import names as output_names
 from dfi_jax.runs import kit
 from dfi_jax.runs import photos as photos_lib
 from dfi_jax.runs import report
+from dfi_jax.runs import run_bank
 from dfi_jax.configs import synthetic
 
 RunError = run_state.RunError
@@ -188,7 +189,7 @@ def _load_bank(config: ml_collections.ConfigDict, network: kit.Network, pipe: pi
     bank, features = kit.load_bank(config, network, pipe.spec, bank_phi)
     return bank, features, None
   bank = banks.load_bank(config)  # as feature_bank.load: φ of the rows read, computed and kept
-  phi_rows = feature_bank.phi_rows(config, network, bank.images, bank_phi, pipe.spec.dim)
+  phi_rows = run_bank.phi_rows(config, network, bank.images, bank_phi, pipe.spec.dim)
   return bank, feature_bank.kept(phi_rows, len(bank.images)), phi_rows
 
 

@@ -11,6 +11,7 @@ from typing import Callable
 
 import numpy as np
 
+from dfi_jax.data import bank_cache
 from dfi_jax.data import banks
 from dfi_jax.data import sources
 from dfi_jax.data.datasets import common
@@ -52,10 +53,10 @@ def load(config, network, spec: features_lib.FeatureSpec,
          ) -> tuple[sources.Bank, feature_bank.FeatureBank]:
   """The run's bank: attributes, names and (lazy) images, and φ — from `config.bank_dir`,
   checked against this run's network (`runs.kit.Network`), or computed for the rows read and
-  kept (`feature_bank.phi_rows`). A bank that does not fit the run raises BankError."""
+  kept (`phi_rows`). A bank that does not fit the run raises BankError."""
   if read_manifest(config) is None:
     data = banks.load_bank(config)
-    rows = feature_bank.phi_rows(config, network, data.images, phi_of_images, spec.dim)
+    rows = phi_rows(config, network, data.images, phi_of_images, spec.dim)
     return data, feature_bank.kept(rows, len(data.images))
   disk = feature_bank.open_checked(config.bank_dir, expected(config, network, spec))
   images = lazy_images(config, disk.num_images)
@@ -65,3 +66,18 @@ def load(config, network, spec: features_lib.FeatureSpec,
   data = sources.Bank(images, disk.attributes, disk.attribute_names, disk.names, disk.edits,
                       disk.group)
   return data, feature_bank.on_disk(disk)
+
+
+def phi_rows(config, network, images, phi_of_images: Callable[[np.ndarray], np.ndarray],
+             dim: int) -> bank_cache.PhiRows:
+  """φ of the bank's rows as `kept` reads them: for generated faces, cached on disk under the
+  key of everything φ depends on (the generator, image size, the weights file's sha256,
+  pooling, preprocessing, taps), each face named by its seed."""
+  folder = ids = None
+  if config.data == "synthetic":
+    weights = {k: v for k, v in feature_bank.weights_record(network).items() if k != "description"}
+    folder = bank_cache.cache_root() / ("phi-" + bank_cache.key(
+        generator=bank_cache.generator_version(), image_size=config.image_size,
+        weights=weights, taps=list(config.taps), dim=dim))
+    ids = lambda rows: np.asarray(rows, np.int64) + config.bank_seed  # noqa: E731
+  return bank_cache.PhiRows(images, phi_of_images, dim, ids, folder)

@@ -20,11 +20,11 @@ hosts).
 """
 
 from dfi_jax.dfi.sharding.mesh import (
-    DATA, local_mesh, make_mesh, mesh_from_config, padded_size, replicated, rows_to_mesh,
+    DATA, local_mesh, make_mesh, padded_size, replicated, rows_to_mesh,
     shard_rows)
 from dfi_jax.dfi.sharding.compute import reverse_maps
 from dfi_jax.dfi.sharding.hosts import barrier, gather_items, gather_values, is_writer, share
 
 __all__ = ["DATA", "barrier", "gather_items", "gather_values", "is_writer", "local_mesh",
-           "make_mesh", "mesh_from_config", "padded_size", "replicated", "reverse_maps",
+           "make_mesh", "padded_size", "replicated", "reverse_maps",
            "rows_to_mesh", "shard_rows", "share"]

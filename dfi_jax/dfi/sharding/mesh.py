@@ -34,12 +34,6 @@ def make_mesh(shape: Sequence[int] = (-1,), axes: Sequence[str] = (DATA,),
   return Mesh(grid, tuple(axes), axis_types=(jax.sharding.AxisType.Auto,) * len(axes))
 
 
-def mesh_from_config(config) -> Mesh:
-  """`config.mesh_shape` / `config.mesh_axes` (defaults: every device on one `data` axis)."""
-  return make_mesh(tuple(config.get("mesh_shape", (-1,))),
-                   tuple(config.get("mesh_axes", (DATA,))))
-
-
 def padded_size(n: int, mesh: Mesh, axis: str = DATA) -> int:
   """`n` rounded up to a multiple of the `axis` size (padding rows are never candidates)."""
   return -(-n // mesh.shape[axis]) * mesh.shape[axis]
