@@ -152,6 +152,11 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
   # The share of the change's chroma pasted into an own photo (the bank's generated faces'
   # colours do not carry over to real skin; their light and dark shapes do). 1 = all of it.
   c.photo_chroma = 0.0
+  # Own photos: the change is pasted only where its own blurred luminance magnitude (a fraction
+  # of its maximum) is above photo_focus_low, in full above photo_focus_high (where != off).
+  c.photo_focus_low = 0.6
+  # Own photos: where the pasted change reaches its full strength (> photo_focus_low).
+  c.photo_focus_high = 0.9
   # The face detector's lowest score kept (dfi_jax/data/landmarks.py).
   c.face_threshold = 0.3
   # '' | gif | webp: an animation of the δ sweep per edited image.

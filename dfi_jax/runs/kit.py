@@ -80,6 +80,8 @@ RULES = dict(
     where_sigma=run_state.number(0, 1), where_low=run_state.number(0, 1),
     where_high=run_state.number(0, 1, open_low=True),
     chroma_scale=run_state.integer(1, 64), photo_chroma=run_state.number(0, 1),
+    photo_focus_low=run_state.number(0, 1),
+    photo_focus_high=run_state.number(0, 1, open_low=True),
     w_others=run_state.choice(("keep", "project")))
 
 
@@ -93,6 +95,9 @@ def validate(config) -> None:
   if config.get("where_low", 0) >= config.get("where_high", 1):
     raise RunError(f"--config.where_low={config.where_low}: expected < --config.where_high="
                    f"{config.where_high}")
+  if config.get("photo_focus_low", 0) >= config.get("photo_focus_high", 1):
+    raise RunError(f"--config.photo_focus_low={config.photo_focus_low}: expected < "
+                   f"--config.photo_focus_high={config.photo_focus_high}")
   smallest = model_lib.min_image_size(config.taps, config.pooling or "floor")
   if config.image_size < smallest:
     raise RunError(f"--config.image_size={config.image_size}: expected >= {smallest} for taps "

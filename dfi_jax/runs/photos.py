@@ -75,8 +75,8 @@ class Blend(NamedTuple):
   The default (no focus, full chroma) pastes the change as it is.
   """
   focus: bool = False
-  low: float = 0.35
-  high: float = 0.7
+  low: float = 0.6  # config.photo_focus_low
+  high: float = 0.9  # config.photo_focus_high
   chroma: float = 1.0
 
 
@@ -84,9 +84,14 @@ FOCUS_SIGMA = 0.025
 
 
 def blend_for(config) -> Blend:
-  """A run's `Blend`: focus with the where mask's ramp unless `config.where` is off."""
-  return Blend(focus=config.get("where", "off") != "off", low=config.get("where_low", 0.35),
-               high=config.get("where_high", 0.7), chroma=config.get("photo_chroma", 1.0))
+  """A run's `Blend`: focus with the `photo_focus_low`..`photo_focus_high` ramp unless
+  `config.where` is off. The ramp is the photo's own, not the where mask's: a 64² change pasted
+  into a face 100-300 px wide spreads its weak tail (issue 22: at the where mask's 0.35-0.7 the
+  astronaut's eyeglasses changed the rest of the face by 5.2/255)."""
+  return Blend(focus=config.get("where", "off") != "off",
+               low=config.get("photo_focus_low", Blend.low),
+               high=config.get("photo_focus_high", Blend.high),
+               chroma=config.get("photo_chroma", 1.0))
 
 
 def blended_change(square: np.ndarray, edit: np.ndarray, blend: Blend) -> np.ndarray:

@@ -14,6 +14,7 @@ from PIL import Image
 
 from dfi_jax.dfi import align
 from dfi_jax.runs import edit as edit_run
+from dfi_jax.runs import kit
 from dfi_jax.data import faces
 from dfi_jax.data import landmarks
 from dfi_jax.eval import photo_zones
@@ -376,6 +377,30 @@ def test_the_blend_pastes_the_changes_light_and_dark_where_it_is_strong():
   focused = photos.blended_change(square, square + change, photos.Blend(focus=True, chroma=0.0))
   np.testing.assert_allclose(focused[43:47, 26:38], grey[43:47, 26:38], atol=1e-6)
   assert np.abs(focused[:10]).max() == 0.0  # the weak change is dropped
-  config = tiny(photo_chroma=0.25, where="features")
-  assert photos.blend_for(config) == photos.Blend(True, config.where_low, config.where_high, 0.25)
+  config = tiny(photo_chroma=0.25, where="features", photo_focus_low=0.2, photo_focus_high=0.3)
+  assert photos.blend_for(config) == photos.Blend(True, 0.2, 0.3, 0.25)  # the photo's own ramp
   assert not photos.blend_for(tiny()).focus  # where off: no focus
+
+
+def test_the_photo_focus_ramp_drops_the_weak_tail_and_keeps_the_strong_core():
+  rng = np.random.default_rng(1)
+  square = rng.uniform(0.2, 0.8, (BANK, BANK, 3)).astype(np.float32)
+  change = np.zeros_like(square)
+  change[20:44, 20:44] = 0.2  # the edit's core
+  change[8:56, 8:56] += 0.15  # its weaker tail around it (rings on the cheeks)
+  share = lambda c: np.abs(c[8:56, 8:56]).sum() / np.abs(c[20:44, 20:44]).sum()  # noqa: E731
+  wide = photos.blended_change(square, square + change, photos.Blend(True, 0.35, 0.7, 1.0))
+  tight = photos.blended_change(square, square + change, photos.Blend(True, 0.6, 0.9, 1.0))
+  assert np.abs(tight[12:16, 12:52]).max() == 0.0  # the tail is dropped
+  assert np.abs(wide[12:16, 12:52]).min() > 0.0  # the where mask's ramp kept it
+  np.testing.assert_allclose(tight[28:36, 28:36], change[28:36, 28:36], atol=1e-6)
+  assert share(tight) < share(wide)
+
+
+@pytest.mark.parametrize("fields,named", [
+    (dict(photo_focus_low=0.9, photo_focus_high=0.6), "photo_focus_low"),
+    (dict(photo_focus_high=1.5), "photo_focus_high"),
+    (dict(photo_focus_low=-0.1), "photo_focus_low")])
+def test_bad_photo_focus_settings_are_named(fields, named):
+  with pytest.raises(kit.RunError, match=f"--config.{named}"):
+    kit.validate(tiny(**fields))
