@@ -161,6 +161,7 @@ class ReverseMapResult(NamedTuple):
   finite: np.ndarray  # [B] bool: False where the loss became NaN/inf
   evaluations: np.ndarray  # [B] objective (value+grad) evaluations
   iterations: int
+  solution: object = None  # the solver's final variables: z `[B, H, W, 3]` or the change's
 
 
 class ReverseMap:
@@ -306,8 +307,8 @@ class ReverseMap:
   def __call__(self, params, targets: jax.Array, z0: jax.Array, iterations: int,
                progress: Callable[[int], None] | None = None,
                state=None, *,
-               on_chunk: Callable[[int, np.ndarray], None] | None = None
-               ) -> ReverseMapResult:
+               on_chunk: Callable[[int, np.ndarray], None] | None = None,
+               start=None) -> ReverseMapResult:
     """Runs `iterations` L-BFGS iterations from `z0`.
 
     Args:
@@ -316,6 +317,8 @@ class ReverseMap:
       z0: `[B, H, W, 3]` float32 in [0, 1] start (the input, or a previous δ's result), or
         `[B, H, W, 4]`: the start and, last, the where mask m (`config.parameterised`: the
         result is z0 + m ⊙ Δ; without a mask m = 1).
+      start: with `config.parameterised`, the change's starting parameters (batched
+        `where.zeros`; default no change); otherwise unused.
       iterations: > 0.
       progress: called with the number of iterations done after each chunk.
       on_chunk: called after each chunk with (iterations done so far, `[B]` losses as the
@@ -336,7 +339,8 @@ class ReverseMap:
     if self.config.parameterised:  # the solver moves the change's parameters from 0
       targets = (targets, base, jnp.clip(where, 0.0, 1.0))
       u = where_lib.zeros(z.shape[1:3], self.config.chroma_scale)
-      z = jax.tree.map(lambda a: jnp.broadcast_to(a, (base.shape[0],) + a.shape), u)
+      z = start if start is not None else jax.tree.map(
+          lambda a: jnp.broadcast_to(a, (base.shape[0],) + a.shape), u)
     # Flipped kernels computed here, outside the solver loop (see model.py).
     variables = {"params": params}
     if self.config.fast_backward:  # the network's table entry says how (`nets.networks`)
@@ -362,10 +366,11 @@ class ReverseMap:
         break
     if self.config.joint:  # per-image losses (the solver only saw their sum)
       value = np.where(finite, np.asarray(self._losses(z, targets, variables)), np.nan)
+    solution = z
     if self.config.parameterised:
       z = self._decode(z, base, targets[2])
     images = np.asarray(jnp.clip(z, 0.0, 1.0))
-    return ReverseMapResult(images, value, finite, evals_total, done)
+    return ReverseMapResult(images, value, finite, evals_total, done, solution)
 
 
 # The solver table: name -> the `ReverseMap` method building its `(init, step)` pair over the
