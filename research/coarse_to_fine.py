@@ -6,10 +6,8 @@
   --rounds=2            the reference and each coarse variant alternate, `rounds` times
   --peer                also run the torch peer once (its 100-iteration loss is a goal)
 
-Coarse to fine: solve at half the size (the image and where mask downsampled; the target is
-φ_half(x_half) plus the full-size edit direction t − φ(x) downsampled layer by layer), then
-carry the change (z − x, or the change's parameters) up to full size as the full-size solve's
-start. Every solve here is timed from its start, coarse stage included, and the losses read
+Coarse to fine (dfi_jax/dfi/coarse_to_fine.py; in a run `coarse_iterations`): solve at half
+the size, then carry the change up to full size as the full-size solve's start. Every solve here is timed from its start, coarse stage included, and the losses read
 every chunk are scored against the full-size solve's final loss (and the peer's).
 """
 
@@ -38,45 +36,10 @@ _WIDTH = flags.DEFINE_float("width", 1.0, "VGG width (1 = full; smaller for smok
 _JSON = flags.DEFINE_string("json_out", "", "Write the results here.")
 
 
-def half_problem(net, params, fspec, targets, start, config):
-  """The half-size problem: `(feature spec, targets [B, D_half], start [B, h, w, 3 or 4])`."""
-  import jax
-  import jax.numpy as jnp
-  from dfi_jax.dfi import features as features_lib
-  b, h, w, c = start.shape
-  hh, wh = h // 2, w // 2
-  small = jax.image.resize(jnp.asarray(start), (b, hh, wh, c), "linear", antialias=True)
-  half_spec = features_lib.feature_spec(net, params, (hh, wh))
-  phi = features_lib.make_phi(net)
-  direction = features_lib.split(jnp.asarray(targets) - phi(params, jnp.asarray(start[..., :3])),
-                                 fspec)
-  parts = []
-  for (tap, shape), half_shape in zip(zip(fspec.taps, fspec.shapes), half_spec.shapes):
-    maps = direction[tap].reshape(b, *shape)
-    parts.append(jax.image.resize(maps, (b, *half_shape), "linear", antialias=True).reshape(b, -1))
-  half_targets = phi(params, small[..., :3]) + jnp.concatenate(parts, axis=-1)
-  return half_spec, half_targets, small
-
-
-def upsample_start(half_result, half_start, start, config):
-  """The full-size solve's start from the half-size result: `(z0, parameters or None)`."""
-  import jax
-  import jax.numpy as jnp
-  from dfi_jax.dfi import where as where_lib
-  b, h, w, _ = start.shape
-  if config.parameterised:
-    u = where_lib.zeros((h, w), config.chroma_scale)
-    up = jax.tree.map(lambda a, full: jax.image.resize(a, (b, *full.shape), "linear"),
-                      half_result.solution, u)
-    return start, up
-  change = jnp.asarray(half_result.images) - half_start[..., :3]
-  z0 = jnp.clip(start[..., :3] + jax.image.resize(change, (b, h, w, 3), "linear"), 0.0, 1.0)
-  return np.asarray(z0), None
-
-
 def main(argv):
   del argv
   import jax
+  from dfi_jax.dfi import coarse_to_fine
   from dfi_jax.dfi import reconstruct
   from research import solvers
   uptime = lambda: subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
@@ -92,8 +55,8 @@ def main(argv):
     out = solvers.run_torch(dict(spec, torch_threads=0), p)
     record["peer"] = dict(loss=float(np.mean(p["losses"](out["images"]))), wall_s=out["wall_s"])
     print(f"peer: {record['peer']}", flush=True)
-  half_spec, half_targets, half_start = half_problem(p["net"], p["params"], p["fspec"],
-                                                     p["targets"], p["start"], config)
+  half_spec, half_targets, half_start = coarse_to_fine.half_problem(
+      p["net"], p["params"], p["fspec"], p["targets"], p["start"])
   half = reconstruct.ReverseMap(p["net"], half_spec, config)
 
   def solve(coarse: int) -> dict:
@@ -102,7 +65,7 @@ def main(argv):
     z0, u0 = p["start"], None
     if coarse:
       result = half(p["params"], half_targets, half_start, coarse)
-      z0, u0 = upsample_start(result, half_start, p["start"], config)
+      z0, u0 = coarse_to_fine.upsample_start(result, half_start, p["start"], config)
       trajectory.append((time.perf_counter() - t0, 0, float("nan")))
     result = full(p["params"], p["targets"], z0, _ITERATIONS.value, start=u0,
                   on_chunk=lambda done, loss: trajectory.append(

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from dfi_jax.dfi import coarse_to_fine
 from dfi_jax.dfi import features as features_lib
 from dfi_jax.dfi import where as where_lib
 from dfi_jax.nets import networks
@@ -81,6 +82,8 @@ class ReverseMapConfig:
   chroma_scale: int = 1
   # The data-derived where mask (where.py): z = base + m ⊙ Δ; mode "off" = the paper's global edit.
   where: where_lib.WhereConfig = where_lib.WhereConfig(mode="off")
+  # Iterations at half the size first, their change upsampled as the start (coarse_to_fine.py).
+  coarse_iterations: int = 0
 
   @property
   def parameterised(self) -> bool:
@@ -99,8 +102,8 @@ class ReverseMapConfig:
     if self.linesearch_init not in LINESEARCH_INITS:
       raise ValueError(f"linesearch_init must be one of {LINESEARCH_INITS}, got "
                        f"{self.linesearch_init!r}")
-    if self.chunk <= 0 or self.history <= 0:
-      raise ValueError("chunk and history must be positive")
+    if self.chunk <= 0 or self.history <= 0 or self.coarse_iterations < 0:
+      raise ValueError("chunk and history must be positive, coarse_iterations >= 0")
     if not (isinstance(self.chroma_scale, int) and self.chroma_scale >= 1):
       raise ValueError(f"chroma_scale must be an integer >= 1, got {self.chroma_scale!r}")
     if self.where.mode not in where_lib.MODES:
@@ -335,7 +338,12 @@ class ReverseMap:
     if targets.shape != (z.shape[0], self.spec.dim):
       raise ValueError(f"targets must be [B, {self.spec.dim}] for z0 {z.shape}, "
                        f"got {targets.shape}")
-    base = z
+    if self.config.coarse_iterations and start is None:  # the start from a half-size solve
+      half = lambda spec: cached(self.net, spec, dataclasses.replace(self.config,
+                                                                     coarse_iterations=0))
+      z, start = coarse_to_fine.coarse_start(self, params, targets, jnp.concatenate(
+          [z, where[..., None]], -1), half, self.config.coarse_iterations)
+    base = z = jnp.clip(jnp.asarray(z, jnp.float32)[..., :3], 0.0, 1.0)
     if self.config.parameterised:  # the solver moves the change's parameters from 0
       targets = (targets, base, jnp.clip(where, 0.0, 1.0))
       u = where_lib.zeros(z.shape[1:3], self.config.chroma_scale)

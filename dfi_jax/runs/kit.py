@@ -77,6 +77,7 @@ RULES = dict(
     where_sigma=run_state.number(0, 1), where_low=run_state.number(0, 1),
     where_high=run_state.number(0, 1, open_low=True),
     chroma_scale=run_state.integer(1, 64), photo_chroma=run_state.number(0, 1),
+    coarse_iterations=run_state.integer(0),
     w_others=run_state.choice(("keep", "project")))
 
 
