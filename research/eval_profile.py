@@ -34,6 +34,7 @@ _JSON = flags.DEFINE_string("json_out", "", "Write the medians here.")
 def build(size: int, batch: int, architecture: str, loop: int) -> dict:
   """name -> (compiled function, its arguments, evaluations per call)."""
   import dataclasses
+  from unittest import mock
   import jax
   import jax.numpy as jnp
   import optax
@@ -85,8 +86,23 @@ def build(size: int, batch: int, architecture: str, loop: int) -> dict:
       return jnp.clip(optax.apply_updates(z, updates), 0, 1), s
     return jax.vmap(one)(z, s)
 
+  def reference_pool(fn):  # compiled on its first call with flax's reduce-window pooling
+    compiled = []           # (select-and-scatter gradient: the pooling before #28)
+
+    def call(*args):
+      if not compiled:
+        with mock.patch.object(model_lib, "max_pool", model_lib.reference_max_pool):
+          compiled.append(jax.jit(fn).lower(*args).compile())
+      return compiled[0](*args)
+    return call
+
   prod_args = (u, (t, z, where))
   return {
+      "forward (φ), reduce-window pool": (reference_pool(forward), (z, slow), 1),
+      "plain value+grad, fast_backward, reduce-window pool": (
+          reference_pool(vmapped(plain)), (z, t, fast), 1),
+      "loop: product, fast_backward, reduce-window pool": (
+          reference_pool(looped(vmapped(product))), prod_args + (fast,), loop),
       "forward (φ)": (jax.jit(forward), (z, slow), 1),
       "plain value+grad, fast_backward": (jax.jit(vmapped(plain)), (z, t, fast), 1),
       "plain value+grad, XLA transpose": (jax.jit(vmapped(plain)), (z, t, slow), 1),

@@ -130,6 +130,9 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
   # The change's chroma (YCbCr's Cb, Cr) is solved at 1/chroma_scale of the resolution and
   # upsampled, like JPEG's chroma subsampling: no pixel-scale colour noise (1 = per pixel).
   c.chroma_scale = 4
+  # Reverse-map iterations at half the size before the full-size ones, their change upsampled as
+  # the start (0 = off; lowers the 100-iteration loss at 200² but not at 64², docs/benchmarks.md).
+  c.coarse_iterations = 0
   # Fast mode (issue 7): a decoder file from `python -m experiments.train_decoder` for these
   # weights, taps and image size; the first δ starts from its image of the target instead of
   # x. '' = off (the default until it wins on quality; research/fast_mode.py measures it).

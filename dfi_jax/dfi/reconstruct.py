@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from dfi_jax.dfi import coarse_to_fine
 from dfi_jax.dfi import features as features_lib
 from dfi_jax.dfi import where as where_lib
 from dfi_jax.nets import networks
@@ -81,6 +82,8 @@ class ReverseMapConfig:
   chroma_scale: int = 1
   # The data-derived where mask (where.py): z = base + m ⊙ Δ; mode "off" = the paper's global edit.
   where: where_lib.WhereConfig = where_lib.WhereConfig(mode="off")
+  # Iterations at half the size first, their change upsampled as the start (coarse_to_fine.py).
+  coarse_iterations: int = 0
 
   @property
   def parameterised(self) -> bool:
@@ -99,8 +102,8 @@ class ReverseMapConfig:
     if self.linesearch_init not in LINESEARCH_INITS:
       raise ValueError(f"linesearch_init must be one of {LINESEARCH_INITS}, got "
                        f"{self.linesearch_init!r}")
-    if self.chunk <= 0 or self.history <= 0:
-      raise ValueError("chunk and history must be positive")
+    if self.chunk <= 0 or self.history <= 0 or self.coarse_iterations < 0:
+      raise ValueError("chunk and history must be positive, coarse_iterations >= 0")
     if not (isinstance(self.chroma_scale, int) and self.chroma_scale >= 1):
       raise ValueError(f"chroma_scale must be an integer >= 1, got {self.chroma_scale!r}")
     if self.where.mode not in where_lib.MODES:
@@ -161,6 +164,7 @@ class ReverseMapResult(NamedTuple):
   finite: np.ndarray  # [B] bool: False where the loss became NaN/inf
   evaluations: np.ndarray  # [B] objective (value+grad) evaluations
   iterations: int
+  solution: object = None  # the solver's final variables: z `[B, H, W, 3]` or the change's
 
 
 class ReverseMap:
@@ -306,8 +310,8 @@ class ReverseMap:
   def __call__(self, params, targets: jax.Array, z0: jax.Array, iterations: int,
                progress: Callable[[int], None] | None = None,
                state=None, *,
-               on_chunk: Callable[[int, np.ndarray], None] | None = None
-               ) -> ReverseMapResult:
+               on_chunk: Callable[[int, np.ndarray], None] | None = None,
+               start=None) -> ReverseMapResult:
     """Runs `iterations` L-BFGS iterations from `z0`.
 
     Args:
@@ -316,6 +320,8 @@ class ReverseMap:
       z0: `[B, H, W, 3]` float32 in [0, 1] start (the input, or a previous δ's result), or
         `[B, H, W, 4]`: the start and, last, the where mask m (`config.parameterised`: the
         result is z0 + m ⊙ Δ; without a mask m = 1).
+      start: with `config.parameterised`, the change's starting parameters (batched
+        `where.zeros`; default no change); otherwise unused.
       iterations: > 0.
       progress: called with the number of iterations done after each chunk.
       on_chunk: called after each chunk with (iterations done so far, `[B]` losses as the
@@ -332,11 +338,17 @@ class ReverseMap:
     if targets.shape != (z.shape[0], self.spec.dim):
       raise ValueError(f"targets must be [B, {self.spec.dim}] for z0 {z.shape}, "
                        f"got {targets.shape}")
-    base = z
+    if self.config.coarse_iterations and start is None:  # the start from a half-size solve
+      half = lambda spec: cached(self.net, spec, dataclasses.replace(self.config,
+                                                                     coarse_iterations=0))
+      z, start = coarse_to_fine.coarse_start(self, params, targets, jnp.concatenate(
+          [z, where[..., None]], -1), half, self.config.coarse_iterations)
+    base = z = jnp.clip(jnp.asarray(z, jnp.float32)[..., :3], 0.0, 1.0)
     if self.config.parameterised:  # the solver moves the change's parameters from 0
       targets = (targets, base, jnp.clip(where, 0.0, 1.0))
       u = where_lib.zeros(z.shape[1:3], self.config.chroma_scale)
-      z = jax.tree.map(lambda a: jnp.broadcast_to(a, (base.shape[0],) + a.shape), u)
+      z = start if start is not None else jax.tree.map(
+          lambda a: jnp.broadcast_to(a, (base.shape[0],) + a.shape), u)
     # Flipped kernels computed here, outside the solver loop (see model.py).
     variables = {"params": params}
     if self.config.fast_backward:  # the network's table entry says how (`nets.networks`)
@@ -362,10 +374,11 @@ class ReverseMap:
         break
     if self.config.joint:  # per-image losses (the solver only saw their sum)
       value = np.where(finite, np.asarray(self._losses(z, targets, variables)), np.nan)
+    solution = z
     if self.config.parameterised:
       z = self._decode(z, base, targets[2])
     images = np.asarray(jnp.clip(z, 0.0, 1.0))
-    return ReverseMapResult(images, value, finite, evals_total, done)
+    return ReverseMapResult(images, value, finite, evals_total, done, solution)
 
 
 # The solver table: name -> the `ReverseMap` method building its `(init, step)` pair over the

@@ -82,6 +82,7 @@ RULES = dict(
     chroma_scale=run_state.integer(1, 64), photo_chroma=run_state.number(0, 1),
     photo_focus_low=run_state.number(0, 1),
     photo_focus_high=run_state.number(0, 1, open_low=True),
+    coarse_iterations=run_state.integer(0),
     w_others=run_state.choice(("keep", "project")))
 
 

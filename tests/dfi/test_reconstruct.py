@@ -153,3 +153,23 @@ def test_joint_batch_and_plain_backward_reach_the_same_losses(setup):
         tv_weight=1e-4))(jnp.asarray(joint.images[i]), jnp.asarray(target[i]), variables))
     assert joint.loss[i] == pytest.approx(want, rel=1e-4)
     assert joint.loss[i] <= 1.3 * plain.loss[i]
+
+
+def test_a_parameterised_solve_returns_its_parameters_and_starts_from_given_ones(setup):
+  """`solution` is what the images decode from; `start` resumes from it (coarse to fine,
+  research/coarse_to_fine.py, starts the full-size solve from upsampled parameters)."""
+  from dfi_jax.dfi import where as where_lib
+  params, net, spec, x, target = setup
+  rm = reconstruct.ReverseMap(net, spec, reconstruct.ReverseMapConfig(
+      tv_weight=1e-4, chroma_scale=2, linesearch="none", chunk=3))
+  first = rm(params, target, x, 3)
+  decoded = jax.vmap(where_lib.decode)(first.solution, jnp.asarray(x),
+                                       jnp.ones(x.shape[:3], jnp.float32))
+  np.testing.assert_array_equal(np.asarray(decoded), first.images)
+  resumed = rm(params, target, x, 3, start=first.solution)
+  fresh = rm(params, target, x, 3)
+  np.testing.assert_array_equal(fresh.images, first.images)  # default start: no change
+  assert (resumed.loss < first.loss).all(), (resumed.loss, first.loss)
+  plain = reconstruct.ReverseMap(net, spec, reconstruct.ReverseMapConfig(chunk=3))(
+      params, target, x, 3)
+  np.testing.assert_array_equal(np.asarray(plain.solution), plain.images)

@@ -101,3 +101,36 @@ def test_bad_taps_and_conventions_are_rejected():
   with pytest.raises(ValueError, match="pooling"):
     model_lib.max_pool(jnp.zeros((1, 2, 2, 3)), "round")
   assert model_lib.min_image_size(("conv3_1", "conv4_1", "conv5_1")) == 16
+
+
+@pytest.mark.parametrize("mode", ["floor", "ceil"])
+@pytest.mark.parametrize("shape", [(2, 8, 6, 5), (1, 9, 7, 3)])
+def test_max_pool_values_and_gradients_equal_the_reduce_window_reference(mode, shape):
+  """The elementwise pool and its gradient equal flax's reduce-window pool and XLA's
+  select-and-scatter gradient exactly, ties included (the gradient goes to the window's first
+  maximum): a flat image makes equal activations."""
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(np.maximum(np.round(rng.standard_normal(shape) * 2) / 2, 0), jnp.float32)
+  g = jnp.asarray(rng.standard_normal(model_lib.max_pool(x, mode).shape), jnp.float32)
+  got, got_vjp = jax.vjp(lambda a: model_lib.max_pool(a, mode), x)
+  want, want_vjp = jax.vjp(lambda a: model_lib.reference_max_pool(a, mode), x)
+  np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+  np.testing.assert_array_equal(np.asarray(got_vjp(g)[0]), np.asarray(want_vjp(g)[0]))
+  assert int(jnp.sum(got_vjp(g)[0] != 0)) == got.size  # one entry per window, ties included
+
+
+def test_network_gradient_equals_the_reference_pooling(monkeypatch):
+  """φ's input gradient through the whole network (flipped kernels, ReLU, pools) is the one of
+  the reduce-window pooling; the second image is flat, so many windows hold equal maxima."""
+  params = weights_lib.init_random(jax.random.key(5), width=1 / 16)
+  net = model_lib.VGG19(width=1 / 16)
+  x = jax.random.uniform(jax.random.key(6), (2, 34, 32, 3)).at[1].set(0.5)
+  extra = {"backward": model_lib.backward_kernels(params)}
+
+  def f(z):
+    return sum(jnp.sum(v ** 2) for v in net.apply({"params": params, **extra}, z).values())
+
+  got = jax.grad(f)(x)
+  monkeypatch.setattr(model_lib, "max_pool", model_lib.reference_max_pool)
+  want = jax.grad(f)(x)
+  np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-6, atol=1e-7)
