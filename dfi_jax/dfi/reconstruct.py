@@ -52,13 +52,10 @@ class ReverseMapConfig:
   # here (~1.03 evaluations per iteration; research/benchmark.py, docs/benchmarks.md).
   solver: str = "optax_lbfgs"
   history: int = 10  # L-BFGS memory (SciPy's maxcor)
-  # jaxopt's line search (solver jaxopt_lbfgsb). Measured at 200² (research/benchmark.py):
-  # backtracking from the full step (init "max") 1.47 evaluations per iteration over the first
-  # 30 iterations but 5.2 over 100 (its strong-Wolfe curvature test keeps failing); zoom
-  # 2.1-2.2; "armijo" (halving on the Armijo condition alone) 2.2 as jaxopt counts them.
-  # "none": the full step every iteration (one evaluation per iteration, like the torch peer's
-  # torch.optim.LBFGS without line search); with jaxopt pair it with scale_first_step. For
-  # optax_lbfgs only "none" matters: any other value means optax's zoom line search.
+  # jaxopt's line search (solver jaxopt_lbfgsb; evaluations per iteration: docs/benchmarks.md).
+  # "none": the full step every iteration (one evaluation each, like the torch peer without line
+  # search); with jaxopt pair it with scale_first_step. For optax_lbfgs only "none" matters: any
+  # other value means optax's zoom line search.
   linesearch: str = "backtracking"  # jaxopt: zoom | backtracking | armijo | hager-zhang | none
   linesearch_init: str = "max"  # jaxopt: increase | max | current
   maxls: int = 20
@@ -308,8 +305,7 @@ class ReverseMap:
     return lambda z, state, targets, n, variables: run(z, state, targets, n, variables)
 
   def __call__(self, params, targets: jax.Array, z0: jax.Array, iterations: int,
-               progress: Callable[[int], None] | None = None,
-               state=None, *,
+               progress: Callable[[int], None] | None = None, *,
                on_chunk: Callable[[int, np.ndarray], None] | None = None,
                start=None) -> ReverseMapResult:
     """Runs `iterations` L-BFGS iterations from `z0`.
@@ -323,12 +319,24 @@ class ReverseMap:
       start: with `config.parameterised`, the change's starting parameters (batched
         `where.zeros`; default no change); otherwise unused.
       iterations: > 0.
-      progress: called with the number of iterations done after each chunk.
-      on_chunk: called after each chunk with (iterations done so far, `[B]` losses as the
-        solver reports them); for benchmarks.
+      progress: called after each chunk with the iterations it did.
+      on_chunk: called after each chunk with (iterations done, `[B]` losses); for benchmarks.
     """
     if iterations <= 0:
       raise ValueError(f"iterations must be positive, got {iterations}")
+    base, z, targets, variables = self._start(params, targets, z0, start)
+    z, value, finite, evals_total, done = self._iterate(z, targets, variables, iterations,
+                                                        progress, on_chunk)
+    if self.config.joint:  # per-image losses (the solver only saw their sum)
+      value = np.where(finite, np.asarray(self._losses(z, targets, variables)), np.nan)
+    solution = z
+    if self.config.parameterised:
+      z = self._decode(z, base, targets[2])
+    images = np.asarray(jnp.clip(z, 0.0, 1.0))
+    return ReverseMapResult(images, value, finite, evals_total, done, solution)
+
+  def _start(self, params, targets, z0, start):
+    """`(base [B, H, W, 3], solver start, the objective's targets, network variables)`."""
     z = jnp.asarray(z0, jnp.float32)
     if z.ndim != 4 or z.shape[-1] not in (3, 4):
       raise ValueError(f"z0 must be [B, H, W, 3] or [B, H, W, 4], got {z.shape}")
@@ -353,11 +361,14 @@ class ReverseMap:
     variables = {"params": params}
     if self.config.fast_backward:  # the network's table entry says how (`nets.networks`)
       variables.update(networks.backward_variables(self.net, params))
+    return base, z, targets, variables
+
+  def _iterate(self, z, targets, variables, iterations: int, progress, on_chunk):
+    """Compiled chunks: `(z, [B] losses, [B] finite, [B] evaluations, iterations done)`."""
     state = self._init(z, targets, variables)
-    b = base.shape[0]
-    finite, evals_total = np.ones(b, bool), np.zeros(b, np.int64)
+    b = jax.tree.leaves(targets)[0].shape[0]
+    finite, evals_total, done = np.ones(b, bool), np.zeros(b, np.int64), 0
     value = np.full(b, np.nan, np.float32)
-    done = 0
     while done < iterations:
       n = min(self.config.chunk, iterations - done)
       z, state, v, evals, ok = self._chunk(z, state, targets, n, variables)
@@ -372,13 +383,7 @@ class ReverseMap:
         on_chunk(done, value)
       if not finite.any():
         break
-    if self.config.joint:  # per-image losses (the solver only saw their sum)
-      value = np.where(finite, np.asarray(self._losses(z, targets, variables)), np.nan)
-    solution = z
-    if self.config.parameterised:
-      z = self._decode(z, base, targets[2])
-    images = np.asarray(jnp.clip(z, 0.0, 1.0))
-    return ReverseMapResult(images, value, finite, evals_total, done, solution)
+    return z, value, finite, evals_total, done
 
 
 # The solver table: name -> the `ReverseMap` method building its `(init, step)` pair over the
@@ -390,9 +395,6 @@ SOLVERS = tuple(SOLVER_TABLE)
 
 @functools.lru_cache(maxsize=8)
 def cached(net, spec: features_lib.FeatureSpec, config: ReverseMapConfig) -> ReverseMap:
-  """One `ReverseMap` per (network, feature layout, config) in this process.
-
-  Runs that repeat a setting (sweeps, tests, several experiments in one process) reuse its
-  compiled solver instead of tracing and compiling it again.
-  """
+  """One `ReverseMap` per (network, feature layout, config) in this process: runs that repeat a
+  setting (sweeps, tests, experiments in one process) reuse its compiled solver."""
   return ReverseMap(net, spec, config)
