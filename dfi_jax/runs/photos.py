@@ -89,8 +89,8 @@ def blend_for(config) -> Blend:
   into a face 100-300 px wide spreads its weak tail (issue 22: at the where mask's 0.35-0.7 the
   astronaut's eyeglasses changed the rest of the face by 5.2/255)."""
   return Blend(focus=config.get("where", "off") != "off",
-               low=config.get("photo_focus_low", Blend.low),
-               high=config.get("photo_focus_high", Blend.high),
+               low=config.get("photo_focus_low", Blend._field_defaults["low"]),
+               high=config.get("photo_focus_high", Blend._field_defaults["high"]),
                chroma=config.get("photo_chroma", 1.0))
 
 

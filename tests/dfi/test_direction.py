@@ -8,11 +8,11 @@ beyond. (With the neighbours' w on random weights r is not below 1: that is a fi
 weights — README — not something this test can ask.)
 """
 
-import jax.numpy as jnp
 import numpy as np
 
 from dfi_jax.runs import edit as edit_run
 from dfi_jax.runs import kit
+from dfi_jax.dfi import attribute_vector
 from dfi_jax.dfi import feature_bank
 from dfi_jax.dfi import features as features_lib
 from dfi_jax.data import banks
@@ -35,8 +35,19 @@ def test_oracle_attribute_vector_brings_every_edit_closer_to_its_counterfactual(
   phi_x = features_lib.compute_features(phi, network.params, tests.images, config.feature_batch)
   oracle = {a: features_lib.compute_features(phi, network.params, cf, config.feature_batch) - phi_x
             for a, cf in tests.counterfactuals.items()}
-  monkeypatch.setattr(feature_bank, "attribute_vector",
-                      lambda found, name: jnp.asarray(oracle[name]))
+  found = {}  # the run's latest neighbour sets, to tell which edit each w is asked for
+  find = feature_bank.find_neighbours
+
+  def finding(*args, **kwargs):
+    found["nb"] = find(*args, **kwargs)
+    return found["nb"]
+
+  def oracle_w(phi, used, neighbours):
+    name, = [n for n, s in found["nb"].sets.items() if s is neighbours]
+    return np.asarray(oracle[name])
+
+  monkeypatch.setattr(feature_bank, "find_neighbours", finding)
+  monkeypatch.setattr(attribute_vector, "from_rows", oracle_w)
   record = edit_run.run(config, tmp_path)
   rows = record["per_image"]
   assert len(rows) == 2 * 6

@@ -8,6 +8,7 @@ one face at about (175..265, 76..166). Two astronauts side by side make a two-fa
 import json
 from pathlib import Path
 
+import ml_collections
 import numpy as np
 import pytest
 from PIL import Image
@@ -380,6 +381,8 @@ def test_the_blend_pastes_the_changes_light_and_dark_where_it_is_strong():
   config = tiny(photo_chroma=0.25, where="features", photo_focus_low=0.2, photo_focus_high=0.3)
   assert photos.blend_for(config) == photos.Blend(True, 0.2, 0.3, 0.25)  # the photo's own ramp
   assert not photos.blend_for(tiny()).focus  # where off: no focus
+  bare = ml_collections.ConfigDict(dict(where="features"))  # a config without the fields
+  assert photos.blend_for(bare) == photos.Blend(True, 0.6, 0.9, 1.0)
 
 
 def test_the_photo_focus_ramp_drops_the_weak_tail_and_keeps_the_strong_core():
