@@ -25,8 +25,7 @@ def expected(config, network=None, spec: features_lib.FeatureSpec | None = None
   """What `config`'s run expects of a bank: the data it was built from (as `bank.build` records
   it) and the taps; given the network (`runs.kit.Network`) and its φ layout, also the weights
   file, pooling, preprocessing and tap shapes."""
-  stream = (bank_lib.STREAMS[config.data](config) if config.data in bank_lib.STREAMS
-            else bank_lib.stream_from_config(config))
+  stream = bank_lib.stream_from_config(config)
   weights = None if network is None else {
       k: v for k, v in feature_bank.weights_record(network).items() if k != "description"}
   return feature_bank.Expected(stream.description, list(config.taps), weights, spec)
