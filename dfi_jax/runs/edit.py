@@ -31,7 +31,6 @@ from dfi_jax.dfi import decoder as decoder_lib
 from dfi_jax.dfi import feature_bank
 from dfi_jax.dfi import features as features_lib
 from dfi_jax.dfi import pipeline
-from dfi_jax.dfi import reconstruct
 from dfi_jax.dfi import sharding
 from dfi_jax.outputs import names as output_names
 from dfi_jax.runs import hosts
@@ -83,7 +82,7 @@ def prepare(config, workdir: Path, inputs: Sequence[str], attributes: Sequence[s
   what an interrupted run already finished; `agree` waits for every host (one host: nothing)."""
   network = kit.load_network(config)
   pipe = pipeline.make(network.net, network.params, config.image_size,
-                       reconstruct.config_for_run(config))
+                       kit.reverse_map_config(config))
   fast = kit.load_fast_mode(config, network, pipe.spec)  # before any long computation
   # Own photos are read first, so a bad file fails before any long computation; hashed before
   # and checked after, so the run records the bytes it edited.
