@@ -50,7 +50,8 @@ class Network(NamedTuple):
   sha256: str = ""  # of the bytes `params` were read from (hashed once, `pretrained.load`)
 
 
-# Every field of dfi_jax/configs/synthetic.py (tests/test_run_safety checks none is missing).
+# Every field of dfi_jax/configs/synthetic.py (tests/runs/test_safety_checked_first.py checks
+# none is missing).
 RULES = dict(
     variant=run_state.text(), seed=run_state.integer(0), image_size=run_state.integer(32, 1024),
     bank_size=run_state.integer(1), bank_seed=run_state.integer(0),
