@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from dfi_jax.dfi import bank as bank_lib
 from dfi_jax.runs import kit
+from dfi_jax.runs import run_bank
 from dfi_jax.dfi import feature_bank
 from dfi_jax.dfi import features as features_lib
 from dfi_jax.base import run_state
@@ -84,7 +85,7 @@ def build(config, bank_dir: Path, search: bank_lib.SearchReduction) -> None:
   phi, devices = local_phi(features_lib.make_phi(network.net), network.params)
   batch = _BATCH.value or config.feature_batch
   batch = -(-batch // devices) * devices  # a multiple of the local device count
-  stream = bank_lib.stream_from_config(config)
+  stream = run_bank.image_stream(config)
   weights = feature_bank.weights_record(network)
   bytes_per_image = spec.dim * (2 if _DTYPE.value == "bfloat16" else 4)
   shard_size = _SHARD_SIZE.value or int(min(4096, max(1, 256e6 // bytes_per_image)))

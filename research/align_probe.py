@@ -164,7 +164,7 @@ def main(argv):
   t0 = time.perf_counter()
   network = kit.load_network(config)
   # The SciPy reference solves the paper's objective over pixels: no where mask, per-pixel chroma.
-  rm_config = dataclasses.replace(reconstruct.config_for_run(config), chroma_scale=1,
+  rm_config = dataclasses.replace(kit.reverse_map_config(config), chroma_scale=1,
                                   where=reconstruct.ReverseMapConfig().where)
   pipe = pipeline.make(network.net, network.params, size, rm_config)
   phi, spec = pipe.phi, pipe.spec

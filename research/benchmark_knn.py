@@ -258,13 +258,14 @@ def bank_worker(n: int) -> dict:
   """The tiny config's bank of n faces on disk with a pool:1 search (for edit_rss)."""
   from dfi_jax.dfi import bank as bank_lib
   from dfi_jax.runs import kit
+  from dfi_jax.runs import run_bank
   from dfi_jax.dfi import feature_bank
   from dfi_jax.dfi import features as features_lib
   config = _rss_config(n)
   network = kit.load_network(config)
   spec = features_lib.feature_spec(network.net, network.params, (config.image_size,) * 2)
   t = time.perf_counter()
-  bank_lib.build(f"{_WORK_DIR.value}/bank{n}", bank_lib.stream_from_config(config),
+  bank_lib.build(f"{_WORK_DIR.value}/bank{n}", run_bank.image_stream(config),
                  features_lib.make_phi(network.net), network.params, spec, shard_size=1024,
                  batch_size=64, search=bank_lib.parse_search("pool:1"),
                  weights=feature_bank.weights_record(network))

@@ -35,7 +35,6 @@ from dfi_jax.dfi import attribute_vector
 from dfi_jax.eval import metrics as metrics_lib
 from dfi_jax.dfi import neighbours as neighbours_lib
 from dfi_jax.dfi import pipeline
-from dfi_jax.dfi import reconstruct
 from dfi_jax.data import banks
 from dfi_jax.data import sources
 from experiments import cli
@@ -104,7 +103,7 @@ def main(argv):
   workdir.mkdir(parents=True, exist_ok=True)
   network = kit.load_network(config)
   pipe = pipeline.make(network.net, network.params, config.image_size, dataclasses.replace(
-      reconstruct.config_for_run(config), chunk=_CHUNK.value))
+      kit.reverse_map_config(config), chunk=_CHUNK.value))
   fast = kit.load_fast_mode(config, network, pipe.spec)
   tests, items, phi_tests, ws = edit_problems(config, pipe)
   deltas = config.deltas[:1]

@@ -2,6 +2,7 @@
 
 from dfi_jax.dfi import bank as bank_lib
 from dfi_jax.runs import kit
+from dfi_jax.runs import run_bank
 from dfi_jax.dfi import feature_bank
 from dfi_jax.dfi import features as features_lib
 
@@ -12,7 +13,7 @@ def build(config, path, search: str = "none", dtype: str = "float32", shard_size
   network = kit.load_network(config)
   size = config.image_size
   spec = features_lib.feature_spec(network.net, network.params, (size, size))
-  report = bank_lib.build(path, bank_lib.stream_from_config(config),
+  report = bank_lib.build(path, run_bank.image_stream(config),
                           features_lib.make_phi(network.net), network.params, spec,
                           shard_size=shard_size, dtype=dtype, batch_size=config.feature_batch,
                           search=bank_lib.parse_search(search, config.seed),

@@ -23,11 +23,19 @@ from torch import nn
 
 OUT = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "port"
 INPUT_HW = (37, 45)  # odd, so floor and ceil pooling differ
-CFGS = {
-    "vgg16": (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
-              512, 512, 512, "M"),
-    "vgg19": (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
-              512, 512, 512, 512, "M"),
+# torchvision's VGG16 and VGG19 `features`, written out: each conv as (name, width), "M" for a
+# 2x2 max pool. Names and widths are the published architectures, not derived from a config.
+LAYERS = {
+    "vgg16": (("conv1_1", 64), ("conv1_2", 64), "M",
+              ("conv2_1", 128), ("conv2_2", 128), "M",
+              ("conv3_1", 256), ("conv3_2", 256), ("conv3_3", 256), "M",
+              ("conv4_1", 512), ("conv4_2", 512), ("conv4_3", 512), "M",
+              ("conv5_1", 512), ("conv5_2", 512), ("conv5_3", 512), "M"),
+    "vgg19": (("conv1_1", 64), ("conv1_2", 64), "M",
+              ("conv2_1", 128), ("conv2_2", 128), "M",
+              ("conv3_1", 256), ("conv3_2", 256), ("conv3_3", 256), ("conv3_4", 256), "M",
+              ("conv4_1", 512), ("conv4_2", 512), ("conv4_3", 512), ("conv4_4", 512), "M",
+              ("conv5_1", 512), ("conv5_2", 512), ("conv5_3", 512), ("conv5_4", 512), "M"),
 }
 TAPS = ("conv3_1", "conv4_1", "conv5_1")
 TORCHVISION_MEAN, TORCHVISION_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -37,15 +45,9 @@ def ch(base: int, divisor: int) -> int:
   return max(1, round(base / divisor))
 
 
-def conv_names(cfg) -> list[str]:
-  names, block, conv = [], 1, 0
-  for v in cfg:
-    if v == "M":
-      block, conv = block + 1, 0
-    else:
-      conv += 1
-      names.append(f"conv{block}_{conv}")
-  return names
+def convs(layers) -> list[tuple[str, int]]:
+  """The (name, width) of each conv of `layers` (a `LAYERS` entry), in order."""
+  return [layer for layer in layers if layer != "M"]
 
 
 def fixed_input(seed: int = 0) -> np.ndarray:
@@ -77,21 +79,21 @@ def _torchvision_input(images: np.ndarray) -> "torch.Tensor":
 class TorchVGG(nn.Module):
   """torchvision's VGG layout (features.N, classifier.N) at reduced width."""
 
-  def __init__(self, cfg, divisor: int, batch_norm: bool = False):
+  def __init__(self, layers, divisor: int, batch_norm: bool = False):
     super().__init__()
-    self.cfg = cfg
-    layers, in_ch = [], 3
-    for v in cfg:
-      if v == "M":
-        layers.append(nn.MaxPool2d(2, 2))
+    self.layers = layers
+    modules, in_ch = [], 3
+    for layer in layers:
+      if layer == "M":
+        modules.append(nn.MaxPool2d(2, 2))
       else:
-        out = ch(v, divisor)
-        layers.append(nn.Conv2d(in_ch, out, 3, padding=1))
+        out = ch(layer[1], divisor)
+        modules.append(nn.Conv2d(in_ch, out, 3, padding=1))
         if batch_norm:
-          layers.append(nn.BatchNorm2d(out))
-        layers.append(nn.ReLU(inplace=True))
+          modules.append(nn.BatchNorm2d(out))
+        modules.append(nn.ReLU(inplace=True))
         in_ch = out
-    self.features = nn.Sequential(*layers)
+    self.features = nn.Sequential(*modules)
     self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
     self.classifier = nn.Sequential(nn.Linear(in_ch, 8), nn.ReLU(True), nn.Dropout(),
                                     nn.Linear(8, 8), nn.ReLU(True), nn.Dropout(),
@@ -101,7 +103,7 @@ class TorchVGG(nn.Module):
   def taps(self, images: np.ndarray) -> dict[str, np.ndarray]:
     """Post-ReLU activations at TAPS, NHWC, for RGB [0, 1] `images` (torchvision norm)."""
     x = _torchvision_input(images)
-    names, out = iter(conv_names(self.cfg)), {}
+    names, out = iter(name for name, _ in convs(self.layers)), {}
     with torch.no_grad():
       for layer in self.features:
         x = layer(x)
@@ -119,13 +121,13 @@ class DFIVgg19g(nn.Module):
 
   def __init__(self, divisor: int):
     super().__init__()
-    blocks, in_ch, names = [], 3, conv_names(CFGS["vgg19"])[:13]
+    blocks, in_ch = [], 3
     cuts = {"conv3_1": 0, "conv4_1": 1, "conv5_1": 2}
     current = collections.OrderedDict()
-    for name in names:
+    for name, width in convs(LAYERS["vgg19"])[:13]:
       if name.endswith("_1") and name != "conv1_1":
         current[f"pool{int(name[4]) - 1}"] = nn.MaxPool2d(2, 2)
-      out = ch({1: 64, 2: 128, 3: 256}.get(int(name[4]), 512), divisor)
+      out = ch(width, divisor)
       current[name] = nn.Conv2d(in_ch, out, 3, padding=1)
       current["relu" + name[4:]] = nn.ReLU(inplace=True)
       in_ch = out
@@ -169,12 +171,12 @@ def save_acts(path: Path, images: np.ndarray, acts: dict) -> None:
 def make_torch() -> None:
   torch.manual_seed(0)
   images = fixed_input()
-  net = TorchVGG(CFGS["vgg19"], 16).eval()
+  net = TorchVGG(LAYERS["vgg19"], 16).eval()
   torch.save(with_views(net.state_dict()), OUT / "vgg19_w16.pth")
   save_acts(OUT / "vgg19_w16_torch_acts.npz", images, net.taps(images))
 
   torch.manual_seed(1)
-  net = TorchVGG(CFGS["vgg19"], 32).eval()
+  net = TorchVGG(LAYERS["vgg19"], 32).eval()
   torch.save(net.state_dict(), OUT / "vgg19_w32_legacy.pth",
              _use_new_zipfile_serialization=False)
   save_acts(OUT / "vgg19_w32_legacy_torch_acts.npz", images, net.taps(images))
@@ -185,10 +187,10 @@ def make_torch() -> None:
   save_acts(OUT / "vgg19g_w32_torch_acts.npz", images, net.taps(images))
 
   torch.manual_seed(3)
-  small = TorchVGG(CFGS["vgg19"], 64).eval()
+  small = TorchVGG(LAYERS["vgg19"], 64).eval()
   state = small.state_dict()
-  torch.save(TorchVGG(CFGS["vgg16"], 64).state_dict(), OUT / "vgg16_w64.pth")
-  torch.save(TorchVGG(CFGS["vgg19"], 64, batch_norm=True).state_dict(),
+  torch.save(TorchVGG(LAYERS["vgg16"], 64).state_dict(), OUT / "vgg16_w64.pth")
+  torch.save(TorchVGG(LAYERS["vgg19"], 64, batch_norm=True).state_dict(),
              OUT / "vgg19_bn_w64.pth")
   torch.save({"state_dict": collections.OrderedDict(("module." + k, v) for k, v in
                                                     state.items()), "epoch": 3},
@@ -217,16 +219,14 @@ def make_torch() -> None:
 
 # -- Keras ---------------------------------------------------------------------------------
 
-def random_vgg(cfg, divisor: int, seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-  """name -> (HWIO kernel, bias), He-initialised, float32."""
+def random_vgg(layers, divisor: int, seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  """name -> (HWIO kernel, bias) for the convs of `layers`, He-initialised, float32."""
   rng = np.random.default_rng(seed)
-  params, in_ch, names = {}, 3, iter(conv_names(cfg))
-  for v in cfg:
-    if v == "M":
-      continue
-    out = ch(v, divisor)
+  params, in_ch = {}, 3
+  for name, width in convs(layers):
+    out = ch(width, divisor)
     kernel = rng.normal(0, np.sqrt(2.0 / (9 * in_ch)), (3, 3, in_ch, out)).astype(np.float32)
-    params[next(names)] = (kernel, rng.normal(0, 0.1, out).astype(np.float32))
+    params[name] = (kernel, rng.normal(0, 0.1, out).astype(np.float32))
     in_ch = out
   return params
 
@@ -271,8 +271,8 @@ def write_keras(path: Path, params: dict, top: bool) -> None:
 
 
 def make_keras() -> None:
-  write_keras(OUT / "vgg19_w32_notop.h5", random_vgg(CFGS["vgg19"], 32, 10), top=False)
-  write_keras(OUT / "vgg19_w64_top.h5", random_vgg(CFGS["vgg19"], 64, 11), top=True)
+  write_keras(OUT / "vgg19_w32_notop.h5", random_vgg(LAYERS["vgg19"], 32, 10), top=False)
+  write_keras(OUT / "vgg19_w64_top.h5", random_vgg(LAYERS["vgg19"], 64, 11), top=True)
 
 
 # -- Caffe ---------------------------------------------------------------------------------
@@ -387,19 +387,19 @@ def oihw(params: dict) -> dict:
 
 
 def make_caffe() -> None:
-  v1 = oihw(random_vgg(CFGS["vgg19"], 32, 20))
+  v1 = oihw(random_vgg(LAYERS["vgg19"], 32, 20))
   write_caffe(OUT / "vgg19_w32_v1.caffemodel", v1, v1=True, fc=True, net_name="VGG_ILSVRC_19")
   np.savez_compressed(OUT / "vgg19_w32_v1_weights.npz",
                       **{f"{n}/{p}": a for n, (k, b) in v1.items()
                          for p, a in (("kernel_oihw", k), ("bias", b))})
-  normalised = oihw(random_vgg(CFGS["vgg19"], 32, 21))
+  normalised = oihw(random_vgg(LAYERS["vgg19"], 32, 21))
   write_caffe(OUT / "vgg_normalised_w32.caffemodel", normalised, v1=False, fc=False,
               net_name="vgg_normalised")
   np.savez_compressed(OUT / "vgg_normalised_w32_weights.npz",
                       **{f"{n}/{p}": a for n, (k, b) in normalised.items()
                          for p, a in (("kernel_oihw", k), ("bias", b))})
-  small = oihw(random_vgg(CFGS["vgg19"], 64, 22))
-  write_caffe(OUT / "vgg16_w64.caffemodel", oihw(random_vgg(CFGS["vgg16"], 64, 23)), v1=True,
+  small = oihw(random_vgg(LAYERS["vgg19"], 64, 22))
+  write_caffe(OUT / "vgg16_w64.caffemodel", oihw(random_vgg(LAYERS["vgg16"], 64, 23)), v1=True,
               fc=True, net_name="VGG_ILSVRC_16")
   bad = dict(small)
   k, b = bad["conv3_2"]
@@ -424,10 +424,10 @@ def make_caffe() -> None:
 def make_vgg16() -> None:
   """VGG16 in torchvision's layout (with torch's own activations) and in Keras 2's."""
   torch.manual_seed(4)
-  net = TorchVGG(CFGS["vgg16"], 16).eval()
+  net = TorchVGG(LAYERS["vgg16"], 16).eval()
   torch.save(net.state_dict(), OUT / "vgg16_w16.pth")
   save_acts(OUT / "vgg16_w16_torch_acts.npz", fixed_input(), net.taps(fixed_input()))
-  write_keras(OUT / "vgg16_w32_notop.h5", random_vgg(CFGS["vgg16"], 32, 12), top=False)
+  write_keras(OUT / "vgg16_w32_notop.h5", random_vgg(LAYERS["vgg16"], 32, 12), top=False)
 
 
 def write_manifest() -> None:

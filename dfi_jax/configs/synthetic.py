@@ -222,3 +222,25 @@ def derived(arg: str, name: str, variants: tuple[str, ...] = ("demo", "tiny")
   c = get_config("tiny" if variant == "tiny" else "demo")
   c.variant = variant
   return c
+
+
+def on_real_images(c: ml_collections.ConfigDict, test_names: tuple[str, ...],
+                   tiny_test_names: tuple[str, ...], tiny_k: int) -> ml_collections.ConfigDict:
+  """`c` (from `derived`) set up for a dataset of real images (celeb_a, folder): the paper's
+  size with ImageNet VGG16 and K = 100, or for `tiny` the fakes (`tiny_test_names`, K =
+  `tiny_k`) at this file's tiny size with its random weights, one δ and a few iterations."""
+  if c.variant == "tiny":
+    # Test images of the dataset, by name; they are held out of their own neighbours.
+    c.test_names = tiny_test_names
+    c.k = tiny_k
+    c.deltas = (0.4,)
+    c.iterations = 3
+    c.batch_size = 12
+  else:
+    c.test_names = test_names
+    c.image_size = 200
+    c.weights = ""  # ImageNet VGG16 (the default); the paper's: weights/vgg_normalised.npz
+    c.k = 100
+    c.batch_size = 6
+  c.num_test = len(c.test_names)
+  return c

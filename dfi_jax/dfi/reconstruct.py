@@ -107,18 +107,6 @@ class ReverseMapConfig:
       raise ValueError(f"where must be one of {where_lib.MODES}, got {self.where.mode!r}")
 
 
-def config_for_run(run_config) -> ReverseMapConfig:
-  """The reverse-map settings of a run config, shared by the edit, inpainting and high-res runs:
-  every `ReverseMapConfig` field under its own name (the dataclass default where a config lacks
-  it), the where mask from `where`, `where_sigma`, `where_low`, `where_high` (off when absent)."""
-  where = where_lib.WhereConfig(
-      mode=run_config.get("where", "off"), sigma=run_config.get("where_sigma", 0.04),
-      low=run_config.get("where_low", 0.35), high=run_config.get("where_high", 0.7))
-  fields = {f.name: run_config.get(f.name, f.default)
-            for f in dataclasses.fields(ReverseMapConfig) if f.name != "where"}
-  return ReverseMapConfig(**fields, where=where)
-
-
 def total_variation(z: jax.Array, beta: float, epsilon: float = 1e-3,
                     scale: float = 255.0) -> jax.Array:
   """TV^β of one image `z`: `[H, W, C]` in [0, 1] -> scalar (differences in `scale` units)."""

@@ -36,7 +36,6 @@ from dfi_jax.data import sources
 from dfi_jax.dfi import feature_bank
 from dfi_jax.dfi import features as features_lib
 from dfi_jax.dfi import pipeline
-from dfi_jax.dfi import reconstruct
 from dfi_jax.dfi import sharding
 from dfi_jax.outputs import names as output_names
 from dfi_jax.runs import kit
@@ -146,7 +145,7 @@ def load_editor(config: ml_collections.ConfigDict | str | None = None,
     network = kit.load_network(config)
     show("loading", 1, steps)
     pipe = pipeline.make(network.net, network.params, config.image_size,
-                         reconstruct.config_for_run(config))
+                         kit.reverse_map_config(config))
     show("loading", 2, steps)
     reporter: list = [None]
     bank, features, phi_rows = _load_bank(config, network, pipe,

@@ -31,7 +31,6 @@ from dfi_jax.dfi import decoder as decoder_lib
 from dfi_jax.dfi import feature_bank
 from dfi_jax.dfi import features as features_lib
 from dfi_jax.dfi import pipeline
-from dfi_jax.dfi import reconstruct
 from dfi_jax.dfi import sharding
 from dfi_jax.outputs import names as output_names
 from dfi_jax.runs import hosts
@@ -71,19 +70,19 @@ def run(config, workdir: str | os.PathLike, inputs: Sequence[str] = (),
   t_start = time.perf_counter()
   config = run_state.split_lists(config)
   with hosts.hold_workdir(workdir, check=lambda: kit.check(config, inputs)) as held:
-    job = prepare(config, held.path, inputs, attributes, held.agree)
+    job = prepare(config, held.path, inputs, attributes)
+    held.agree()  # every host got this far (many hosts: see hosts.hold_workdir)
     for s, j in solve(job):
       save(job, s, j)
     return write(job, t_start)
 
 
-def prepare(config, workdir: Path, inputs: Sequence[str], attributes: Sequence[str],
-            agree: Callable[[], None] = lambda: None) -> Job:
+def prepare(config, workdir: Path, inputs: Sequence[str], attributes: Sequence[str]) -> Job:
   """The network, own photos, the bank and its edits, the test images, the claimed workdir and
-  what an interrupted run already finished; `agree` waits for every host (one host: nothing)."""
+  what an interrupted run already finished."""
   network = kit.load_network(config)
   pipe = pipeline.make(network.net, network.params, config.image_size,
-                       reconstruct.config_for_run(config))
+                       kit.reverse_map_config(config))
   fast = kit.load_fast_mode(config, network, pipe.spec)  # before any long computation
   # Own photos are read first, so a bad file fails before any long computation; hashed before
   # and checked after, so the run records the bytes it edited.
@@ -102,7 +101,6 @@ def prepare(config, workdir: Path, inputs: Sequence[str], attributes: Sequence[s
   if claim.resuming:
     print(f"resuming the run in {workdir}: finished edits are kept", flush=True)
   tests = test_images(config, photos, bank_data, edits)
-  agree()  # every host got this far (many hosts: see hosts.hold_workdir)
   aligned = (aligned_vectors(config, pipe, bank_data)
              if config.get("align_neighbours", False) else None)
   directions, found = kit.make_directions(config, bank_data, bank, tests, edits, masks, aligned)

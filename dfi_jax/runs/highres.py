@@ -33,7 +33,6 @@ from dfi_jax.base import files as files_lib
 from dfi_jax.data import image_io
 from dfi_jax.dfi import pipeline
 from dfi_jax.eval import metrics as metrics_lib
-from dfi_jax.dfi import reconstruct
 from dfi_jax.base import run_state
 from dfi_jax.base import workdir_lock
 from dfi_jax.outputs import record as run_record
@@ -126,7 +125,7 @@ class TestFace(NamedTuple):
 def _run(config, workdir: Path, candidates, t_start: float) -> dict:
   network = kit.load_network(config)
   size = config.image_size
-  pipe = pipeline.make(network.net, network.params, size, reconstruct.config_for_run(config))
+  pipe = pipeline.make(network.net, network.params, size, kit.reverse_map_config(config))
   claim = run_state.claim(workdir, run_state.describe(config.to_dict(), network.sha256, (), ()))
   rows, per_image = [], []
   for params in sources.test_face_params(config):

@@ -49,7 +49,6 @@ from dfi_jax.dfi import bank as bank_lib
 from dfi_jax.dfi import features as features_lib
 from dfi_jax.dfi import neighbours as neighbours_lib
 from dfi_jax.dfi import pipeline
-from dfi_jax.dfi import reconstruct
 from dfi_jax.runs import kit
 from dfi_jax.runs.inpaint_data import (
     DATA, Data, apply_hole, centre_square, folder_data, hole_error, load_hole, synthetic_data)
@@ -205,7 +204,7 @@ def _prepare(config, workdir: Path) -> Job:
   if claim.resuming:
     print(f"resuming the run in {workdir}: {len(done)} of {len(data.test_names)} finished",
           flush=True)
-  pipe = pipeline.make(network.net, network.params, size, reconstruct.config_for_run(config))
+  pipe = pipeline.make(network.net, network.params, size, kit.reverse_map_config(config))
   todo = [i for i, n in enumerate(data.test_names) if n not in done]
   return Job(network, data, hole, claim, done, pipe, apply_hole(data.truth, hole), todo)
 

@@ -1,5 +1,6 @@
-"""The run kit every run shares: the settings' rules and checks, the network, the edits a run
-names and their neighbours' w (`make_directions`), fast mode's decoder.
+"""The run kit every run shares: the settings' rules and checks, the network, the reverse-map
+settings of a run config (`reverse_map_config`), the edits a run names and their neighbours' w
+(`make_directions`), fast mode's decoder.
 
 The edit run (`runs/edit.py`), the Python API (`runs/api.py`), inpainting, high resolution, the
 sweep, the bank builder and the probes all start from these.
@@ -8,6 +9,7 @@ sweep, the bank builder and the probes all start from these.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from typing import NamedTuple, Sequence
 
@@ -48,7 +50,8 @@ class Network(NamedTuple):
   sha256: str = ""  # of the bytes `params` were read from (hashed once, `pretrained.load`)
 
 
-# Every field of dfi_jax/configs/synthetic.py (tests/test_run_safety checks none is missing).
+# Every field of dfi_jax/configs/synthetic.py (tests/runs/test_safety_checked_first.py checks
+# none is missing).
 RULES = dict(
     variant=run_state.text(), seed=run_state.integer(0), image_size=run_state.integer(32, 1024),
     bank_size=run_state.integer(1), bank_seed=run_state.integer(0),
@@ -254,6 +257,18 @@ def load_network(config) -> Network:
                               pooling=config.pooling or None,
                               preprocessing=config.preprocessing or None)
   return Network(net, params, provenance, str(path), sha256)
+
+
+def reverse_map_config(config) -> reconstruct.ReverseMapConfig:
+  """The reverse-map settings of a run config, shared by the edit, inpainting and high-res runs:
+  every `ReverseMapConfig` field under its own name (the dataclass default where a config lacks
+  it), the where mask from `where`, `where_sigma`, `where_low`, `where_high` (off when absent)."""
+  where = where_lib.WhereConfig(
+      mode=config.get("where", "off"), sigma=config.get("where_sigma", 0.04),
+      low=config.get("where_low", 0.35), high=config.get("where_high", 0.7))
+  fields = {f.name: config.get(f.name, f.default)
+            for f in dataclasses.fields(reconstruct.ReverseMapConfig) if f.name != "where"}
+  return reconstruct.ReverseMapConfig(**fields, where=where)
 
 
 class FastMode(NamedTuple):

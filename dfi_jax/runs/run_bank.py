@@ -1,5 +1,6 @@
 """The bank of a run, from its config: what the run expects of a bank on disk
-(`--config.bank_dir`), the bank's images, and the bank itself (`load`).
+(`--config.bank_dir`), the bank's images (`image_stream`, streamed a range at a time where a
+reader is registered in `STREAMS`), and the bank itself (`load`).
 
 `dfi.feature_bank` takes plain arguments and raises `BankError`; `runs.kit` words that error
 for the flag (`kit.bank_dir_errors`).
@@ -20,12 +21,35 @@ from dfi_jax.dfi import feature_bank
 from dfi_jax.dfi import features as features_lib
 
 
+# Streaming readers by `config.data` (a dataset could add one reading array_record ranges).
+# Without one, `image_stream` falls back to `banks.load_bank`.
+STREAMS: dict[str, Callable[..., bank_lib.ImageStream]] = {
+    "synthetic": lambda c: bank_lib.synthetic_stream(c.bank_size, c.image_size, c.bank_seed)}
+
+
+def image_stream(config) -> bank_lib.ImageStream:
+  """The bank images of `config.data`, streamed when a reader is registered in `STREAMS`;
+  otherwise read whole by `banks.load_bank` and sliced (memory then grows with the data)."""
+  if config.data in STREAMS:
+    return STREAMS[config.data](config)
+  bank = banks.load_bank(config)
+  group = bank.group
+
+  def read(a, b):
+    return bank_lib.Rows(bank.images[a:b], bank.attributes[a:b], bank.names[a:b],
+                         None if group is None else group[a:b])
+
+  return bank_lib.ImageStream(len(bank.images), tuple(bank.attribute_names), tuple(bank.edits),
+                              read, dict(data=config.data, image_size=config.image_size,
+                                         bank_size=len(bank.images)), group is not None)
+
+
 def expected(config, network=None, spec: features_lib.FeatureSpec | None = None
              ) -> feature_bank.Expected:
   """What `config`'s run expects of a bank: the data it was built from (as `bank.build` records
   it) and the taps; given the network (`runs.kit.Network`) and its φ layout, also the weights
   file, pooling, preprocessing and tap shapes."""
-  stream = bank_lib.stream_from_config(config)
+  stream = image_stream(config)
   weights = None if network is None else {
       k: v for k, v in feature_bank.weights_record(network).items() if k != "description"}
   return feature_bank.Expected(stream.description, list(config.taps), weights, spec)
@@ -40,8 +64,8 @@ def read_manifest(config) -> dict | None:
 
 def lazy_images(config, num_images: int):
   """The bank images of `config.data`, read one at a time when indexed."""
-  if config.data in bank_lib.STREAMS:
-    stream = bank_lib.STREAMS[config.data](config)
+  if config.data in STREAMS:
+    stream = STREAMS[config.data](config)
     return common.LazyImages(num_images, config.image_size,
                              lambda i: stream.read(i, i + 1).images[0])
   return banks.load_bank(config).images  # dataset banks read their images lazily

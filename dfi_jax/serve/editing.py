@@ -17,8 +17,8 @@ import numpy as np
 from dfi_jax.base import run_state
 from dfi_jax.data import landmarks as landmarks_lib
 from dfi_jax.dfi import pipeline as pipeline_lib
-from dfi_jax.dfi import reconstruct
 from dfi_jax.runs import api
+from dfi_jax.runs import kit
 
 # progress(stage, done, total): done/total are 0/0 when the stage has no count.
 Progress = Callable[[str, int, int], None]
@@ -97,7 +97,7 @@ def _with_settings(editor: api.Editor, settings: Settings, target: str | int) ->
   if settings.tv_weight != config.tv_weight:  # λ is compiled into the reverse map (cached)
     config.tv_weight = settings.tv_weight
     pipe = pipeline_lib.make(editor.network.net, editor.network.params, config.image_size,
-                             reconstruct.config_for_run(config))
+                             kit.reverse_map_config(config))
   frame = None if target == WHOLE else editor.frame
   return editor._replace(config=config, pipeline=pipe, frame=frame)
 

@@ -27,18 +27,7 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
   c.split = "train"
   c.crop = ()  # () = rows 40:188, columns 15:163 of the 218×178 image
   c.attributes = tuple(e.name for e in celeb_a.SIX_EDITS)
-  if c.variant == "tiny":  # the fakes, at synthetic.py's tiny size with its random weights
+  if c.variant == "tiny":  # the fakes (see synthetic.on_real_images)
     c.data_dir = "/tmp/dfi_fakes/tfds"
-    c.test_names = fakes.CELEB_A_TEST_NAMES
-    c.k = 3
-    c.deltas = (0.4,)
-    c.iterations = 3
-    c.batch_size = 12
-  else:
-    c.test_names = ("000001.jpg", "000002.jpg", "000003.jpg")
-    c.image_size = 200
-    c.weights = ""  # ImageNet VGG16 (the default); the paper's: weights/vgg_normalised.npz
-    c.k = 100
-    c.batch_size = 6
-  c.num_test = len(c.test_names)
-  return c
+  return synthetic.on_real_images(c, ("000001.jpg", "000002.jpg", "000003.jpg"),
+                                  fakes.CELEB_A_TEST_NAMES, tiny_k=3)

@@ -17,6 +17,8 @@ map's objective), `tiny` (tests: 32², two taps, a few steps, seconds).
 
 import ml_collections
 
+from experiments.configs import synthetic
+
 
 def get_config(arg: str = "default") -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
@@ -46,9 +48,10 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
   c.seed = 0
   c.save_every = 250  # steps between resume checkpoints (<out>.resume.npz)
   if c.variant == "tiny":
-    c.weights = "random"
-    c.taps = ("conv2_1", "conv3_1")
-    c.image_size = 32
+    # φ of the tiny edit run (synthetic.py:tiny), which the tiny decoder is trained for.
+    run = synthetic.get_config("tiny")
+    for field in ("weights", "taps", "image_size"):
+      c[field] = run[field]
     c.pool_size = 12
     c.valid_size = 4
     c.channels = 8

@@ -33,20 +33,8 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
   c.attributes = ()  # which edits to run; () = all of `edits`
   c.crop = ()
   c.fit = "pad"
-  if c.variant == "tiny":  # the fakes, at synthetic.py's tiny size with its random weights
+  if c.variant == "tiny":  # the fakes (see synthetic.on_real_images)
     c.folder = "/tmp/dfi_fakes/folder"
     c.csv = "/tmp/dfi_fakes/folder/attributes.csv"
     c.edits = ("smiling", "eyeglasses", "age_score")
-    c.test_names = fakes.FOLDER_TEST_NAMES
-    c.k = 4
-    c.deltas = (0.4,)
-    c.iterations = 3
-    c.batch_size = 12
-  else:
-    c.test_names = ("image1.jpg",)
-    c.image_size = 200
-    c.weights = ""  # ImageNet VGG16 (the default); the paper's: weights/vgg_normalised.npz
-    c.k = 100
-    c.batch_size = 6
-  c.num_test = len(c.test_names)
-  return c
+  return synthetic.on_real_images(c, ("image1.jpg",), fakes.FOLDER_TEST_NAMES, tiny_k=4)

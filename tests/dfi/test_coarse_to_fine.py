@@ -83,4 +83,4 @@ def test_the_run_config_field_is_validated_by_name():
     kit.validate(config)
   config.coarse_iterations = 25
   kit.validate(config)
-  assert reconstruct.config_for_run(config).coarse_iterations == 25
+  assert kit.reverse_map_config(config).coarse_iterations == 25

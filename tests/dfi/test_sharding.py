@@ -455,7 +455,7 @@ def test_edit_run_on_eight_devices_reads_the_disk_bank(mesh, tmp_path):
   assert len(record["devices"]) == 8 and not record["failures"]
   # Another batch of the same shape reuses the run's compiled, sharded reverse map.
   spec = features_lib.feature_spec(network.net, network.params, (32, 32))
-  reverse_map = reconstruct.cached(network.net, spec, reconstruct.config_for_run(config))
+  reverse_map = reconstruct.cached(network.net, spec, kit.reverse_map_config(config))
   images, _ = faces.generate(range(5), 32)
   targets = features_lib.make_phi(network.net)(network.params, images)
   with count_compiles() as compiles:

@@ -70,14 +70,14 @@ def test_every_reverse_map_field_is_reachable_from_the_run_config():
   config = synthetic.get_config("tiny")
   fields = {f.name for f in dataclasses.fields(reconstruct.ReverseMapConfig)} - {"where"}
   assert fields <= set(config)  # each one a run config field
-  defaults = reconstruct.config_for_run(config)
+  defaults = kit.reverse_map_config(config)
   assert defaults == reconstruct.ReverseMapConfig(  # the defaults are the dataclass's
       tv_weight=config.tv_weight, tv_beta=config.tv_beta, solver=config.solver,
       linesearch=config.linesearch, linesearch_init=config.linesearch_init, chunk=config.chunk,
       chroma_scale=config.chroma_scale, where=defaults.where)
   for name, value in NEW.items():
     config[name] = value
-  chosen = reconstruct.config_for_run(config)
+  chosen = kit.reverse_map_config(config)
   assert {name: getattr(chosen, name) for name in NEW} == NEW
   kit.validate(config)
 

@@ -40,7 +40,7 @@ def test_highres_w_points_from_the_warped_sources_to_the_warped_targets():
   config = highres_config.get_config("tiny")
   size = config.image_size
   network = kit.load_network(config)
-  pipe = pipeline.make(network.net, network.params, size, reconstruct.config_for_run(config))
+  pipe = pipeline.make(network.net, network.params, size, kit.reverse_map_config(config))
   candidates = [faces.sample_face(s) for s in range(config.bank_seed,
                                                     config.bank_seed + config.bank_size)]
   params = sources.test_face_params(config)[0]

@@ -94,7 +94,7 @@ def test_own_photos_keep_their_size(tmp_path):
 
 # The CLI's contract (one line, exit 1, no traceback) for each kind of failure: flags, run-time
 # checks, files. Values that `validate` rejects are checked in process, with their messages, by
-# test_run_safety.test_bad_setting_fails_before_anything_is_written and test_fuzz_config.
+# test_safety_checked_first.test_bad_setting_fails_before_anything_is_written and test_fuzz_config.
 @pytest.mark.parametrize("args, message", [
     (["--config.k=500"], "K=500 but edit"),
     (["--config.weights=/nonexistent/w.npz"], "/nonexistent/w.npz not found"),

@@ -31,15 +31,13 @@ images, a range at a time), `build` and `read`.
 from dfi_jax.dfi.bank.layout import DTYPES, FORMAT, MANIFEST, BankError
 from dfi_jax.dfi.bank.search import (
     SEARCH_KINDS, SearchReduction, parse_search, reduce_for_search, search_dim)
-from dfi_jax.dfi.bank.streams import (
-    STREAMS, ImageStream, Rows, stream_from_config, synthetic_stream)
+from dfi_jax.dfi.bank.streams import ImageStream, Rows, synthetic_stream
 from dfi_jax.dfi.bank.build import BuildReport, Hosts, build
 from dfi_jax.dfi.bank.read import (
     DiskBank, attribute_vector, open_bank, read_manifest, read_phi, read_rows, read_search,
     shard_phi)
 
 __all__ = ["BankError", "BuildReport", "DTYPES", "DiskBank", "FORMAT", "Hosts", "ImageStream",
-           "MANIFEST", "Rows", "SEARCH_KINDS", "STREAMS", "SearchReduction", "attribute_vector", "build",
+           "MANIFEST", "Rows", "SEARCH_KINDS", "SearchReduction", "attribute_vector", "build",
            "open_bank", "parse_search", "read_manifest", "read_phi", "read_rows", "read_search",
-           "reduce_for_search", "search_dim", "shard_phi", "stream_from_config",
-           "synthetic_stream"]
+           "reduce_for_search", "search_dim", "shard_phi", "synthetic_stream"]

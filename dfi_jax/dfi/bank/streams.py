@@ -6,7 +6,6 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from dfi_jax.data import banks
 from dfi_jax.data import faces
 from dfi_jax.data.sources import Edit
 
@@ -45,26 +44,3 @@ def synthetic_stream(num_images: int, image_size: int, first_seed: int = 0) -> I
                      tuple(Edit(a, a) for a in faces.ATTRIBUTES), read,
                      dict(data="synthetic", bank_size=num_images, bank_seed=first_seed,
                           image_size=image_size))
-
-
-# Streaming readers by `config.data` (a dataset could add one reading array_record ranges).
-# Without one, `stream_from_config` falls back to `banks.load_bank`.
-STREAMS: dict[str, Callable[..., ImageStream]] = {
-    "synthetic": lambda c: synthetic_stream(c.bank_size, c.image_size, c.bank_seed)}
-
-
-def stream_from_config(config) -> ImageStream:
-  """The bank images of `config.data`, streamed when a reader is registered in `STREAMS`;
-  otherwise read whole by `banks.load_bank` and sliced (memory then grows with the data)."""
-  if config.data in STREAMS:
-    return STREAMS[config.data](config)
-  bank = banks.load_bank(config)
-  group = bank.group
-
-  def read(a, b):
-    return Rows(bank.images[a:b], bank.attributes[a:b], bank.names[a:b],
-                None if group is None else group[a:b])
-
-  return ImageStream(len(bank.images), tuple(bank.attribute_names), tuple(bank.edits), read,
-                     dict(data=config.data, image_size=config.image_size,
-                          bank_size=len(bank.images)), group is not None)
