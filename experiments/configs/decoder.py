@@ -7,8 +7,9 @@
       --config=experiments/configs/decoder.py:edits        # fine-tunes the first, ~8 min
 
 Trains on the demo's bank (seeds [0, 800) at 64², the same faces `make demo` uses; the held-out
-test faces, seeds >= 10,000,000, are never seen) against the default weights and the demo's taps,
-so the file fits `--config.decoder=` of `experiments.transform` on the default config. Writes the
+test faces, seeds >= 10,000,000, are never seen) against the default weights with the taps below
+(conv1_2, conv3_1, conv5_1: those fast mode was measured with), so the file fits `--config.decoder=`
+of an `experiments.transform` run with the same weights, taps and image size. Writes the
 decoder `.npz` and `<out>.png` (held-out inputs over their decodings). Variants: `default`
 (pixel L2, 1500 steps; the measured file used `--config.steps=500`: held-out pixel MSE 0.00083),
 `edits` (fine-tunes `runs/decoder/decoder.npz` 120 steps on edit-like targets with the reverse
@@ -42,7 +43,7 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
   c.feature_weight = 0.0
   # > 0: train on edit-like targets φ(x) + δ·w, δ ~ U(0, edit_delta) (see decoder.py).
   c.edit_delta = 0.0
-  c.tv_weight = 1e-5  # λ and β of the objective: the demo's reverse map settings
+  c.tv_weight = 1e-5  # λ and β of the objective that feature_weight weighs
   c.tv_beta = 2.0
   c.init_from = ""  # a decoder file to fine-tune instead of a random init
   c.seed = 0
