@@ -38,9 +38,9 @@ def reason(row: dict) -> str:
     who = "DFI" if keeps_p else "pixel"
     changed = row.get("judge_changed") or "another attribute"
     return f"{who} changed {changed}" if who == "DFI" else "pixel changed another attribute"
+  pixel = row.get("baseline_judge_probability")
   return (f"p DFI {row['judge_probability']:.5f}"
-          + (f" vs pixel success {row['baseline_judge_success']:g}"
-             if not row["baseline_judge_success"] else ""))
+          + (f" vs pixel {pixel:.5f}" if pixel is not None else ""))
 
 
 def pairs(metrics: dict, every: bool = False) -> list[dict]:

@@ -243,6 +243,7 @@ def add_judge_scores(config, per_image, tests, items, results, finite, baselines
     row.update(judge_success=float(d["success"]), judge_probability=d["probability"],
                judge_preservation=d["preservation"], judge_changed=",".join(d["changed"]),
                baseline_judge_success=float(p["success"]),
+               baseline_judge_probability=p["probability"],
                baseline_judge_preservation=p["preservation"], judge_prefers_dfi=prefers)
   truth = judge_lib.predict(params, tests.images) > 0.5
   accuracy = {}
