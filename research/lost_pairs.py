@@ -1,6 +1,6 @@
 """The judge's 2AFC pairs it gave to the pixel baseline, as pictures, for a person to look at.
 
-  python -m research.lost_pairs --workdir=RUN [--out=FILE] [--all]
+  python -m research.lost_pairs --workdir=RUN [--out=FILE] [--all] [--tile=192]
 
 RUN is an edit run on generated faces with the judge on (`experiments.evaluate`, or
 `experiments.transform` without --inputs): its metrics.json rows hold `judge_prefers_dfi`, and
@@ -27,6 +27,7 @@ from experiments import cli
 _WORKDIR = flags.DEFINE_string("workdir", None, "An edit run's folder (holds metrics.json).")
 _OUT = flags.DEFINE_string("out", "", "The PNG to write ('' = WORKDIR/lost_pairs.png).")
 _ALL = flags.DEFINE_bool("all", False, "Every judged pair, not only those DFI did not win.")
+_TILE = flags.DEFINE_integer("tile", 192, "Each picture is enlarged to at least this side.")
 
 
 def reason(row: dict) -> str:
@@ -49,7 +50,7 @@ def pairs(metrics: dict, every: bool = False) -> list[dict]:
   return rows if every else [r for r in rows if r["judge_prefers_dfi"] < 1.0]
 
 
-def draw(workdir: Path, rows: list[dict], out: Path) -> None:
+def draw(workdir: Path, rows: list[dict], out: Path, tile: int = figures.MIN_TILE) -> None:
   """Input | DFI | pixel baseline per row of `rows`, labelled, saved to `out` (PNG)."""
   tiles, labels = [], []
   for r in rows:
@@ -61,7 +62,7 @@ def draw(workdir: Path, rows: list[dict], out: Path) -> None:
                       image, attribute, "pixel", folder="baselines"))])
     labels.append(f"{image} {attribute}: {reason(r)}")
   figures.save_grid(out, tiles, row_labels=labels, col_labels=["input", "DFI", "pixel"],
-                    min_tile=figures.MIN_TILE)
+                    min_tile=tile)
 
 
 def main(argv):
@@ -85,7 +86,7 @@ def main(argv):
     print(f"{r['image']} {r['attribute']}: {reason(r)}")
   if rows:
     out = Path(_OUT.value).expanduser() if _OUT.value else workdir / "lost_pairs.png"
-    draw(workdir, rows, out)
+    draw(workdir, rows, out, _TILE.value)
     print(f"wrote {out}")
 
 
