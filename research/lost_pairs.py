@@ -69,6 +69,8 @@ def main(argv):
   del argv
   if not _WORKDIR.value:
     raise ValueError("--workdir: expected an edit run's folder (it holds metrics.json)")
+  if _TILE.value < 0:
+    raise ValueError(f"--tile={_TILE.value}: expected a side in pixels >= 0")
   workdir = Path(_WORKDIR.value).expanduser()
   path = workdir / "metrics.json"
   try:
