@@ -29,6 +29,7 @@ import optax
 
 from dfi_jax.dfi import coarse_to_fine
 from dfi_jax.dfi import features as features_lib
+from dfi_jax.dfi import guard
 from dfi_jax.dfi import where as where_lib
 from dfi_jax.nets import networks
 
@@ -165,9 +166,8 @@ class ReverseMap:
     batched = jax.vmap(self.objective, in_axes=(0, 0, None))
     self._losses = jax.jit(batched)
     fn = (lambda z, t, v: jnp.sum(batched(z, t, v))) if config.joint else self.objective
-    self._init, self._step = SOLVER_TABLE[config.solver](self, fn)
-    self._init = jax.jit(self._init if config.joint
-                         else jax.vmap(self._init, in_axes=(0, 0, None)))
+    self._init, self._step = guard.wrap(*SOLVER_TABLE[config.solver](self, fn))
+    self._init = jax.jit(self._init if config.joint else jax.vmap(self._init, (0, 0, None)))
     self._chunk = jax.jit(self._make_chunk(), static_argnums=(3,))
     self._decode = jax.jit(jax.vmap(where_lib.decode))
 
@@ -177,8 +177,7 @@ class ReverseMap:
 
   def _bounds(self, z):
     if self.config.parameterised:  # |Δ| <= 1 needs |YCbCr| < 2
-      return (jax.tree.map(lambda a: jnp.full_like(a, -2.0), z),
-              jax.tree.map(lambda a: jnp.full_like(a, 2.0), z))
+      return tuple(jax.tree.map(lambda a: jnp.full_like(a, v), z) for v in (-2.0, 2.0))
     return jnp.zeros_like(z), jnp.ones_like(z)
 
   def _jaxopt_fns(self, fn):
@@ -371,7 +370,7 @@ class ReverseMap:
         on_chunk(done, value)
       if not finite.any():
         break
-    return z, value, finite, evals_total, done
+    return (*guard.pick(z, value, state), finite, evals_total, done)
 
 
 # The solver table: name -> the `ReverseMap` method building its `(init, step)` pair over the
