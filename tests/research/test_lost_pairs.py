@@ -1,4 +1,7 @@
-"""research/lost_pairs.py: the judge's lost 2AFC pairs are the ones drawn, with the right reason."""
+"""research/lost_pairs.py: the judge's lost 2AFC pairs are the ones drawn, with the right reason.
+
+Run as its command only: the module defines absl flags (--workdir) that the run commands' own
+would clash with in the test process."""
 
 import json
 import pathlib
@@ -9,7 +12,6 @@ import numpy as np
 from PIL import Image
 
 from dfi_jax.outputs import names as output_names
-from research import lost_pairs
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -37,30 +39,36 @@ def _run(tmp_path):
   return rows
 
 
+def _lost_pairs(workdir, *flags):
+  return subprocess.run([sys.executable, "-m", "research.lost_pairs", f"--workdir={workdir}",
+                         *flags], cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
 def test_only_pairs_dfi_did_not_win_are_drawn_with_the_judge_s_reason(tmp_path):
-  rows = _run(tmp_path)
-  lost = lost_pairs.pairs(dict(per_image=rows))
-  assert [r["image"] for r in lost] == ["b", "c", "d"]  # a tie (d, 0.5) is not a win
-  assert [r["image"] for r in lost_pairs.pairs(dict(per_image=rows), every=True)] == list("abcd")
-  assert lost_pairs.reason(rows[1]) == "DFI changed smiling"
-  assert lost_pairs.reason(rows[2]) == "p DFI 0.99631 vs pixel 1.00000"
-  proc = subprocess.run([sys.executable, "-m", "research.lost_pairs", f"--workdir={tmp_path}"],
-                        cwd=ROOT, capture_output=True, text=True, timeout=300)
+  _run(tmp_path)
+  proc = _lost_pairs(tmp_path)
   assert proc.returncode == 0, proc.stderr[-2000:]
+  # a tie (d, 0.5) is not a win; a (1.0) is not drawn
   assert "1 of 4 pairs to DFI; drawn: 3" in proc.stdout
   assert "b moustache: DFI changed smiling" in proc.stdout
+  assert "c eyeglasses: p DFI 0.99631 vs pixel 1.00000" in proc.stdout
+  assert "d older: p DFI 1.00000 vs pixel 1.00000" in proc.stdout
+  assert "a older" not in proc.stdout
   grid = np.asarray(Image.open(tmp_path / "lost_pairs.png"))
   # Three rows of input | DFI | pixel under a header row: the DFI column of each row is the
   # edit's shade (60), its pixel column the baseline's (120).
   assert grid.shape[0] > 3 * 192 and grid.shape[1] > 3 * 192
   middle = grid[grid.shape[0] - 96, :, 0]
   assert {60, 120} <= set(np.unique(middle).tolist())
+  every = _lost_pairs(tmp_path, "--all", f"--out={tmp_path / 'all.png'}", "--tile=16")
+  assert every.returncode == 0 and "4 of 4 pairs judged; drawn: 4" in every.stdout
+  assert "a older: p DFI 1.00000 vs pixel 0.90000" in every.stdout
+  assert np.asarray(Image.open(tmp_path / "all.png")).shape[0] < grid.shape[0]
 
 
 def test_a_run_without_judged_pairs_is_one_line(tmp_path):
   (tmp_path / "metrics.json").write_text(json.dumps(dict(per_image=[dict(image="a")])))
-  proc = subprocess.run([sys.executable, "-m", "research.lost_pairs", f"--workdir={tmp_path}"],
-                        cwd=ROOT, capture_output=True, text=True, timeout=300)
+  proc = _lost_pairs(tmp_path)
   assert proc.returncode == 1
   assert "has no judged pairs" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
   assert not (tmp_path / "lost_pairs.png").exists()
