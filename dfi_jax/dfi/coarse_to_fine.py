@@ -46,7 +46,7 @@ def upsample_start(half_result, half_start, start, config):
   `ReverseMapResult`) of `half_start`; `start` is the full-size `[B, H, W, 3 or 4]`."""
   b, h, w, _ = start.shape
   if config.parameterised:
-    zeros = where_lib.zeros((h, w), config.chroma_scale)
+    zeros = where_lib.zeros((h, w), config.chroma_scale, config.luma_scale)
     return start, jax.tree.map(lambda a, full: jax.image.resize(a, (b, *full.shape), "linear"),
                                half_result.solution, zeros)
   change = jnp.asarray(half_result.images) - half_start[..., :3]

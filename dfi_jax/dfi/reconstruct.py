@@ -78,6 +78,8 @@ class ReverseMapConfig:
   joint: bool = False
   # The change's chroma solved at 1/chroma_scale of the resolution (1 = per pixel, the paper's).
   chroma_scale: int = 1
+  # The change's luminance at 1/luma_scale of the resolution (1 = per pixel, the paper's).
+  luma_scale: int = 1
   # The data-derived where mask (where.py): z = base + m ⊙ Δ; mode "off" = the paper's global edit.
   where: where_lib.WhereConfig = where_lib.WhereConfig(mode="off")
   # Iterations at half the size first, their change upsampled as the start (coarse_to_fine.py).
@@ -86,7 +88,7 @@ class ReverseMapConfig:
   @property
   def parameterised(self) -> bool:
     """Whether the solver moves the change's parameters (where.py) instead of the pixels."""
-    return self.chroma_scale > 1 or self.where.mode != "off"
+    return self.chroma_scale > 1 or self.luma_scale > 1 or self.where.mode != "off"
 
   def validate(self) -> None:
     if self.solver not in SOLVERS:
@@ -102,8 +104,9 @@ class ReverseMapConfig:
                        f"{self.linesearch_init!r}")
     if self.chunk <= 0 or self.history <= 0 or self.coarse_iterations < 0:
       raise ValueError("chunk and history must be positive, coarse_iterations >= 0")
-    if not (isinstance(self.chroma_scale, int) and self.chroma_scale >= 1):
-      raise ValueError(f"chroma_scale must be an integer >= 1, got {self.chroma_scale!r}")
+    for name in ("chroma_scale", "luma_scale"):
+      if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
+        raise ValueError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
     if self.where.mode not in where_lib.MODES:
       raise ValueError(f"where must be one of {where_lib.MODES}, got {self.where.mode!r}")
 
@@ -341,7 +344,7 @@ class ReverseMap:
     base = z = jnp.clip(jnp.asarray(z, jnp.float32)[..., :3], 0.0, 1.0)
     if self.config.parameterised:  # the solver moves the change's parameters from 0
       targets = (targets, base, jnp.clip(where, 0.0, 1.0))
-      u = where_lib.zeros(z.shape[1:3], self.config.chroma_scale)
+      u = where_lib.zeros(z.shape[1:3], self.config.chroma_scale, self.config.luma_scale)
       z = start if start is not None else jax.tree.map(
           lambda a: jnp.broadcast_to(a, (base.shape[0],) + a.shape), u)
     # Flipped kernels computed here, outside the solver loop (see model.py).

@@ -9,8 +9,9 @@ counts the same), upsampled to the image, averaged over taps, blurred, divided b
 and mapped to [0, 1] by a soft ramp between `low` and `high`.
 
 The change is then parameterised (`decode`): z = clip(base + m ⊙ Δ, 0, 1), with Δ in a
-luminance/chroma space (JPEG's YCbCr, linear): luminance at the image's resolution, chroma at
-1/`chroma_scale` of it, upsampled bilinearly — chroma cannot carry pixel-scale colour noise, and
+luminance/chroma space (JPEG's YCbCr, linear): luminance at 1/`luma_scale` of the image's
+resolution, chroma at 1/`chroma_scale` of it, each upsampled bilinearly — chroma cannot carry
+pixel-scale colour noise, nor luminance (at `luma_scale` 2) a speckled one-pixel texture, and
 where m = 0 the image is exactly `base`.
 """
 
@@ -93,21 +94,24 @@ def mask(w: jax.Array, spec: features_lib.FeatureSpec, image_shape: tuple[int, i
   return np.asarray(jnp.clip((e - config.low) / (config.high - config.low), 0.0, 1.0))
 
 
-def zeros(image_shape: tuple[int, int], chroma_scale: int) -> dict:
-  """The change parameters of no change: luminance `[H, W]`, chroma `[⌈H/k⌉, ⌈W/k⌉, 2]`."""
+def zeros(image_shape: tuple[int, int], chroma_scale: int, luma_scale: int = 1) -> dict:
+  """The change parameters of no change: luminance `[⌈H/l⌉, ⌈W/l⌉]` (l = `luma_scale`),
+  chroma `[⌈H/k⌉, ⌈W/k⌉, 2]` (k = `chroma_scale`)."""
   h, w = image_shape
-  k = chroma_scale
-  return dict(luma=jnp.zeros((h, w), jnp.float32),
+  k, l = chroma_scale, luma_scale
+  return dict(luma=jnp.zeros((-(-h // l), -(-w // l)), jnp.float32),
               chroma=jnp.zeros((-(-h // k), -(-w // k), 2), jnp.float32))
 
 
 def change(params: dict, image_shape: tuple[int, int]) -> jax.Array:
-  """`[H, W, 3]` RGB change Δ from `zeros`-shaped parameters (chroma upsampled bilinearly)."""
+  """`[H, W, 3]` RGB change Δ from `zeros`-shaped parameters (each upsampled bilinearly)."""
   h, w = image_shape
-  chroma = params["chroma"]
+  luma, chroma = params["luma"], params["chroma"]
+  if luma.shape != (h, w):
+    luma = jax.image.resize(luma, (h, w), "linear")
   if chroma.shape[:2] != (h, w):
     chroma = jax.image.resize(chroma, (h, w, 2), "linear")
-  ycc = jnp.concatenate([params["luma"][..., None], chroma], axis=-1)
+  ycc = jnp.concatenate([luma[..., None], chroma], axis=-1)
   return ycc @ jnp.asarray(RGB_FROM_YCC).T
 
 

@@ -130,3 +130,27 @@ def test_the_pipeline_makes_one_mask_per_item_edit_major(problem):
   np.testing.assert_allclose(masks[:2], masks[2:])  # ‖w‖ = ‖−w‖
   off = pipeline.make(net, params, SIZE, reconstruct.ReverseMapConfig(linesearch="none"))
   assert pipeline.where_masks(off, ws, (SIZE, SIZE)) is None
+
+
+def _luma_highpass(change, scale=2):
+  """RMS of `[H, W, 3]`'s luminance minus its own box average over `scale`² blocks."""
+  y = np.asarray(change, np.float64) @ where_lib.YCC_FROM_RGB[0].astype(np.float64)
+  h, w = y.shape
+  blocks = y.reshape(h // scale, scale, w // scale, scale).mean(axis=(1, 3))
+  return float(np.sqrt(np.mean((y - np.repeat(np.repeat(blocks, scale, 0), scale, 1)) ** 2)))
+
+
+def test_coarse_luma_has_its_own_parameters_and_no_one_pixel_texture(problem):
+  u = where_lib.zeros((31, 32), 4, 2)
+  assert u["luma"].shape == (16, 16) and u["chroma"].shape == (8, 8, 2)
+  assert where_lib.zeros((31, 32), 4)["luma"].shape == (31, 32)  # 1: per pixel, the paper's
+  coarse, where = _solve(problem, where=where_lib.WhereConfig(), luma_scale=2)
+  fine, _ = _solve(problem, where=where_lib.WhereConfig())
+  assert np.abs(coarse[where == 0]).max() == 0.0 and np.abs(coarse[where == 1]).mean() > 1e-3
+  # Inside the mask only (this test's mask has a sharp edge of its own).
+  rough = [_luma_highpass(c * m[..., None]) for c, m in zip(fine, where)]
+  smooth = [_luma_highpass(c * m[..., None]) for c, m in zip(coarse, where)]
+  assert max(smooth) < 0.5 * min(rough), (smooth, rough)
+  with pytest.raises(ValueError, match="luma_scale"):
+    reconstruct.ReverseMapConfig(luma_scale=0).validate()
+  assert reconstruct.ReverseMapConfig(luma_scale=2).parameterised
