@@ -31,6 +31,7 @@ def test_the_where_mask_lowers_the_change_outside_the_attributes_region(tmp_path
 
 @pytest.mark.parametrize("overrides, field", [
     (dict(where="hands"), "where"), (dict(chroma_scale=0), "chroma_scale"),
+    (dict(luma_scale=0), "luma_scale"),
     (dict(where_low=0.8, where_high=0.4), "where_low"),
     (dict(where_sigma=-1.0), "where_sigma"), (dict(where_high=2.0), "where_high"),
     (dict(w_others="drop"), "w_others")])
