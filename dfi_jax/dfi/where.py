@@ -95,11 +95,11 @@ def mask(w: jax.Array, spec: features_lib.FeatureSpec, image_shape: tuple[int, i
 
 
 def zeros(image_shape: tuple[int, int], chroma_scale: int, luma_scale: int = 1) -> dict:
-  """The change parameters of no change: luminance `[⌈H/l⌉, ⌈W/l⌉]` (l = `luma_scale`),
+  """The change parameters of no change: luminance `[⌈H/j⌉, ⌈W/j⌉]` (j = `luma_scale`),
   chroma `[⌈H/k⌉, ⌈W/k⌉, 2]` (k = `chroma_scale`)."""
   h, w = image_shape
-  k, l = chroma_scale, luma_scale
-  return dict(luma=jnp.zeros((-(-h // l), -(-w // l)), jnp.float32),
+  j, k = luma_scale, chroma_scale
+  return dict(luma=jnp.zeros((-(-h // j), -(-w // j)), jnp.float32),
               chroma=jnp.zeros((-(-h // k), -(-w // k), 2), jnp.float32))
 
 
