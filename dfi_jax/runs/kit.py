@@ -264,9 +264,10 @@ def reverse_map_config(config) -> reconstruct.ReverseMapConfig:
   """The reverse-map settings of a run config, shared by the edit, inpainting and high-res runs:
   every `ReverseMapConfig` field under its own name (the dataclass default where a config lacks
   it), the where mask from `where`, `where_sigma`, `where_low`, `where_high` (off when absent)."""
+  default = where_lib.WhereConfig._field_defaults
   where = where_lib.WhereConfig(
-      mode=config.get("where", "off"), sigma=config.get("where_sigma", 0.04),
-      low=config.get("where_low", 0.35), high=config.get("where_high", 0.7))
+      mode=config.get("where", "off"), sigma=config.get("where_sigma", default["sigma"]),
+      low=config.get("where_low", default["low"]), high=config.get("where_high", default["high"]))
   fields = {f.name: config.get(f.name, f.default)
             for f in dataclasses.fields(reconstruct.ReverseMapConfig) if f.name != "where"}
   return reconstruct.ReverseMapConfig(**fields, where=where)
