@@ -130,10 +130,13 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
   # The change's chroma (YCbCr's Cb, Cr) is solved at 1/chroma_scale of the resolution and
   # upsampled, like JPEG's chroma subsampling: no pixel-scale colour noise (1 = per pixel).
   c.chroma_scale = 4
-  # 2 takes the one-pixel speckle out of older's grey hair but thins eyeglasses' frames
-  # (measured: docs/calibration.md), so the default stays per pixel.
-  # The change's luminance at 1/luma_scale of the resolution, upsampled (1 = per pixel).
-  c.luma_scale = 1
+  # The change's luminance at 1/luma_scale of the resolution, upsampled, for the edits whose
+  # neighbours' mean pixel difference keeps less than luma_detail of its luminance energy finer
+  # than luma_scale pixels (smooth tone changes such as grey hair: no one-pixel speckle); per
+  # pixel for the others (thin lines such as glasses frames). 1 = every edit per pixel.
+  c.luma_scale = 2
+  # The detail share below which an edit's luminance is solved at 1/luma_scale (0 = none).
+  c.luma_detail = 0.01
   # Reverse-map iterations at half the size before the full-size ones, their change upsampled as
   # the start (0 = off; lowers the 100-iteration loss at 200² but not at 64², docs/benchmarks.md).
   c.coarse_iterations = 0
@@ -195,6 +198,7 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
     c.where = "off"  # the random weights' w; tests that need the where mask turn it on
     c.w_others = "keep"  # tests that need the projection turn it on
     c.chroma_scale = 1
+    c.luma_scale = 1
   elif c.variant == "eval":
     c.num_test = 8
   elif c.variant == "official":
@@ -208,6 +212,7 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
     c.where = "off"
     c.w_others = "keep"
     c.chroma_scale = 1
+    c.luma_scale = 1
     c.photo_chroma = 1.0
   elif c.variant != "demo":
     raise ValueError(f"unknown variant {arg!r} of synthetic.py; expected demo, tiny, eval or "

@@ -78,7 +78,8 @@ class ReverseMapConfig:
   joint: bool = False
   # The change's chroma solved at 1/chroma_scale of the resolution (1 = per pixel, the paper's).
   chroma_scale: int = 1
-  # The change's luminance at 1/luma_scale of the resolution (1 = per pixel, the paper's).
+  # The change's luminance at 1/luma_scale of the resolution (1 = per pixel, the paper's); > 1
+  # also keeps a per-pixel grid, used where z0's `fine` channel is 1 (see `__call__`).
   luma_scale: int = 1
   # The data-derived where mask (where.py): z = base + m ⊙ Δ; mode "off" = the paper's global edit.
   where: where_lib.WhereConfig = where_lib.WhereConfig(mode="off")
@@ -130,15 +131,16 @@ def feature_loss(phi_z: jax.Array, target: jax.Array, spec: features_lib.Feature
 def make_objective(net, spec: features_lib.FeatureSpec, config: ReverseMapConfig
                    ) -> Callable:
   """`objective(z [H, W, 3], target [D], variables) -> scalar` for one image; with
-  `config.parameterised`, `objective(u, (target [D], base [H, W, 3], where [H, W]), variables)`
-  where u are the change's parameters (`where.zeros`) and z = `where.decode(u, base, where)`."""
+  `config.parameterised`, `objective(u, (target [D], base [H, W, 3], where [H, W],
+  fine [H, W]), variables)` where u are the change's parameters (`where.zeros`) and
+  z = `where.decode(u, base, where, fine)`."""
 
   apply = jax.checkpoint(net.apply) if config.remat else net.apply
 
   def objective(z, target, variables):
     if config.parameterised:
-      target, base, where = target
-      z = where_lib.decode(z, base, where)
+      target, base, where, fine = target
+      z = where_lib.decode(z, base, where, fine)
     taps = apply(variables, z[None])
     phi_z = features_lib.flatten(taps, net.taps)[0]
     tv = total_variation(z, config.tv_beta, config.tv_epsilon)
@@ -304,8 +306,9 @@ class ReverseMap:
       params: VGG params pytree.
       targets: `[B, D]` float32 edit targets.
       z0: `[B, H, W, 3]` float32 in [0, 1] start (the input, or a previous δ's result), or
-        `[B, H, W, 4]`: the start and, last, the where mask m (`config.parameterised`: the
-        result is z0 + m ⊙ Δ; without a mask m = 1).
+        `[B, H, W, 4]`: the start and the where mask m (`config.parameterised`: the result is
+        z0 + m ⊙ Δ; without a mask m = 1), or `[B, H, W, 5]`: also, last, the luminance map
+        `fine` (`where.change`: 1 = per pixel; without it 0, all at 1/`luma_scale`).
       start: with `config.parameterised`, the change's starting parameters (batched
         `where.zeros`; default no change); otherwise unused.
       iterations: > 0.
@@ -321,16 +324,17 @@ class ReverseMap:
       value = np.where(finite, np.asarray(self._losses(z, targets, variables)), np.nan)
     solution = z
     if self.config.parameterised:
-      z = self._decode(z, base, targets[2])
+      z = self._decode(z, base, targets[2], targets[3])
     images = np.asarray(jnp.clip(z, 0.0, 1.0))
     return ReverseMapResult(images, value, finite, evals_total, done, solution)
 
   def _start(self, params, targets, z0, start):
     """`(base [B, H, W, 3], solver start, the objective's targets, network variables)`."""
     z = jnp.asarray(z0, jnp.float32)
-    if z.ndim != 4 or z.shape[-1] not in (3, 4):
-      raise ValueError(f"z0 must be [B, H, W, 3] or [B, H, W, 4], got {z.shape}")
-    where = z[..., 3] if z.shape[-1] == 4 else jnp.ones(z.shape[:3], jnp.float32)
+    if z.ndim != 4 or z.shape[-1] not in (3, 4, 5):
+      raise ValueError(f"z0 must be [B, H, W, 3], [B, H, W, 4] or [B, H, W, 5], got {z.shape}")
+    where = z[..., 3] if z.shape[-1] >= 4 else jnp.ones(z.shape[:3], jnp.float32)
+    fine = z[..., 4] if z.shape[-1] == 5 else jnp.zeros(z.shape[:3], jnp.float32)
     z = jnp.clip(z[..., :3], 0.0, 1.0)
     targets = jnp.asarray(targets, jnp.float32)
     if targets.shape != (z.shape[0], self.spec.dim):
@@ -340,10 +344,10 @@ class ReverseMap:
       half = lambda spec: cached(self.net, spec, dataclasses.replace(self.config,
                                                                      coarse_iterations=0))
       z, start = coarse_to_fine.coarse_start(self, params, targets, jnp.concatenate(
-          [z, where[..., None]], -1), half, self.config.coarse_iterations)
+          [z, where[..., None], fine[..., None]], -1), half, self.config.coarse_iterations)
     base = z = jnp.clip(jnp.asarray(z, jnp.float32)[..., :3], 0.0, 1.0)
     if self.config.parameterised:  # the solver moves the change's parameters from 0
-      targets = (targets, base, jnp.clip(where, 0.0, 1.0))
+      targets = (targets, base, jnp.clip(where, 0.0, 1.0), jnp.clip(fine, 0.0, 1.0))
       u = where_lib.zeros(z.shape[1:3], self.config.chroma_scale, self.config.luma_scale)
       z = start if start is not None else jax.tree.map(
           lambda a: jnp.broadcast_to(a, (base.shape[0],) + a.shape), u)

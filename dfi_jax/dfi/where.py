@@ -9,10 +9,16 @@ counts the same), upsampled to the image, averaged over taps, blurred, divided b
 and mapped to [0, 1] by a soft ramp between `low` and `high`.
 
 The change is then parameterised (`decode`): z = clip(base + m ⊙ Δ, 0, 1), with Δ in a
-luminance/chroma space (JPEG's YCbCr, linear): luminance at 1/`luma_scale` of the image's
-resolution, chroma at 1/`chroma_scale` of it, each upsampled bilinearly — chroma cannot carry
-pixel-scale colour noise, nor luminance (at `luma_scale` 2) a speckled one-pixel texture, and
-where m = 0 the image is exactly `base`.
+luminance/chroma space (JPEG's YCbCr, linear): chroma at 1/`chroma_scale` of the image's
+resolution, upsampled bilinearly, so it cannot carry pixel-scale colour noise; luminance at
+1/`luma_scale` of it, or per pixel where the per-pixel map `fine` is 1 (`luma_scale` > 1 keeps
+both grids and blends them by `fine`). Where m = 0 the image is exactly `base`.
+
+Which edits need per-pixel luminance is read from the data too (`detail_share`): the neighbours'
+mean pixel difference (mean target − mean source, the attribute's own pixel signature) keeps
+little energy finer than 2 pixels when the attribute is a smooth change of tone (grey hair), much
+when it is thin lines (glasses frames). Coarse luminance takes a speckled one-pixel texture out
+of the first and would thin the second.
 """
 
 from __future__ import annotations
@@ -95,29 +101,57 @@ def mask(w: jax.Array, spec: features_lib.FeatureSpec, image_shape: tuple[int, i
 
 
 def zeros(image_shape: tuple[int, int], chroma_scale: int, luma_scale: int = 1) -> dict:
-  """The change parameters of no change: luminance `[⌈H/j⌉, ⌈W/j⌉]` (j = `luma_scale`),
-  chroma `[⌈H/k⌉, ⌈W/k⌉, 2]` (k = `chroma_scale`)."""
+  """The change parameters of no change: luminance `[⌈H/j⌉, ⌈W/j⌉]` (j = `luma_scale`), with
+  j > 1 also per-pixel luminance `luma_fine` `[H, W]`, and chroma `[⌈H/k⌉, ⌈W/k⌉, 2]`
+  (k = `chroma_scale`)."""
   h, w = image_shape
   j, k = luma_scale, chroma_scale
-  return dict(luma=jnp.zeros((-(-h // j), -(-w // j)), jnp.float32),
-              chroma=jnp.zeros((-(-h // k), -(-w // k), 2), jnp.float32))
+  params = dict(luma=jnp.zeros((-(-h // j), -(-w // j)), jnp.float32),
+                chroma=jnp.zeros((-(-h // k), -(-w // k), 2), jnp.float32))
+  if j > 1:
+    params["luma_fine"] = jnp.zeros((h, w), jnp.float32)
+  return params
 
 
-def change(params: dict, image_shape: tuple[int, int]) -> jax.Array:
-  """`[H, W, 3]` RGB change Δ from `zeros`-shaped parameters (each upsampled bilinearly)."""
+def change(params: dict, image_shape: tuple[int, int], fine=0.0) -> jax.Array:
+  """`[H, W, 3]` RGB change Δ from `zeros`-shaped parameters (each upsampled bilinearly).
+
+  `fine` (scalar or `[H, W]` in [0, 1]): with a `luma_fine` grid, the luminance is
+  fine ⊙ luma_fine + (1 − fine) ⊙ luma upsampled; where fine is 0 or 1 the unused grid gets no
+  gradient, so a solve from zeros never moves it.
+  """
   h, w = image_shape
   luma, chroma = params["luma"], params["chroma"]
   if luma.shape != (h, w):
     luma = jax.image.resize(luma, (h, w), "linear")
+  if "luma_fine" in params:
+    luma = fine * params["luma_fine"] + (1.0 - fine) * luma
   if chroma.shape[:2] != (h, w):
     chroma = jax.image.resize(chroma, (h, w, 2), "linear")
   ycc = jnp.concatenate([luma[..., None], chroma], axis=-1)
   return ycc @ jnp.asarray(RGB_FROM_YCC).T
 
 
-def decode(params: dict, base: jax.Array, where: jax.Array) -> jax.Array:
-  """z = clip(base + where ⊙ Δ, 0, 1): `base` `[H, W, 3]`, `where` `[H, W]` -> `[H, W, 3]`."""
-  return jnp.clip(base + where[..., None] * change(params, base.shape[:2]), 0.0, 1.0)
+def decode(params: dict, base: jax.Array, where: jax.Array, fine=0.0) -> jax.Array:
+  """z = clip(base + where ⊙ Δ, 0, 1): `base` `[H, W, 3]`, `where` and `fine` `[H, W]` (see
+  `change`) -> `[H, W, 3]`."""
+  return jnp.clip(base + where[..., None] * change(params, base.shape[:2], fine), 0.0, 1.0)
+
+
+def detail_share(difference: np.ndarray, scale: int) -> float:
+  """The share of `[H, W, 3]` `difference`'s luminance energy that its box average over
+  `scale`² blocks, upsampled bilinearly, does not hold: Σ(Y − up(down(Y)))² / ΣY², in [0, 1]
+  (0 when Y's mean square is below 1e-12: no luminance change). H and W are cropped to
+  multiples of `scale`."""
+  y = np.asarray(difference, np.float64) @ YCC_FROM_RGB[0].astype(np.float64)
+  h, w = y.shape[0] // scale * scale, y.shape[1] // scale * scale
+  y = y[:h, :w]
+  total = float(np.sum(y * y))
+  if total <= 1e-12 * y.size:
+    return 0.0
+  blocks = y.reshape(h // scale, scale, w // scale, scale).mean(axis=(1, 3))
+  smooth = np.asarray(jax.image.resize(blocks, (h, w), "linear"), np.float64)
+  return float(min(1.0, np.sum((y - smooth) ** 2) / total))
 
 
 def chroma_highpass(image: np.ndarray, scale: int) -> float:

@@ -358,10 +358,11 @@ def edit(image, attributes: str | Sequence[str], deltas: float | Sequence[float]
 
 def _edit_faces(editor: Editor, tests: sources.TestImages, edits: Sequence, masks,
                 deltas: Sequence[float], show: Progress) -> np.ndarray:
-  """The DFI edits of `tests` (`pipeline.edit` on this machine's devices), `[S, N·B, s, s, 3]`
-  float32: δ-major, then edit, then face; a non-finite reverse map raises."""
+  """The DFI edits of `tests` (`pipeline.plan`, then its reverse maps on this machine's devices),
+  `[S, N·B, s, s, 3]` float32: δ-major, then edit, then face; a non-finite reverse map raises."""
   config = editor.config
-  directions, _ = kit.make_directions(config, editor.bank, editor.features, tests, edits, masks)
+  directions, found = kit.make_directions(config, editor.bank, editor.features, tests, edits,
+                                          masks)
   iterations = pipeline.iterations_for(deltas, config.iterations, config.next_iterations)
   total = sum(iterations) * len(edits) * len(tests.names)
   done = [0]
@@ -377,19 +378,19 @@ def _edit_faces(editor: Editor, tests: sources.TestImages, edits: Sequence, mask
     finally:
       editor.reporter[0] = None
 
-  devices = sharding.local_mesh()
-  def solve(targets, z0, n, progress):
+  def solve(targets, z0, n, progress, devices=sharding.local_mesh()):
     return sharding.reverse_maps(editor.pipeline.reverse_map, devices, editor.network.params,
                                  targets, z0, n, progress=progress)
 
-  edited = pipeline.edit(editor.pipeline, tests.images, neighbours, deltas, iterations,
-                         scaling=config.scaling, batch_size=config.batch_size,
-                         feature_batch=config.feature_batch, solve=solve, progress=tick)
-  failed = ~edited.edits.finite.all(axis=1)
+  plan = pipeline.plan(editor.pipeline, tests.images, neighbours, deltas,
+                       scaling=config.scaling, feature_batch=config.feature_batch)
+  results = pipeline.reverse_maps(solve, plan.targets, plan.x, iterations, config.batch_size,
+                                  where=plan.where, fine=found.get("fine"), progress=tick)
+  failed = ~results.finite.all(axis=1)
   if failed.any():
     raise RunError(f"δ={deltas[int(np.argmax(failed))]:g}: the reverse map's loss became "
                    "non-finite")
-  return edited.edits.images
+  return results.images
 
 
 def _to_photo(tests: sources.TestImages, results: np.ndarray) -> np.ndarray:

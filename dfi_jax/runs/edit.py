@@ -195,7 +195,7 @@ def solve(job: Job):
     yield from pipeline.finished_items(
         one_batch, plan.targets, plan.x, iterations, config.batch_size, job.results, rows=mine,
         first_start=pipeline.start_from(fast_start(job.fast), plan.phi_x), where=plan.where,
-        progress=bar.update)
+        fine=job.found.get("fine"), progress=bar.update)
   job.timings["reverse_map_s"] = time.perf_counter() - t0
   job.timings["reverse_map_per_image_s"] = (job.timings["reverse_map_s"]
                                             / max(1, len(mine) * len(config.deltas)))

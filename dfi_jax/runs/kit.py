@@ -83,6 +83,7 @@ RULES = dict(
     where_sigma=run_state.number(0, 1), where_low=run_state.number(0, 1),
     where_high=run_state.number(0, 1, open_low=True),
     chroma_scale=run_state.integer(1, 64), luma_scale=run_state.integer(1, 64),
+    luma_detail=run_state.number(0, 1),
     photo_chroma=run_state.number(0, 1),
     photo_focus_low=run_state.number(0, 1),
     photo_focus_high=run_state.number(0, 1, open_low=True),
@@ -206,6 +207,7 @@ def make_directions(config, bank_data: sources.Bank, bank: feature_bank.FeatureB
     ws = (aligned(nb, singles + others) if aligned is not None
           else [attribute_vector.from_rows(nb.bank, nb.used, nb.sets[e.name])
                 for e in singles + others])
+    found["fine"] = luma_flags(config, bank_data, nb, edits)
     by_name = {e.name: w for e, w in zip(singles + others, ws)}
     summed = [sum(by_name[p.name] for p in parts(bank_data, e)) for e in edits]
     if config.get("w_others", "keep") != "project":
@@ -215,6 +217,26 @@ def make_directions(config, bank_data: sources.Bank, bank: feature_bank.FeatureB
             for e, w in zip(edits, summed)]
 
   return directions, found
+
+
+def luma_flags(config, bank_data: sources.Bank, nb: feature_bank.Neighbourhood,
+               edits: Sequence[neighbours_lib.Edit]) -> np.ndarray | None:
+  """`[E·B]` float32 each item's luminance flag (edit-major; `where.change`'s `fine`): 1 where
+  the neighbours' mean pixel difference, mean target − mean source (a combined edit's: the sum
+  of its parts'), keeps at least `config.luma_detail` of its luminance energy finer than
+  `config.luma_scale` pixels (`where.detail_share`), else 0. None when luma_scale is 1."""
+  scale = config.get("luma_scale", 1)
+  if scale <= 1:
+    return None
+  images = bank_data.images
+  flags = []
+  for e in edits:
+    for i in range(len(next(iter(nb.sets.values())).source)):
+      diff = sum(np.mean(images[np.asarray(nb.sets[p.name].target[i])], axis=0)
+                 - np.mean(images[np.asarray(nb.sets[p.name].source[i])], axis=0)
+                 for p in parts(bank_data, e))
+      flags.append(where_lib.detail_share(diff, scale) >= config.get("luma_detail", 0.0))
+  return np.asarray(flags, np.float32)
 
 
 def check_combined(config, edits: Sequence[neighbours_lib.Edit], photos: bool) -> None:

@@ -14,10 +14,12 @@ from experiments.configs import synthetic
 def get_config(arg: str = "demo"):
   c = synthetic.get_config("tiny" if arg == "tiny" else "demo")
   c.variant = arg or "demo"
-  # The where mask and coarse chroma of the edit demo were not measured here: the paper's
-  # global reverse map, as these runs' measured numbers (docs/experiments.md) were made.
+  # The where mask and coarse chroma and luminance of the edit demo were not measured here:
+  # the paper's global reverse map, as these runs' measured numbers (docs/experiments.md) were
+  # made.
   c.where = "off"
   c.chroma_scale = 1
+  c.luma_scale = 1
   c.attributes = ("older", "moustache")
   c.scaling = "none"
   c.deltas = (3.5,)

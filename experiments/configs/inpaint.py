@@ -33,10 +33,12 @@ def get_config(arg: str = "demo"):
     raise ValueError(f"unknown variant {arg!r} of inpaint.py; expected one of {VARIANTS}")
   c = synthetic.get_config("tiny" if variant.endswith("tiny") else "demo")
   c.variant = variant
-  # The where mask and coarse chroma of the edit demo were not measured here: the paper's
-  # global reverse map, as these runs' measured numbers (docs/experiments.md) were made.
+  # The where mask and coarse chroma and luminance of the edit demo were not measured here:
+  # the paper's global reverse map, as these runs' measured numbers (docs/experiments.md) were
+  # made.
   c.where = "off"
   c.chroma_scale = 1
+  c.luma_scale = 1
   if not variant.endswith("tiny"):
     # The hole's neighbours are found by φ over the whole bank (attributes say nothing about
     # the hole), so the bank stays small.

@@ -154,3 +154,55 @@ def test_coarse_luma_has_its_own_parameters_and_no_one_pixel_texture(problem):
   with pytest.raises(ValueError, match="luma_scale"):
     reconstruct.ReverseMapConfig(luma_scale=0).validate()
   assert reconstruct.ReverseMapConfig(luma_scale=2).parameterised
+
+
+def test_detail_share_tells_a_smooth_tone_change_from_thin_lines():
+  yy, xx = np.mgrid[0:SIZE, 0:SIZE] / SIZE
+  smooth = np.repeat((0.3 * np.exp(-((yy - 0.3) ** 2 + (xx - 0.5) ** 2) / 0.05))[..., None], 3, -1)
+  lines = np.zeros((SIZE, SIZE, 3))
+  lines[10, 4:28] = lines[20, 4:28] = -0.4  # one-pixel frames
+  assert where_lib.detail_share(smooth, 2) < 0.01
+  assert where_lib.detail_share(lines, 2) > 0.3
+  assert where_lib.detail_share(np.zeros((SIZE, SIZE, 3)), 2) == 0.0
+  chroma_only = np.zeros((SIZE, SIZE, 3))
+  chroma_only[::2, :, 0], chroma_only[::2, :, 1] = 0.1, -0.1 * 0.299 / 0.587  # no luminance
+  assert where_lib.detail_share(chroma_only, 2) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_fine_blends_the_two_luminance_grids_and_the_unused_one_gets_no_gradient():
+  rng = np.random.default_rng(2)
+  params = {k: jnp.asarray(rng.normal(0, 0.05, v.shape), jnp.float32)
+            for k, v in where_lib.zeros((SIZE, SIZE), 4, 2).items()}
+  assert params["luma"].shape == (16, 16) and params["luma_fine"].shape == (SIZE, SIZE)
+  no_fine = {k: v for k, v in params.items() if k != "luma_fine"}
+  np.testing.assert_array_equal(where_lib.change(params, (SIZE, SIZE), 0.0),
+                                where_lib.change(no_fine, (SIZE, SIZE)))
+  per_pixel = dict(no_fine, luma=params["luma_fine"])
+  np.testing.assert_allclose(where_lib.change(params, (SIZE, SIZE), 1.0),
+                             where_lib.change(per_pixel, (SIZE, SIZE)), atol=1e-6)
+  for fine, unused in ((0.0, "luma_fine"), (1.0, "luma")):
+    grad = jax.grad(lambda p: jnp.sum(where_lib.change(p, (SIZE, SIZE), fine) ** 2))(params)
+    assert np.abs(grad[unused]).max() == 0.0
+    assert np.abs(grad["luma" if unused == "luma_fine" else "luma_fine"]).max() > 0
+
+
+def test_each_item_is_solved_at_its_own_luminance_resolution(problem):
+  """z0's 5th channel picks per item: the item flagged 1 gets the per-pixel solve, the one
+  flagged 0 the coarse one, as if each were solved alone under that setting."""
+  params, net, spec, x, target = problem
+  where = np.zeros(x.shape[:3], np.float32)
+  where[:, 6:20, 10:26] = 1.0
+  z0 = pipeline.extra_channels(x, where, np.array([1.0, 0.0]))
+  assert z0.shape == x.shape[:3] + (5,)
+
+  def run(z, **fields):
+    config = reconstruct.ReverseMapConfig(tv_weight=1e-5, linesearch="none", chunk=4,
+                                          where=where_lib.WhereConfig(), **fields)
+    return reconstruct.ReverseMap(net, spec, config)(params, target, z, 8).images
+
+  mixed = run(z0, luma_scale=2)
+  per_pixel = run(z0[..., :4], luma_scale=1)
+  coarse = run(z0[..., :4], luma_scale=2)  # no 5th channel: every item at 1/luma_scale
+  np.testing.assert_allclose(mixed[0], per_pixel[0], atol=2e-4)
+  np.testing.assert_allclose(mixed[1], coarse[1], atol=2e-4)
+  assert np.abs(per_pixel[1] - coarse[1]).max() > 1e-2  # the two settings do differ

@@ -62,6 +62,19 @@ def test_the_api_gives_the_commands_png(tmp_path, astronaut, editor):
   assert len(editor.phi_rows.kept) == again  # kept
 
 
+def test_the_api_solves_each_edits_luminance_as_the_command_does(tmp_path, astronaut):
+  """luma_scale 2 with luma_detail 0: every item flagged per pixel; the API passes the flags
+  (without them every item would be coarse), so it gives the command's PNG."""
+  config = judged(luma_scale=2, luma_detail=0.0, where="features", iterations=3)
+  path = tmp_path / "astronaut.png"
+  Image.fromarray(astronaut).save(path)
+  edit_run.run(config, tmp_path / "run", [str(path)], ["smiling"])
+  editor = api.load_editor(config, progress=lambda *a: None)
+  ours = api.edit(astronaut, "smiling", 0.4, editor=editor, progress=lambda *a: None)
+  command = np.asarray(Image.open(tmp_path / "run" / "edits" / "astronaut__smiling__d0.4.png"))
+  assert np.abs(image_io.to_uint8(ours["smiling"][0]).astype(int) - command).max() <= 1
+
+
 def test_a_combined_edit_moves_along_the_sum_of_its_parts(astronaut, editor):
   config, bank = editor.config, editor.bank
   tests = api._tests(editor, api._photo(astronaut), None, False)

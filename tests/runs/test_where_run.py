@@ -31,7 +31,7 @@ def test_the_where_mask_lowers_the_change_outside_the_attributes_region(tmp_path
 
 @pytest.mark.parametrize("overrides, field", [
     (dict(where="hands"), "where"), (dict(chroma_scale=0), "chroma_scale"),
-    (dict(luma_scale=0), "luma_scale"),
+    (dict(luma_scale=0), "luma_scale"), (dict(luma_detail=2.0), "luma_detail"),
     (dict(where_low=0.8, where_high=0.4), "where_low"),
     (dict(where_sigma=-1.0), "where_sigma"), (dict(where_high=2.0), "where_high"),
     (dict(w_others="drop"), "w_others")])
@@ -43,6 +43,47 @@ def test_bad_where_settings_are_one_line_naming_the_field(overrides, field):
 def test_the_official_variant_keeps_the_papers_global_edit():
   config = synthetic.get_config("official")
   assert config.where == "off" and config.chroma_scale == 1 and config.w_others == "keep"
+  assert config.luma_scale == 1
   default = synthetic.get_config()
-  assert default.where == "features" and default.chroma_scale > 1
+  assert default.where == "features" and default.chroma_scale > 1 and default.luma_scale > 1
   assert default.w_others == "project"
+
+
+def test_luma_flags_read_each_items_neighbours_pixel_difference():
+  """Per item (edit-major): 1 where mean target − mean source keeps ≥ luma_detail of its
+  luminance energy finer than luma_scale pixels; a combined edit sums its parts' differences."""
+  from dfi_jax.data import sources
+  from dfi_jax.dfi import feature_bank
+  from dfi_jax.dfi import neighbours as neighbours_lib
+  size = 16
+  yy, xx = np.mgrid[0:size, 0:size] / size
+  blob = np.repeat(np.exp(-((yy - 0.5) ** 2 + (xx - 0.5) ** 2) / 0.2)[..., None], 3, -1)
+  lines = np.zeros((size, size, 3))
+  lines[4, 2:14] = lines[11, 2:14] = 1.0
+  plain = np.full((size, size, 3), 0.5)
+  images = np.stack([plain, plain + 0.3 * blob, plain - 0.4 * lines]).astype(np.float32)
+  edits = (sources.Edit("tone", "tone"), sources.Edit("lines", "lines"))
+  bank = sources.Bank(images, np.zeros((3, 2), bool), ("tone", "lines"), ["a", "b", "c"], edits)
+  # Two test images: tone's targets are the blob for both; lines' are the lines for image 0
+  # and the blob for image 1 (its neighbours differ).
+  sets = {"tone": neighbours_lib.Neighbours(np.array([[0], [0]]), np.array([[1], [1]])),
+          "lines": neighbours_lib.Neighbours(np.array([[0], [0]]), np.array([[2], [1]]))}
+  nb = feature_bank.Neighbourhood(sets, np.arange(3), None)
+  both = sources.Edit("tone+lines", "tone")
+  config = tiny(luma_scale=2, luma_detail=0.01)
+  np.testing.assert_array_equal(kit.luma_flags(config, bank, nb, edits + (both,)),
+                                [0, 0, 1, 0, 1, 0])
+  assert kit.luma_flags(tiny(luma_scale=2, luma_detail=0.0), bank, nb, edits).all()
+  assert kit.luma_flags(tiny(luma_scale=1), bank, nb, edits) is None
+
+
+def test_coarse_luminance_reaches_the_run_by_each_items_flag(tmp_path):
+  """luma_detail 0 flags every item per pixel: the run then equals luma_scale 1; luma_detail 1
+  flags none: the luminance is coarse and the edits differ."""
+  base = dict(where="features", chroma_scale=2, iterations=4)
+  fine = edit_run.run(tiny(luma_scale=2, luma_detail=0.0, **base), tmp_path / "fine")
+  paper = edit_run.run(tiny(luma_scale=1, **base), tmp_path / "paper")
+  coarse = edit_run.run(tiny(luma_scale=2, luma_detail=1.0, **base), tmp_path / "coarse")
+  loss = lambda record: np.array([row["loss"] for row in record["per_image"]])  # noqa: E731
+  np.testing.assert_allclose(loss(fine), loss(paper), rtol=1e-4)
+  assert np.abs(loss(coarse) - loss(paper)).max() > 1e-3 * np.abs(loss(paper)).max()
