@@ -131,16 +131,16 @@ def feature_loss(phi_z: jax.Array, target: jax.Array, spec: features_lib.Feature
 def make_objective(net, spec: features_lib.FeatureSpec, config: ReverseMapConfig
                    ) -> Callable:
   """`objective(z [H, W, 3], target [D], variables) -> scalar` for one image; with
-  `config.parameterised`, `objective(u, (target [D], base [H, W, 3], where [H, W],
-  fine [H, W]), variables)` where u are the change's parameters (`where.zeros`) and
-  z = `where.decode(u, base, where, fine)`."""
+  `config.parameterised`, `objective(u, (target [D], base [H, W, 3], where [H, W][,
+  fine [H, W]]), variables)` where u are the change's parameters (`where.zeros`) and
+  z = `where.decode(u, base, where, fine)` (fine left out: 0)."""
 
   apply = jax.checkpoint(net.apply) if config.remat else net.apply
 
   def objective(z, target, variables):
     if config.parameterised:
-      target, base, where, fine = target
-      z = where_lib.decode(z, base, where, fine)
+      target, base, where, *fine = target  # fine: optional (0: every pixel at 1/luma_scale)
+      z = where_lib.decode(z, base, where, fine[0] if fine else 0.0)
     taps = apply(variables, z[None])
     phi_z = features_lib.flatten(taps, net.taps)[0]
     tv = total_variation(z, config.tv_beta, config.tv_epsilon)
