@@ -1,1 +1,2 @@
-"""Config files the library reads itself: `synthetic.py`, the default run config."""
+"""Config files the library reads itself: `synthetic.py`, the default run config, and
+`variants`, the variant tables every config file goes through."""

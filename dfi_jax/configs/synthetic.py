@@ -10,9 +10,55 @@ official code's settings: taps conv3_1/4_1/5_1, Hamming neighbours, mean-square 
 λ = 0.001, 500/250 iterations — for ported ImageNet weights).
 """
 
+from collections.abc import Iterable
+
 import ml_collections
 
+from dfi_jax.configs import variants
 from dfi_jax.data import faces
+
+# Each variant's fields that differ from get_config's; the first is the default.
+VARIANTS = {
+    "demo": {},
+    # The random test weights, with the settings measured for them (docs/features_research.md).
+    "tiny": dict(
+        weights="random",
+        taps=("conv2_1", "conv3_1"),
+        neighbours="features",
+        tv_weight=1e-5,
+        solver="jaxopt_lbfgsb",
+        linesearch="backtracking",
+        judge="",  # tests that need the judge turn it on
+        image_size=32,
+        bank_size=40,
+        num_test=2,
+        k=5,
+        iterations=4,
+        next_iterations=2,
+        deltas=(0.4, 0.8),
+        chunk=2,
+        feature_batch=16,
+        where="off",  # the random weights' w; tests that need the where mask turn it on
+        w_others="keep",  # tests that need the projection turn it on
+        chroma_scale=1,
+        luma_scale=1,
+    ),
+    "eval": dict(num_test=8),
+    "official": dict(
+        taps=("conv3_1", "conv4_1", "conv5_1"),
+        neighbours="attributes",
+        scaling="mean_square",
+        deltas=(0.4,),
+        tv_weight=0.001,
+        iterations=500,
+        next_iterations=250,
+        where="off",
+        w_others="keep",
+        chroma_scale=1,
+        luma_scale=1,
+        photo_chroma=1.0,
+    ),
+}
 
 
 def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
@@ -176,59 +222,16 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
   # photos it labels each face, so the Hamming rule picks the neighbours.
   # The attribute judge: 'default' = the shipped dfi_jax/assets/judge.npz, '' = off, or a file.
   c.judge = "default"
-
-  if c.variant == "tiny":
-    # The random test weights, with the settings measured for them (docs/features_research.md).
-    c.weights = "random"
-    c.taps = ("conv2_1", "conv3_1")
-    c.neighbours = "features"
-    c.tv_weight = 1e-5
-    c.solver = "jaxopt_lbfgsb"
-    c.linesearch = "backtracking"
-    c.judge = ""  # tests that need the judge turn it on
-    c.image_size = 32
-    c.bank_size = 40
-    c.num_test = 2
-    c.k = 5
-    c.iterations = 4
-    c.next_iterations = 2
-    c.deltas = (0.4, 0.8)
-    c.chunk = 2
-    c.feature_batch = 16
-    c.where = "off"  # the random weights' w; tests that need the where mask turn it on
-    c.w_others = "keep"  # tests that need the projection turn it on
-    c.chroma_scale = 1
-    c.luma_scale = 1
-  elif c.variant == "eval":
-    c.num_test = 8
-  elif c.variant == "official":
-    c.taps = ("conv3_1", "conv4_1", "conv5_1")
-    c.neighbours = "attributes"
-    c.scaling = "mean_square"
-    c.deltas = (0.4,)
-    c.tv_weight = 0.001
-    c.iterations = 500
-    c.next_iterations = 250
-    c.where = "off"
-    c.w_others = "keep"
-    c.chroma_scale = 1
-    c.luma_scale = 1
-    c.photo_chroma = 1.0
-  elif c.variant != "demo":
-    raise ValueError(f"unknown variant {arg!r} of synthetic.py; expected demo, tiny, eval or "
-                     "official")
-  return c
+  return variants.apply(c, arg, "synthetic.py", VARIANTS)
 
 
-def derived(arg: str, name: str, variants: tuple[str, ...] = ("demo", "tiny")
+def derived(arg: str, name: str, names: Iterable[str] = ("demo", "tiny")
             ) -> ml_collections.ConfigDict:
   """The config another config file (`name`) starts from: its variant `arg` checked against
-  `variants` (the first is the default), then this file's `tiny` or `demo` settings."""
-  variant = arg or variants[0]
-  if variant not in variants:
-    raise ValueError(f"unknown variant {arg!r} of {name}; expected "
-                     f"{' or '.join(variants)}")
-  c = get_config("tiny" if variant == "tiny" else "demo")
+  `names` (its variants, e.g. its `VARIANTS` table; the first is the default), then this file's
+  `tiny` settings for a variant whose name ends in `tiny`, else its `demo` settings."""
+  variant = variants.resolve(arg, name, names)
+  c = get_config("tiny" if variant.endswith("tiny") else "demo")
   c.variant = variant
   return c
 

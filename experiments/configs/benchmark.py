@@ -17,6 +17,8 @@ Solvers are names with optional ReverseMapConfig overrides, `name[:field=value,.
 
 import ml_collections
 
+from dfi_jax.configs import variants
+
 HEADLINE_SOLVERS = (
     "torch",
     "jaxopt_lbfgsb",
@@ -25,10 +27,20 @@ HEADLINE_SOLVERS = (
     "scipy",
 )
 
+# Each variant's fields that differ from get_config's; the first is the default.
+VARIANTS = {
+    "default": {},
+    "small": dict(sizes=(64,), batch_sizes=(1, 8)),
+    "large": dict(sizes=(1000,), iterations=10, chunk=5,
+                  solvers=("torch", "jaxopt_lbfgsb", "jaxopt_lbfgsb:remat=1")),
+    "tiny": dict(sizes=(32,), batch_sizes=(1, 2), iterations=4, chunk=2, width=1 / 16,
+                 taps=("conv2_1", "conv3_1"),
+                 solvers=("torch", "jaxopt_lbfgsb", "optax_lbfgs", "scipy"), timeout_s=300),
+}
+
 
 def get_config(arg: str = "default") -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
-  c.variant = arg or "default"
   c.seed = 0
   c.sizes = (200,)
   c.batch_sizes = (1,)
@@ -50,25 +62,4 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
   c.torch_threads = 0  # 0 = torch's default
   c.xla_flags = ""  # extra XLA_FLAGS for the JAX runs
   c.timeout_s = 3600  # per run
-
-  if c.variant == "small":
-    c.sizes = (64,)
-    c.batch_sizes = (1, 8)
-  elif c.variant == "large":
-    c.sizes = (1000,)
-    c.iterations = 10
-    c.chunk = 5
-    c.solvers = ("torch", "jaxopt_lbfgsb", "jaxopt_lbfgsb:remat=1")
-  elif c.variant == "tiny":
-    c.sizes = (32,)
-    c.batch_sizes = (1, 2)
-    c.iterations = 4
-    c.chunk = 2
-    c.width = 1 / 16
-    c.taps = ("conv2_1", "conv3_1")
-    c.solvers = ("torch", "jaxopt_lbfgsb", "optax_lbfgs", "scipy")
-    c.timeout_s = 300
-  elif c.variant != "default":
-    raise ValueError(f"unknown variant {arg!r} of benchmark.py; expected default, small, large "
-                     "or tiny")
-  return c
+  return variants.apply(c, arg, "benchmark.py", VARIANTS)

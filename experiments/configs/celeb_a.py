@@ -15,19 +15,23 @@ Variant `tiny` runs on `python -m dfi_jax.data.datasets.fakes --out=/tmp/dfi_fak
 
 import ml_collections
 
+from dfi_jax.configs import variants
 from dfi_jax.data.datasets import celeb_a
 from dfi_jax.data.datasets import fakes
 from experiments.configs import synthetic
 
+# Each variant's fields that differ from get_config's; the first is the default. `tiny`: the
+# fakes (see synthetic.on_real_images).
+VARIANTS = {"demo": {}, "tiny": dict(data_dir="/tmp/dfi_fakes/tfds")}
+
 
 def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
-  c = synthetic.derived(arg, "celeb_a.py")
+  c = synthetic.derived(arg, "celeb_a.py", VARIANTS)
   c.data = "celeb_a"
   c.data_dir = "~/tensorflow_datasets"
   c.split = "train"
   c.crop = ()  # () = rows 40:188, columns 15:163 of the 218×178 image
   c.attributes = tuple(e.name for e in celeb_a.SIX_EDITS)
-  if c.variant == "tiny":  # the fakes (see synthetic.on_real_images)
-    c.data_dir = "/tmp/dfi_fakes/tfds"
+  c = variants.apply(c, arg, "celeb_a.py", VARIANTS)
   return synthetic.on_real_images(c, ("000001.jpg", "000002.jpg", "000003.jpg"),
                                   fakes.CELEB_A_TEST_NAMES, tiny_k=3)

@@ -18,12 +18,21 @@ map's objective), `tiny` (tests: 32², two taps, a few steps, seconds).
 
 import ml_collections
 
+from dfi_jax.configs import variants
 from experiments.configs import synthetic
+
+# Each variant's fields that differ from get_config's; the first is the default. `tiny` also
+# takes φ's settings from synthetic.py:tiny (get_config).
+VARIANTS = {
+    "default": {},
+    "edits": dict(init_from="runs/decoder/decoder.npz", feature_weight=1e-4, edit_delta=1.5,
+                  steps=120, learning_rate=5e-4, save_every=40),
+    "tiny": dict(pool_size=12, valid_size=4, channels=8, steps=6, batch_size=4, save_every=3),
+}
 
 
 def get_config(arg: str = "default") -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
-  c.variant = arg or "default"
   # φ to invert: must match the edit run's weights, taps and image size.
   c.weights = ""  # '' = the default ImageNet VGG16, 'random' = the random test weights
   c.taps = ("conv1_2", "conv3_1", "conv5_1")
@@ -48,24 +57,10 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
   c.init_from = ""  # a decoder file to fine-tune instead of a random init
   c.seed = 0
   c.save_every = 250  # steps between resume checkpoints (<out>.resume.npz)
+  c = variants.apply(c, arg, "decoder.py", VARIANTS)
   if c.variant == "tiny":
     # φ of the tiny edit run (synthetic.py:tiny), which the tiny decoder is trained for.
     run = synthetic.get_config("tiny")
     for field in ("weights", "taps", "image_size"):
       c[field] = run[field]
-    c.pool_size = 12
-    c.valid_size = 4
-    c.channels = 8
-    c.steps = 6
-    c.batch_size = 4
-    c.save_every = 3
-  elif c.variant == "edits":
-    c.init_from = "runs/decoder/decoder.npz"
-    c.feature_weight = 1e-4
-    c.edit_delta = 1.5
-    c.steps = 120
-    c.learning_rate = 5e-4
-    c.save_every = 40
-  elif c.variant != "default":
-    raise ValueError(f"unknown variant {arg!r} of decoder.py; expected default, edits or tiny")
   return c

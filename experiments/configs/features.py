@@ -8,10 +8,17 @@
 
 import ml_collections
 
+from dfi_jax.configs import variants
+
+# Each variant's fields that differ from get_config's; the first is the default.
+VARIANTS = {
+    "default": {},
+    "tiny": dict(image_size=32, pool_size=16, width=0.0625, steps=3, batch_size=4),
+}
+
 
 def get_config(arg: str = "default") -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
-  c.variant = arg or "default"
   c.image_size = 64
   c.pool_size = 3000
   c.pool_seed = 20_000_000  # disjoint from the demo's bank (0…) and test (10,000,000…) seeds
@@ -27,12 +34,4 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
   c.adv_steps = 3
   c.seed = 0
   c.store_dtype = "float16"
-  if c.variant == "tiny":
-    c.image_size = 32
-    c.pool_size = 16
-    c.width = 0.0625
-    c.steps = 3
-    c.batch_size = 4
-  elif c.variant != "default":
-    raise ValueError(f"unknown variant {arg!r} of features.py; expected default or tiny")
-  return c
+  return variants.apply(c, arg, "features.py", VARIANTS)

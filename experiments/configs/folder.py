@@ -16,12 +16,21 @@ Variant `tiny` runs on `python -m dfi_jax.data.datasets.fakes --out=/tmp/dfi_fak
 
 import ml_collections
 
+from dfi_jax.configs import variants
 from dfi_jax.data.datasets import fakes
 from experiments.configs import synthetic
 
+# Each variant's fields that differ from get_config's; the first is the default.
+VARIANTS = {
+    "demo": {},
+    # The fakes (see synthetic.on_real_images).
+    "tiny": dict(folder="/tmp/dfi_fakes/folder", csv="/tmp/dfi_fakes/folder/attributes.csv",
+                 edits=("smiling", "eyeglasses", "age_score")),
+}
+
 
 def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
-  c = synthetic.derived(arg, "folder.py")
+  c = synthetic.derived(arg, "folder.py", VARIANTS)
   c.data = "folder"
   c.folder = "~/dfi_folder"
   c.csv = "~/dfi_folder/attributes.csv"
@@ -33,8 +42,5 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
   c.attributes = ()  # which edits to run; () = all of `edits`
   c.crop = ()
   c.fit = "pad"
-  if c.variant == "tiny":  # the fakes (see synthetic.on_real_images)
-    c.folder = "/tmp/dfi_fakes/folder"
-    c.csv = "/tmp/dfi_fakes/folder/attributes.csv"
-    c.edits = ("smiling", "eyeglasses", "age_score")
+  c = variants.apply(c, arg, "folder.py", VARIANTS)
   return synthetic.on_real_images(c, ("image1.jpg",), fakes.FOLDER_TEST_NAMES, tiny_k=4)

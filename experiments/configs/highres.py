@@ -8,12 +8,18 @@ demo2 used K = 100 of 400 landmark-re-ranked candidates, δ = 3.5 with `none` sc
 defaults here are smaller (K = 25 of 100) to fit a 2-core CPU.
 """
 
+from dfi_jax.configs import variants
 from experiments.configs import synthetic
+
+# Each variant's fields that differ from get_config's; the first is the default.
+VARIANTS = {
+    "demo": {},
+    "tiny": dict(bank_size=40, image_size=64, k=2, rerank=4, iterations=3),
+}
 
 
 def get_config(arg: str = "demo"):
-  c = synthetic.get_config("tiny" if arg == "tiny" else "demo")
-  c.variant = arg or "demo"
+  c = synthetic.derived(arg, "highres.py", VARIANTS)
   # The where mask and coarse chroma and luminance of the edit demo were not measured here:
   # the paper's global reverse map, as these runs' measured numbers (docs/experiments.md) were
   # made.
@@ -24,15 +30,9 @@ def get_config(arg: str = "demo"):
   c.scaling = "none"
   c.deltas = (3.5,)
   c.num_test = 1
-  if arg == "tiny":
-    c.image_size = 64
-    c.k = 2
-    c.rerank = 4
-    c.iterations = 3
-  else:
-    c.bank_size = 800  # candidates re-ranked by landmarks, rendered at the high resolution
-    c.image_size = 512
-    c.k = 25
-    c.rerank = 100
-    c.iterations = 150
-  return c
+  c.bank_size = 800  # candidates re-ranked by landmarks, rendered at the high resolution
+  c.image_size = 512
+  c.k = 25
+  c.rerank = 100
+  c.iterations = 150
+  return variants.apply(c, arg, "highres.py", VARIANTS)

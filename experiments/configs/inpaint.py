@@ -28,11 +28,10 @@ VARIANTS = ("demo", "tiny", "shoes", "shoes_procedural", "shoes_tiny")
 
 
 def get_config(arg: str = "demo"):
-  variant = arg or "demo"
-  if variant not in VARIANTS:
-    raise ValueError(f"unknown variant {arg!r} of inpaint.py; expected one of {VARIANTS}")
-  c = synthetic.get_config("tiny" if variant.endswith("tiny") else "demo")
-  c.variant = variant
+  # The variants combine a family (faces or shoes) and a size (tiny or not), so they are set
+  # below as code rather than as a table of fields (dfi_jax/configs/variants.py).
+  c = synthetic.derived(arg, "inpaint.py", VARIANTS)
+  variant = c.variant
   # The where mask and coarse chroma and luminance of the edit demo were not measured here:
   # the paper's global reverse map, as these runs' measured numbers (docs/experiments.md) were
   # made.

@@ -17,12 +17,22 @@ hundred faces, seconds).
 
 import ml_collections
 
+from dfi_jax.configs import variants
 from dfi_jax.eval import judge_augment
+
+# Each variant's fields that differ from get_config's; the first is the default.
+VARIANTS = {
+    "default": {},
+    # Also tests/eval/test_judge.py's random-label control: small batches learn `older` within
+    # a few hundred steps, bigger ones barely leave the label priors.
+    "tiny": dict(channels=(8, 16, 16, 32), train_sizes=(64,), train_counts=(256,), eval_count=64,
+                 eval_sizes=(64, 96), eval_noise=(0.05,), eval_region_noise=(0.1,), cf_count=4,
+                 steps=600, batch_size=8, warmup=20),
+}
 
 
 def get_config(arg: str = "default") -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
-  c.variant = arg or "default"
   c.channels = (32, 32, 64, 64, 128, 128)  # conv widths; stride 2 at even layers
   # Training pool: consecutive seed ranges from train_seed, one per size (faces rendered at
   # that size, then resized to 64² like judge.predict does).
@@ -45,20 +55,4 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
   c.seed = 0
   c.augmentation = judge_augment.Augmentation()._asdict()
   c.store_dtype = "float16"
-  if c.variant == "tiny":
-    # Also tests/eval/test_judge.py's random-label control: small batches learn `older` within
-    # a few hundred steps, bigger ones barely leave the label priors.
-    c.channels = (8, 16, 16, 32)
-    c.train_sizes = (64,)
-    c.train_counts = (256,)
-    c.eval_count = 64
-    c.eval_sizes = (64, 96)
-    c.eval_noise = (0.05,)
-    c.eval_region_noise = (0.1,)
-    c.cf_count = 4
-    c.steps = 600
-    c.batch_size = 8
-    c.warmup = 20
-  elif c.variant != "default":
-    raise ValueError(f"unknown variant {arg!r} of judge.py; expected default or tiny")
-  return c
+  return variants.apply(c, arg, "judge.py", VARIANTS)

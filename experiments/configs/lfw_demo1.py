@@ -25,13 +25,22 @@ Variant `tiny` runs on the fakes of `python -m dfi_jax.data.datasets.fakes` in s
 
 import ml_collections
 
+from dfi_jax.configs import variants
 from dfi_jax.data.datasets import fakes
 from dfi_jax.data.datasets import lfw_attributes
 from experiments.configs import synthetic
 
+# Each variant's fields that differ from get_config's; the first is the default.
+VARIANTS = {
+    "demo1": dict(image_size=200, weights="weights/vgg_normalised.npz", k=100, deltas=(0.4,),
+                  iterations=500, batch_size=6),
+    # The fakes, at synthetic.py's tiny size, K, δ and random weights.
+    "tiny": dict(data_dir="/tmp/dfi_fakes/tfds", test_names=fakes.LFW_TEST_NAMES, batch_size=12),
+}
+
 
 def get_config(arg: str = "demo1") -> ml_collections.ConfigDict:
-  c = synthetic.derived(arg, "lfw_demo1.py", ("demo1", "tiny"))
+  c = synthetic.derived(arg, "lfw_demo1.py", VARIANTS)
   c.data = "lfw"
   c.data_dir = "~/tensorflow_datasets"  # where prepare_data wrote tfds's lfw and the index
   c.crop = ()  # (top, left, height, width) in the 250² image; () = centre 150² (official)
@@ -40,18 +49,8 @@ def get_config(arg: str = "demo1") -> ml_collections.ConfigDict:
   c.scaling = "mean_square"
   c.tv_weight = 0.001
   c.next_iterations = 250
-  if c.variant == "tiny":  # the fakes, at synthetic.py's tiny size, K, δ and random weights
-    c.data_dir = "/tmp/dfi_fakes/tfds"
-    c.test_names = fakes.LFW_TEST_NAMES
-    c.batch_size = 12
-  else:
-    # Test images: LFW image names ("Person_Name_0001"), excluded from their own neighbours.
-    c.test_names = ("Aaron_Eckhart_0001", "Al_Gore_0001", "Alan_Greenspan_0001")
-    c.image_size = 200
-    c.weights = "weights/vgg_normalised.npz"
-    c.k = 100
-    c.deltas = (0.4,)
-    c.iterations = 500
-    c.batch_size = 6
+  # Test images: LFW image names ("Person_Name_0001"), excluded from their own neighbours.
+  c.test_names = ("Aaron_Eckhart_0001", "Al_Gore_0001", "Alan_Greenspan_0001")
+  c = variants.apply(c, arg, "lfw_demo1.py", VARIANTS)
   c.num_test = len(c.test_names)
   return c
