@@ -232,7 +232,7 @@ def write(job: Job, t_start: float) -> dict:
   keep_gathered(job, mine, edits)
   photo_outputs.save_outputs(job.workdir, config, tests, items, edits.images, edits.finite)
   results = report.Results(tests, items, edits, job.found["neighbourhood"].sets, job.bank_data,
-                           job.network)
+                           job.network, job.found.get("bank_images"))
   return report.write_outputs(config, job.workdir, results, timings, t_start)
 
 

@@ -21,6 +21,7 @@ from dfi_jax.data import faces
 from dfi_jax.data import banks
 from dfi_jax.base import files as files_lib
 from dfi_jax.data import sources
+from dfi_jax.data.datasets import common
 from dfi_jax.dfi import align
 from dfi_jax.dfi import decoder as decoder_lib
 from dfi_jax.dfi import feature_bank
@@ -191,7 +192,9 @@ def make_directions(config, bank_data: sources.Bank, bank: feature_bank.FeatureB
   (a combined edit's: the sum of its parts'); `found["neighbourhood"]` then holds what it found.
   `aligned(neighbourhood, singles)`, when given, returns the singles' w instead (align_neighbours).
   The command and `dfi_jax.edit` both edit through this."""
-  singles, found = single_edits(bank_data, edits), {}
+  # The bank's images read once: the luminance flags and the pixel baseline read the same rows.
+  singles, found = single_edits(bank_data, edits), dict(
+      bank_images=common.ReadOnce(bank_data.images))
   others = []  # w_others = project: every other attribute of the bank with K candidates each
   if config.get("w_others", "keep") == "project":
     for e in bank_data.edits:
@@ -207,7 +210,7 @@ def make_directions(config, bank_data: sources.Bank, bank: feature_bank.FeatureB
     ws = (aligned(nb, singles + others) if aligned is not None
           else [attribute_vector.from_rows(nb.bank, nb.used, nb.sets[e.name])
                 for e in singles + others])
-    found["fine"] = luma_flags(config, bank_data, nb, edits)
+    found["fine"] = luma_flags(config, bank_data, nb, edits, found["bank_images"])
     by_name = {e.name: w for e, w in zip(singles + others, ws)}
     summed = [sum(by_name[p.name] for p in parts(bank_data, e)) for e in edits]
     if config.get("w_others", "keep") != "project":
@@ -220,20 +223,28 @@ def make_directions(config, bank_data: sources.Bank, bank: feature_bank.FeatureB
 
 
 def luma_flags(config, bank_data: sources.Bank, nb: feature_bank.Neighbourhood,
-               edits: Sequence[neighbours_lib.Edit]) -> np.ndarray | None:
+               edits: Sequence[neighbours_lib.Edit], bank_images=None) -> np.ndarray | None:
   """`[E·B]` float32 each item's luminance flag (edit-major; `where.change`'s `fine`): 1 where
   the neighbours' mean pixel difference, mean target − mean source (a combined edit's: the sum
   of its parts'), keeps at least `config.luma_detail` of its luminance energy finer than
-  `config.luma_scale` pixels (`where.detail_share`), else 0. None when luma_scale is 1."""
+  `config.luma_scale` pixels (`where.detail_share`), else 0. None when luma_scale is 1.
+  `bank_images`: the bank's images read once (`common.ReadOnce`; default a new one)."""
   scale = config.get("luma_scale", 1)
   if scale <= 1:
     return None
-  images = bank_data.images
+  images = bank_images if bank_images is not None else common.ReadOnce(bank_data.images)
+  means: dict = {}  # test images with the same neighbours (all generated ones) share their means
+
+  def mean(rows) -> np.ndarray:
+    key = tuple(np.asarray(rows).tolist())
+    if key not in means:
+      means[key] = images[np.asarray(rows)].mean(axis=0)
+    return means[key]
+
   flags = []
   for e in edits:
     for i in range(len(next(iter(nb.sets.values())).source)):
-      diff = sum(np.mean(images[np.asarray(nb.sets[p.name].target[i])], axis=0)
-                 - np.mean(images[np.asarray(nb.sets[p.name].source[i])], axis=0)
+      diff = sum(mean(nb.sets[p.name].target[i]) - mean(nb.sets[p.name].source[i])
                  for p in parts(bank_data, e))
       flags.append(where_lib.detail_share(diff, scale) >= config.get("luma_detail", 0.0))
   return np.asarray(flags, np.float32)

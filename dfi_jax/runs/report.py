@@ -84,6 +84,7 @@ class Results(NamedTuple):
   neighbour_sets: dict  # edit name -> Neighbours (the pixel baseline uses the same ones)
   bank_data: sources.Bank
   network: object  # runs.kit.Network
+  bank_images: object = None  # the bank's images already read once (`common.ReadOnce`), or None
 
 
 def write_outputs(config, workdir: Path, run: Results, timings: dict, t_start: float) -> dict:
@@ -143,7 +144,7 @@ def save_baselines(config, workdir: Path, run: Results) -> dict:
   when there is one: `(test image, attribute) -> ([S, S, 3] baseline, r, δ)`; each saved as
   `baselines/<image>__<attribute>__pixel.png`."""
   tests, neighbour_sets = run.tests, run.neighbour_sets
-  bank_images = common.ReadOnce(run.bank_data.images)
+  bank_images = run.bank_images or common.ReadOnce(run.bank_data.images)
   files_lib.make_folder(workdir / "baselines")
   baselines = {}
   for i, a in run.items:
