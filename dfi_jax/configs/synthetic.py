@@ -174,8 +174,9 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
   # The energy where the mask reaches 1 (> where_low).
   c.where_high = 0.7
   # The change's chroma (YCbCr's Cb, Cr) is solved at 1/chroma_scale of the resolution and
-  # upsampled, like JPEG's chroma subsampling: no pixel-scale colour noise (1 = per pixel).
-  c.chroma_scale = 4
+  # upsampled, like JPEG's chroma subsampling: no pixel-scale colour noise (1 = per pixel; 4
+  # spread thin frames' colour over the lenses, read as open eyes: docs/calibration.md).
+  c.chroma_scale = 2
   # The change's luminance at 1/luma_scale of the resolution, upsampled, for the edits whose
   # neighbours' mean pixel difference keeps less than luma_detail of its luminance energy finer
   # than luma_scale pixels (smooth tone changes such as grey hair: no one-pixel speckle); per

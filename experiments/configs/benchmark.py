@@ -48,7 +48,8 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
   c.solvers = HEADLINE_SOLVERS
   c.repeats = 1  # fresh processes per run; medians over repeats
   # plain: the paper's objective over the pixels; product: what the edit runs solve (the where
-  # mask and the change's chroma at 1/4 resolution, dfi_jax/dfi/where.py). Each gets its peer.
+  # mask and coarse chroma, dfi_jax/dfi/where.py; measured at 1/4 resolution, the edit runs now
+  # use 1/2). Each gets its peer.
   c.objectives = ("plain",)
   c.chunk = 5  # iterations between loss readings (time-to-loss resolution)
   # Network: full-width VGG with random weights (speed does not depend on the values). The
