@@ -233,21 +233,26 @@ def luma_flags(config, bank_data: sources.Bank, nb: feature_bank.Neighbourhood,
   if scale <= 1:
     return None
   images = bank_images if bank_images is not None else common.ReadOnce(bank_data.images)
-  means: dict = {}  # test images with the same neighbours (all generated ones) share their means
+  # Test images with the same neighbours (all generated ones) share their means and their flag.
+  means: dict = {}
+  shared: dict = {}
 
-  def mean(rows) -> np.ndarray:
-    key = tuple(np.asarray(rows).tolist())
+  def mean(key: tuple) -> np.ndarray:
     if key not in means:
-      means[key] = images[np.asarray(rows)].mean(axis=0)
+      means[key] = images[np.asarray(key)].mean(axis=0)
     return means[key]
 
-  flags = []
-  for e in edits:
-    for i in range(len(next(iter(nb.sets.values())).source)):
-      diff = sum(mean(nb.sets[p.name].target[i]) - mean(nb.sets[p.name].source[i])
-                 for p in parts(bank_data, e))
-      flags.append(where_lib.detail_share(diff, scale) >= config.get("luma_detail", 0.0))
-  return np.asarray(flags, np.float32)
+  def flag(sets: tuple) -> bool:
+    if sets not in shared:
+      diff = sum(mean(target) - mean(source) for source, target in sets)
+      shared[sets] = where_lib.detail_share(diff, scale) >= config.get("luma_detail", 0.0)
+    return shared[sets]
+
+  rows = lambda a: tuple(np.asarray(a).tolist())  # noqa: E731
+  return np.asarray([flag(tuple((rows(nb.sets[p.name].source[i]), rows(nb.sets[p.name].target[i]))
+                                for p in parts(bank_data, e)))
+                     for e in edits for i in range(len(next(iter(nb.sets.values())).source))],
+                    np.float32)
 
 
 def check_combined(config, edits: Sequence[neighbours_lib.Edit], photos: bool) -> None:
