@@ -173,6 +173,16 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
   c.where_low = 0.35
   # The energy where the mask reaches 1 (> where_low).
   c.where_high = 0.7
+  # Narrow the where mask to where the neighbours' mean pixel difference (mean target − mean
+  # source, in the bank's pixel frame) is strong: its norm, blurred by where_pixel_sigma pixels,
+  # as a fraction of its maximum, ramped from where_pixel_low to where_pixel_high, multiplies m.
+  c.where_pixels = False
+  # The difference's norm (fraction of its maximum) where the pixel mask starts rising from 0.
+  c.where_pixel_low = 0.1
+  # The norm where the pixel mask reaches 1 (> where_pixel_low).
+  c.where_pixel_high = 0.4
+  # The pixel mask's blur σ, in pixels.
+  c.where_pixel_sigma = 1.0
   # The change's chroma (YCbCr's Cb, Cr) is solved at 1/chroma_scale of the resolution and
   # upsampled, like JPEG's chroma subsampling: no pixel-scale colour noise (1 = per pixel; 4
   # spread thin frames' colour over the lenses, read as open eyes: docs/calibration.md).

@@ -154,6 +154,19 @@ def detail_share(difference: np.ndarray, scale: int) -> float:
   return float(min(1.0, np.sum((y - smooth) ** 2) / total))
 
 
+def pixel_mask(difference: np.ndarray, sigma: float, low: float, high: float) -> np.ndarray:
+  """`[H, W, 3]` mean pixel difference -> `[H, W]` float32 mask in [0, 1]: its norm over the
+  colour channels, blurred (Gaussian, σ = `sigma` pixels), divided by its maximum and ramped from
+  `low` (0) to `high` (1). Where the neighbours that have the attribute look like those that lack
+  it, the mask is 0 (all zeros for a zero difference)."""
+  if not 0 <= low < high:
+    raise ValueError(f"pixel mask: expected 0 <= low < high, got {low}, {high}")
+  norm = np.sqrt(np.sum(np.asarray(difference, np.float32) ** 2, axis=-1))
+  norm = np.asarray(_gaussian_blur(jnp.asarray(norm)[None], sigma))[0]
+  norm = norm / max(float(norm.max()), 1e-30)
+  return np.clip((norm - low) / (high - low), 0.0, 1.0).astype(np.float32)
+
+
 def chroma_highpass(image: np.ndarray, scale: int) -> float:
   """RMS of `[H, W, 3]`'s chroma (Cb, Cr) minus its own box average over `scale`² blocks
   upsampled back: the colour detail finer than `scale` pixels (0 for a change `decode` makes

@@ -364,8 +364,7 @@ def _edit_faces(editor: Editor, tests: sources.TestImages, edits: Sequence, mask
   directions, found = kit.make_directions(config, editor.bank, editor.features, tests, edits,
                                           masks)
   iterations = pipeline.iterations_for(deltas, config.iterations, config.next_iterations)
-  total = sum(iterations) * len(edits) * len(tests.names)
-  done = [0]
+  total, done = sum(iterations) * len(edits) * len(tests.names), [0]
 
   def tick(k):
     done[0] += k
@@ -385,7 +384,8 @@ def _edit_faces(editor: Editor, tests: sources.TestImages, edits: Sequence, mask
   plan = pipeline.plan(editor.pipeline, tests.images, neighbours, deltas,
                        scaling=config.scaling, feature_batch=config.feature_batch)
   results = pipeline.reverse_maps(solve, plan.targets, plan.x, iterations, config.batch_size,
-                                  where=plan.where, fine=found.get("fine"), progress=tick)
+                                  where=kit.where_masks(plan.where, found),
+                                  fine=found.get("fine"), progress=tick)
   failed = ~results.finite.all(axis=1)
   if failed.any():
     raise RunError(f"δ={deltas[int(np.argmax(failed))]:g}: the reverse map's loss became "

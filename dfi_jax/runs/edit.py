@@ -194,7 +194,8 @@ def solve(job: Job):
   with tqdm(total=sum(iterations) * len(mine), desc="reverse map", unit="it·img") as bar:
     yield from pipeline.finished_items(
         one_batch, plan.targets, plan.x, iterations, config.batch_size, job.results, rows=mine,
-        first_start=pipeline.start_from(fast_start(job.fast), plan.phi_x), where=plan.where,
+        first_start=pipeline.start_from(fast_start(job.fast), plan.phi_x),
+        where=kit.where_masks(plan.where, job.found),
         fine=job.found.get("fine"), progress=bar.update)
   job.timings["reverse_map_s"] = time.perf_counter() - t0
   job.timings["reverse_map_per_image_s"] = (job.timings["reverse_map_s"]

@@ -28,6 +28,7 @@ from dfi_jax.dfi import feature_bank
 from dfi_jax.dfi import features as features_lib
 from dfi_jax.dfi import attribute_vector
 from dfi_jax.dfi import neighbours as neighbours_lib
+from dfi_jax.runs import differences
 from dfi_jax.dfi import reconstruct
 from dfi_jax.dfi import where as where_lib
 from dfi_jax.eval import judge as judge_lib
@@ -84,7 +85,9 @@ RULES = dict(
     where_sigma=run_state.number(0, 1), where_low=run_state.number(0, 1),
     where_high=run_state.number(0, 1, open_low=True),
     chroma_scale=run_state.integer(1, 64), luma_scale=run_state.integer(1, 64),
-    luma_detail=run_state.number(0, 1),
+    luma_detail=run_state.number(0, 1), where_pixels=run_state.boolean(),
+    where_pixel_low=run_state.number(0, 1), where_pixel_high=run_state.number(0, 1, open_low=True),
+    where_pixel_sigma=run_state.number(0),
     photo_chroma=run_state.number(0, 1),
     photo_focus_low=run_state.number(0, 1),
     photo_focus_high=run_state.number(0, 1, open_low=True),
@@ -102,6 +105,12 @@ def validate(config) -> None:
   if config.get("where_low", 0) >= config.get("where_high", 1):
     raise RunError(f"--config.where_low={config.where_low}: expected < --config.where_high="
                    f"{config.where_high}")
+  if config.get("where_pixel_low", 0) >= config.get("where_pixel_high", 1):
+    raise RunError(f"--config.where_pixel_low={config.where_pixel_low}: expected < "
+                   f"--config.where_pixel_high={config.where_pixel_high}")
+  if config.get("where_pixels", False) and config.get("where", "off") == "off":
+    raise RunError("--config.where_pixels=True: expected --config.where=features (the pixel "
+                   "mask narrows the where mask)")
   if config.get("photo_focus_low", 0) >= config.get("photo_focus_high", 1):
     raise RunError(f"--config.photo_focus_low={config.photo_focus_low}: expected < "
                    f"--config.photo_focus_high={config.photo_focus_high}")
@@ -210,7 +219,10 @@ def make_directions(config, bank_data: sources.Bank, bank: feature_bank.FeatureB
     ws = (aligned(nb, singles + others) if aligned is not None
           else [attribute_vector.from_rows(nb.bank, nb.used, nb.sets[e.name])
                 for e in singles + others])
-    found["fine"] = luma_flags(config, bank_data, nb, edits, found["bank_images"])
+    diffs = (differences.of(nb, [parts(bank_data, e) for e in edits], found["bank_images"])
+             if config.get("luma_scale", 1) > 1 or config.get("where_pixels", False) else None)
+    found["fine"] = differences.luma_flags(config, diffs)
+    found["pixel_where"] = differences.pixel_where(config, diffs)
     by_name = {e.name: w for e, w in zip(singles + others, ws)}
     summed = [sum(by_name[p.name] for p in parts(bank_data, e)) for e in edits]
     if config.get("w_others", "keep") != "project":
@@ -222,37 +234,11 @@ def make_directions(config, bank_data: sources.Bank, bank: feature_bank.FeatureB
   return directions, found
 
 
-def luma_flags(config, bank_data: sources.Bank, nb: feature_bank.Neighbourhood,
-               edits: Sequence[neighbours_lib.Edit], bank_images=None) -> np.ndarray | None:
-  """`[E·B]` float32 each item's luminance flag (edit-major; `where.change`'s `fine`): 1 where
-  the neighbours' mean pixel difference, mean target − mean source (a combined edit's: the sum
-  of its parts'), keeps at least `config.luma_detail` of its luminance energy finer than
-  `config.luma_scale` pixels (`where.detail_share`), else 0. None when luma_scale is 1.
-  `bank_images`: the bank's images read once (`common.ReadOnce`; default a new one)."""
-  scale = config.get("luma_scale", 1)
-  if scale <= 1:
-    return None
-  images = bank_images if bank_images is not None else common.ReadOnce(bank_data.images)
-  # Test images with the same neighbours (all generated ones) share their means and their flag.
-  means: dict = {}
-  shared: dict = {}
-
-  def mean(key: tuple) -> np.ndarray:
-    if key not in means:
-      means[key] = images[np.asarray(key)].mean(axis=0)
-    return means[key]
-
-  def flag(sets: tuple) -> bool:
-    if sets not in shared:
-      diff = sum(mean(target) - mean(source) for source, target in sets)
-      shared[sets] = where_lib.detail_share(diff, scale) >= config.get("luma_detail", 0.0)
-    return shared[sets]
-
-  rows = lambda a: tuple(np.asarray(a).tolist())  # noqa: E731
-  return np.asarray([flag(tuple((rows(nb.sets[p.name].source[i]), rows(nb.sets[p.name].target[i]))
-                                for p in parts(bank_data, e)))
-                     for e in edits for i in range(len(next(iter(nb.sets.values())).source))],
-                    np.float32)
+def where_masks(where: np.ndarray | None, found: dict) -> np.ndarray | None:
+  """The plan's `[E·B, S, S]` where masks (None: off) times the items' pixel masks when
+  `make_directions` made them (`found["pixel_where"]`)."""
+  pixels = found.get("pixel_where")
+  return where if pixels is None or where is None else where * pixels
 
 
 def check_combined(config, edits: Sequence[neighbours_lib.Edit], photos: bool) -> None:

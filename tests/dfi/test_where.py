@@ -206,3 +206,21 @@ def test_each_item_is_solved_at_its_own_luminance_resolution(problem):
   np.testing.assert_allclose(mixed[0], per_pixel[0], atol=2e-4)
   np.testing.assert_allclose(mixed[1], coarse[1], atol=2e-4)
   assert np.abs(per_pixel[1] - coarse[1]).max() > 1e-2  # the two settings do differ
+
+
+def test_the_pixel_mask_follows_the_differences_norm():
+  """1 around the difference's strongest pixels, 0 where the neighbours do not differ, the ramp
+  between; a zero difference gives no mask, and a bad ramp is refused."""
+  difference = np.zeros((16, 16, 3), np.float32)
+  difference[4, 4] = [0.0, -0.5, 0.0]  # strong, and only in one channel: the norm counts it
+  difference[12, 12] = [0.05, 0.05, 0.05]  # 0.17 of the strong one's norm
+  m = where_lib.pixel_mask(difference, 0.0, 0.1, 0.4)
+  assert m.shape == (16, 16) and m.dtype == np.float32
+  assert m[4, 4] == 1.0 and m[12, 12] == pytest.approx((np.sqrt(3) * 0.1 - 0.1) / 0.3, rel=1e-4)
+  assert m[0, 15] == 0.0 and m[8, 8] == 0.0
+  blurred = where_lib.pixel_mask(difference, 1.0, 0.1, 0.4)
+  assert blurred[4, 5] > 0 and blurred[4, 4] == 1.0 and blurred[0, 15] == 0.0
+  assert not where_lib.pixel_mask(np.zeros((8, 8, 3)), 1.0, 0.1, 0.4).any()
+  with pytest.raises(ValueError, match="low < high"):
+    where_lib.pixel_mask(difference, 1.0, 0.4, 0.4)
+
