@@ -247,6 +247,14 @@ def derived(arg: str, name: str, names: Iterable[str] = ("demo", "tiny")
   return c
 
 
+def global_reverse_map(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """`c` with the paper's global reverse map: no where mask, the change's chroma and luminance per
+  pixel. The edit demo's settings were not measured on high resolution and inpainting, whose
+  measured numbers (docs/experiments.md) were made this way."""
+  c.where, c.chroma_scale, c.luma_scale = "off", 1, 1
+  return c
+
+
 def on_real_images(c: ml_collections.ConfigDict, test_names: tuple[str, ...],
                    tiny_test_names: tuple[str, ...], tiny_k: int) -> ml_collections.ConfigDict:
   """`c` (from `derived`) set up for a dataset of real images (celeb_a, folder): the paper's

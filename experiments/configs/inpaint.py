@@ -32,12 +32,7 @@ def get_config(arg: str = "demo"):
   # below as code rather than as a table of fields (dfi_jax/configs/variants.py).
   c = synthetic.derived(arg, "inpaint.py", VARIANTS)
   variant = c.variant
-  # The where mask and coarse chroma and luminance of the edit demo were not measured here:
-  # the paper's global reverse map, as these runs' measured numbers (docs/experiments.md) were
-  # made.
-  c.where = "off"
-  c.chroma_scale = 1
-  c.luma_scale = 1
+  synthetic.global_reverse_map(c)
   if not variant.endswith("tiny"):
     # The hole's neighbours are found by φ over the whole bank (attributes say nothing about
     # the hole), so the bank stays small.

@@ -6,4 +6,5 @@
   python -m experiments.evaluate  --workdir=runs/eval --config=experiments/configs/synthetic.py:eval
 """
 
-from dfi_jax.configs.synthetic import derived, get_config, on_real_images  # noqa: F401
+from dfi_jax.configs.synthetic import (derived, get_config, global_reverse_map,  # noqa: F401
+                                        on_real_images)
