@@ -28,7 +28,6 @@ from dfi_jax.dfi import feature_bank
 from dfi_jax.dfi import features as features_lib
 from dfi_jax.dfi import attribute_vector
 from dfi_jax.dfi import neighbours as neighbours_lib
-from dfi_jax.runs import differences
 from dfi_jax.dfi import reconstruct
 from dfi_jax.dfi import where as where_lib
 from dfi_jax.eval import judge as judge_lib
@@ -37,6 +36,7 @@ from dfi_jax.nets import model as model_lib
 from dfi_jax.nets import pretrained
 from dfi_jax.nets import weights as weights_lib
 from dfi_jax.outputs import names as output_names
+from dfi_jax.runs import differences
 from dfi_jax.runs import photos as photos_lib
 from dfi_jax.runs import run_bank
 
