@@ -154,17 +154,23 @@ def detail_share(difference: np.ndarray, scale: int) -> float:
   return float(min(1.0, np.sum((y - smooth) ** 2) / total))
 
 
+def relative_mask(magnitude: np.ndarray, low: float, high: float) -> np.ndarray:
+  """A map of magnitudes (any shape) -> float32 mask in [0, 1] of the same shape: each value as
+  a fraction of the map's maximum, 0 up to `low`, 1 from `high`, linear between (all zeros for
+  a zero map). The pixel mask's and own photos' focus ramp (runs/photos.py)."""
+  if not 0 <= low < high:
+    raise ValueError(f"relative mask: expected 0 <= low < high, got {low}, {high}")
+  fraction = magnitude / max(float(np.max(magnitude)), 1e-12)
+  return np.clip((fraction - low) / (high - low), 0.0, 1.0).astype(np.float32)
+
+
 def pixel_mask(difference: np.ndarray, sigma: float, low: float, high: float) -> np.ndarray:
   """`[H, W, 3]` mean pixel difference -> `[H, W]` float32 mask in [0, 1]: its norm over the
-  colour channels, blurred (Gaussian, σ = `sigma` pixels), divided by its maximum and ramped from
-  `low` (0) to `high` (1). Where the neighbours that have the attribute look like those that lack
-  it, the mask is 0 (all zeros for a zero difference)."""
-  if not 0 <= low < high:
-    raise ValueError(f"pixel mask: expected 0 <= low < high, got {low}, {high}")
+  colour channels, blurred (Gaussian, σ = `sigma` pixels), as a `relative_mask` from `low` to
+  `high`. Where the neighbours that have the attribute look like those that lack it, the mask
+  is 0 (all zeros for a zero difference)."""
   norm = np.sqrt(np.sum(np.asarray(difference, np.float32) ** 2, axis=-1))
-  norm = np.asarray(_gaussian_blur(jnp.asarray(norm)[None], sigma))[0]
-  norm = norm / max(float(norm.max()), 1e-30)
-  return np.clip((norm - low) / (high - low), 0.0, 1.0).astype(np.float32)
+  return relative_mask(np.asarray(_gaussian_blur(jnp.asarray(norm)[None], sigma))[0], low, high)
 
 
 def chroma_highpass(image: np.ndarray, scale: int) -> float:

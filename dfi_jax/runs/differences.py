@@ -45,6 +45,11 @@ def of(nb: feature_bank.Neighbourhood, edit_parts: Sequence[Sequence[neighbours_
   return Differences(keys, by_key)
 
 
+def needed(config) -> bool:
+  """Whether a run reads the differences: per-edit luminance (luma_scale > 1) or pixel masks."""
+  return config.get("luma_scale", 1) > 1 or config.get("where_pixels", False)
+
+
 def luma_flags(config, differences: Differences | None) -> np.ndarray | None:
   """`[E·B]` float32 each item's luminance flag (edit-major; `where.change`'s `fine`): 1 where
   its neighbours' mean pixel difference keeps at least `config.luma_detail` of its luminance

@@ -220,7 +220,7 @@ def make_directions(config, bank_data: sources.Bank, bank: feature_bank.FeatureB
           else [attribute_vector.from_rows(nb.bank, nb.used, nb.sets[e.name])
                 for e in singles + others])
     diffs = (differences.of(nb, [parts(bank_data, e) for e in edits], found["bank_images"])
-             if config.get("luma_scale", 1) > 1 or config.get("where_pixels", False) else None)
+             if differences.needed(config) else None)
     found["fine"] = differences.luma_flags(config, diffs)
     found["pixel_where"] = differences.pixel_where(config, diffs)
     by_name = {e.name: w for e, w in zip(singles + others, ws)}

@@ -103,8 +103,7 @@ def blended_change(square: np.ndarray, edit: np.ndarray, blend: Blend) -> np.nda
   ycc[..., 1:] *= blend.chroma
   if blend.focus:
     energy = scipy.ndimage.gaussian_filter(np.abs(ycc[..., 0]), FOCUS_SIGMA * square.shape[0])
-    energy = energy / max(float(energy.max()), 1e-12)
-    ycc *= np.clip((energy - blend.low) / (blend.high - blend.low), 0.0, 1.0)[..., None]
+    ycc *= where_lib.relative_mask(energy, blend.low, blend.high)[..., None]
   return (ycc @ where_lib.RGB_FROM_YCC.T).astype(np.float32)
 
 
