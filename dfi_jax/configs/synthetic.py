@@ -42,6 +42,7 @@ VARIANTS = {
         w_others="keep",  # tests that need the projection turn it on
         chroma_scale=1,
         luma_scale=1,
+        colour_share=0,
     ),
     "eval": dict(num_test=8),
     "official": dict(
@@ -56,6 +57,7 @@ VARIANTS = {
         w_others="keep",
         chroma_scale=1,
         luma_scale=1,
+        colour_share=0,
         photo_chroma=1.0,
     ),
 }
@@ -194,6 +196,11 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
   c.luma_scale = 2
   # The detail share below which an edit's luminance is solved at 1/luma_scale (0 = none).
   c.luma_detail = 0.01
+  # An edit with per-pixel luminance whose neighbours' mean pixel difference keeps less than
+  # colour_share of its energy in chroma is solved in luminance only: a thin shape whose colour
+  # is each face's own (a moustache takes the hair's), where a drawn colour painted the lips
+  # under it and read as a smiling mouth (docs/calibration.md). 0 = every edit with chroma.
+  c.colour_share = 0.1
   # Reverse-map iterations at half the size before the full-size ones, their change upsampled as
   # the start (0 = off; lowers the 100-iteration loss at 200² but not at 64², docs/benchmarks.md).
   c.coarse_iterations = 0
@@ -249,9 +256,9 @@ def derived(arg: str, name: str, names: Iterable[str] = ("demo", "tiny")
 
 def global_reverse_map(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """`c` with the paper's global reverse map: no where mask, the change's chroma and luminance per
-  pixel. The edit demo's settings were not measured on high resolution and inpainting, whose
+  pixel, every edit with colour. The edit demo's settings were not measured on high resolution and inpainting, whose
   measured numbers (docs/experiments.md) were made this way."""
-  c.where, c.chroma_scale, c.luma_scale = "off", 1, 1
+  c.where, c.chroma_scale, c.luma_scale, c.colour_share = "off", 1, 1, 0
   return c
 
 

@@ -80,7 +80,7 @@ def targets(phi_x: jax.Array, directions: Sequence[jax.Array], scaling: str,
 def finished_items(solve: Solve, targets: jax.Array, x: np.ndarray, iterations: Sequence[int],
                    batch_size: int, out: Edits, *, rows: Sequence[int] | None = None,
                    first_start: Callable | None = None, where: np.ndarray | None = None,
-                   fine: np.ndarray | None = None,
+                   fine: np.ndarray | None = None, colour: np.ndarray | None = None,
                    progress: Callable[[int], None] | None = None) -> Iterator[tuple[int, int]]:
   """The δ chain over `[S, n, D]` targets from `[n, H, W, 3]` inputs x, filling `out` in place.
 
@@ -98,6 +98,8 @@ def finished_items(solve: Solve, targets: jax.Array, x: np.ndarray, iterations: 
       z0 has 3 channels, or with `fine` a mask of ones).
     fine: `[n]` each item's luminance flag, passed as z0's 5th channel (1 = per pixel, 0 = at
       1/`luma_scale`: `where.change`; None: no 5th channel).
+    colour: `[n]` each item's colour flag, passed as z0's 6th channel (1 = with chroma, 0 =
+      luminance only: `where.change`; None: no 6th channel).
     progress: called with iterations × images done (skipped items count as done).
   """
   n = len(x)
@@ -114,9 +116,8 @@ def finished_items(solve: Solve, targets: jax.Array, x: np.ndarray, iterations: 
         z0 = first_start(targets[s, sl], z0, sl)
         if where is not None:  # the start's change too stays inside the mask
           z0 = x[sl] + where[sl, ..., None] * (z0 - x[sl])
-      if where is not None or fine is not None:
-        z0 = extra_channels(z0, None if where is None else where[sl],
-                            None if fine is None else fine[sl])
+      if where is not None or fine is not None or colour is not None:
+        z0 = extra_channels(z0, *(None if a is None else a[sl] for a in (where, fine, colour)))
       res = solve(targets[s, sl], z0, iterations[s],
                   lambda k, m=len(sl): tick(k * m))
       out.images[s, sl], out.loss[s, sl] = res.images, res.loss
@@ -124,15 +125,20 @@ def finished_items(solve: Solve, targets: jax.Array, x: np.ndarray, iterations: 
       yield from ((s, int(j)) for j in sl if out.finite[s, j])
 
 
-def extra_channels(z0: np.ndarray, where: np.ndarray | None, fine: np.ndarray | None
-                   ) -> np.ndarray:
-  """`[b, H, W, 3]` starts with their `[b, H, W]` where masks (None: ones) as a 4th channel and,
-  when given, their `[b]` luminance flags as a 5th: `[b, H, W, 4 or 5]` float32."""
+def extra_channels(z0: np.ndarray, where: np.ndarray | None, fine: np.ndarray | None,
+                   colour: np.ndarray | None = None) -> np.ndarray:
+  """`[b, H, W, 3]` starts with their `[b, H, W]` where masks (None: ones) as a 4th channel,
+  their `[b]` luminance flags as a 5th (None: zeros, or no 5th channel when colour is None too)
+  and, when given, their `[b]` colour flags as a 6th: `[b, H, W, 4…6]` float32."""
   b, h, w, _ = z0.shape
+  flag = lambda f: np.broadcast_to(np.asarray(f, np.float32).reshape(-1, 1, 1, 1),  # noqa: E731
+                                   (b, h, w, 1))
   parts = [np.asarray(z0, np.float32),
            np.ones((b, h, w, 1), np.float32) if where is None else where[..., None]]
-  if fine is not None:
-    parts.append(np.broadcast_to(np.asarray(fine, np.float32)[:, None, None, None], (b, h, w, 1)))
+  if fine is not None or colour is not None:
+    parts.append(flag(0.0 if fine is None else fine))
+  if colour is not None:
+    parts.append(flag(colour))
   return np.concatenate(parts, axis=-1)
 
 

@@ -132,15 +132,16 @@ def make_objective(net, spec: features_lib.FeatureSpec, config: ReverseMapConfig
                    ) -> Callable:
   """`objective(z [H, W, 3], target [D], variables) -> scalar` for one image; with
   `config.parameterised`, `objective(u, (target [D], base [H, W, 3], where [H, W][,
-  fine [H, W]]), variables)` where u are the change's parameters (`where.zeros`) and
-  z = `where.decode(u, base, where, fine)` (fine left out: 0)."""
+  fine [H, W][, colour [H, W]]]), variables)` where u are the change's parameters
+  (`where.zeros`) and z = `where.decode(u, base, where, fine, colour)` (fine left out: 0;
+  colour left out: 1)."""
 
   apply = jax.checkpoint(net.apply) if config.remat else net.apply
 
   def objective(z, target, variables):
     if config.parameterised:
-      target, base, where, *fine = target  # fine: optional (0: every pixel at 1/luma_scale)
-      z = where_lib.decode(z, base, where, fine[0] if fine else 0.0)
+      target, base, where, *flags = target  # fine, colour: optional (0 and 1)
+      z = where_lib.decode(z, base, where, *flags)
     taps = apply(variables, z[None])
     phi_z = features_lib.flatten(taps, net.taps)[0]
     tv = total_variation(z, config.tv_beta, config.tv_epsilon)
@@ -307,8 +308,10 @@ class ReverseMap:
       targets: `[B, D]` float32 edit targets.
       z0: `[B, H, W, 3]` float32 in [0, 1] start (the input, or a previous δ's result), or
         `[B, H, W, 4]`: the start and the where mask m (`config.parameterised`: the result is
-        z0 + m ⊙ Δ; without a mask m = 1), or `[B, H, W, 5]`: also, last, the luminance map
-        `fine` (`where.change`: 1 = per pixel; without it 0, all at 1/`luma_scale`).
+        z0 + m ⊙ Δ; without a mask m = 1), or `[B, H, W, 5]`: also the luminance map
+        `fine` (`where.change`: 1 = per pixel; without it 0, all at 1/`luma_scale`), or
+        `[B, H, W, 6]`: also, last, the colour map `colour` (`where.change`: 0 = luminance
+        only; without it 1).
       start: with `config.parameterised`, the change's starting parameters (batched
         `where.zeros`; default no change); otherwise unused.
       iterations: > 0.
@@ -324,17 +327,18 @@ class ReverseMap:
       value = np.where(finite, np.asarray(self._losses(z, targets, variables)), np.nan)
     solution = z
     if self.config.parameterised:
-      z = self._decode(z, base, targets[2], targets[3])
+      z = self._decode(z, base, *targets[2:])
     images = np.asarray(jnp.clip(z, 0.0, 1.0))
     return ReverseMapResult(images, value, finite, evals_total, done, solution)
 
   def _start(self, params, targets, z0, start):
     """`(base [B, H, W, 3], solver start, the objective's targets, network variables)`."""
     z = jnp.asarray(z0, jnp.float32)
-    if z.ndim != 4 or z.shape[-1] not in (3, 4, 5):
-      raise ValueError(f"z0 must be [B, H, W, 3], [B, H, W, 4] or [B, H, W, 5], got {z.shape}")
+    if z.ndim != 4 or z.shape[-1] not in (3, 4, 5, 6):
+      raise ValueError(f"z0 must be [B, H, W, C] with C in 3…6, got {z.shape}")
     where = z[..., 3] if z.shape[-1] >= 4 else jnp.ones(z.shape[:3], jnp.float32)
-    fine = z[..., 4] if z.shape[-1] == 5 else jnp.zeros(z.shape[:3], jnp.float32)
+    fine = z[..., 4] if z.shape[-1] >= 5 else jnp.zeros(z.shape[:3], jnp.float32)
+    colour = z[..., 5] if z.shape[-1] == 6 else jnp.ones(z.shape[:3], jnp.float32)
     z = jnp.clip(z[..., :3], 0.0, 1.0)
     targets = jnp.asarray(targets, jnp.float32)
     if targets.shape != (z.shape[0], self.spec.dim):
@@ -344,10 +348,12 @@ class ReverseMap:
       half = lambda spec: cached(self.net, spec, dataclasses.replace(self.config,
                                                                      coarse_iterations=0))
       z, start = coarse_to_fine.coarse_start(self, params, targets, jnp.concatenate(
-          [z, where[..., None], fine[..., None]], -1), half, self.config.coarse_iterations)
+          [z, where[..., None], fine[..., None], colour[..., None]], -1), half,
+          self.config.coarse_iterations)
     base = z = jnp.clip(jnp.asarray(z, jnp.float32)[..., :3], 0.0, 1.0)
     if self.config.parameterised:  # the solver moves the change's parameters from 0
-      targets = (targets, base, jnp.clip(where, 0.0, 1.0), jnp.clip(fine, 0.0, 1.0))
+      targets = (targets, base, jnp.clip(where, 0.0, 1.0), jnp.clip(fine, 0.0, 1.0),
+                 jnp.clip(colour, 0.0, 1.0))
       u = where_lib.zeros(z.shape[1:3], self.config.chroma_scale, self.config.luma_scale)
       z = start if start is not None else jax.tree.map(
           lambda a: jnp.broadcast_to(a, (base.shape[0],) + a.shape), u)

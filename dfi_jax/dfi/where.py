@@ -18,7 +18,9 @@ Which edits need per-pixel luminance is read from the data too (`detail_share`):
 mean pixel difference (mean target − mean source, the attribute's own pixel signature) keeps
 little energy finer than 2 pixels when the attribute is a smooth change of tone (grey hair), much
 when it is thin lines (glasses frames). Coarse luminance takes a speckled one-pixel texture out
-of the first and would thin the second.
+of the first and would thin the second. Which edits draw colour at all (`change`'s `colour`) is
+read from the same difference (`chroma_share`): a thin shape whose colour is each face's own (a
+moustache takes the hair's) leaves almost no chroma in the neighbours' mean.
 """
 
 from __future__ import annotations
@@ -113,12 +115,13 @@ def zeros(image_shape: tuple[int, int], chroma_scale: int, luma_scale: int = 1) 
   return params
 
 
-def change(params: dict, image_shape: tuple[int, int], fine=0.0) -> jax.Array:
+def change(params: dict, image_shape: tuple[int, int], fine=0.0, colour=1.0) -> jax.Array:
   """`[H, W, 3]` RGB change Δ from `zeros`-shaped parameters (each upsampled bilinearly).
 
   `fine` (scalar or `[H, W]` in [0, 1]): with a `luma_fine` grid, the luminance is
   fine ⊙ luma_fine + (1 − fine) ⊙ luma upsampled; where fine is 0 or 1 the unused grid gets no
-  gradient, so a solve from zeros never moves it.
+  gradient, so a solve from zeros never moves it. `colour` (scalar or `[H, W]` in [0, 1])
+  multiplies the chroma: at 0 the change is luminance only and the chroma grid gets no gradient.
   """
   h, w = image_shape
   luma, chroma = params["luma"], params["chroma"]
@@ -128,14 +131,16 @@ def change(params: dict, image_shape: tuple[int, int], fine=0.0) -> jax.Array:
     luma = fine * params["luma_fine"] + (1.0 - fine) * luma
   if chroma.shape[:2] != (h, w):
     chroma = jax.image.resize(chroma, (h, w, 2), "linear")
+  chroma = jnp.asarray(colour, jnp.float32)[..., None] * chroma
   ycc = jnp.concatenate([luma[..., None], chroma], axis=-1)
   return ycc @ jnp.asarray(RGB_FROM_YCC).T
 
 
-def decode(params: dict, base: jax.Array, where: jax.Array, fine=0.0) -> jax.Array:
-  """z = clip(base + where ⊙ Δ, 0, 1): `base` `[H, W, 3]`, `where` and `fine` `[H, W]` (see
-  `change`) -> `[H, W, 3]`."""
-  return jnp.clip(base + where[..., None] * change(params, base.shape[:2], fine), 0.0, 1.0)
+def decode(params: dict, base: jax.Array, where: jax.Array, fine=0.0, colour=1.0) -> jax.Array:
+  """z = clip(base + where ⊙ Δ, 0, 1): `base` `[H, W, 3]`, `where`, `fine` and `colour`
+  `[H, W]` (see `change`) -> `[H, W, 3]`."""
+  return jnp.clip(base + where[..., None] * change(params, base.shape[:2], fine, colour),
+                  0.0, 1.0)
 
 
 def detail_share(difference: np.ndarray, scale: int) -> float:
@@ -152,6 +157,15 @@ def detail_share(difference: np.ndarray, scale: int) -> float:
   blocks = y.reshape(h // scale, scale, w // scale, scale).mean(axis=(1, 3))
   smooth = np.asarray(jax.image.resize(blocks, (h, w), "linear"), np.float64)
   return float(min(1.0, np.sum((y - smooth) ** 2) / total))
+
+
+def chroma_share(difference: np.ndarray) -> float:
+  """The share of `[H, W, 3]` `difference`'s energy (in YCbCr) that is chroma:
+  Σ(Cb² + Cr²) / Σ(Y² + Cb² + Cr²), in [0, 1] (0 for no change)."""
+  ycc = np.asarray(difference, np.float64) @ YCC_FROM_RGB.T.astype(np.float64)
+  energy = np.sum(ycc * ycc, axis=(0, 1))
+  total = float(np.sum(energy))
+  return 0.0 if total <= 1e-12 * ycc[..., 0].size else float((energy[1] + energy[2]) / total)
 
 
 def relative_mask(magnitude: np.ndarray, low: float, high: float) -> np.ndarray:

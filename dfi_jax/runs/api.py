@@ -385,7 +385,7 @@ def _edit_faces(editor: Editor, tests: sources.TestImages, edits: Sequence, mask
                        scaling=config.scaling, feature_batch=config.feature_batch)
   results = pipeline.reverse_maps(solve, plan.targets, plan.x, iterations, config.batch_size,
                                   where=kit.where_masks(plan.where, found),
-                                  fine=found.get("fine"), progress=tick)
+                                  progress=tick, **kit.item_flags(found))
   failed = ~results.finite.all(axis=1)
   if failed.any():
     raise RunError(f"δ={deltas[int(np.argmax(failed))]:g}: the reverse map's loss became "

@@ -1,6 +1,7 @@
 """The neighbours' mean pixel difference of every item (mean target − mean source: the
 attribute's own pixel signature, in the bank's pixel frame) and what an edit run reads from it:
-each item's luminance resolution (`luma_flags`, `where.detail_share`) and, with `where_pixels`,
+each item's luminance resolution (`luma_flags`, `where.detail_share`), whether it draws colour
+(`colour_flags`, `where.chroma_share`) and, with `where_pixels`,
 its pixel mask (`pixel_where`, `where.pixel_mask`), which `kit.where_masks` multiplies into
 the where mask."""
 
@@ -46,8 +47,10 @@ def of(nb: feature_bank.Neighbourhood, edit_parts: Sequence[Sequence[neighbours_
 
 
 def needed(config) -> bool:
-  """Whether a run reads the differences: per-edit luminance (luma_scale > 1) or pixel masks."""
-  return config.get("luma_scale", 1) > 1 or config.get("where_pixels", False)
+  """Whether a run reads the differences: per-edit luminance (luma_scale > 1), per-edit colour
+  (colour_share > 0) or pixel masks."""
+  return (config.get("luma_scale", 1) > 1 or config.get("colour_share", 0) > 0
+          or config.get("where_pixels", False))
 
 
 def luma_flags(config, differences: Differences | None) -> np.ndarray | None:
@@ -61,6 +64,21 @@ def luma_flags(config, differences: Differences | None) -> np.ndarray | None:
   flag = {key: where_lib.detail_share(d, scale) >= config.get("luma_detail", 0.0)
           for key, d in differences.by_key.items()}
   return np.asarray([flag[key] for key in differences.keys], np.float32)
+
+
+def colour_flags(config, differences: Differences | None) -> np.ndarray | None:
+  """`[E·B]` float32 each item's colour flag (edit-major; `where.change`'s `colour`): 0 (the
+  change is luminance only) where its neighbours' mean pixel difference keeps less than
+  `config.colour_share` of its energy in chroma (`where.chroma_share`) and its luminance is
+  per pixel (`luma_flags`: a thin shape, not a smooth change of tone), else 1. None when
+  colour_share is 0."""
+  share = config.get("colour_share", 0)
+  if share <= 0:
+    return None
+  fine = luma_flags(config, differences)
+  colourless = {key: where_lib.chroma_share(d) < share for key, d in differences.by_key.items()}
+  flags = np.asarray([not colourless[key] for key in differences.keys], np.float32)
+  return flags if fine is None else np.maximum(flags, 1 - fine)
 
 
 def pixel_where(config, differences: Differences | None) -> np.ndarray | None:

@@ -196,7 +196,7 @@ def solve(job: Job):
         one_batch, plan.targets, plan.x, iterations, config.batch_size, job.results, rows=mine,
         first_start=pipeline.start_from(fast_start(job.fast), plan.phi_x),
         where=kit.where_masks(plan.where, job.found),
-        fine=job.found.get("fine"), progress=bar.update)
+        progress=bar.update, **kit.item_flags(job.found))
   job.timings["reverse_map_s"] = time.perf_counter() - t0
   job.timings["reverse_map_per_image_s"] = (job.timings["reverse_map_s"]
                                             / max(1, len(mine) * len(config.deltas)))

@@ -85,7 +85,8 @@ RULES = dict(
     where_sigma=run_state.number(0, 1), where_low=run_state.number(0, 1),
     where_high=run_state.number(0, 1, open_low=True),
     chroma_scale=run_state.integer(1, 64), luma_scale=run_state.integer(1, 64),
-    luma_detail=run_state.number(0, 1), where_pixels=run_state.boolean(),
+    luma_detail=run_state.number(0, 1), colour_share=run_state.number(0, 1),
+    where_pixels=run_state.boolean(),
     where_pixel_low=run_state.number(0, 1), where_pixel_high=run_state.number(0, 1, open_low=True),
     where_pixel_sigma=run_state.number(0),
     photo_chroma=run_state.number(0, 1),
@@ -111,6 +112,11 @@ def validate(config) -> None:
   if config.get("where_pixels", False) and config.get("where", "off") == "off":
     raise RunError("--config.where_pixels=True: expected --config.where=features (the pixel "
                    "mask narrows the where mask)")
+  if config.get("colour_share", 0) > 0 and config.get("where", "off") == "off" and max(
+      config.get("chroma_scale", 1), config.get("luma_scale", 1)) == 1:
+    raise RunError(f"--config.colour_share={config.colour_share}: expected 0 with the paper's "
+                   "per-pixel solve (where=off, chroma_scale=1, luma_scale=1), which has no "
+                   "chroma to turn off")
   if config.get("photo_focus_low", 0) >= config.get("photo_focus_high", 1):
     raise RunError(f"--config.photo_focus_low={config.photo_focus_low}: expected < "
                    f"--config.photo_focus_high={config.photo_focus_high}")
@@ -222,6 +228,7 @@ def make_directions(config, bank_data: sources.Bank, bank: feature_bank.FeatureB
     diffs = (differences.of(nb, [parts(bank_data, e) for e in edits], found["bank_images"])
              if differences.needed(config) else None)
     found["fine"] = differences.luma_flags(config, diffs)
+    found["colour"] = differences.colour_flags(config, diffs)
     found["pixel_where"] = differences.pixel_where(config, diffs)
     by_name = {e.name: w for e, w in zip(singles + others, ws)}
     summed = [sum(by_name[p.name] for p in parts(bank_data, e)) for e in edits]
@@ -239,6 +246,12 @@ def where_masks(where: np.ndarray | None, found: dict) -> np.ndarray | None:
   `make_directions` made them (`found["pixel_where"]`)."""
   pixels = found.get("pixel_where")
   return where if pixels is None or where is None else where * pixels
+
+
+def item_flags(found: dict) -> dict:
+  """The items' luminance and colour flags that `make_directions` found (None: not used), as
+  `pipeline.finished_items`' `fine` and `colour`."""
+  return dict(fine=found.get("fine"), colour=found.get("colour"))
 
 
 def check_combined(config, edits: Sequence[neighbours_lib.Edit], photos: bool) -> None:

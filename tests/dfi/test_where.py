@@ -224,3 +224,55 @@ def test_the_pixel_mask_follows_the_differences_norm():
   with pytest.raises(ValueError, match="low < high"):
     where_lib.pixel_mask(difference, 1.0, 0.4, 0.4)
 
+
+
+def test_chroma_share_tells_a_colourless_shape_from_a_coloured_one():
+  """A darkening (equal RGB) has no chroma; a change of hue at equal luminance is all chroma;
+  the share is computed in the same YCbCr the change is solved in."""
+  dark = np.zeros((SIZE, SIZE, 3), np.float32)
+  dark[12:16, 8:24] = -0.3
+  assert where_lib.chroma_share(dark) == pytest.approx(0.0, abs=1e-9)
+  hue = np.zeros((SIZE, SIZE, 3), np.float32)
+  hue[12:16, 8:24] = [0.2, -0.2 * 0.299 / 0.587, 0.0]  # no luminance change
+  assert where_lib.chroma_share(hue) == pytest.approx(1.0, abs=1e-6)
+  both = dark + hue
+  ycc = both[12, 8] @ where_lib.YCC_FROM_RGB.T
+  assert where_lib.chroma_share(both) == pytest.approx(
+      (ycc[1] ** 2 + ycc[2] ** 2) / np.sum(ycc ** 2), rel=1e-5)
+  assert where_lib.chroma_share(np.zeros((8, 8, 3))) == 0.0
+
+
+def test_colour_zero_is_luminance_only_and_its_chroma_gets_no_gradient():
+  rng = np.random.default_rng(3)
+  params = {k: jnp.asarray(rng.normal(0, 0.05, v.shape), jnp.float32)
+            for k, v in where_lib.zeros((SIZE, SIZE), 2, 1).items()}
+  with_colour = np.asarray(where_lib.change(params, (SIZE, SIZE)))
+  np.testing.assert_array_equal(where_lib.change(params, (SIZE, SIZE), 0.0, 1.0), with_colour)
+  grey = np.asarray(where_lib.change(params, (SIZE, SIZE), 0.0, 0.0))
+  ycc = grey @ where_lib.YCC_FROM_RGB.T
+  np.testing.assert_allclose(ycc[..., 1:], 0.0, atol=1e-6)  # no chroma left
+  np.testing.assert_allclose(ycc[..., 0], (with_colour @ where_lib.YCC_FROM_RGB.T)[..., 0],
+                             atol=1e-6)  # the same luminance
+  grad = jax.grad(lambda p: jnp.sum(where_lib.change(p, (SIZE, SIZE), 0.0, 0.0) ** 2))(params)
+  assert np.abs(grad["chroma"]).max() == 0.0 and np.abs(grad["luma"]).max() > 0
+
+
+def test_each_item_draws_colour_by_its_own_flag(problem):
+  """z0's 6th channel: the item flagged 0 is solved in luminance only (its change has no
+  chroma), the one flagged 1 as without the channel, each as if solved alone."""
+  params, net, spec, x, target = problem
+  where = np.zeros(x.shape[:3], np.float32)
+  where[:, 6:20, 10:26] = 1.0
+  z0 = pipeline.extra_channels(x, where, None, np.array([1.0, 0.0]))
+  assert z0.shape == x.shape[:3] + (6,) and not z0[..., 4].any()
+
+  def run(z):
+    config = reconstruct.ReverseMapConfig(tv_weight=1e-5, linesearch="none", chunk=4,
+                                          where=where_lib.WhereConfig(), chroma_scale=2)
+    return reconstruct.ReverseMap(net, spec, config)(params, target, z, 8).images
+
+  mixed, coloured = run(z0), run(z0[..., :4])
+  np.testing.assert_allclose(mixed[0], coloured[0], atol=2e-4)
+  chroma = lambda z, i: ((z[i] - x[i]) @ where_lib.YCC_FROM_RGB.T)[..., 1:]  # noqa: E731
+  assert np.abs(chroma(coloured, 1)).max() > 1e-2  # with colour the solve does use chroma
+  assert np.abs(chroma(mixed, 1)).max() < 1e-5

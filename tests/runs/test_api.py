@@ -62,12 +62,13 @@ def test_the_api_gives_the_commands_png(tmp_path, astronaut, editor):
   assert len(editor.phi_rows.kept) == again  # kept
 
 
-def test_the_api_solves_each_edits_luminance_and_pixel_mask_as_the_command_does(tmp_path,
-                                                                               astronaut):
-  """luma_scale 2 with luma_detail 0: every item flagged per pixel; the API passes the flags
-  (without them every item would be coarse) and the pixel masks, so it gives the command's PNG."""
-  config = judged(luma_scale=2, luma_detail=0.0, where="features", where_pixels=True,
-                  where_pixel_low=0.5, where_pixel_high=0.9, iterations=3)
+def test_the_api_solves_each_edits_luminance_colour_and_pixel_mask_as_the_command_does(
+    tmp_path, astronaut):
+  """luma_scale 2 with luma_detail 0: every item flagged per pixel; colour_share 1: every item
+  luminance only. The API passes the flags (without them every item would be coarse and
+  coloured) and the pixel masks, so it gives the command's PNG."""
+  config = judged(luma_scale=2, luma_detail=0.0, colour_share=1.0, where="features",
+                  where_pixels=True, where_pixel_low=0.5, where_pixel_high=0.9, iterations=3)
   path = tmp_path / "astronaut.png"
   Image.fromarray(astronaut).save(path)
   edit_run.run(config, tmp_path / "run", [str(path)], ["smiling"])

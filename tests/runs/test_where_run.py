@@ -114,3 +114,46 @@ def test_the_pixel_mask_narrows_the_where_mask_in_a_run(tmp_path):
   assert narrow["settings"]["where_pixels"] is True
   assert _outside(narrow) < 0.95 * _outside(wide)  # 0.89 measured (a 40-face bank: broad masks)
 
+
+
+def test_colour_flags_turn_off_the_chroma_of_thin_colourless_differences():
+  """0 (luminance only) for an item whose difference keeps < colour_share of its energy in
+  chroma and whose luminance is per pixel; a smooth tone change keeps its colour (greying is a
+  change of colour); colour_share 0 is off."""
+  size = 16
+  yy, xx = np.mgrid[0:size, 0:size] / size
+  blob = np.repeat(np.exp(-((yy - 0.5) ** 2 + (xx - 0.5) ** 2) / 0.2)[..., None], 3, -1)
+  grey_lines = np.zeros((size, size, 3), np.float32)
+  grey_lines[4, 2:14] = grey_lines[11, 2:14] = -0.4
+  red_lines = grey_lines * np.array([-1.0, 0.5, 0.5], np.float32)  # much of it is chroma
+  diffs = differences.Differences(["grey", "red", "tone", "grey"],
+                                  dict(grey=grey_lines, red=red_lines, tone=0.3 * blob))
+  config = tiny(luma_scale=2, luma_detail=0.01, colour_share=0.1)
+  assert differences.needed(config)
+  np.testing.assert_array_equal(differences.colour_flags(config, diffs), [0, 1, 1, 0])
+  np.testing.assert_array_equal(  # without coarse luminance the smooth tone is colourless too
+      differences.colour_flags(tiny(luma_scale=1, colour_share=0.1), diffs), [0, 1, 0, 0])
+  assert differences.colour_flags(tiny(luma_scale=2, colour_share=0.0), diffs) is None
+  assert not differences.needed(tiny(luma_scale=1, colour_share=0.0))
+
+
+def test_a_colourless_edit_is_solved_in_luminance_only_in_a_run(tmp_path):
+  """colour_share 1 flags every per-pixel item colourless: the saved edits change the
+  luminance and (up to the PNG's rounding and the clip to [0, 1]) no chroma; 0 keeps it."""
+  from dfi_jax.data import image_io
+  from dfi_jax.dfi import where as where_lib
+  base = dict(where="features", chroma_scale=2, iterations=4)
+  runs = {share: edit_run.run(tiny(colour_share=share, **base), tmp_path / str(share))
+          for share in (0.0, 1.0)}
+  assert runs[1.0]["settings"]["colour_share"] == 1.0
+
+  def chroma(share):
+    out = []
+    for row in runs[share]["per_image"]:
+      x = image_io.load_image(str(tmp_path / str(share) / "originals" / f"{row['image']}.png"))
+      z = image_io.load_image(str(tmp_path / str(share) / "edits" /
+                                  f"{row['image']}__{row['attribute']}__d0.8.png"))
+      out.append(np.abs((z - x) @ where_lib.YCC_FROM_RGB.T)[..., 1:].mean())
+    return np.mean(out)
+
+  assert chroma(1.0) < 0.2 * chroma(0.0)
