@@ -81,13 +81,19 @@ def colour_flags(config, differences: Differences | None) -> np.ndarray | None:
   return flags if fine is None else np.maximum(flags, 1 - fine)
 
 
-def pixel_where(config, differences: Differences | None) -> np.ndarray | None:
+def pixel_where(config, differences: Differences | None, own_photos: bool = False
+                ) -> np.ndarray | None:
   """`[E·B, S, S]` float32 each item's pixel mask (`where.pixel_mask` of its neighbours' mean
-  pixel difference, ramped from `where_pixel_low` to `where_pixel_high`), or None when
-  `where_pixels` is off."""
-  if not config.get("where_pixels", False):
+  pixel difference, ramped from `where_pixel_low` to `where_pixel_high`; ones for an item whose
+  luminance is coarse, `luma_flags`: a smooth change of tone spreads thin and a mask cut from its
+  maximum would keep only its strongest part), or None when `where_pixels` is off or the test
+  images are own photos (`own_photos`: a photo's face matches the bank's pixel frame only as far
+  as its landmark fit does, and a thin attribute's mask a few pixels off misses it)."""
+  if not config.get("where_pixels", False) or own_photos:
     return None
   mask = {key: where_lib.pixel_mask(d, config.where_pixel_sigma, config.where_pixel_low,
                                     config.where_pixel_high)
           for key, d in differences.by_key.items()}
-  return np.stack([mask[key] for key in differences.keys])
+  masks = np.stack([mask[key] for key in differences.keys])
+  fine = luma_flags(config, differences)
+  return masks if fine is None else np.where(fine[:, None, None] > 0, masks, np.float32(1))

@@ -62,13 +62,13 @@ def test_the_api_gives_the_commands_png(tmp_path, astronaut, editor):
   assert len(editor.phi_rows.kept) == again  # kept
 
 
-def test_the_api_solves_each_edits_luminance_colour_and_pixel_mask_as_the_command_does(
-    tmp_path, astronaut):
+def test_the_api_solves_each_edits_luminance_and_colour_as_the_command_does(tmp_path,
+                                                                           astronaut):
   """luma_scale 2 with luma_detail 0: every item flagged per pixel; colour_share 1: every item
   luminance only. The API passes the flags (without them every item would be coarse and
-  coloured) and the pixel masks, so it gives the command's PNG."""
+  coloured), so it gives the command's PNG; where_pixels leaves own photos alone in both."""
   config = judged(luma_scale=2, luma_detail=0.0, colour_share=1.0, where="features",
-                  where_pixels=True, where_pixel_low=0.5, where_pixel_high=0.9, iterations=3)
+                  where_pixels=True, iterations=3)
   path = tmp_path / "astronaut.png"
   Image.fromarray(astronaut).save(path)
   edit_run.run(config, tmp_path / "run", [str(path)], ["smiling"])
@@ -76,6 +76,10 @@ def test_the_api_solves_each_edits_luminance_colour_and_pixel_mask_as_the_comman
   ours = api.edit(astronaut, "smiling", 0.4, editor=editor, progress=lambda *a: None)
   command = np.asarray(Image.open(tmp_path / "run" / "edits" / "astronaut__smiling__d0.4.png"))
   assert np.abs(image_io.to_uint8(ours["smiling"][0]).astype(int) - command).max() <= 1
+  config.where_pixels = False
+  edit_run.run(config, tmp_path / "no_pixels", [str(path)], ["smiling"])
+  np.testing.assert_array_equal(command, np.asarray(Image.open(
+      tmp_path / "no_pixels" / "edits" / "astronaut__smiling__d0.4.png")))
 
 
 def test_a_combined_edit_moves_along_the_sum_of_its_parts(astronaut, editor):

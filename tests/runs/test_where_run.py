@@ -91,6 +91,13 @@ def test_luma_flags_and_pixel_masks_read_each_items_neighbours_pixel_difference(
   assert masks.shape == (6, size, size)
   assert masks[2, 4, 8] == 1.0 and masks[2, 8, 8] == 0.0 and masks[3, 8, 8] == 1.0
   np.testing.assert_array_equal(masks[1], masks[3])  # the same neighbours, the same mask
+  # With coarse luminance flags (tone's items, the combined ones) the mask is all ones; own
+  # photos get none.
+  gated = differences.pixel_where(tiny(where_pixels=True, where_pixel_sigma=0.0, luma_scale=2,
+                                       luma_detail=0.01), diffs)
+  assert (gated[[0, 1, 3, 5]] == 1).all()
+  np.testing.assert_array_equal(gated[[2, 4]], masks[[2, 4]])
+  assert differences.pixel_where(tiny(where_pixels=True), diffs, own_photos=True) is None
 
 
 def test_coarse_luminance_reaches_the_run_by_each_items_flag(tmp_path):
