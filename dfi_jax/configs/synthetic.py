@@ -43,6 +43,7 @@ VARIANTS = {
         chroma_scale=1,
         luma_scale=1,
         colour_share=0,
+        where_pixels=False,
     ),
     "eval": dict(num_test=8),
     "official": dict(
@@ -58,6 +59,7 @@ VARIANTS = {
         chroma_scale=1,
         luma_scale=1,
         colour_share=0,
+        where_pixels=False,
         photo_chroma=1.0,
     ),
 }
@@ -178,7 +180,9 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
   # Narrow the where mask to where the neighbours' mean pixel difference (mean target − mean
   # source, in the bank's pixel frame) is strong: its norm, blurred by where_pixel_sigma pixels,
   # as a fraction of its maximum, ramped from where_pixel_low to where_pixel_high, multiplies m.
-  c.where_pixels = False
+  # Only for test images in the bank's frame (not own photos) and edits with per-pixel
+  # luminance (not smooth tone changes such as grey hair): docs/calibration.md.
+  c.where_pixels = True
   # The difference's norm (fraction of its maximum) where the pixel mask starts rising from 0.
   c.where_pixel_low = 0.1
   # The norm where the pixel mask reaches 1 (> where_pixel_low).
@@ -255,10 +259,10 @@ def derived(arg: str, name: str, names: Iterable[str] = ("demo", "tiny")
 
 
 def global_reverse_map(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """`c` with the paper's global reverse map: no where mask, the change's chroma and luminance per
-  pixel, every edit with colour. The edit demo's settings were not measured on high resolution and inpainting, whose
+  """`c` with the paper's global reverse map: no where mask (nor pixel mask), the change's chroma
+  and luminance per pixel, every edit with colour. The edit demo's settings were not measured on high resolution and inpainting, whose
   measured numbers (docs/experiments.md) were made this way."""
-  c.where, c.chroma_scale, c.luma_scale, c.colour_share = "off", 1, 1, 0
+  c.where, c.chroma_scale, c.luma_scale, c.colour_share, c.where_pixels = "off", 1, 1, 0, False
   return c
 
 

@@ -109,14 +109,6 @@ def validate(config) -> None:
   if config.get("where_pixel_low", 0) >= config.get("where_pixel_high", 1):
     raise RunError(f"--config.where_pixel_low={config.where_pixel_low}: expected < "
                    f"--config.where_pixel_high={config.where_pixel_high}")
-  if config.get("where_pixels", False) and config.get("where", "off") == "off":
-    raise RunError("--config.where_pixels=True: expected --config.where=features (the pixel "
-                   "mask narrows the where mask)")
-  if config.get("colour_share", 0) > 0 and config.get("where", "off") == "off" and max(
-      config.get("chroma_scale", 1), config.get("luma_scale", 1)) == 1:
-    raise RunError(f"--config.colour_share={config.colour_share}: expected 0 with the paper's "
-                   "per-pixel solve (where=off, chroma_scale=1, luma_scale=1), which has no "
-                   "chroma to turn off")
   if config.get("photo_focus_low", 0) >= config.get("photo_focus_high", 1):
     raise RunError(f"--config.photo_focus_low={config.photo_focus_low}: expected < "
                    f"--config.photo_focus_high={config.photo_focus_high}")

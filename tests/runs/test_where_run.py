@@ -38,7 +38,7 @@ def test_the_where_mask_lowers_the_change_outside_the_attributes_region(tmp_path
     (dict(w_others="drop"), "w_others"),
     (dict(where_pixel_low=0.5, where_pixel_high=0.5), "where_pixel_low"),
     (dict(where_pixel_sigma=-1.0), "where_pixel_sigma"),
-    (dict(where_pixels=True), "where_pixels")])  # the tiny variant's where is off
+    (dict(colour_share=1.5), "colour_share")])
 def test_bad_where_settings_are_one_line_naming_the_field(overrides, field):
   with pytest.raises(run_state.RunError, match=f"--config.{field}"):
     kit.validate(tiny(**overrides))
@@ -47,10 +47,10 @@ def test_bad_where_settings_are_one_line_naming_the_field(overrides, field):
 def test_the_official_variant_keeps_the_papers_global_edit():
   config = synthetic.get_config("official")
   assert config.where == "off" and config.chroma_scale == 1 and config.w_others == "keep"
-  assert config.luma_scale == 1
+  assert config.luma_scale == 1 and config.colour_share == 0 and not config.where_pixels
   default = synthetic.get_config()
   assert default.where == "features" and default.chroma_scale > 1 and default.luma_scale > 1
-  assert default.w_others == "project"
+  assert default.w_others == "project" and default.colour_share > 0 and default.where_pixels
 
 
 def test_luma_flags_and_pixel_masks_read_each_items_neighbours_pixel_difference():
