@@ -260,8 +260,9 @@ def derived(arg: str, name: str, names: Iterable[str] = ("demo", "tiny")
 
 def global_reverse_map(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """`c` with the paper's global reverse map: no where mask (nor pixel mask), the change's chroma
-  and luminance per pixel, every edit with colour. The edit demo's settings were not measured on high resolution and inpainting, whose
-  measured numbers (docs/experiments.md) were made this way."""
+  and luminance per pixel, every edit with colour. The edit demo's settings were not measured on
+  high resolution and inpainting, whose measured numbers (docs/experiments.md) were made this
+  way."""
   c.where, c.chroma_scale, c.luma_scale, c.colour_share, c.where_pixels = "off", 1, 1, 0, False
   return c
 
