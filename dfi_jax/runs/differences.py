@@ -53,6 +53,12 @@ def needed(config) -> bool:
           or config.get("where_pixels", False))
 
 
+def _per_item(differences: Differences, value) -> np.ndarray:
+  """`value(d)` of each distinct difference, once, stacked per item (edit-major)."""
+  by_key = {key: value(d) for key, d in differences.by_key.items()}
+  return np.stack([np.asarray(by_key[key], np.float32) for key in differences.keys])
+
+
 def luma_flags(config, differences: Differences | None) -> np.ndarray | None:
   """`[E·B]` float32 each item's luminance flag (edit-major; `where.change`'s `fine`): 1 where
   its neighbours' mean pixel difference keeps at least `config.luma_detail` of its luminance
@@ -61,39 +67,35 @@ def luma_flags(config, differences: Differences | None) -> np.ndarray | None:
   scale = config.get("luma_scale", 1)
   if scale <= 1:
     return None
-  flag = {key: where_lib.detail_share(d, scale) >= config.get("luma_detail", 0.0)
-          for key, d in differences.by_key.items()}
-  return np.asarray([flag[key] for key in differences.keys], np.float32)
+  return _per_item(differences, lambda d: where_lib.detail_share(d, scale)
+                   >= config.get("luma_detail", 0.0))
 
 
-def colour_flags(config, differences: Differences | None) -> np.ndarray | None:
+def colour_flags(config, differences: Differences | None,
+                 fine: np.ndarray | None) -> np.ndarray | None:
   """`[E·B]` float32 each item's colour flag (edit-major; `where.change`'s `colour`): 0 (the
   change is luminance only) where its neighbours' mean pixel difference keeps less than
   `config.colour_share` of its energy in chroma (`where.chroma_share`) and its luminance is
-  per pixel (`luma_flags`: a thin shape, not a smooth change of tone), else 1. None when
-  colour_share is 0."""
+  per pixel (`fine`, the items' `luma_flags`: a thin shape, not a smooth change of tone), else
+  1. None when colour_share is 0."""
   share = config.get("colour_share", 0)
   if share <= 0:
     return None
-  fine = luma_flags(config, differences)
-  colourless = {key: where_lib.chroma_share(d) < share for key, d in differences.by_key.items()}
-  flags = np.asarray([not colourless[key] for key in differences.keys], np.float32)
+  flags = _per_item(differences, lambda d: where_lib.chroma_share(d) >= share)
   return flags if fine is None else np.maximum(flags, 1 - fine)
 
 
-def pixel_where(config, differences: Differences | None, own_photos: bool = False
-                ) -> np.ndarray | None:
+def pixel_where(config, differences: Differences | None, fine: np.ndarray | None,
+                own_photos: bool = False) -> np.ndarray | None:
   """`[E·B, S, S]` float32 each item's pixel mask (`where.pixel_mask` of its neighbours' mean
   pixel difference, ramped from `where_pixel_low` to `where_pixel_high`; ones for an item whose
-  luminance is coarse, `luma_flags`: a smooth change of tone spreads thin and a mask cut from its
-  maximum would keep only its strongest part), or None when `where_pixels` is off or the test
-  images are own photos (`own_photos`: a photo's face matches the bank's pixel frame only as far
-  as its landmark fit does, and a thin attribute's mask a few pixels off misses it)."""
+  luminance is coarse, `fine` (the items' `luma_flags`) 0: a smooth change of tone spreads thin
+  and a mask cut from its maximum would keep only its strongest part), or None when
+  `where_pixels` is off or the test images are own photos (`own_photos`: a photo's face matches
+  the bank's pixel frame only as far as its landmark fit does, and a thin attribute's mask a few
+  pixels off misses it)."""
   if not config.get("where_pixels", False) or own_photos:
     return None
-  mask = {key: where_lib.pixel_mask(d, config.where_pixel_sigma, config.where_pixel_low,
-                                    config.where_pixel_high)
-          for key, d in differences.by_key.items()}
-  masks = np.stack([mask[key] for key in differences.keys])
-  fine = luma_flags(config, differences)
+  masks = _per_item(differences, lambda d: where_lib.pixel_mask(
+      d, config.where_pixel_sigma, config.where_pixel_low, config.where_pixel_high))
   return masks if fine is None else np.where(fine[:, None, None] > 0, masks, np.float32(1))

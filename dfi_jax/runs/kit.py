@@ -220,8 +220,9 @@ def make_directions(config, bank_data: sources.Bank, bank: feature_bank.FeatureB
     diffs = (differences.of(nb, [parts(bank_data, e) for e in edits], found["bank_images"])
              if differences.needed(config) else None)
     found["fine"] = differences.luma_flags(config, diffs)
-    found["colour"] = differences.colour_flags(config, diffs)
-    found["pixel_where"] = differences.pixel_where(config, diffs, tests.originals is not None)
+    found["colour"] = differences.colour_flags(config, diffs, found["fine"])
+    found["pixel_where"] = differences.pixel_where(config, diffs, found["fine"],
+                                                   tests.originals is not None)
     by_name = {e.name: w for e, w in zip(singles + others, ws)}
     summed = [sum(by_name[p.name] for p in parts(bank_data, e)) for e in edits]
     if config.get("w_others", "keep") != "project":

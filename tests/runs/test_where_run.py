@@ -86,18 +86,18 @@ def test_luma_flags_and_pixel_masks_read_each_items_neighbours_pixel_difference(
   assert differences.luma_flags(tiny(luma_scale=2, luma_detail=0.0), diffs).all()
   assert differences.luma_flags(tiny(luma_scale=1), diffs) is None
   # The pixel masks: each item's own difference's (lines for item 2, the blob for item 3).
-  assert differences.pixel_where(tiny(), diffs) is None  # where_pixels off
-  masks = differences.pixel_where(tiny(where_pixels=True, where_pixel_sigma=0.0), diffs)
+  assert differences.pixel_where(tiny(), diffs, None) is None  # where_pixels off
+  masks = differences.pixel_where(tiny(where_pixels=True, where_pixel_sigma=0.0), diffs, None)
   assert masks.shape == (6, size, size)
   assert masks[2, 4, 8] == 1.0 and masks[2, 8, 8] == 0.0 and masks[3, 8, 8] == 1.0
   np.testing.assert_array_equal(masks[1], masks[3])  # the same neighbours, the same mask
   # With coarse luminance flags (tone's items, the combined ones) the mask is all ones; own
   # photos get none.
-  gated = differences.pixel_where(tiny(where_pixels=True, where_pixel_sigma=0.0, luma_scale=2,
-                                       luma_detail=0.01), diffs)
+  gating = tiny(where_pixels=True, where_pixel_sigma=0.0, luma_scale=2, luma_detail=0.01)
+  gated = differences.pixel_where(gating, diffs, differences.luma_flags(gating, diffs))
   assert (gated[[0, 1, 3, 5]] == 1).all()
   np.testing.assert_array_equal(gated[[2, 4]], masks[[2, 4]])
-  assert differences.pixel_where(tiny(where_pixels=True), diffs, own_photos=True) is None
+  assert differences.pixel_where(tiny(where_pixels=True), diffs, None, own_photos=True) is None
 
 
 def test_coarse_luminance_reaches_the_run_by_each_items_flag(tmp_path):
@@ -137,10 +137,11 @@ def test_colour_flags_turn_off_the_chroma_of_thin_colourless_differences():
                                   dict(grey=grey_lines, red=red_lines, tone=0.3 * blob))
   config = tiny(luma_scale=2, luma_detail=0.01, colour_share=0.1)
   assert differences.needed(config)
-  np.testing.assert_array_equal(differences.colour_flags(config, diffs), [0, 1, 1, 0])
+  fine = differences.luma_flags(config, diffs)
+  np.testing.assert_array_equal(differences.colour_flags(config, diffs, fine), [0, 1, 1, 0])
   np.testing.assert_array_equal(  # without coarse luminance the smooth tone is colourless too
-      differences.colour_flags(tiny(luma_scale=1, colour_share=0.1), diffs), [0, 1, 0, 0])
-  assert differences.colour_flags(tiny(luma_scale=2, colour_share=0.0), diffs) is None
+      differences.colour_flags(tiny(luma_scale=1, colour_share=0.1), diffs, None), [0, 1, 0, 0])
+  assert differences.colour_flags(tiny(luma_scale=2, colour_share=0.0), diffs, None) is None
   assert not differences.needed(tiny(luma_scale=1, colour_share=0.0))
 
 
