@@ -22,6 +22,7 @@ COLUMNS = (("judge_success", "judge success"), ("judge_preservation", "judge pre
            ("baseline_judge_preservation", "pixel: judge preservation"),
            ("baseline_outside", "pixel change outside"), ("baseline_r", "pixel r in region"),
            ("judge_prefers_dfi", "judge prefers DFI (2AFC)"),
+           ("judge_prefers_truth", "judge prefers truth (2AFC)"),
            ("probe_success", "probe success"), ("probe_preservation", "probe preservation"))
 
 

@@ -209,6 +209,18 @@ def score_edits(params: dict, inputs, edits, added: Sequence[str]) -> list[dict]
   return records
 
 
+def choice(first: dict, second: dict) -> float:
+  """The judge-scored two-alternative choice between two edits of one face (`score_edits`
+  rows): 1.0 for `first`, 0.0 for `second`, 0.5 for a tie. An edit that keeps every other
+  attribute beats one that does not; otherwise the higher probability of the added one wins."""
+  keeps_first, keeps_second = first["preservation"] == 1.0, second["preservation"] == 1.0
+  if keeps_first != keeps_second:
+    return float(keeps_first)
+  if first["probability"] == second["probability"]:
+    return 0.5
+  return float(first["probability"] > second["probability"])
+
+
 def summarise(records: Sequence[dict]) -> dict[str, dict]:
   """Per added attribute (in `ATTRIBUTES` order): `count`, `success_rate`, `mean_probability`
   and `mean_preservation` of `score_edits` records."""

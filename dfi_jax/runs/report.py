@@ -216,10 +216,10 @@ def add_judge_scores(config, per_image, tests, items, results, finite, baselines
 
   Per row: `judge_success` (1.0 when the judge sees the added attribute on the edit),
   `judge_probability`, `judge_preservation` (fraction of the other attributes whose judged label
-  is unchanged), the same for the pixel baseline, and `judge_prefers_dfi`: the judge-scored
-  two-alternative choice between the DFI edit and the pixel baseline — an image that keeps every
-  other attribute beats one that does not; otherwise the higher probability of the added
-  attribute wins (a tie is 0.5).
+  is unchanged), the same for the pixel baseline, `judge_prefers_dfi`: the judge-scored
+  two-alternative choice between the DFI edit and the pixel baseline (`judge.choice`), and
+  `judge_prefers_truth`: the same choice between the true counterfactual and the baseline, the
+  generator's own edit's score (where it is low, the judge prefers the baseline to the truth).
   """
   path = judge_lib.path_for(config.judge)
   try:
@@ -234,18 +234,15 @@ def add_judge_scores(config, per_image, tests, items, results, finite, baselines
   dfi = judge_lib.score_edits(params, inputs, np.stack([results[s, j] for s, j in done]), added)
   pixel = judge_lib.score_edits(params, inputs, np.stack([baselines[items[j]][0]
                                                           for _, j in done]), added)
-  for row, d, p in zip(per_image, dfi, pixel):  # rows are in `done` order
-    keeps_d, keeps_p = d["preservation"] == 1.0, p["preservation"] == 1.0
-    if keeps_d != keeps_p:
-      prefers = float(keeps_d)
-    else:
-      prefers = 0.5 if d["probability"] == p["probability"] else float(
-          d["probability"] > p["probability"])
+  true = judge_lib.score_edits(params, inputs, np.stack(
+      [tests.counterfactuals[items[j][1]][items[j][0]] for _, j in done]), added)
+  for row, d, p, t in zip(per_image, dfi, pixel, true):  # rows are in `done` order
     row.update(judge_success=float(d["success"]), judge_probability=d["probability"],
                judge_preservation=d["preservation"], judge_changed=",".join(d["changed"]),
                baseline_judge_success=float(p["success"]),
                baseline_judge_probability=p["probability"],
-               baseline_judge_preservation=p["preservation"], judge_prefers_dfi=prefers)
+               baseline_judge_preservation=p["preservation"],
+               judge_prefers_dfi=judge_lib.choice(d, p), judge_prefers_truth=judge_lib.choice(t, p))
   truth = judge_lib.predict(params, tests.images) > 0.5
   accuracy = {}
   for a in sorted({a for _, a in items}):
@@ -310,6 +307,8 @@ COLUMNS = {
     "pixel change outside": "the baseline's change outside the region",
     "judge prefers DFI : pixel": "the judge's two-alternative choice between DFI and the "
                                  "baseline, as wins DFI : baseline",
+    "judge prefers truth : pixel": "the same choice between the true counterfactual and the "
+                                   "baseline: what the generator's own edit would score",
     "probe success": "a linear probe on 16² pixels sees the added attribute",
     "probe preservation": "share of the other attributes the probe sees unchanged",
 }
@@ -358,6 +357,7 @@ def write_index(workdir: Path, config, run: Results, files: dict, summary: dict,
                      f"{_pct(v.get('baseline_judge_preservation'))}",
                      f"{v['baseline_r']:.3f}", f"{v['baseline_outside']:.4f}",
                      preference_ratio(v.get("judge_prefers_dfi")),
+                     preference_ratio(v.get("judge_prefers_truth")),
                      _pct(v.get("probe_success")), _pct(v.get("probe_preservation"))]
                     for a, v in per_attr.items()],
               explained=COLUMNS)))

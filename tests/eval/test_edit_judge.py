@@ -48,10 +48,11 @@ def test_the_choice_prefers_the_edit_that_adds_the_attribute(dfi_is_true):
   success = np.mean([r["judge_success"] for r in rows])
   base_success = np.mean([r["baseline_judge_success"] for r in rows])
   prefers = np.mean([r["judge_prefers_dfi"] for r in rows])
+  truth_prefers = np.mean([r["judge_prefers_truth"] for r in rows])
   if dfi_is_true:
-    assert success >= 0.9 and base_success <= 0.1 and prefers >= 0.9
-  else:
-    assert success <= 0.1 and base_success >= 0.9 and prefers <= 0.1
+    assert success >= 0.9 and base_success <= 0.1 and prefers >= 0.9 and truth_prefers >= 0.9
+  else:  # the baseline is the truth itself: every choice against it a tie
+    assert success <= 0.1 and base_success >= 0.9 and prefers <= 0.1 and truth_prefers == 0.5
   assert all(r["judge_preservation"] >= 0.8 for r in rows)
   assert set(record["accuracy_on_this_run"]) == {"moustache", "eyeglasses", "smiling"}
   assert min(record["accuracy_on_this_run"].values()) >= 0.9
@@ -66,12 +67,12 @@ def test_a_tiny_run_reports_the_judge(tmp_path):
   assert rows and all(r["judge_success"] in (0.0, 1.0) and 0 <= r["judge_preservation"] <= 1
                       and r["judge_prefers_dfi"] in (0.0, 0.5, 1.0) for r in rows)
   summary = record["summary"]["d0.8"]["moustache"]
-  assert {"judge_success", "judge_preservation", "judge_prefers_dfi",
+  assert {"judge_success", "judge_preservation", "judge_prefers_dfi", "judge_prefers_truth",
           "baseline_judge_success"} <= set(summary)
   saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
   assert saved["judge"]["held_out_accuracy"]["64"]["mean"] > 0.9
-  assert saved["judge"]["sha256"] and "judge prefers DFI" in (
-      tmp_path / "run" / "index.html").read_text()
+  page = (tmp_path / "run" / "index.html").read_text()
+  assert saved["judge"]["sha256"] and "judge prefers DFI" in page and "truth : pixel" in page
 
 
 def test_a_bad_judge_file_fails_before_any_work(tmp_path):

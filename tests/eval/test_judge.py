@@ -164,6 +164,16 @@ def test_score_edits_on_counterfactuals_and_unchanged_inputs(shipped):
     judge_lib.score_edits(params, x[None], x[None, :, :32], ["older"])
 
 
+def test_the_choice_puts_keeping_the_other_attributes_before_probability():
+  row = lambda p, kept: dict(probability=p, preservation=kept)  # noqa: E731
+  assert judge_lib.choice(row(0.9, 1.0), row(0.99, 1.0)) == 0.0  # the likelier edit wins
+  assert judge_lib.choice(row(0.99, 1.0), row(0.9, 1.0)) == 1.0
+  assert judge_lib.choice(row(0.9, 1.0), row(0.99, 0.8)) == 1.0  # a leak loses first
+  assert judge_lib.choice(row(0.99, 0.8), row(0.9, 1.0)) == 0.0
+  assert judge_lib.choice(row(0.99, 0.8), row(0.9, 0.6)) == 1.0  # both leak: probability
+  assert judge_lib.choice(row(0.9, 1.0), row(0.9, 1.0)) == 0.5  # a tie
+
+
 def test_save_load_round_trip_and_bad_files(tmp_path):
   params = judge_lib.init(3, (8, 16, 16))
   prov = judge_lib.provenance_for(params, "test", note="round trip")
