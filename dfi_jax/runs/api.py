@@ -138,7 +138,7 @@ def load_editor(config: ml_collections.ConfigDict | str | None = None,
   show = progress or _bar_progress()
   steps = 4
   try:
-    config = run_state.split_lists(config)
+    config = photos_lib.sized(run_state.split_lists(config))
     kit.validate(config)
     photos_lib.check(config, ["(array)"])
     show("loading", 0, steps)

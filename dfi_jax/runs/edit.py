@@ -69,6 +69,8 @@ def run(config, workdir: str | os.PathLike, inputs: Sequence[str] = (),
   """
   t_start = time.perf_counter()
   config = run_state.split_lists(config)
+  if inputs:  # own photos: the working size that fits a face in a photo
+    config = photos_lib.sized(config)
   with hosts.hold_workdir(workdir, check=lambda: kit.check(config, inputs)) as held:
     job = prepare(config, held.path, inputs, attributes)
     held.agree()  # every host got this far (many hosts: see hosts.hold_workdir)

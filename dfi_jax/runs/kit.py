@@ -91,7 +91,7 @@ RULES = dict(
     where_pixel_sigma=run_state.number(0),
     photo_chroma=run_state.number(0, 1),
     photo_focus_low=run_state.number(0, 1),
-    photo_focus_high=run_state.number(0, 1, open_low=True),
+    photo_focus_high=run_state.number(0, 1, open_low=True), photo_size=run_state.integer(0, 1024),
     coarse_iterations=run_state.integer(0),
     w_others=run_state.choice(("keep", "project")))
 
@@ -113,6 +113,9 @@ def validate(config) -> None:
     raise RunError(f"--config.photo_focus_low={config.photo_focus_low}: expected < "
                    f"--config.photo_focus_high={config.photo_focus_high}")
   smallest = model_lib.min_image_size(config.taps, config.pooling or "floor")
+  if 0 < config.get("photo_size", 0) < max(smallest, photos_lib.MIN_PHOTO_SIZE):
+    raise RunError(f"--config.photo_size={config.photo_size}: expected 0 or >= "
+                   f"{max(smallest, photos_lib.MIN_PHOTO_SIZE)} for taps {config.taps}")
   if config.image_size < smallest:
     raise RunError(f"--config.image_size={config.image_size}: expected >= {smallest} for taps "
                    f"{config.taps}")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import NamedTuple, Sequence
 
+import ml_collections
 import numpy as np
 import scipy.ndimage
 import scipy.spatial
@@ -40,6 +41,7 @@ ANIMATIONS = ("", "gif", "webp")
 # faces (docs/photos.md: eyes 0.55 px, nose 1.1, mouth corners 1.2 at 64²; brows, chin, ears
 # 1.4-3.2).
 ALIGN_LANDMARKS = ("left_eye", "right_eye", "nose_tip", "mouth_left", "mouth_right")
+MIN_PHOTO_SIZE = 32  # the smallest config.photo_size (as config.image_size)
 FRAME_IMAGES = 64  # bank images the detector reads for a non-generated bank's frame
 FRAME_MIN_FACES = 5
 DETECT_SIDE = 256  # smaller bank images are enlarged to at least this before detection
@@ -134,6 +136,20 @@ class Photos(NamedTuple):
   names: list[str]
   images: list[np.ndarray]  # [H, W, 3] float32
   found: list[list[landmarks_lib.DetectedFace]]
+
+
+def sized(config):
+  """`config` for own photos: `image_size` set to `config.photo_size` where the bank is generated
+  (the generator renders its faces at any size) and photo_size is a valid image size; else
+  `config` itself (0, or a bad photo_size that `kit.validate` then names). A copy, never changed
+  in place."""
+  size = config.get("photo_size", 0)
+  if (not isinstance(size, int) or not MIN_PHOTO_SIZE <= size <= 1024
+      or config.get("data", "synthetic") != "synthetic" or config.get("bank_dir", "")):
+    return config
+  out = ml_collections.ConfigDict(config.to_dict())
+  out.image_size = size
+  return out
 
 
 def check(config, inputs: Sequence[str]) -> None:

@@ -66,13 +66,15 @@ def test_the_api_solves_each_edits_luminance_and_colour_as_the_command_does(tmp_
                                                                            astronaut):
   """luma_scale 2 with luma_detail 0: every item flagged per pixel; colour_share 1: every item
   luminance only. The API passes the flags (without them every item would be coarse and
-  coloured), so it gives the command's PNG; where_pixels leaves own photos alone in both."""
+  coloured), so it gives the command's PNG; where_pixels leaves own photos alone in both. Both
+  edit at photo_size (48², not image_size's 32²)."""
   config = judged(luma_scale=2, luma_detail=0.0, colour_share=1.0, where="features",
-                  where_pixels=True, iterations=3)
+                  where_pixels=True, iterations=3, photo_size=48)
   path = tmp_path / "astronaut.png"
   Image.fromarray(astronaut).save(path)
   edit_run.run(config, tmp_path / "run", [str(path)], ["smiling"])
   editor = api.load_editor(config, progress=lambda *a: None)
+  assert editor.config.image_size == 48 and config.image_size == 32
   ours = api.edit(astronaut, "smiling", 0.4, editor=editor, progress=lambda *a: None)
   command = np.asarray(Image.open(tmp_path / "run" / "edits" / "astronaut__smiling__d0.4.png"))
   assert np.abs(image_io.to_uint8(ours["smiling"][0]).astype(int) - command).max() <= 1

@@ -284,6 +284,27 @@ def test_a_two_face_photo_has_both_faces_edited(photo_run, detector):
     np.testing.assert_array_equal(alone[other & ~own], original[other & ~own])
 
 
+def test_own_photos_are_edited_at_photo_size_on_a_generated_bank(tmp_path, astronaut):
+  config = tiny(photo_size=48, deltas=(0.8,), iterations=2)
+  sized = photos.sized(config)
+  assert sized.image_size == 48 and config.image_size == 32  # a copy; the config is kept
+  assert photos.sized(tiny()).image_size == 32  # 0: image_size
+  assert photos.sized(tiny(photo_size=48, data="folder")).image_size == 32  # a bank of files
+  assert photos.sized(tiny(photo_size=48, bank_dir=str(tmp_path))).image_size == 32
+  for bad, message in ((-1, "an integer in"), (2000, "an integer in"), (2, "0 or >=")):
+    with pytest.raises(run_state.RunError, match=rf"--config.photo_size={bad}: expected {message}"):
+      kit.validate(photos.sized(tiny(photo_size=bad)))
+  Image.fromarray((astronaut * 255).round().astype(np.uint8)).save(tmp_path / "astronaut.png")
+  edit_run.run(config, tmp_path / "run", [str(tmp_path / "astronaut.png")], ["smiling"])
+  run = tmp_path / "run"
+  state = np.load(run / "state" / "astronaut__smiling__d0.8.npz")
+  assert state["image"].shape == (48, 48, 3)  # the crop was edited at 48²
+  assert Image.open(run / "photos" / "astronaut__aligned.png").size == (192, 192)
+  assert json.loads((run / "run.json").read_text())["settings"]["image_size"] == 48
+  edited = np.asarray(Image.open(run / "edits" / "astronaut__smiling__d0.8.png"))
+  assert edited.shape == (512, 512, 3)  # pasted back into the photo at its size
+
+
 def test_a_photo_without_a_face_is_refused_and_nothing_written(tmp_path):
   Image.fromarray(skimage_data.coffee()).save(tmp_path / "coffee.png")
   with pytest.raises(run_state.RunError, match=r"--inputs=.*coffee.png: no face found"):
