@@ -241,6 +241,9 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
   # bank's faces, in place of image_size (the generator renders any size); 0 = image_size. A face
   # in a photo is 100-300 px wide; at 64² its change was upsampled 3.4× into a blur.
   c.photo_size = 128
+  # Own photos: the focus is mirrored about the face's midline, so both sides of a face (two
+  # eyes, two lenses) are pasted together.
+  c.photo_focus_mirror = True
   # The face detector's lowest score kept (dfi_jax/data/landmarks.py).
   c.face_threshold = 0.3
   # '' | gif | webp: an animation of the δ sweep per edited image.

@@ -92,6 +92,7 @@ RULES = dict(
     photo_chroma=run_state.number(0, 1),
     photo_focus_low=run_state.number(0, 1),
     photo_focus_high=run_state.number(0, 1, open_low=True), photo_size=run_state.integer(0, 1024),
+    photo_focus_mirror=run_state.boolean(),
     coarse_iterations=run_state.integer(0),
     w_others=run_state.choice(("keep", "project")))
 

@@ -74,26 +74,41 @@ class Blend(NamedTuple):
   chroma is pasted (the luminance in full). With `focus`, the change is also kept only where it
   is strong: its own luminance magnitude, blurred (σ = `FOCUS_SIGMA` × the crop side) and
   divided by its maximum, ramped from 0 at `low` to 1 at `high` — the reverse map's own "where".
+  With `mirror` (the face's vertical midline, crop x in pixels) the magnitude is first the larger
+  of itself and its mirror image about that line: a face's two eyes, two mouth corners, two lenses
+  are kept or dropped together, where a 10 % stronger change on one side would keep that side only.
   The default (no focus, full chroma) pastes the change as it is.
   """
   focus: bool = False
   low: float = 0.6  # config.photo_focus_low
   high: float = 0.9  # config.photo_focus_high
   chroma: float = 1.0
+  mirror: float | None = None  # config.photo_focus_mirror: the frame's midline
 
 
 FOCUS_SIGMA = 0.025
 
 
-def blend_for(config) -> Blend:
+def blend_for(config, midline: float | None = None) -> Blend:
   """A run's `Blend`: focus with the `photo_focus_low`..`photo_focus_high` ramp unless
-  `config.where` is off. The ramp is the photo's own, not the where mask's: a 64² change pasted
-  into a face 100-300 px wide spreads its weak tail (issue 22: at the where mask's 0.35-0.7 the
-  astronaut's eyeglasses changed the rest of the face by 5.2/255)."""
+  `config.where` is off, mirrored about `midline` (the frame's, crop x) when
+  `config.photo_focus_mirror`. The ramp is the photo's own, not the where mask's: a 64² change
+  pasted into a face 100-300 px wide spreads its weak tail (issue 22: at the where mask's
+  0.35-0.7 the astronaut's eyeglasses changed the rest of the face by 5.2/255)."""
+  mirror = config.get("photo_focus_mirror", True)
   return Blend(focus=config.get("where", "off") != "off",
                low=config.get("photo_focus_low", Blend._field_defaults["low"]),
                high=config.get("photo_focus_high", Blend._field_defaults["high"]),
-               chroma=config.get("photo_chroma", 1.0))
+               chroma=config.get("photo_chroma", 1.0),
+               mirror=midline if mirror else None)
+
+
+def mirrored(image: np.ndarray, midline: float) -> np.ndarray:
+  """`[H, W]` -> `[H, W]`: `image` reflected about the vertical line x = `midline` (pixels,
+  linear interpolation; what falls outside the image is 0)."""
+  flipped = np.asarray(image, np.float32)[:, ::-1]
+  return scipy.ndimage.shift(flipped, (0.0, 2.0 * midline - (image.shape[1] - 1)), order=1,
+                             mode="constant", cval=0.0)
 
 
 def blended_change(square: np.ndarray, edit: np.ndarray, blend: Blend) -> np.ndarray:
@@ -105,6 +120,8 @@ def blended_change(square: np.ndarray, edit: np.ndarray, blend: Blend) -> np.nda
   ycc[..., 1:] *= blend.chroma
   if blend.focus:
     energy = scipy.ndimage.gaussian_filter(np.abs(ycc[..., 0]), FOCUS_SIGMA * square.shape[0])
+    if blend.mirror is not None:
+      energy = np.maximum(energy, mirrored(energy, blend.mirror))
     ycc *= where_lib.relative_mask(energy, blend.low, blend.high)[..., None]
   return (ycc @ where_lib.RGB_FROM_YCC.T).astype(np.float32)
 
@@ -231,6 +248,12 @@ def bank_frame(config, bank_images: np.ndarray, detector: landmarks_lib.Detector
 
 def _subset(points: np.ndarray) -> np.ndarray:
   return points[[faces.LANDMARKS.index(n) for n in ALIGN_LANDMARKS]]
+
+
+def midline(target: np.ndarray) -> float:
+  """The frame's vertical midline (crop x, pixels) from its `ALIGN_LANDMARKS` points: the mean
+  x of two eyes, the nose tip and two mouth corners."""
+  return float(np.mean(target[:, 0]))
 
 
 def fit_face(points: np.ndarray, frame: Frame) -> tuple[np.ndarray, float]:
@@ -363,8 +386,9 @@ def photo_tests(config, photos: Photos, frame: Frame) -> sources.TestImages:
       names.append(name if len(found) == 1 else f"{name}_face{rank}")
       crops.append(crop(image, matrix, frame.size))
       originals.append(image)
+      target = _subset(frame.points)
       aligned.append(FaceAlignment(p, name, rank, len(found), matrix, face.points, face.score,
-                                   _subset(frame.points), residual, blend_for(config)))
+                                   target, residual, blend_for(config, midline(target))))
   return sources.TestImages(names, np.stack(crops), originals=originals, faces=aligned)
 
 

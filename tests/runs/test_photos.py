@@ -406,6 +406,47 @@ def test_the_blend_pastes_the_changes_light_and_dark_where_it_is_strong():
   assert photos.blend_for(bare) == photos.Blend(True, 0.6, 0.9, 1.0)
 
 
+def test_mirrored_reflects_about_the_midline():
+  image = np.zeros((8, 40), np.float32)
+  image[3, 10] = 1.0
+  np.testing.assert_allclose(photos.mirrored(image, 20.0)[3, 30], 1.0)  # 10 -> 2 × 20 − 10
+  np.testing.assert_allclose(photos.mirrored(image, 20.0).sum(), 1.0)
+  half = photos.mirrored(image, 20.25)  # between pixels: shared by 30 and 31
+  np.testing.assert_allclose(half[3, 30:32], [0.5, 0.5], atol=1e-6)
+  assert photos.mirrored(image, 2.0).sum() == 0.0  # reflected out of the image
+
+
+def test_the_mirrored_focus_keeps_both_sides_of_a_face_together():
+  """Two lenses, one 60 % as strong as the other: the plain focus (0.6 to 0.9 of the maximum)
+  drops the weaker; mirrored about the face's midline both are pasted."""
+  square = np.full((BANK, BANK, 3), 0.5, np.float32)
+  change = np.zeros_like(square)
+  change[28:34, 16:24] = -0.2  # the left lens
+  change[28:34, 40:48] = -0.12  # the right lens (the midline is x = 31.5)
+  plain = photos.blended_change(square, square + change, photos.Blend(True, 0.6, 0.9, 0.0))
+  mirror = photos.blended_change(square, square + change,
+                                 photos.Blend(True, 0.6, 0.9, 0.0, mirror=31.5))
+  assert np.abs(plain[30:32, 42:46]).max() < 1e-6  # dropped
+  np.testing.assert_allclose(mirror[30:32, 42:46], change[30:32, 42:46], atol=1e-6)  # kept
+  np.testing.assert_allclose(mirror[30:32, 18:22], plain[30:32, 18:22], atol=1e-6)
+  assert photos.blend_for(tiny(where="features"), 31.5).mirror == 31.5
+  assert photos.blend_for(tiny(where="features", photo_focus_mirror=False), 31.5).mirror is None
+  frame = photos.synthetic_frame(tiny(image_size=BANK, bank_size=50))
+  target = photos._subset(frame.points)
+  eyes = target[:2, 0]  # the frame's midline lies between its eyes
+  assert eyes.min() < photos.midline(target) < eyes.max()
+  assert abs(photos.midline(target) - eyes.mean()) < 1.0
+
+
+def test_each_face_is_pasted_mirrored_about_the_frames_midline(detector, astronaut, tmp_path):
+  Image.fromarray((astronaut * 255).round().astype(np.uint8)).save(tmp_path / "a.png")
+  config = tiny(where="features")
+  loaded = photos.load(config, [str(tmp_path / "a.png")])
+  frame = photos.synthetic_frame(config)
+  face, = photos.photo_tests(config, loaded.photos, frame).faces
+  assert face.blend.focus and face.blend.mirror == photos.midline(photos._subset(frame.points))
+
+
 def test_the_photo_focus_ramp_drops_the_weak_tail_and_keeps_the_strong_core():
   rng = np.random.default_rng(1)
   square = rng.uniform(0.2, 0.8, (BANK, BANK, 3)).astype(np.float32)
