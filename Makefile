@@ -1,6 +1,6 @@
 # Two commands on a fresh machine: `make demo` and `make test`;
-# `make demo-photo [PHOTO=me.jpg] [ATTRS=smiling,older+eyeglasses] [DELTAS=1,2,3]` edits a real
-# photo (default: scikit-image's astronaut, all six attributes, δ = 1, 2, 3).
+# `make demo-photo [PHOTO=me.jpg] [ATTRS=smiling,older+eyeglasses] [DELTAS=1,2,3.5]` edits a real
+# photo (default: scikit-image's astronaut, all six attributes, δ = 1, 2, 3.5).
 # User-given values reach the command only as quoted environment variables, never as shell
 # text: a file name with spaces, `;` or backticks runs nothing (tests/test_makefile.py).
 PYTHON ?= python3
@@ -12,7 +12,7 @@ PHOTOS_STAMP := $(VENV)/.installed-photos
 ASTRONAUT := runs/astronaut.png
 PHOTO ?= runs/astronaut.png
 ATTRS ?=
-DELTAS ?= 1,2,3
+DELTAS ?= 1,2,3.5
 export DFI_PHOTO = $(value PHOTO)
 export DFI_ATTRS = $(value ATTRS)
 export DFI_DELTAS = $(value DELTAS)
