@@ -76,7 +76,8 @@ class Blend(NamedTuple):
   divided by its maximum, ramped from 0 at `low` to 1 at `high` — the reverse map's own "where".
   With `mirror` (the face's vertical midline, crop x in pixels) the magnitude is first the larger
   of itself and its mirror image about that line: a face's two eyes, two mouth corners, two lenses
-  are kept or dropped together, where a 10 % stronger change on one side would keep that side only.
+  are kept or dropped together, where the weaker side kept only what reached `low` of the
+  stronger side's maximum.
   The default (no focus, full chroma) pastes the change as it is.
   """
   focus: bool = False
