@@ -114,9 +114,10 @@ def validate(config) -> None:
     raise RunError(f"--config.photo_focus_low={config.photo_focus_low}: expected < "
                    f"--config.photo_focus_high={config.photo_focus_high}")
   smallest = model_lib.min_image_size(config.taps, config.pooling or "floor")
-  if 0 < config.get("photo_size", 0) < max(smallest, photos_lib.MIN_PHOTO_SIZE):
-    raise RunError(f"--config.photo_size={config.photo_size}: expected 0 or >= "
-                   f"{max(smallest, photos_lib.MIN_PHOTO_SIZE)} for taps {config.taps}")
+  smallest_photo = max(smallest, photos_lib.MIN_PHOTO_SIZE)
+  if 0 < config.get("photo_size", 0) < smallest_photo:
+    raise RunError(f"--config.photo_size={config.photo_size}: expected 0 or >= {smallest_photo} "
+                   f"for taps {config.taps}")
   if config.image_size < smallest:
     raise RunError(f"--config.image_size={config.image_size}: expected >= {smallest} for taps "
                    f"{config.taps}")

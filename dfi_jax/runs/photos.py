@@ -319,16 +319,16 @@ def photo_tests(config, photos: Photos, frame: Frame) -> sources.TestImages:
   (k = 1 for the largest).
   """
   names, crops, originals, aligned = [], [], [], []
+  target = _subset(frame.points)  # the frame's, so every face's (and its blend)
+  blend = photo_blend.blend_for(config, midline(target))
   for p, (name, image, found) in enumerate(zip(photos.names, photos.images, photos.found)):
     for rank, face in enumerate(found, 1):
       matrix, residual = fit_face(face.points, frame)
       names.append(name if len(found) == 1 else f"{name}_face{rank}")
       crops.append(crop(image, matrix, frame.size))
       originals.append(image)
-      target = _subset(frame.points)
       aligned.append(FaceAlignment(p, name, rank, len(found), matrix, face.points, face.score,
-                                   target, residual,
-                                   photo_blend.blend_for(config, midline(target))))
+                                   target, residual, blend))
   return sources.TestImages(names, np.stack(crops), originals=originals, faces=aligned)
 
 
