@@ -49,6 +49,7 @@ def build(size: int, batch: int, architecture: str, loop: int) -> dict:
   p = solvers.make_problem(spec)
   net, params = p["net"], p["params"]
   fast = {"params": params, "backward": model_lib.backward_kernels(params)}
+  wino = {"params": params, "backward": model_lib.backward_kernels(params, winograd=True)}
   slow = {"params": params}
   z = jnp.asarray(p["z0"])
   t = jnp.asarray(p["targets"])
@@ -115,6 +116,10 @@ def build(size: int, batch: int, architecture: str, loop: int) -> dict:
                                        prod_args + (fast,), loop),
       "loop: product, XLA transpose": (jax.jit(looped(vmapped(product))),
                                        prod_args + (slow,), loop),
+      "forward (φ), winograd": (jax.jit(forward), (z, wino), 1),
+      "plain value+grad, winograd": (jax.jit(vmapped(plain)), (z, t, wino), 1),
+      "loop: plain, winograd": (jax.jit(looped(vmapped(plain))), (z, t, wino), loop),
+      "loop: product, winograd": (jax.jit(looped(vmapped(product))), prod_args + (wino,), loop),
       "TV value+grad": (jax.jit(tv), (z,), 1),
       "L-BFGS two-loop + projection": (jax.jit(lbfgs_update), (z, opt_state), 1),
   }

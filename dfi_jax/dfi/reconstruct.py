@@ -69,6 +69,9 @@ class ReverseMapConfig:
   # Input gradients through convolutions with kernels flipped once outside the solver loop
   # (model.py); False uses XLA's own transpose, ~3x slower inside the loop on CPU.
   fast_backward: bool = True
+  # With fast_backward, convolutions with >= 256 channels in and out as Winograd F(4x4, 3x3)
+  # (nets/winograd.py): "auto" = on the CPU, where it is faster (docs/benchmarks.md), on, off.
+  winograd: str = "auto"
   # jax.checkpoint around the network: recompute activations in the backward pass instead of
   # keeping them (less memory at large sizes, ~1 extra forward per evaluation).
   remat: bool = False
@@ -92,24 +95,21 @@ class ReverseMapConfig:
     return self.chroma_scale > 1 or self.luma_scale > 1 or self.where.mode != "off"
 
   def validate(self) -> None:
-    if self.solver not in SOLVERS:
-      raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
+    for name, value, allowed in (
+        ("solver", self.solver, SOLVERS), ("where", self.where.mode, where_lib.MODES),
+        ("linesearch", self.linesearch, LINESEARCHES), ("winograd", self.winograd, networks.WINOGRAD),
+        ("linesearch_init", self.linesearch_init, LINESEARCH_INITS)):
+      if value not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
     if not self.tv_weight >= 0:
       raise ValueError(f"tv_weight (λ) must be >= 0, got {self.tv_weight}")
     if not self.tv_beta > 0:
       raise ValueError(f"tv_beta (β) must be > 0, got {self.tv_beta}")
-    if self.linesearch not in LINESEARCHES:
-      raise ValueError(f"linesearch must be one of {LINESEARCHES}, got {self.linesearch!r}")
-    if self.linesearch_init not in LINESEARCH_INITS:
-      raise ValueError(f"linesearch_init must be one of {LINESEARCH_INITS}, got "
-                       f"{self.linesearch_init!r}")
     if self.chunk <= 0 or self.history <= 0 or self.coarse_iterations < 0:
       raise ValueError("chunk and history must be positive, coarse_iterations >= 0")
     for name in ("chroma_scale", "luma_scale"):
       if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
         raise ValueError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
-    if self.where.mode not in where_lib.MODES:
-      raise ValueError(f"where must be one of {where_lib.MODES}, got {self.where.mode!r}")
 
 
 def total_variation(z: jax.Array, beta: float, epsilon: float = 1e-3,
@@ -360,7 +360,7 @@ class ReverseMap:
     # Flipped kernels computed here, outside the solver loop (see model.py).
     variables = {"params": params}
     if self.config.fast_backward:  # the network's table entry says how (`nets.networks`)
-      variables.update(networks.backward_variables(self.net, params))
+      variables.update(networks.backward_variables(self.net, params, self.config.winograd))
     return base, z, targets, variables
 
   def _iterate(self, z, targets, variables, iterations: int, progress, on_chunk):

@@ -18,16 +18,22 @@ Convolutions have a custom VJP whose input gradient is a plain convolution with 
 was flipped and in/out-swapped *outside* any solver loop (passed in through the `backward`
 variable collection, see `backward_kernels`). XLA on CPU otherwise keeps the input-gradient
 convolutions of a while-loop body on a slow `reverse`d-kernel path (~3x slower, see
-docs/benchmarks.md). Gradients are identical either way.
+docs/benchmarks.md). Gradients are identical either way. Where both of a convolution's channel
+counts are >= `WINOGRAD_MIN_CHANNELS`, `backward_kernels(params, winograd=True)` also passes its
+kernels' Winograd transforms, and the convolution and its input gradient run as Winograd
+F(4x4, 3x3) (`winograd.py`: faster on CPU there, equal up to float32 rounding).
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from dfi_jax.nets import winograd as winograd_lib
 
 # (name, output channels) of each architecture's convolutions; "pool" entries are 2x2/2 max
 # pools. The convolutions' names and channels are those of the original VGG papers.
@@ -168,6 +174,33 @@ def _conv3x3_bwd(res, g):
 
 conv3x3.defvjp(_conv3x3_fwd, _conv3x3_bwd)
 
+# Both channel counts at least this: the layer runs as Winograd F(4x4, 3x3) when asked. Below it
+# the transforms cost more than the products save (VGG's layers on XLA:CPU, docs/benchmarks.md).
+WINOGRAD_MIN_CHANNELS = 256
+
+
+@jax.custom_vjp
+def conv3x3_winograd(x: jax.Array, kernel: jax.Array, kernel_w: jax.Array,
+                     kernel_tw: jax.Array) -> jax.Array:
+  """`conv3x3` through Winograd: `kernel_w` / `kernel_tw` are the transforms of the kernel and of
+  its flipped, in/out-swapped version (`winograd.kernel_transform`)."""
+  return winograd_lib.conv3x3(x, kernel_w)
+
+
+def _winograd_fwd(x, kernel, kernel_w, kernel_tw):
+  return winograd_lib.conv3x3(x, kernel_w), (x, kernel, kernel_w, kernel_tw)
+
+
+def _winograd_bwd(res, g):
+  x, kernel, kernel_w, kernel_tw = res
+  dx = winograd_lib.conv3x3(g, kernel_tw)
+  _, kernel_vjp = jax.vjp(lambda k: _conv(x, k), kernel)
+  (dkernel,) = kernel_vjp(g)
+  return dx, dkernel, jnp.zeros_like(kernel_w), jnp.zeros_like(kernel_tw)
+
+
+conv3x3_winograd.defvjp(_winograd_fwd, _winograd_bwd)
+
 
 def flip_kernel(kernel: jax.Array) -> jax.Array:
   """`[3, 3, I, O]` -> `[3, 3, O, I]` spatially flipped: the input-gradient kernel."""
@@ -182,7 +215,10 @@ class Conv3x3(nn.Module):
     kernel = self.param("kernel", nn.initializers.he_normal(),
                         (3, 3, x.shape[-1], self.features))
     bias = self.param("bias", nn.initializers.zeros, (self.features,))
-    if self.has_variable("backward", "kernel_t"):
+    if self.has_variable("backward", "kernel_w"):
+      y = conv3x3_winograd(x, kernel, self.get_variable("backward", "kernel_w"),
+                           self.get_variable("backward", "kernel_tw"))
+    elif self.has_variable("backward", "kernel_t"):
       y = conv3x3(x, kernel, self.get_variable("backward", "kernel_t"))
     else:
       y = _conv(x, kernel)
@@ -269,12 +305,26 @@ def conv_gflop(size: int, taps: Sequence[str], width: float = 1.0,
   return flop / 1e9
 
 
-@jax.jit
-def backward_kernels(params) -> dict:
+def backward_kernels(params, winograd: bool = False, min_channels: int | None = None) -> dict:
   """The `backward` collection (flipped kernels) for fast input gradients; compute it once,
-  outside any loop, and pass `{'params': params, 'backward': ...}` to `apply`.
+  outside any loop, and pass `{'params': params, 'backward': ...}` to `apply`. With `winograd`,
+  layers whose channel counts are both >= `min_channels` (default `WINOGRAD_MIN_CHANNELS`) get
+  their kernels' Winograd transforms instead (`kernel_w`, `kernel_tw`) and run as Winograd
+  F(4x4, 3x3)."""
+  return _backward_kernels(params, bool(winograd),
+                           WINOGRAD_MIN_CHANNELS if min_channels is None else int(min_channels))
 
-  Compiled as one program: op by op, the first call in a process compiled each flip and swap
+
+@functools.partial(jax.jit, static_argnames=("winograd", "min_channels"))
+def _backward_kernels(params, winograd: bool, min_channels: int) -> dict:
+  """Compiled as one program: op by op, the first call in a process compiled each flip and swap
   separately (8.6 s of an editor's edit at load 15, profiled)."""
-  return {name: {"kernel_t": flip_kernel(p["kernel"])} for name, p in params.items()}
-
+  out = {}
+  for name, p in params.items():
+    kernel_t = flip_kernel(p["kernel"])
+    if winograd and min(p["kernel"].shape[2:]) >= min_channels:
+      out[name] = {"kernel_w": winograd_lib.kernel_transform(p["kernel"]),
+                   "kernel_tw": winograd_lib.kernel_transform(kernel_t)}
+    else:
+      out[name] = {"kernel_t": kernel_t}
+  return out

@@ -13,13 +13,15 @@ The contract φ relies on (`dfi.features.make_phi`, `dfi.reconstruct`):
 
 Adding a network (a ResNet, a toy in a test): its module, and one entry in `NETWORKS`:
 `build(provenance, taps, pooling, preprocessing) -> module`, the `taps` it offers,
-`min_image_size`, and `backward_kernels` (None: XLA's own input gradients).
+`min_image_size`, and `backward_kernels(params, winograd)` (None: XLA's own input gradients).
 """
 
 from __future__ import annotations
 
 import functools
 from typing import Callable, NamedTuple, Sequence
+
+import jax
 
 from dfi_jax.nets import model as model_lib
 
@@ -29,7 +31,8 @@ class Network(NamedTuple):
   build: Callable[..., object]  # (provenance, taps, pooling, preprocessing) -> Flax module
   taps: tuple[str, ...]  # the tap names it offers
   min_image_size: Callable[[Sequence[str], str], int]  # (taps, pooling) -> smallest side
-  backward_kernels: Callable[[dict], dict] | None = None  # params -> the "backward" collection
+  # (params, winograd: bool) -> the "backward" collection
+  backward_kernels: Callable[..., dict] | None = None
 
 
 def _vgg(architecture: str, provenance: dict, taps: Sequence[str], pooling: str,
@@ -52,9 +55,21 @@ def network_for(architecture: str) -> Network:
   return NETWORKS[architecture]
 
 
-def backward_variables(net, params: dict) -> dict:
-  """`{"backward": …}` for `net`'s fast input gradients, or {} when its entry has none."""
+WINOGRAD = ("auto", "on", "off")  # the reverse map's `winograd` setting
+
+
+def use_winograd(mode: str) -> bool:
+  """Whether `mode` (one of `WINOGRAD`) runs the wide convolutions as Winograd: "auto" on the
+  CPU backend only (GPU convolution libraries choose their own algorithms)."""
+  if mode not in WINOGRAD:
+    raise ValueError(f"winograd must be one of {WINOGRAD}, got {mode!r}")
+  return mode == "on" or (mode == "auto" and jax.default_backend() == "cpu")
+
+
+def backward_variables(net, params: dict, winograd: str = "off") -> dict:
+  """`{"backward": …}` for `net`'s fast input gradients (its wide layers as Winograd
+  convolutions where `use_winograd(winograd)`), or {} when its entry has none."""
   entry = NETWORKS.get(getattr(net, "architecture", ""))
   if entry is None or entry.backward_kernels is None:
     return {}
-  return {"backward": entry.backward_kernels(params)}
+  return {"backward": entry.backward_kernels(params, winograd=use_winograd(winograd))}

@@ -33,6 +33,7 @@ from dfi_jax.dfi import where as where_lib
 from dfi_jax.eval import judge as judge_lib
 from dfi_jax.eval import probe as probe_lib
 from dfi_jax.nets import model as model_lib
+from dfi_jax.nets import networks
 from dfi_jax.nets import pretrained
 from dfi_jax.nets import weights as weights_lib
 from dfi_jax.outputs import names as output_names
@@ -75,7 +76,8 @@ RULES = dict(
     tv_epsilon=run_state.number(0, open_low=True)._replace(expected="ε > 0 (a finite number)"),
     history=run_state.integer(1), maxls=run_state.integer(1),
     c2=run_state.number(0, 1, open_low=True), scale_first_step=run_state.boolean(),
-    fast_backward=run_state.boolean(), remat=run_state.boolean(), joint=run_state.boolean(),
+    fast_backward=run_state.boolean(), winograd=run_state.choice(networks.WINOGRAD),
+    remat=run_state.boolean(), joint=run_state.boolean(),
     bank_dir=run_state.text(),
     pixel_deltas=run_state.numbers(), pixel_delta_photos=run_state.number(),
     probe=run_state.choice(("",) + probe_lib.REPRESENTATIONS),

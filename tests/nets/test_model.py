@@ -74,9 +74,9 @@ def test_backward_kernels_are_one_compiled_program_of_exact_flips():
   """`backward_kernels` runs compiled (one program, not a compilation per op and shape on the
   first call of a process) and is exactly the spatial flip with in/out swapped."""
   params = weights_lib.init_random(jax.random.key(4), width=1 / 16, last_layer="conv2_1")
-  before = model_lib.backward_kernels._cache_size()
+  before = model_lib._backward_kernels._cache_size()
   out = model_lib.backward_kernels(params)
-  assert model_lib.backward_kernels._cache_size() == before + 1
+  assert model_lib._backward_kernels._cache_size() == before + 1
   k = np.asarray(params["conv1_2"]["kernel"])
   np.testing.assert_array_equal(np.asarray(out["conv1_2"]["kernel_t"]),
                                 k[::-1, ::-1].transpose(0, 1, 3, 2))
