@@ -19,7 +19,7 @@ was flipped and in/out-swapped *outside* any solver loop (passed in through the 
 variable collection, see `backward_kernels`). XLA on CPU otherwise keeps the input-gradient
 convolutions of a while-loop body on a slow `reverse`d-kernel path (~3x slower, see
 docs/benchmarks.md). Gradients are identical either way. Where both of a convolution's channel
-counts are >= `WINOGRAD_MIN_CHANNELS`, `backward_kernels(params, winograd=True)` also passes its
+counts make the transforms pay (`winograd_pays`), `backward_kernels(params, winograd=True)` passes its
 kernels' Winograd transforms, and the convolution and its input gradient run as Winograd
 F(4x4, 3x3) (`winograd.py`: faster on CPU there, equal up to float32 rounding).
 """
@@ -174,9 +174,17 @@ def _conv3x3_bwd(res, g):
 
 conv3x3.defvjp(_conv3x3_fwd, _conv3x3_bwd)
 
-# Both channel counts at least this: the layer runs as Winograd F(4x4, 3x3) when asked. Below it
-# the transforms cost more than the products save (VGG's layers on XLA:CPU, docs/benchmarks.md).
-WINOGRAD_MIN_CHANNELS = 256
+# Winograd's transforms cost per position ∝ c_in + c_out, the products it saves ∝ c_in · c_out:
+# a layer runs as Winograd F(4x4, 3x3) when asked where c_in · c_out / (c_in + c_out) is at least
+# this. On XLA:CPU (research/winograd_layers.py, docs/benchmarks.md) VGG's 64 -> 128 (42.7) and
+# wider layers gained at 64² x 18 and 200² x 1; 64 -> 64 (32) lost at 200²; 3 -> 64 lost.
+WINOGRAD_MIN_SHARE = 40.0
+
+
+def winograd_pays(c_in: int, c_out: int, min_share: float | None = None) -> bool:
+  """Whether a `c_in -> c_out` 3x3 convolution runs as Winograd (see `WINOGRAD_MIN_SHARE`)."""
+  share = WINOGRAD_MIN_SHARE if min_share is None else min_share
+  return c_in * c_out >= share * (c_in + c_out)
 
 
 @jax.custom_vjp
@@ -305,24 +313,23 @@ def conv_gflop(size: int, taps: Sequence[str], width: float = 1.0,
   return flop / 1e9
 
 
-def backward_kernels(params, winograd: bool = False, min_channels: int | None = None) -> dict:
+def backward_kernels(params, winograd: bool = False, min_share: float | None = None) -> dict:
   """The `backward` collection (flipped kernels) for fast input gradients; compute it once,
   outside any loop, and pass `{'params': params, 'backward': ...}` to `apply`. With `winograd`,
-  layers whose channel counts are both >= `min_channels` (default `WINOGRAD_MIN_CHANNELS`) get
-  their kernels' Winograd transforms instead (`kernel_w`, `kernel_tw`) and run as Winograd
+  layers where `winograd_pays(c_in, c_out, min_share)` get their kernels' Winograd transforms instead (`kernel_w`, `kernel_tw`) and run as Winograd
   F(4x4, 3x3)."""
   return _backward_kernels(params, bool(winograd),
-                           WINOGRAD_MIN_CHANNELS if min_channels is None else int(min_channels))
+                           WINOGRAD_MIN_SHARE if min_share is None else float(min_share))
 
 
-@functools.partial(jax.jit, static_argnames=("winograd", "min_channels"))
-def _backward_kernels(params, winograd: bool, min_channels: int) -> dict:
+@functools.partial(jax.jit, static_argnames=("winograd", "min_share"))
+def _backward_kernels(params, winograd: bool, min_share: float) -> dict:
   """Compiled as one program: op by op, the first call in a process compiled each flip and swap
   separately (8.6 s of an editor's edit at load 15, profiled)."""
   out = {}
   for name, p in params.items():
     kernel_t = flip_kernel(p["kernel"])
-    if winograd and min(p["kernel"].shape[2:]) >= min_channels:
+    if winograd and winograd_pays(*p["kernel"].shape[2:], min_share):
       out[name] = {"kernel_w": winograd_lib.kernel_transform(p["kernel"]),
                    "kernel_tw": winograd_lib.kernel_transform(kernel_t)}
     else:

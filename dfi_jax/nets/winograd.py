@@ -4,7 +4,9 @@ Each 6x6 input tile (stride 4) and each 3x3 kernel go to a 6x6 transform domain,
 convolution is 36 independent matrix products `[tiles, C_in] @ [C_in, C_out]`; the inverse
 transform gives a 4x4 output tile. That is 36 multiplies per 16 outputs instead of 16 · 9: 4x
 fewer, paid for by the transforms, which cost per element of the input and output rather than
-per channel pair. On XLA:CPU it is faster than `conv_general_dilated` where both channel counts
+per channel pair. The transforms are one small matrix product each (Kronecker products of the
+1-D transforms), and the tiles are cut by reshapes: written as sums of 36 strided slices
+instead, XLA took 4-7x as long to compile the reverse map and ran it slower. On XLA:CPU it is faster than `conv_general_dilated` where both channel counts
 are large (>= 256 on VGG's layers, docs/benchmarks.md) and slower below, so `model.py` uses it
 only there. The result equals the direct convolution up to float32 rounding (relative ~2e-5 of
 the output's largest value on VGG's layers; `tests/nets/test_winograd.py`).
@@ -48,15 +50,23 @@ def kernel_transform(kernel: jax.Array) -> jax.Array:
   return u.reshape((TILE * TILE,) + kernel.shape[2:])
 
 
-def _combine(coefficients, terms):
-  """Σ c · t over the non-zero coefficients, as elementwise ops XLA fuses (no tiny matmuls)."""
-  out = None
-  for c, t in zip(coefficients, terms):
-    if c == 0:
-      continue
-    term = t if c == 1 else -t if c == -1 else float(c) * t
-    out = term if out is None else out + term
-  return out
+# The tile transforms on the 36 elements of a tile, flattened row-major: V = Bᵀ d B and
+# Y = Aᵀ M A as one small matrix each (Kronecker products), applied as matrix products.
+_B_KRON = np.kron(B_T, B_T).astype(np.float32)  # [36, 36]
+_A_KRON = np.kron(A_T, A_T).astype(np.float32)  # [16, 36]
+
+
+def _tiles(xp: jax.Array, th: int, tw: int) -> jax.Array:
+  """`[N, 4·th + 4, 4·tw + 4, C]` -> `[36, N·th·tw·C]`: the 6x6 tiles at stride 4, element
+  (i, j) of every tile in row 6·i + j. Blocks of 4 rows, plus the next block's first 2, then the
+  same along columns (reshapes: 36 strided slices compiled 4x slower)."""
+  n, _, wp, c = xp.shape
+  lower = xp[:, 4:th * OUT + 4].reshape(n, th, OUT, wp, c)[:, :, :2]
+  rows = jnp.concatenate([xp[:, :th * OUT].reshape(n, th, OUT, wp, c), lower], axis=2)
+  right = rows[:, :, :, 4:tw * OUT + 4].reshape(n, th, TILE, tw, OUT, c)[:, :, :, :, :2]
+  tiles = jnp.concatenate([rows[:, :, :, :tw * OUT].reshape(n, th, TILE, tw, OUT, c), right],
+                          axis=4)  # [N, th, 6 (i), tw, 6 (j), C]
+  return tiles.transpose(2, 4, 0, 1, 3, 5).reshape(TILE * TILE, -1)
 
 
 def conv3x3(x: jax.Array, u: jax.Array) -> jax.Array:
@@ -65,16 +75,8 @@ def conv3x3(x: jax.Array, u: jax.Array) -> jax.Array:
   NHWC / HWIO computes it."""
   n, h, w, c = x.shape
   th, tw = -(-h // OUT), -(-w // OUT)
-  xp = jnp.pad(x, ((0, 0), (1, th * OUT + 1 - h), (1, tw * OUT + 1 - w), (0, 0)))
-  d = [[xp[:, i:i + th * OUT:OUT, j:j + tw * OUT:OUT, :] for j in range(TILE)]
-       for i in range(TILE)]  # d[i][j]: [N, th, tw, I], element (i, j) of every tile
-  rows = [[_combine(B_T[q], d[r]) for q in range(TILE)] for r in range(TILE)]
-  v = jnp.stack([_combine(B_T[p], [rows[r][q] for r in range(TILE)])
-                 for p in range(TILE) for q in range(TILE)])
-  m = jnp.einsum("ktc,kco->kto", v.reshape(TILE * TILE, n * th * tw, c), u)
-  m = m.reshape(TILE, TILE, n, th, tw, -1)
-  cols = [[_combine(A_T[q], [m[r, s] for s in range(TILE)]) for q in range(OUT)]
-          for r in range(TILE)]
-  y = jnp.stack([jnp.stack([_combine(A_T[p], [cols[r][q] for r in range(TILE)])
-                            for q in range(OUT)], axis=3) for p in range(OUT)], axis=2)
-  return y.reshape(n, th * OUT, tw * OUT, -1)[:, :h, :w]
+  xp = jnp.pad(x, ((0, 0), (1, th * OUT + 3 - h), (1, tw * OUT + 3 - w), (0, 0)))
+  v = jnp.dot(_B_KRON, _tiles(xp, th, tw)).reshape(TILE * TILE, n * th * tw, c)
+  m = jnp.einsum("ktc,kco->kto", v, u)  # the 36 products: [36, tiles, O]
+  y = jnp.dot(_A_KRON, m.reshape(TILE * TILE, -1)).reshape(OUT, OUT, n, th, tw, -1)
+  return y.transpose(2, 3, 0, 4, 1, 5).reshape(n, th * OUT, tw * OUT, -1)[:, :h, :w]

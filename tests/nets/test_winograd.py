@@ -41,9 +41,9 @@ def _wide_net(last_layer="conv4_2"):
 
 def test_backward_kernels_transform_exactly_the_wide_layers():
   net, params = _wide_net("conv5_1")
-  plain = model_lib.backward_kernels(params, winograd=False, min_channels=32)
+  plain = model_lib.backward_kernels(params, winograd=False, min_share=16)
   assert all(set(v) == {"kernel_t"} for v in plain.values())
-  wide = model_lib.backward_kernels(params, winograd=True, min_channels=32)
+  wide = model_lib.backward_kernels(params, winograd=True, min_share=16)
   winograd_layers = {n for n, v in wide.items() if "kernel_w" in v}
   assert winograd_layers == {"conv4_2", "conv4_3", "conv5_1"}  # conv4_1 is 16 -> 32
   k = params["conv4_2"]["kernel"]
@@ -55,11 +55,18 @@ def test_backward_kernels_transform_exactly_the_wide_layers():
   assert not any("kernel_w" in v for v in model_lib.backward_kernels(params, winograd=True).values())
 
 
+def test_winograd_pays_on_vggs_measured_layers():
+  """research/winograd_layers.py: 64 -> 128 and wider gained, 64 -> 64 and 3 -> 64 lost."""
+  assert [model_lib.winograd_pays(*c) for c in ((3, 64), (64, 64), (64, 128), (128, 128),
+                                                (256, 512), (512, 512))] == [
+      False, False, True, True, True, True]
+
+
 def test_winograd_layers_give_the_same_features_and_input_gradients():
   net, params = _wide_net()
   x = jax.random.uniform(jax.random.key(6), (2, 21, 26, 3))  # conv4_x at 2x3
   wide = {"params": params,
-          "backward": model_lib.backward_kernels(params, winograd=True, min_channels=32)}
+          "backward": model_lib.backward_kernels(params, winograd=True, min_share=16)}
 
   def f(z, variables):
     return sum(jnp.sum(jnp.sin(v)) for v in net.apply(variables, z).values())
@@ -85,7 +92,7 @@ def test_reverse_map_with_winograd_ends_where_the_direct_one_does(monkeypatch):
   """The solver's own variables carry the transforms (threshold lowered to this toy's 32
   channels), and 5 iterations end at the same images as with direct convolutions."""
   net, params = _wide_net()
-  monkeypatch.setattr(model_lib, "WINOGRAD_MIN_CHANNELS", 32)
+  monkeypatch.setattr(model_lib, "WINOGRAD_MIN_SHARE", 16.0)
   spec = features_lib.feature_spec(net, params, (24, 24))
   x = jax.random.uniform(jax.random.key(7), (2, 24, 24, 3))
   target = features_lib.make_phi(net)(params, jax.random.uniform(jax.random.key(8), (2, 24, 24, 3)))
