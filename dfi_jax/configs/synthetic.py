@@ -162,8 +162,8 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
   c.scale_first_step = False
   # Input gradients through kernels flipped once outside the solver loop (False: XLA's own).
   c.fast_backward = True
-  # auto | on | off: with fast_backward, the convolutions with >= 256 channels in and out as
-  # Winograd F(4x4, 3x3) (nets/winograd.py); "auto" = on the CPU, where it is faster.
+  # auto | on | off: with fast_backward, the convolutions from 64 -> 128 channels on as Winograd
+  # F(4x4, 3x3) (nets/winograd.py); "auto" = on the CPU, where it is faster.
   c.winograd = "auto"
   # Recompute the network's activations in the backward pass (less memory, ~1 more forward).
   c.remat = False

@@ -69,7 +69,7 @@ class ReverseMapConfig:
   # Input gradients through convolutions with kernels flipped once outside the solver loop
   # (model.py); False uses XLA's own transpose, ~3x slower inside the loop on CPU.
   fast_backward: bool = True
-  # With fast_backward, convolutions with >= 256 channels in and out as Winograd F(4x4, 3x3)
+  # With fast_backward, the convolutions that gain (model.winograd_pays) as Winograd F(4x4, 3x3)
   # (nets/winograd.py): "auto" = on the CPU, where it is faster (docs/benchmarks.md), on, off.
   winograd: str = "auto"
   # jax.checkpoint around the network: recompute activations in the backward pass instead of

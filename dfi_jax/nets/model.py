@@ -18,10 +18,10 @@ Convolutions have a custom VJP whose input gradient is a plain convolution with 
 was flipped and in/out-swapped *outside* any solver loop (passed in through the `backward`
 variable collection, see `backward_kernels`). XLA on CPU otherwise keeps the input-gradient
 convolutions of a while-loop body on a slow `reverse`d-kernel path (~3x slower, see
-docs/benchmarks.md). Gradients are identical either way. Where both of a convolution's channel
-counts make the transforms pay (`winograd_pays`), `backward_kernels(params, winograd=True)` passes its
-kernels' Winograd transforms, and the convolution and its input gradient run as Winograd
-F(4x4, 3x3) (`winograd.py`: faster on CPU there, equal up to float32 rounding).
+docs/benchmarks.md). Gradients are identical either way. Where a convolution's channel counts
+make the transforms pay (`winograd_pays`), `backward_kernels(params, winograd=True)` passes its
+kernels' Winograd transforms instead, and the convolution and its input gradient run as
+Winograd F(4x4, 3x3) (`winograd.py`: faster on CPU there, equal up to float32 rounding).
 """
 
 from __future__ import annotations
@@ -316,8 +316,8 @@ def conv_gflop(size: int, taps: Sequence[str], width: float = 1.0,
 def backward_kernels(params, winograd: bool = False, min_share: float | None = None) -> dict:
   """The `backward` collection (flipped kernels) for fast input gradients; compute it once,
   outside any loop, and pass `{'params': params, 'backward': ...}` to `apply`. With `winograd`,
-  layers where `winograd_pays(c_in, c_out, min_share)` get their kernels' Winograd transforms instead (`kernel_w`, `kernel_tw`) and run as Winograd
-  F(4x4, 3x3)."""
+  layers where `winograd_pays(c_in, c_out, min_share)` get their kernels' Winograd transforms
+  instead (`kernel_w`, `kernel_tw`) and run as Winograd F(4x4, 3x3)."""
   return _backward_kernels(params, bool(winograd),
                            WINOGRAD_MIN_SHARE if min_share is None else float(min_share))
 

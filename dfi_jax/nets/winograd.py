@@ -5,11 +5,12 @@ convolution is 36 independent matrix products `[tiles, C_in] @ [C_in, C_out]`; t
 transform gives a 4x4 output tile. That is 36 multiplies per 16 outputs instead of 16 · 9: 4x
 fewer, paid for by the transforms, which cost per element of the input and output rather than
 per channel pair. The transforms are one small matrix product each (Kronecker products of the
-1-D transforms), and the tiles are cut by reshapes: written as sums of 36 strided slices
-instead, XLA took 4-7x as long to compile the reverse map and ran it slower. On XLA:CPU it is faster than `conv_general_dilated` where both channel counts
-are large (>= 256 on VGG's layers, docs/benchmarks.md) and slower below, so `model.py` uses it
-only there. The result equals the direct convolution up to float32 rounding (relative ~2e-5 of
-the output's largest value on VGG's layers; `tests/nets/test_winograd.py`).
+1-D transforms), and the tiles are cut by reshapes (6 wide-layer stacks, in a loop: the
+transforms as sums of slices compiled 4x as long and ran 1.4x slower; the tiles cut as 36
+strided slices compiled 4x as long again). On XLA:CPU it is faster than `conv_general_dilated`
+from VGG's 64 -> 128 layers on, slower on 3 -> 64 and at 200² on 64 -> 64
+(research/winograd_layers.py, docs/benchmarks.md), so `model.winograd_pays` picks the layers. The result equals the direct convolution up to float32 rounding (relative ~1e-5 of the
+output's largest value on VGG's layers; `tests/nets/test_winograd.py`).
 
 Pure functions; the kernel transform is done once per kernel, outside any solver loop
 (`model.backward_kernels`).
