@@ -28,19 +28,9 @@ _REPEATS = flags.DEFINE_integer("repeats", 7, "Timed rounds.")
 
 
 def layers(size: int, architecture: str, width: float = 1.0, last: str = "conv5_1"):
-  """`[(name, side, c_in, c_out)]` of the convolutions up to `last` for a `size`² input."""
+  """`[(name, side, c_in, c_out)]` of the convolutions up to `last` (`model.conv_shapes`)."""
   from dfi_jax.nets import model as model_lib
-  out, side, cin = [], size, 3
-  for name, base in model_lib.layout(architecture):
-    if not base:
-      side //= 2
-      continue
-    cout = model_lib.channels(base, width)
-    out.append((name, side, cin, cout))
-    cin = cout
-    if name == last:
-      break
-  return out
+  return model_lib.conv_shapes(size, architecture, width, last)
 
 
 def measure(size: int, batch: int, architecture: str, repeats: int, width: float = 1.0

@@ -164,12 +164,15 @@ def _conv3x3_fwd(x, kernel, kernel_t):
   return _conv(x, kernel), (x, kernel, kernel_t)
 
 
+def _kernel_grad(x, kernel, g):
+  """The kernel's gradient (unused by the reverse map, which differentiates only the input)."""
+  _, kernel_vjp = jax.vjp(lambda k: _conv(x, k), kernel)
+  return kernel_vjp(g)[0]
+
+
 def _conv3x3_bwd(res, g):
   x, kernel, kernel_t = res
-  dx = _conv(g, kernel_t)
-  _, kernel_vjp = jax.vjp(lambda k: _conv(x, k), kernel)
-  (dkernel,) = kernel_vjp(g)
-  return dx, dkernel, jnp.zeros_like(kernel_t)
+  return _conv(g, kernel_t), _kernel_grad(x, kernel, g), jnp.zeros_like(kernel_t)
 
 
 conv3x3.defvjp(_conv3x3_fwd, _conv3x3_bwd)
@@ -201,10 +204,8 @@ def _winograd_fwd(x, kernel, kernel_w, kernel_tw):
 
 def _winograd_bwd(res, g):
   x, kernel, kernel_w, kernel_tw = res
-  dx = winograd_lib.conv3x3(g, kernel_tw)
-  _, kernel_vjp = jax.vjp(lambda k: _conv(x, k), kernel)
-  (dkernel,) = kernel_vjp(g)
-  return dx, dkernel, jnp.zeros_like(kernel_w), jnp.zeros_like(kernel_tw)
+  return (winograd_lib.conv3x3(g, kernel_tw), _kernel_grad(x, kernel, g),
+          jnp.zeros_like(kernel_w), jnp.zeros_like(kernel_tw))
 
 
 conv3x3_winograd.defvjp(_winograd_fwd, _winograd_bwd)
@@ -294,23 +295,29 @@ def min_image_size(taps: Sequence[str], pooling: str = "floor") -> int:
   return 2 ** pools if pooling == "floor" else 1
 
 
+def conv_shapes(size: int, architecture: str, width: float = 1.0, last: str = "conv5_1"
+                ) -> list[tuple[str, int, int, int]]:
+  """`[(name, side, c_in, c_out)]` of the convolutions up to `last` for a `size`² input (floor
+  pooling)."""
+  out, side, cin = [], size, 3
+  for name, base in layout(architecture):
+    if not base:
+      side //= 2
+      continue
+    cout = channels(base, width)
+    out.append((name, side, cin, cout))
+    cin = cout
+    if name == last:
+      break
+  return out
+
+
 def conv_gflop(size: int, taps: Sequence[str], width: float = 1.0,
                architecture: str = "vgg19") -> float:
   """Forward GFLOP of the convolutions up to the deepest of `taps` for one `size`² image
   (floor pooling; 2 FLOP per multiply-add)."""
-  stop = deepest_layer(architecture, taps)
-  h = w = size
-  cin, flop = 3, 0.0
-  for name, base in layout(architecture):
-    if not base:
-      h, w = h // 2, w // 2
-      continue
-    cout = channels(base, width)
-    flop += 2.0 * h * w * 9 * cin * cout
-    cin = cout
-    if name == stop:
-      break
-  return flop / 1e9
+  shapes = conv_shapes(size, architecture, width, deepest_layer(architecture, taps))
+  return sum(2.0 * side * side * 9 * cin * cout for _, side, cin, cout in shapes) / 1e9
 
 
 def backward_kernels(params, winograd: bool = False, min_share: float | None = None) -> dict:
